@@ -1,0 +1,54 @@
+# cacheproxy: a sharding memcached/Redis proxy.
+GO        ?= go
+BIN       := bin
+PKGS      := ./...
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
+CONFIG    ?= config.yaml
+
+.PHONY: all build run test test-short lint vet fmt bench bench-go bench-quick fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/cacheproxy ./cmd/cacheproxy
+
+# Start the local backends named by config.yaml and the proxy in front of
+# them. Ctrl-C stops all of them.
+run: build
+	./deploy/run-local.sh $(CONFIG)
+
+# The test command CI runs: vet, then every test under the race detector.
+test: vet
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -count=1 -short $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w .
+
+lint: vet
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+	@test -x "$(STATICCHECK)" || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	$(STATICCHECK) $(PKGS)
+
+# Go microbenchmarks next to the hot code.
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+bench: bench-go
+
+# Fuzz every parser for a short while each (FUZZTIME=30s by default).
+FUZZTIME ?= 30s
+fuzz:
+	@for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== $$spec $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$spec || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf $(BIN)
