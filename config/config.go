@@ -1,0 +1,351 @@
+// Package config loads and validates cacheproxy's configuration.
+//
+// Two file shapes are accepted, told apart by a top-level "pools" key:
+//
+//   - twemproxy's nutcracker.yml, unchanged: a map of pool name to pool, with
+//     twemproxy's keys and defaults. Placement is bit-identical to twemproxy.
+//   - the native shape (what the shipped config.yaml uses): the same pool
+//     keys under "pools:", cacheproxy's own pool keys (protocol, read_policy,
+//     limits, servers written as maps with replicas), and the proxy-wide
+//     sections "admin" and "stats".
+//
+// Every key has a documented default. Unknown keys are errors, and so is a
+// key given twice. Durations are integer milliseconds (twemproxy's form) or
+// Go duration strings such as "400ms". twemproxy's client_connections is
+// accepted and reported as a Warning, because twemproxy ignores it too.
+//
+// Load reports every problem it finds at once, each naming the file, the
+// line, the pool and the key:
+//
+//	config.yaml:14: pool "sessions": servers[2]: weight 0: must be > 0
+package config
+
+import (
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/hashring"
+)
+
+// Config is a loaded configuration.
+type Config struct {
+	// File is the path the configuration was loaded from ("" when built in
+	// code).
+	File string
+	// Admin is the admin HTTP listener.
+	Admin Admin
+	// Stats is the twemproxy-compatible JSON stats listener.
+	Stats Stats
+	// Pools are the server pools, sorted by Name.
+	Pools []Pool
+
+	// pos maps (pool, key) to the file line it came from, so Validate can
+	// name lines; nil for a Config built in code.
+	pos *positions
+}
+
+// Admin configures the admin HTTP listener (/metrics, /healthz, /readyz,
+// /debug/pprof/).
+type Admin struct {
+	// Listen is the host:port to serve on. If empty, the admin listener is
+	// off (unless the --admin flag sets it). The default is empty; the shipped
+	// config.yaml sets 127.0.0.1:9121.
+	Listen string
+}
+
+// Stats configures twemproxy's JSON stats listener.
+type Stats struct {
+	// Listen is the host:port to serve twemproxy-compatible JSON stats on. If
+	// empty, stats are off (unless the -s/-a flags set it).
+	Listen string
+}
+
+// Protocol is the protocol a pool speaks, to clients and to its servers.
+type Protocol string
+
+// The protocols.
+const (
+	ProtocolMemcache Protocol = "memcache"
+	ProtocolRedis    Protocol = "redis"
+)
+
+// Read policies for pools whose servers have replicas.
+const (
+	ReadPrimary       = "primary"        // reads go to the primary (default)
+	ReadPreferPrimary = "prefer_primary" // the primary; a replica while it is down
+	ReadReplica       = "replica"        // a replica only
+	ReadPreferReplica = "prefer_replica" // a replica; the primary when none is up
+	ReadAny           = "any"            // the primary or any replica
+)
+
+// ReadPolicies lists the valid read_policy values.
+func ReadPolicies() []string {
+	return []string{ReadPrimary, ReadPreferPrimary, ReadReplica, ReadPreferReplica, ReadAny}
+}
+
+// Defaults shared by both file shapes (twemproxy's, where twemproxy has one).
+const (
+	DefaultHash               = "fnv1a_64"
+	DefaultDistribution       = "ketama"
+	DefaultBacklog            = 512
+	DefaultServerConnections  = 1
+	DefaultServerRetryTimeout = 30 * time.Second
+	DefaultServerFailureLimit = 2
+	DefaultReadPolicy         = ReadPrimary
+
+	// memcachedPort is the port left out of a server's ring name
+	// (libmemcached compatibility).
+	memcachedPort = "11211"
+	// MemcacheMaxKeyLength is the memcached protocol's own key limit;
+	// Limits.MaxKeyLength may not exceed it for a memcache pool.
+	MemcacheMaxKeyLength = 250
+)
+
+// Pool is one server pool: a listener, a protocol, a ring of servers.
+type Pool struct {
+	// Name is the pool's name (the YAML key), case preserved.
+	Name string
+	// Listen is where clients connect: "host:port", or "/path.sock" with
+	// optional octal permissions ("/path.sock 0666"), as twemproxy accepts.
+	// Required. See ParseListen.
+	Listen string
+	// Protocol is memcache (the default) or redis. twemproxy's `redis: true`
+	// sets ProtocolRedis.
+	Protocol Protocol
+	// Hash is the key hash (one of hashring.HashNames). Default fnv1a_64,
+	// twemproxy's default.
+	Hash string
+	// HashTag is "" (hash the whole key) or exactly two characters such as
+	// "{}": only the text between them is hashed.
+	HashTag string
+	// Distribution is ketama (default), modula, random or jump.
+	Distribution string
+	// Timeout bounds how long a request may wait for its server's reply. 0
+	// (the default, as in twemproxy) waits forever.
+	Timeout time.Duration
+	// Backlog is the listen backlog. Default 512.
+	Backlog int
+	// Preconnect connects to every server at start instead of on first use.
+	// Default false.
+	Preconnect bool
+	// RedisAuth is the password sent with AUTH to each redis server, and
+	// required of clients. Default "" (none).
+	RedisAuth string
+	// RedisDB is the database index selected on each redis server. Default 0.
+	RedisDB int
+	// ServerConnections is the number of connections to each server (per
+	// event loop). Default 1; 0 is an error, as in twemproxy.
+	ServerConnections int
+	// AutoEjectHosts takes a server out of the ring after
+	// ServerFailureLimit consecutive failures, for ServerRetryTimeout.
+	// Default false.
+	AutoEjectHosts bool
+	// ServerRetryTimeout is how long an ejected server stays out. Default 30s.
+	ServerRetryTimeout time.Duration
+	// ServerFailureLimit is the consecutive failures that eject a server.
+	// Default 2.
+	ServerFailureLimit int
+	// ReadPolicy chooses where reads go when servers have replicas: primary
+	// (default), prefer_primary, replica, prefer_replica or any.
+	ReadPolicy string
+	// Limits bound what one client may ask of the proxy.
+	Limits Limits
+	// Servers are the pool's backends in configuration order. Ring indexes
+	// (hashring.Ring.Pick) are indexes into this slice.
+	Servers []Server
+}
+
+// Limits bound what one client may ask of the proxy. Hitting one gets the
+// client an error reply, or a close for input that cannot be skipped. Zero
+// values are replaced by DefaultLimits when a file is loaded; Validate
+// rejects them in a Config built in code.
+type Limits struct {
+	// MaxKeyLength is the longest key accepted. Default 250 for memcache (the
+	// protocol's own limit, which may not be raised) and 65536 for redis.
+	MaxKeyLength int
+	// MaxValueSize is the largest value (memcache data block, redis bulk
+	// string) accepted. Default 1 MiB for memcache (memcached's default item
+	// size) and 32 MiB for redis (Redis itself allows 512 MiB; a proxy that
+	// buffers that much per client is a memory hazard, so raise it only if
+	// you need to).
+	MaxValueSize int
+	// MaxMultibulk is the most arguments in one redis command, or the most
+	// keys in one memcache retrieval command (get, gets, gat, gats). Default
+	// 1048576 (1024*1024).
+	MaxMultibulk int
+	// MaxInFlight is the most requests one client may have outstanding; the
+	// proxy stops reading from a client at this depth. Default 1024.
+	MaxInFlight int
+	// MaxClientBuffer is the most bytes of unparsed input held for one
+	// client; beyond it the client is closed with an error. It must leave
+	// room for the largest request (MaxValueSize + MaxKeyLength + 1 KiB).
+	// Default 64 MiB.
+	MaxClientBuffer int
+	// MaxClients is the most client connections the pool accepts at once;
+	// further connections are closed at once. Default 0: unlimited (only the
+	// process's file-descriptor limit applies), as in twemproxy.
+	MaxClients int
+}
+
+// DefaultLimits returns the default limits for protocol p.
+func DefaultLimits(p Protocol) Limits {
+	l := Limits{
+		MaxKeyLength:    MemcacheMaxKeyLength,
+		MaxValueSize:    1 << 20,
+		MaxMultibulk:    1 << 20,
+		MaxInFlight:     1024,
+		MaxClientBuffer: 64 << 20,
+		MaxClients:      0,
+	}
+	if p == ProtocolRedis {
+		l.MaxKeyLength = 64 << 10
+		l.MaxValueSize = 32 << 20
+	}
+	return l
+}
+
+// NewPool returns a pool with every default filled in: what a file that gives
+// only the pool's name would load to (Listen and Servers are still empty).
+func NewPool(name string, p Protocol) Pool {
+	return Pool{
+		Name:               name,
+		Protocol:           p,
+		Hash:               DefaultHash,
+		Distribution:       DefaultDistribution,
+		Backlog:            DefaultBacklog,
+		ServerConnections:  DefaultServerConnections,
+		ServerRetryTimeout: DefaultServerRetryTimeout,
+		ServerFailureLimit: DefaultServerFailureLimit,
+		ReadPolicy:         DefaultReadPolicy,
+		Limits:             DefaultLimits(p),
+	}
+}
+
+// Server is one backend.
+type Server struct {
+	// Name is the server's ring name: the configured name, else "host:port",
+	// else just "host" when the port is 11211 (libmemcached compatibility).
+	// For a unix socket without a name it is the path followed by ":", which
+	// is what twemproxy hashes. The name decides placement.
+	Name string
+	// Addr is where to connect: "host:port" (IPv6 hosts bracketed) or a unix
+	// socket path.
+	Addr string
+	// Network is "tcp" or "unix".
+	Network string
+	// Weight is the server's share of the ring, > 0.
+	Weight int
+	// Replicas are the addresses of the server's replicas ("host:port" or a
+	// unix socket path). Native shape only.
+	Replicas []string
+}
+
+// RingServers returns the pool's servers as the ring sees them, in
+// configuration order.
+func (p *Pool) RingServers() []hashring.Server {
+	out := make([]hashring.Server, len(p.Servers))
+	for i, s := range p.Servers {
+		out[i] = hashring.Server{Name: s.Name, Weight: s.Weight}
+	}
+	return out
+}
+
+// Ring builds the pool's ring with every server live.
+func (p *Pool) Ring() (hashring.Ring, error) {
+	r, err := hashring.New(hashring.Options{
+		Distribution: p.Distribution,
+		Hash:         p.Hash,
+		HashTag:      p.HashTag,
+		Servers:      p.RingServers(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pool %q: %w", p.Name, err)
+	}
+	return r, nil
+}
+
+// Pool returns the pool named name, or nil.
+func (c *Config) Pool(name string) *Pool {
+	for i := range c.Pools {
+		if c.Pools[i].Name == name {
+			return &c.Pools[i]
+		}
+	}
+	return nil
+}
+
+// ListenAddr is a parsed listen address.
+type ListenAddr struct {
+	// Network is "tcp" or "unix".
+	Network string
+	// Addr is "host:port" (IPv6 hosts bracketed) or the socket path.
+	Addr string
+	// Perm is the unix socket's permission bits; 0 means not given (leave
+	// the umask's).
+	Perm fs.FileMode
+}
+
+// ParseListen parses a listen address as twemproxy does: a value starting
+// with "/" is a unix socket path, optionally followed by a space and octal
+// permissions no greater than 0777; anything else is "host:port", split at
+// the last colon.
+func ParseListen(s string) (ListenAddr, error) {
+	if s == "" {
+		return ListenAddr{}, fmt.Errorf("empty address")
+	}
+	if s[0] == '/' {
+		path, perm, ok := strings.Cut(s, " ")
+		if !ok {
+			return ListenAddr{Network: "unix", Addr: s}, nil
+		}
+		m, err := strconv.ParseUint(perm, 8, 32)
+		if err != nil || m > 0o777 {
+			return ListenAddr{}, fmt.Errorf("%q: permissions %q: want octal 0 to 0777", s, perm)
+		}
+		return ListenAddr{Network: "unix", Addr: path, Perm: fs.FileMode(m)}, nil
+	}
+	host, port, err := splitHostPort(s)
+	if err != nil {
+		return ListenAddr{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return ListenAddr{Network: "tcp", Addr: joinHostPort(host, port)}, nil
+}
+
+// splitHostPort splits s at its last colon and checks the port, as
+// twemproxy does (so "::1:6379" is host "::1", port 6379). A bracketed
+// "[::1]:6379" is accepted too.
+func splitHostPort(s string) (host, port string, err error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", "", fmt.Errorf("want host:port")
+	}
+	host, port = s[:i], s[i+1:]
+	if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	if host == "" {
+		return "", "", fmt.Errorf("want host:port: empty host")
+	}
+	if err := checkPort(port); err != nil {
+		return "", "", err
+	}
+	return host, port, nil
+}
+
+func checkPort(port string) error {
+	n, err := strconv.Atoi(port)
+	if err != nil || port[0] == '+' || port[0] == '-' || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q: want 1 to 65535", port)
+	}
+	return nil
+}
+
+func joinHostPort(host, port string) string {
+	if strings.IndexByte(host, ':') >= 0 {
+		return "[" + host + "]:" + port
+	}
+	return host + ":" + port
+}

@@ -1,0 +1,629 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads the configuration file at path, fills in defaults and
+// validates it. The error, when not nil, is an *Error listing every problem
+// (or a wrapped I/O error if the file cannot be read). Warnings are returned
+// whether or not there are errors.
+func Load(path string) (*Config, []Warning, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for a file's contents; file names the file in messages and
+// becomes Config.File.
+func Parse(file string, data []byte) (*Config, []Warning, error) {
+	p := &parser{file: file, pos: &positions{lines: map[posKey]int{}, bad: map[posKey]bool{}}}
+	cfg := p.parse(data)
+	if cfg != nil {
+		probs, warns := cfg.check()
+		p.probs = append(p.probs, probs...)
+		p.warns = append(p.warns, warns...)
+	}
+	slices.SortStableFunc(p.probs, func(a, b Problem) int { return byLine(a.Line, b.Line) })
+	slices.SortStableFunc(p.warns, func(a, b Warning) int { return byLine(a.Line, b.Line) })
+	if len(p.probs) > 0 {
+		return nil, p.warns, &Error{Problems: p.probs}
+	}
+	return cfg, p.warns, nil
+}
+
+// parser turns the YAML tree into a Config, reporting what does not fit.
+type parser struct {
+	file  string
+	pos   *positions
+	probs []Problem
+	warns []Warning
+}
+
+func (p *parser) fail(n *yaml.Node, pool, key, format string, args ...any) {
+	p.probs = append(p.probs, Problem{File: p.file, Line: line(n), Pool: pool, Key: key, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) warn(n *yaml.Node, pool, key, format string, args ...any) {
+	p.warns = append(p.warns, Warning{File: p.file, Line: line(n), Pool: pool, Key: key, Reason: fmt.Sprintf(format, args...)})
+}
+
+func line(n *yaml.Node) int {
+	if n == nil {
+		return 0
+	}
+	return n.Line
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+func (p *parser) parse(data []byte) *Config {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.fail(nil, "", "", "the file is empty: no pools")
+			return nil
+		}
+		p.yamlError(err)
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		p.fail(&extra, "", "", "a second YAML document: the file must hold exactly one")
+	} else if !errors.Is(err, io.EOF) {
+		p.yamlError(err)
+	}
+	root := deref(&doc)
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = deref(root.Content[0])
+	}
+	if root.Kind != yaml.MappingNode {
+		p.fail(root, "", "", "the top level must be a mapping: pool names to pools (nutcracker.yml), or a pools: section")
+		return nil
+	}
+	cfg := &Config{File: p.file, pos: p.pos}
+	native := false
+	for i := 0; i < len(root.Content); i += 2 {
+		if root.Content[i].Value == "pools" {
+			native = true
+		}
+	}
+	if native {
+		p.native(root, cfg)
+	} else {
+		p.pools(root, cfg, false)
+	}
+	slices.SortFunc(cfg.Pools, func(a, b Pool) int { return strings.Compare(a.Name, b.Name) })
+	return cfg
+}
+
+func (p *parser) yamlError(err error) {
+	msg := err.Error()
+	l := 0
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		l, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	}
+	p.probs = append(p.probs, Problem{File: p.file, Line: l, Reason: "YAML: " + strings.TrimPrefix(msg, "yaml: ")})
+}
+
+// deref follows YAML aliases.
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+// each calls fn for every key of mapping m, reporting keys that are not
+// scalars or appear twice.
+func (p *parser) each(m *yaml.Node, pool, prefix string, fn func(k, v *yaml.Node)) {
+	seen := map[string]int{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := deref(m.Content[i]), deref(m.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.fail(k, pool, prefix, "a key must be a plain string")
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			p.fail(k, pool, prefix+k.Value, "given twice (first on line %d)", first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		fn(k, v)
+	}
+}
+
+func (p *parser) native(root *yaml.Node, cfg *Config) {
+	p.each(root, "", "", func(k, v *yaml.Node) {
+		switch k.Value {
+		case "pools":
+			if v.Kind != yaml.MappingNode {
+				p.fail(v, "", "pools", "must be a mapping of pool names to pools")
+				return
+			}
+			p.pools(v, cfg, true)
+		case "admin":
+			cfg.Admin.Listen = p.section(k, v, "admin")
+		case "stats":
+			cfg.Stats.Listen = p.section(k, v, "stats")
+		default:
+			p.fail(k, "", k.Value, "unknown key (the top level of the native shape has admin, stats and pools)")
+		}
+	})
+}
+
+// section parses a proxy-wide section with one key, listen.
+func (p *parser) section(k, v *yaml.Node, name string) string {
+	if v.Kind != yaml.MappingNode {
+		p.fail(v, "", name, "must be a mapping with the key listen")
+		return ""
+	}
+	var listen string
+	p.each(v, "", name+".", func(k, v *yaml.Node) {
+		key := name + "." + k.Value
+		if k.Value != "listen" {
+			p.fail(k, "", key, "unknown key (%s has only listen)", name)
+			return
+		}
+		p.pos.lines[posKey{"", key}] = k.Line
+		listen, _ = p.str(v, "", key)
+	})
+	return listen
+}
+
+func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
+	p.each(m, "", "", func(k, v *yaml.Node) {
+		name := k.Value
+		if name == "" {
+			p.fail(k, "", "", "a pool with an empty name")
+			return
+		}
+		p.pos.lines[posKey{name, ""}] = k.Line
+		if v.Kind != yaml.MappingNode {
+			p.fail(v, name, "", "must be a mapping of keys such as listen and servers")
+			return
+		}
+		cfg.Pools = append(cfg.Pools, p.pool(name, v, native))
+	})
+}
+
+// nativeOnly are the pool keys only the native shape has.
+var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "limits": true}
+
+func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
+	pool := NewPool(name, ProtocolMemcache)
+	var (
+		protoNode, redisNode *yaml.Node
+		redis                bool
+		limits               = map[string]int{}
+	)
+	p.each(m, name, "", func(k, v *yaml.Node) {
+		key := k.Value
+		p.pos.lines[posKey{name, key}] = k.Line
+		if nativeOnly[key] && !native {
+			p.fail(k, name, key, "unknown key in a nutcracker.yml file (cacheproxy's own keys need the native shape: put the pools under pools:)")
+			return
+		}
+		switch key {
+		case "listen":
+			pool.Listen, _ = p.str(v, name, key)
+		case "hash":
+			pool.Hash, _ = p.str(v, name, key)
+		case "hash_tag":
+			pool.HashTag, _ = p.str(v, name, key)
+		case "distribution":
+			pool.Distribution, _ = p.str(v, name, key)
+		case "timeout":
+			pool.Timeout = p.duration(v, name, key, pool.Timeout)
+		case "backlog":
+			pool.Backlog = p.int(v, name, key, pool.Backlog)
+		case "preconnect":
+			pool.Preconnect = p.bool(v, name, key, pool.Preconnect)
+		case "redis":
+			redis = p.bool(v, name, key, false)
+			redisNode = k
+		case "redis_auth":
+			pool.RedisAuth, _ = p.str(v, name, key)
+		case "redis_db":
+			pool.RedisDB = p.int(v, name, key, pool.RedisDB)
+		case "server_connections":
+			pool.ServerConnections = p.int(v, name, key, pool.ServerConnections)
+		case "auto_eject_hosts":
+			pool.AutoEjectHosts = p.bool(v, name, key, pool.AutoEjectHosts)
+		case "server_retry_timeout":
+			pool.ServerRetryTimeout = p.duration(v, name, key, pool.ServerRetryTimeout)
+		case "server_failure_limit":
+			pool.ServerFailureLimit = p.int(v, name, key, pool.ServerFailureLimit)
+		case "client_connections":
+			p.int(v, name, key, 0)
+			hint := ""
+			if native {
+				hint = "; limits.max_clients caps clients"
+			}
+			p.warn(k, name, key, "accepted for twemproxy compatibility and ignored, as twemproxy ignores it%s", hint)
+		case "servers":
+			pool.Servers = p.servers(v, name, native)
+		case "protocol":
+			s, ok := p.str(v, name, key)
+			if ok {
+				pool.Protocol = Protocol(s)
+				protoNode = k
+			}
+		case "read_policy":
+			pool.ReadPolicy, _ = p.str(v, name, key)
+		case "limits":
+			p.limits(v, name, limits)
+		default:
+			p.fail(k, name, key, "unknown key")
+		}
+	})
+	if redisNode != nil {
+		want := ProtocolMemcache
+		if redis {
+			want = ProtocolRedis
+		}
+		if protoNode != nil && pool.Protocol != want {
+			p.fail(redisNode, name, "redis", "redis: %t conflicts with protocol: %s", redis, pool.Protocol)
+		}
+		pool.Protocol = want
+	}
+	pool.Limits = DefaultLimits(pool.Protocol)
+	for key, n := range limits {
+		switch key {
+		case "max_key_length":
+			pool.Limits.MaxKeyLength = n
+		case "max_value_size":
+			pool.Limits.MaxValueSize = n
+		case "max_multibulk":
+			pool.Limits.MaxMultibulk = n
+		case "max_in_flight":
+			pool.Limits.MaxInFlight = n
+		case "max_client_buffer":
+			pool.Limits.MaxClientBuffer = n
+		case "max_clients":
+			pool.Limits.MaxClients = n
+		}
+	}
+	return pool
+}
+
+// limitKeys are the keys of a pool's limits section; the sizes may carry a
+// KiB, MiB or GiB suffix.
+var limitKeys = map[string]bool{
+	"max_key_length": true, "max_value_size": true, "max_multibulk": true,
+	"max_in_flight": true, "max_client_buffer": true, "max_clients": true,
+}
+
+func (p *parser) limits(m *yaml.Node, pool string, into map[string]int) {
+	if m.Kind != yaml.MappingNode {
+		p.fail(m, pool, "limits", "must be a mapping")
+		return
+	}
+	p.each(m, pool, "limits.", func(k, v *yaml.Node) {
+		key := "limits." + k.Value
+		p.pos.lines[posKey{pool, key}] = k.Line
+		if !limitKeys[k.Value] {
+			p.fail(k, pool, key, "unknown key (want one of max_key_length, max_value_size, max_multibulk, max_in_flight, max_client_buffer, max_clients)")
+			return
+		}
+		s, ok := p.scalar(v, pool, key)
+		if !ok {
+			return
+		}
+		n, err := parseSize(s)
+		if err != nil {
+			p.fail(v, pool, key, "%v", err)
+			return
+		}
+		into[k.Value] = n
+	})
+}
+
+// parseSize parses an integer with an optional KiB, MiB or GiB suffix.
+func parseSize(s string) (int, error) {
+	mult := 1
+	num := s
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q: want an integer, optionally followed by KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
+}
+
+func (p *parser) servers(v *yaml.Node, pool string, native bool) []Server {
+	if v.Kind != yaml.SequenceNode {
+		p.fail(v, pool, "servers", "must be a list of servers")
+		return nil
+	}
+	out := make([]Server, 0, len(v.Content))
+	for i, e := range v.Content {
+		e = deref(e)
+		key := fmt.Sprintf("servers[%d]", i)
+		p.pos.lines[posKey{pool, key}] = e.Line
+		var (
+			s   Server
+			err error
+		)
+		switch {
+		case e.Kind == yaml.ScalarNode:
+			s, err = ParseServer(e.Value)
+			if err != nil {
+				p.fail(e, pool, key, "%v", err)
+			}
+		case e.Kind == yaml.MappingNode && native:
+			var ok bool
+			s, ok = p.serverMap(e, pool, key)
+			if !ok {
+				err = errors.New("bad entry")
+			}
+		default:
+			err = errors.New("bad entry")
+			if native {
+				p.fail(e, pool, key, "want a server line (host:port:weight [name]) or a mapping with addr, and optionally name, weight and replicas")
+			} else {
+				p.fail(e, pool, key, "want a server line: host:port:weight [name] or /path/to.sock:weight [name]")
+			}
+		}
+		if err != nil {
+			p.pos.bad[posKey{pool, key}] = true
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (p *parser) serverMap(m *yaml.Node, pool, key string) (Server, bool) {
+	var (
+		name, addr string
+		named      bool
+		weight     = 1
+		replicas   []string
+		ok         = true
+	)
+	p.each(m, pool, key+".", func(k, v *yaml.Node) {
+		sub := key + "." + k.Value
+		switch k.Value {
+		case "name":
+			var good bool
+			name, good = p.str(v, pool, sub)
+			named = true
+			ok = ok && good
+		case "addr":
+			var good bool
+			addr, good = p.str(v, pool, sub)
+			ok = ok && good
+		case "weight":
+			weight = p.int(v, pool, sub, weight)
+		case "replicas":
+			if v.Kind != yaml.SequenceNode {
+				p.fail(v, pool, sub, "must be a list of addresses")
+				ok = false
+				return
+			}
+			for _, r := range v.Content {
+				s, good := p.str(deref(r), pool, sub)
+				if good {
+					replicas = append(replicas, s)
+				}
+				ok = ok && good
+			}
+		default:
+			p.fail(k, pool, sub, "unknown key (a server has name, addr, weight and replicas)")
+			ok = false
+		}
+	})
+	if !ok {
+		return Server{}, false
+	}
+	if addr == "" {
+		p.fail(m, pool, key, "addr is missing")
+		return Server{}, false
+	}
+	s, err := parseAddr(addr)
+	if err != nil {
+		p.fail(m, pool, key+".addr", "%v", err)
+		return Server{}, false
+	}
+	if named {
+		if name == "" || strings.ContainsAny(name, " \t") {
+			p.fail(m, pool, key+".name", "%q: want a non-empty name without spaces", name)
+			return Server{}, false
+		}
+		s.Name = name
+	}
+	s.Weight = weight
+	s.Replicas = replicas
+	return s, true
+}
+
+// ParseServer parses a twemproxy server line, "host:port:weight [name]" or
+// "/path/to.sock:weight [name]", splitting from the right as twemproxy does
+// (so "::1:6379:1" is host ::1). The ring name follows twemproxy: the name
+// if given, else the "host:port" text as written, else just the host when
+// the port is 11211; for a unix socket without a name, the path followed by
+// ":". The weight is not checked here (Validate wants it > 0).
+func ParseServer(line string) (Server, error) {
+	malformed := fmt.Errorf("malformed server %q: want host:port:weight [name] or /path/to.sock:weight [name]", line)
+	rest, name, named := line, "", false
+	if i := strings.LastIndexByte(line, ' '); i >= 0 {
+		rest, name, named = line[:i], line[i+1:], true
+		if name == "" {
+			return Server{}, malformed
+		}
+	}
+	i := strings.LastIndexByte(rest, ':')
+	if i < 0 {
+		return Server{}, malformed
+	}
+	addr, weight := rest[:i], rest[i+1:]
+	w, err := strconv.Atoi(weight)
+	if err != nil {
+		return Server{}, fmt.Errorf("%w (weight %q is not an integer)", malformed, weight)
+	}
+	s := Server{Weight: w}
+	if strings.HasPrefix(addr, "/") {
+		if strings.IndexByte(addr, ':') >= 0 {
+			return Server{}, fmt.Errorf("%w (a socket path may not contain ':')", malformed)
+		}
+		s.Network, s.Addr, s.Name = "unix", addr, addr+":"
+	} else {
+		j := strings.LastIndexByte(addr, ':')
+		if j < 0 {
+			return Server{}, malformed
+		}
+		host, port := addr[:j], addr[j+1:]
+		dialHost := host
+		if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
+			dialHost = host[1 : len(host)-1]
+		}
+		if dialHost == "" || strings.ContainsAny(host, " \t") {
+			return Server{}, fmt.Errorf("%w (empty host)", malformed)
+		}
+		if err := checkPort(port); err != nil {
+			return Server{}, fmt.Errorf("%w (%v)", malformed, err)
+		}
+		s.Network, s.Addr, s.Name = "tcp", joinHostPort(dialHost, port), addr
+		if n, _ := strconv.Atoi(port); n == 11211 {
+			s.Name = host
+		}
+	}
+	if named {
+		s.Name = name
+	}
+	return s, nil
+}
+
+func (p *parser) scalar(v *yaml.Node, pool, key string) (string, bool) {
+	if v.Kind != yaml.ScalarNode {
+		p.fail(v, pool, key, "must be a single value, not a %s", kindName(v.Kind))
+		return "", false
+	}
+	if v.Tag == "!!null" {
+		p.fail(v, pool, key, "has no value")
+		return "", false
+	}
+	return v.Value, true
+}
+
+func (p *parser) str(v *yaml.Node, pool, key string) (string, bool) {
+	return p.scalar(v, pool, key)
+}
+
+func (p *parser) int(v *yaml.Node, pool, key string, def int) int {
+	s, ok := p.scalar(v, pool, key)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		p.fail(v, pool, key, "%q is not an integer", s)
+		return def
+	}
+	return n
+}
+
+func (p *parser) bool(v *yaml.Node, pool, key string, def bool) bool {
+	s, ok := p.scalar(v, pool, key)
+	if !ok {
+		return def
+	}
+	switch s {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	p.fail(v, pool, key, "%q: want true or false", s)
+	return def
+}
+
+// duration parses integer milliseconds (twemproxy's form) or a Go duration
+// string such as "400ms".
+func (p *parser) duration(v *yaml.Node, pool, key string, def time.Duration) time.Duration {
+	s, ok := p.scalar(v, pool, key)
+	if !ok {
+		return def
+	}
+	d, err := ParseDuration(s)
+	if err != nil {
+		p.fail(v, pool, key, "%v", err)
+		return def
+	}
+	return d
+}
+
+// ParseDuration parses integer milliseconds (twemproxy's form, "400") or a
+// Go duration string ("400ms", "1.5s").
+func ParseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n > int64(1<<63-1)/int64(time.Millisecond) || n < -int64(1<<63-1)/int64(time.Millisecond) {
+			return 0, fmt.Errorf("bad duration %q: too large", s)
+		}
+		return time.Duration(n) * time.Millisecond, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q: want integer milliseconds or a duration such as 400ms", s)
+	}
+	return d, nil
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	}
+	return "value"
+}
+
+// parseAddr parses a server address in the mapping form: "host:port" (IPv6
+// hosts bracketed) or a unix socket path. The ring name it gives is the one
+// the equivalent server line would get, so converting a line to a mapping
+// keeps placement.
+func parseAddr(addr string) (Server, error) {
+	if strings.HasPrefix(addr, "/") {
+		if strings.ContainsAny(addr, ": \t") {
+			return Server{}, fmt.Errorf("%q: a socket path may not contain ':' or spaces", addr)
+		}
+		return Server{Network: "unix", Addr: addr, Name: addr + ":"}, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || strings.ContainsAny(addr, " \t") {
+		return Server{}, fmt.Errorf("%q: want host:port ([host]:port for IPv6) or a socket path", addr)
+	}
+	if err := checkPort(port); err != nil {
+		return Server{}, fmt.Errorf("%q: %w", addr, err)
+	}
+	s := Server{Network: "tcp", Addr: joinHostPort(host, port), Name: addr}
+	if n, _ := strconv.Atoi(port); n == 11211 {
+		s.Name = addr[:strings.LastIndexByte(addr, ':')]
+	}
+	return s, nil
+}

@@ -1,0 +1,242 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cacheproxy/cacheproxy/hashring"
+)
+
+// Validate checks c and returns an *Error listing every problem, or nil.
+// Load calls it; call it yourself on a Config built or changed in code (for
+// example after a flag overrides a listen address). It does not fill in
+// defaults: start pools from NewPool for that.
+func (c *Config) Validate() error {
+	probs, _ := c.check()
+	if len(probs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(probs, func(a, b Problem) int { return byLine(a.Line, b.Line) })
+	return &Error{Problems: probs}
+}
+
+// Warnings returns what Validate would not reject but deserves attention.
+func (c *Config) Warnings() []Warning {
+	_, warns := c.check()
+	return warns
+}
+
+// checker collects problems for one Config.
+type checker struct {
+	c     *Config
+	probs []Problem
+	warns []Warning
+}
+
+func (v *checker) fail(pool, key, format string, args ...any) {
+	v.probs = append(v.probs, Problem{File: v.c.File, Line: v.c.pos.line(pool, key), Pool: pool, Key: key, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (v *checker) warn(pool, key, format string, args ...any) {
+	v.warns = append(v.warns, Warning{File: v.c.File, Line: v.c.pos.line(pool, key), Pool: pool, Key: key, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) check() ([]Problem, []Warning) {
+	v := &checker{c: c}
+	if len(c.Pools) == 0 {
+		v.fail("", "", "no pools")
+	}
+	// listeners maps each listen address to who uses it, to catch reuse.
+	listeners := map[string]string{}
+	claim := func(pool, key, addr, who string) {
+		if other, dup := listeners[addr]; dup {
+			v.fail(pool, key, "%s is also the listen address of %s", addr, other)
+			return
+		}
+		listeners[addr] = who
+	}
+	for _, s := range []struct{ key, listen string }{{"admin.listen", c.Admin.Listen}, {"stats.listen", c.Stats.Listen}} {
+		if s.listen == "" {
+			continue
+		}
+		l, err := ParseListen(s.listen)
+		if err != nil || l.Network != "tcp" {
+			v.fail("", s.key, "%q: want host:port", s.listen)
+			continue
+		}
+		claim("", s.key, l.Addr, s.key)
+	}
+	names := map[string]bool{}
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		if p.Name == "" {
+			v.fail("", "", "pools[%d]: empty pool name", i)
+		} else if names[p.Name] {
+			v.fail(p.Name, "", "two pools have this name")
+		}
+		names[p.Name] = true
+		if p.Listen == "" {
+			v.fail(p.Name, "listen", "missing: every pool needs a listen address")
+		} else if l, err := ParseListen(p.Listen); err != nil {
+			v.fail(p.Name, "listen", "%v", err)
+		} else {
+			claim(p.Name, "listen", l.Addr, fmt.Sprintf("pool %q", p.Name))
+		}
+		v.pool(p)
+	}
+	return v.probs, v.warns
+}
+
+func (v *checker) pool(p *Pool) {
+	before := len(v.probs)
+	name := p.Name
+	switch p.Protocol {
+	case ProtocolMemcache, ProtocolRedis:
+	default:
+		v.fail(name, "protocol", "%q: want memcache or redis", p.Protocol)
+	}
+	if _, ok := hashring.Hash(p.Hash); !ok {
+		v.fail(name, "hash", "unknown hash %q (want one of %s)", p.Hash, strings.Join(hashring.HashNames(), ", "))
+	}
+	if !slices.Contains(hashring.Distributions(), p.Distribution) {
+		v.fail(name, "distribution", "unknown distribution %q (want one of %s)", p.Distribution, strings.Join(hashring.Distributions(), ", "))
+	}
+	if p.HashTag != "" && len(p.HashTag) != 2 {
+		v.fail(name, "hash_tag", "%q: must be exactly two characters, such as \"{}\"", p.HashTag)
+	}
+	if p.Timeout < 0 {
+		v.fail(name, "timeout", "%v: must be >= 0 (0 waits forever)", p.Timeout)
+	}
+	if p.ServerRetryTimeout < 0 {
+		v.fail(name, "server_retry_timeout", "%v: must be >= 0", p.ServerRetryTimeout)
+	}
+	if p.Backlog <= 0 {
+		v.fail(name, "backlog", "%d: must be > 0", p.Backlog)
+	}
+	if p.ServerConnections <= 0 {
+		v.fail(name, "server_connections", "%d: must be > 0", p.ServerConnections)
+	}
+	if p.ServerFailureLimit < 0 {
+		v.fail(name, "server_failure_limit", "%d: must be >= 0", p.ServerFailureLimit)
+	}
+	if p.RedisDB < 0 {
+		v.fail(name, "redis_db", "%d: must be >= 0", p.RedisDB)
+	}
+	if p.Protocol == ProtocolMemcache {
+		if p.RedisAuth != "" {
+			v.warn(name, "redis_auth", "ignored: this is a memcache pool")
+		}
+		if p.RedisDB > 0 {
+			v.warn(name, "redis_db", "ignored: this is a memcache pool")
+		}
+	}
+	v.limits(p)
+	v.servers(p)
+	if len(v.probs) == before {
+		// Anything the ring itself refuses that the checks above missed.
+		if _, err := p.Ring(); err != nil {
+			v.fail(name, "", "%v", err)
+		}
+	}
+}
+
+func (v *checker) limits(p *Pool) {
+	l, name := p.Limits, p.Name
+	for _, f := range []struct {
+		key string
+		n   int
+	}{
+		{"limits.max_key_length", l.MaxKeyLength},
+		{"limits.max_value_size", l.MaxValueSize},
+		{"limits.max_multibulk", l.MaxMultibulk},
+		{"limits.max_in_flight", l.MaxInFlight},
+		{"limits.max_client_buffer", l.MaxClientBuffer},
+	} {
+		if f.n <= 0 {
+			v.fail(name, f.key, "%d: must be > 0", f.n)
+		}
+	}
+	if l.MaxClients < 0 {
+		v.fail(name, "limits.max_clients", "%d: must be >= 0 (0 is unlimited)", l.MaxClients)
+	}
+	if p.Protocol == ProtocolMemcache && l.MaxKeyLength > MemcacheMaxKeyLength {
+		v.fail(name, "limits.max_key_length", "%d: the memcached protocol allows at most %d", l.MaxKeyLength, MemcacheMaxKeyLength)
+	}
+	if need := l.MaxValueSize + l.MaxKeyLength + 1024; l.MaxValueSize > 0 && l.MaxKeyLength > 0 && l.MaxClientBuffer > 0 && l.MaxClientBuffer < need {
+		v.fail(name, "limits.max_client_buffer", "%d: must be at least max_value_size + max_key_length + 1024 = %d, so the largest request fits", l.MaxClientBuffer, need)
+	}
+}
+
+func (v *checker) servers(p *Pool) {
+	name := p.Name
+	if len(p.Servers) == 0 {
+		v.fail(name, "servers", "none: a pool needs at least one server")
+	}
+	seen := map[string]int{}
+	withReplicas := 0
+	for i, s := range p.Servers {
+		key := fmt.Sprintf("servers[%d]", i)
+		if v.c.pos.isBad(name, key) {
+			continue // already reported when the entry was parsed
+		}
+		switch {
+		case s.Name == "":
+			v.fail(name, key, "empty name")
+		case strings.ContainsAny(s.Name, " \t"):
+			v.fail(name, key, "name %q: may not contain spaces", s.Name)
+		}
+		if j, dup := seen[s.Name]; dup && s.Name != "" {
+			v.fail(name, key, "duplicate server name %q (also servers[%d]); names decide placement and must be unique", s.Name, j)
+		} else {
+			seen[s.Name] = i
+		}
+		if s.Weight <= 0 {
+			v.fail(name, key, "weight %d: must be > 0", s.Weight)
+		} else if s.Weight != 1 && (p.Distribution == "jump" || p.Distribution == "random") {
+			v.warn(name, key, "weight %d is ignored by distribution %s", s.Weight, p.Distribution)
+		}
+		if err := checkAddr(s.Network, s.Addr); err != nil {
+			v.fail(name, key, "%v", err)
+		}
+		for _, r := range s.Replicas {
+			if _, err := parseAddr(r); err != nil {
+				v.fail(name, key+".replicas", "%v", err)
+			}
+		}
+		if len(s.Replicas) > 0 {
+			withReplicas++
+		}
+	}
+	switch p.ReadPolicy {
+	case ReadPrimary:
+	case ReadReplica:
+		for i, s := range p.Servers {
+			if len(s.Replicas) == 0 && !v.c.pos.isBad(name, fmt.Sprintf("servers[%d]", i)) {
+				v.fail(name, "read_policy", "replica: servers[%d] (%s) has no replicas to read from", i, s.Name)
+			}
+		}
+	case ReadPreferPrimary, ReadPreferReplica, ReadAny:
+		if withReplicas == 0 && len(p.Servers) > 0 {
+			v.warn(name, "read_policy", "%s has no effect: no server has replicas", p.ReadPolicy)
+		}
+	default:
+		v.fail(name, "read_policy", "%q: want one of %s", p.ReadPolicy, strings.Join(ReadPolicies(), ", "))
+	}
+}
+
+func checkAddr(network, addr string) error {
+	switch network {
+	case "tcp":
+		if _, _, err := splitHostPort(addr); err != nil {
+			return fmt.Errorf("address %q: %w", addr, err)
+		}
+	case "unix":
+		if !strings.HasPrefix(addr, "/") {
+			return fmt.Errorf("address %q: a unix socket path must be absolute", addr)
+		}
+	default:
+		return fmt.Errorf("network %q: want tcp or unix", network)
+	}
+	return nil
+}
