@@ -180,7 +180,7 @@ func serveFake(c net.Conn, mode string, ks *keyspace, n int) {
 func TestVerifyDetectsFaults(t *testing.T) {
 	const keys = 1000
 	for _, tc := range []struct {
-		mode                         string
+		mode                        string
 		misrouted, misordered, lost int64
 	}{
 		{"correct", 0, 0, 0},
