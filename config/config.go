@@ -96,9 +96,6 @@ const (
 	DefaultServerFailureLimit = 2
 	DefaultReadPolicy         = ReadPrimary
 
-	// memcachedPort is the port left out of a server's ring name
-	// (libmemcached compatibility).
-	memcachedPort = "11211"
 	// MemcacheMaxKeyLength is the memcached protocol's own key limit;
 	// Limits.MaxKeyLength may not exceed it for a memcache pool.
 	MemcacheMaxKeyLength = 250

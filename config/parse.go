@@ -358,6 +358,7 @@ func parseSize(s string) (int, error) {
 func (p *parser) servers(v *yaml.Node, pool string, native bool) []Server {
 	if v.Kind != yaml.SequenceNode {
 		p.fail(v, pool, "servers", "must be a list of servers")
+		p.pos.bad[posKey{pool, "servers"}] = true
 		return nil
 	}
 	out := make([]Server, 0, len(v.Content))

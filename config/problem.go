@@ -105,3 +105,16 @@ func (p *positions) line(pool, key string) int {
 func (p *positions) isBad(pool, key string) bool {
 	return p != nil && p.bad[posKey{pool, key}]
 }
+
+// anyBad reports whether any entry of pool failed to parse.
+func (p *positions) anyBad(pool string) bool {
+	if p == nil {
+		return false
+	}
+	for k := range p.bad {
+		if k.pool == pool {
+			return true
+		}
+	}
+	return false
+}

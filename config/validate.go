@@ -133,9 +133,10 @@ func (v *checker) pool(p *Pool) {
 	}
 	v.limits(p)
 	v.servers(p)
-	if len(v.probs) == before {
+	if len(v.probs) == before && !v.c.pos.anyBad(name) {
 		// Anything the ring itself refuses that the checks above missed.
-		if _, err := p.Ring(); err != nil {
+		_, err := hashring.New(hashring.Options{Distribution: p.Distribution, Hash: p.Hash, HashTag: p.HashTag, Servers: p.RingServers()})
+		if err != nil {
 			v.fail(name, "", "%v", err)
 		}
 	}
@@ -170,7 +171,7 @@ func (v *checker) limits(p *Pool) {
 
 func (v *checker) servers(p *Pool) {
 	name := p.Name
-	if len(p.Servers) == 0 {
+	if len(p.Servers) == 0 && !v.c.pos.isBad(name, "servers") {
 		v.fail(name, "servers", "none: a pool needs at least one server")
 	}
 	seen := map[string]int{}
