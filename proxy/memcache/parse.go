@@ -223,7 +223,9 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		line = line[:len(line)-1]
 	}
 	req.hdr = hdr
-	maxToks := p.lim.MaxKeys + 2
+	// Enough tokens for the longest get plus the name and gat's exptime, and
+	// never fewer than memcached's own 24-token limit for other commands.
+	maxToks := max(p.lim.MaxKeys+2, 32)
 	toks, over := p.tokenize(line, maxToks)
 	if len(toks) == 0 {
 		return 0, skipErr(KindError, "", hdr)
@@ -257,7 +259,7 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		if nt <= first {
 			return 0, skipErr(KindError, "", hdr)
 		}
-		if over {
+		if over || nt-first > p.lim.MaxKeys {
 			return 0, skipErr(KindClientError, msgTooManyKeys, hdr)
 		}
 		for _, k := range toks[first:] {
