@@ -27,7 +27,7 @@ var replyCases = []struct {
 	{CmdIncr, "42\r\n", 0, Reply{Status: StatusNumber, Body: 4}},
 	{CmdDecr, "9 \r\n", 0, Reply{Status: StatusNumber, Body: 4}},
 	{CmdIncr, "NOT_FOUND\r\n", 0, Reply{Status: StatusNotFound, Body: 11}},
-	{CmdIncr, "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n", 0, Reply{Status: StatusClientError, Body: 63}},
+	{CmdIncr, "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n", 0, Reply{Status: StatusClientError, Body: 62}},
 	{CmdTouch, "TOUCHED\r\n", 0, Reply{Status: StatusTouched, Body: 9}},
 	{CmdFlushAll, "OK\r\n", 0, Reply{Status: StatusOK, Body: 4}},
 	{CmdVerbosity, "OK\r\n", 0, Reply{Status: StatusOK, Body: 4}},
