@@ -32,7 +32,7 @@ var replyCases = []struct {
 	{CmdFlushAll, "OK\r\n", 0, Reply{Status: StatusOK, Body: 4}},
 	{CmdVerbosity, "OK\r\n", 0, Reply{Status: StatusOK, Body: 4}},
 	{CmdVersion, "VERSION 1.6.18\r\n", 0, Reply{Status: StatusVersion, Body: 16}},
-	{CmdStats, "STAT pid 1\r\nSTAT uptime 2\r\nEND\r\n", 0, Reply{Status: StatusEnd, Body: 26}},
+	{CmdStats, "STAT pid 1\r\nSTAT uptime 2\r\nEND\r\n", 0, Reply{Status: StatusEnd, Body: 27}},
 	{CmdMetaGet, "VA 5 f0 t-1\r\nEN\r\nx\r\n", 0, Reply{Status: StatusVA, Hits: 1, Body: 20}},
 	{CmdMetaGet, "HD c5 Oop\r\n", 0, Reply{Status: StatusHD, Hits: 1, Body: 11}},
 	{CmdMetaGet, "EN\r\n", 0, Reply{Status: StatusEN, Body: 4}},
@@ -46,7 +46,7 @@ var replyCases = []struct {
 	{CmdMetaArith, "VA 2 t-1\r\n10\r\n", 0, Reply{Status: StatusVA, Body: 14}},
 	{CmdMetaArith, "NS\r\n", 0, Reply{Status: StatusNS, Body: 4}},
 	{CmdMetaNoop, "MN\r\n", 0, Reply{Status: StatusMN, Body: 4}},
-	{CmdMetaDebug, "ME k exp=-1 la=2 cas=12 fetch=no cls=1 size=61\r\n", 0, Reply{Status: StatusME, Body: 49}},
+	{CmdMetaDebug, "ME k exp=-1 la=2 cas=12 fetch=no cls=1 size=61\r\n", 0, Reply{Status: StatusME, Body: 48}},
 	{CmdMetaDebug, "EN\r\n", 0, Reply{Status: StatusEN, Body: 4}},
 }
 
