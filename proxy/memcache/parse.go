@@ -196,7 +196,9 @@ func (p *Parser) Need() int { return p.need }
 //     cache_memlimit, extstore, ...) get "CLIENT_ERROR command not supported
 //     by proxy" and the connection stays usable;
 //   - get/gets/gat/gats with more than MaxKeys keys get "CLIENT_ERROR too
-//     many keys".
+//     many keys";
+//   - "gat <exptime>" without keys gets "ERROR" (memcached answers "END"), so
+//     a multi-key request always has at least one key.
 func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 	req.reset()
 	p.need = 0
@@ -248,7 +250,7 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		first := 1
 		if cmd == CmdGat || cmd == CmdGats {
 			first = 2
-			if nt < 3 {
+			if nt < 2 {
 				return 0, skipErr(KindError, "", hdr)
 			}
 			if !validInt32(toks[1]) {
