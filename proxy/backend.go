@@ -1,0 +1,305 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/cacheproxy/cacheproxy/pool"
+)
+
+// backend connection states.
+const (
+	stateIdle       = iota // no connection; the next request dials
+	stateConnecting        // a dial is in progress; requests queue
+	stateConnected
+	stateDown // recent failures: requests fail fast until retryAt
+)
+
+// Reconnect backoff after consecutive connect failures: 0, then doubling from
+// backoffMin up to backoffMax.
+const (
+	backoffMin = 50 * time.Millisecond
+	backoffMax = 5 * time.Second
+)
+
+// backend is one pipelined connection from one loop to one server.
+type backend struct {
+	l      *loop
+	pr     *poolRT
+	server int
+
+	c       gnet.Conn // nil unless connected
+	state   int
+	gen     uint64 // dial attempt generation; stale attempts are closed
+	fails   int    // consecutive connect failures, for backoff
+	retryAt int64  // loop clock; in stateDown, fail fast until then
+
+	fifo  pool.Queue[*request]
+	wbuf  []byte
+	dirty bool
+}
+
+// dialAttempt is the gnet context of a connection being enrolled.
+type dialAttempt struct {
+	b   *backend
+	gen uint64
+}
+
+func newBackend(l *loop, pr *poolRT, server int) *backend {
+	return &backend{l: l, pr: pr, server: server}
+}
+
+func (b *backend) name() string { return b.pr.names[b.server] }
+
+// usable reports whether a request may be queued on b now, dialing if needed.
+// It returns false while the server is in backoff after failures.
+func (b *backend) usable() bool {
+	switch b.state {
+	case stateConnected, stateConnecting:
+		return true
+	case stateDown:
+		if b.l.now() < b.retryAt {
+			return false
+		}
+		b.state = stateIdle
+	}
+	b.connect()
+	return true
+}
+
+// enqueue queues r toward this backend. The caller has appended r's bytes to
+// b.wbuf.
+func (b *backend) enqueue(r *request) {
+	r.inFIFO = true
+	r.server = b.server
+	r.sentAt = b.l.now()
+	b.fifo.Push(r)
+	if b.state == stateConnected {
+		b.l.markBackend(b)
+	}
+}
+
+// connect starts a dial in its own goroutine; the connection is enrolled on
+// b's loop and reported through onOpen, or the failure through dialFailed.
+func (b *backend) connect() {
+	if b.state == stateConnecting || b.state == stateConnected {
+		return
+	}
+	b.state = stateConnecting
+	b.gen++
+	att := &dialAttempt{b: b, gen: b.gen}
+	p := b.l.p
+	s := b.pr.cfg.Servers[b.server]
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		nc, err := b.pr.dialer.DialContext(p.ctx, s.Network, s.Addr)
+		if err == nil {
+			var ch <-chan gnet.RegisteredResult
+			ch, err = b.l.el.Enroll(gnet.NewContext(p.ctx, att), nc)
+			if err == nil {
+				if res, ok := <-ch; !ok {
+					err = errors.New("enroll: no result")
+				} else {
+					err = res.Err
+				}
+			} else {
+				nc.Close()
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("connect %s: %w", s.Addr, err)
+			_ = b.l.el.Execute(p.ctx, gnet.RunnableFunc(func(context.Context) error {
+				b.dialFailed(att, err)
+				return nil
+			}))
+		}
+	}()
+}
+
+// onOpen runs on the loop when an enrolled connection opens.
+func (b *backend) onOpen(c gnet.Conn, att *dialAttempt) {
+	if att.gen != b.gen || b.state != stateConnecting {
+		_ = b.l.el.Close(c)
+		return
+	}
+	c.SetContext(b)
+	b.c = c
+	b.state = stateConnected
+	b.fails = 0
+	if len(b.wbuf) > 0 {
+		b.l.markBackend(b)
+	}
+}
+
+// dialFailed runs on the loop when a dial or enroll failed.
+func (b *backend) dialFailed(att *dialAttempt, err error) {
+	if att.gen != b.gen || b.state != stateConnecting {
+		return
+	}
+	b.fails++
+	backoff := time.Duration(0)
+	if b.fails > 1 {
+		backoff = min(backoffMin<<min(b.fails-2, 10), backoffMax)
+	}
+	b.state = stateDown
+	b.retryAt = b.l.now() + int64(backoff)
+	b.pr.health.Failure(b.server)
+	b.pr.p.log.Debug("backend connect failed", "pool", b.pr.cfg.Name, "server", b.name(), "error", err)
+	b.failAll(fmt.Sprintf("server %s unavailable: %v", b.name(), unwrapOp(err)))
+	b.l.flushClients()
+}
+
+// flush writes the queued requests.
+func (b *backend) flush() {
+	if b.state != stateConnected || len(b.wbuf) == 0 {
+		return
+	}
+	c := b.c
+	_, err := c.Write(b.wbuf)
+	b.wbuf = b.wbuf[:0]
+	if cap(b.wbuf) > 1<<20 {
+		b.wbuf = nil
+	}
+	if err != nil && b.c == c {
+		// gnet closed it synchronously; onClose normally ran already.
+		b.lost(c, err)
+	}
+}
+
+// onTraffic frames and delivers every complete reply in c's input.
+func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
+	if b.c != c {
+		return gnet.Close
+	}
+	buf, _ := c.Peek(-1)
+	off := 0
+	for off < len(buf) {
+		r, ok := b.fifo.Front()
+		if !ok {
+			b.protocolError(c, fmt.Errorf("unexpected data from server: %q", clip(buf[off:])))
+			return gnet.None
+		}
+		n, err := b.pr.codec.reply(buf[off:], r)
+		if err != nil {
+			b.protocolError(c, err)
+			return gnet.None
+		}
+		if n == 0 {
+			break
+		}
+		b.fifo.Pop()
+		r.inFIFO = false
+		off += n
+		b.l.release(r)
+	}
+	if off > 0 {
+		_, _ = c.Discard(off)
+		b.pr.health.Success(b.server)
+	}
+	b.l.flushClients()
+	return gnet.None
+}
+
+// protocolError handles output the codec cannot frame: the stream can't be
+// resynchronised, so the connection goes.
+func (b *backend) protocolError(c gnet.Conn, err error) {
+	b.pr.p.log.Warn("backend protocol error", "pool", b.pr.cfg.Name, "server", b.name(), "error", err)
+	b.detach(c)
+	_ = b.l.el.Close(c)
+	b.pr.health.Failure(b.server)
+	b.failAll(fmt.Sprintf("server %s sent a malformed reply", b.name()))
+	b.l.flushClients()
+}
+
+// onClose runs when gnet closes c (peer closed, I/O error, or our Close).
+func (b *backend) onClose(c gnet.Conn, err error) {
+	if b.c != c {
+		return // already detached
+	}
+	b.lost(c, err)
+}
+
+// lost handles the loss of the connected c.
+func (b *backend) lost(c gnet.Conn, err error) {
+	b.detach(c)
+	inFlight := b.fifo.Len()
+	if inFlight > 0 || (err != nil && !errors.Is(err, io.EOF)) {
+		b.pr.health.Failure(b.server)
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	b.pr.p.log.Debug("backend connection lost", "pool", b.pr.cfg.Name, "server", b.name(), "error", err,
+		"in_flight", inFlight)
+	b.failAll(fmt.Sprintf("server %s connection lost: %v", b.name(), unwrapOp(err)))
+	b.l.flushClients()
+}
+
+// detach forgets the connection; its requests are still in b.fifo.
+func (b *backend) detach(c gnet.Conn) {
+	if b.c == c {
+		b.c = nil
+	}
+	if b.state == stateConnected {
+		b.state = stateIdle
+	}
+	b.wbuf = b.wbuf[:0]
+}
+
+// sweep fails everything on b if its oldest request is older than timeout.
+func (b *backend) sweep(now, timeout int64) {
+	r, ok := b.fifo.Front()
+	if !ok || now-r.sentAt < timeout {
+		return
+	}
+	b.l.stats.timeouts.Add(1)
+	msg := fmt.Sprintf("server %s timed out after %v", b.name(), time.Duration(timeout))
+	if c := b.c; c != nil {
+		b.detach(c)
+		_ = b.l.el.Close(c)
+	} else if b.state == stateConnecting {
+		b.gen++ // the dial that is still running is abandoned
+		b.state = stateIdle
+	}
+	b.pr.health.Failure(b.server)
+	b.failAll(msg)
+}
+
+// failAll fails every request queued on b with msg.
+func (b *backend) failAll(msg string) {
+	b.wbuf = b.wbuf[:0]
+	for {
+		r, ok := b.fifo.Pop()
+		if !ok {
+			return
+		}
+		r.inFIFO = false
+		b.pr.codec.fail(r, msg)
+		b.l.release(r)
+	}
+}
+
+// unwrapOp strips net.OpError's address prefix, keeping the cause.
+func unwrapOp(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
+}
+
+// clip shortens b for a log line.
+func clip(b []byte) []byte {
+	if len(b) > 64 {
+		return b[:64]
+	}
+	return b
+}

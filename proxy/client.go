@@ -1,0 +1,216 @@
+package proxy
+
+import (
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/cacheproxy/cacheproxy/pool"
+	"github.com/cacheproxy/cacheproxy/proxy/memcache"
+)
+
+// client is one client connection and its FIFO of requests.
+type client struct {
+	l  *loop
+	pr *poolRT
+	c  gnet.Conn
+	id uint64
+
+	fifo pool.Queue[*request]
+	out  []byte
+
+	dirty    bool
+	closed   bool
+	quitting bool // close once every owed reply is written
+	paused   bool // stopped parsing at the in-flight limit
+	need     int  // bytes the parser needs before it can make progress
+	skip     int  // input bytes still to discard (an oversized value)
+
+	mp   *memcache.Parser
+	mreq memcache.Request
+	msc  *mcScratch
+}
+
+// scratch returns the client's routing scratch space.
+func (cl *client) scratch() *mcScratch {
+	if cl.msc == nil {
+		cl.msc = &mcScratch{}
+	}
+	return cl.msc
+}
+
+func newClient(l *loop, pr *poolRT, c gnet.Conn, id uint64) *client {
+	cl := &client{l: l, pr: pr, c: c, id: id}
+	pr.codec.initClient(cl)
+	l.clients[cl] = struct{}{}
+	return cl
+}
+
+// onTraffic parses and dispatches every complete request in the input.
+func (cl *client) onTraffic() gnet.Action {
+	if cl.closed {
+		return gnet.Close
+	}
+	c := cl.c
+	if cl.skip > 0 {
+		n, _ := c.Discard(cl.skip)
+		cl.skip -= n
+		if cl.skip > 0 {
+			return gnet.None
+		}
+	}
+	avail := c.InboundBuffered()
+	if cl.quitting {
+		_, _ = c.Discard(avail)
+		return gnet.None
+	}
+	if limit := cl.pr.cfg.Limits.MaxClientBuffer; limit > 0 && avail > limit {
+		cl.closeWith(cl.pr.codec.errorReply(nil, "input buffer limit exceeded"))
+		return gnet.None
+	}
+	if cl.paused || avail == 0 || avail < cl.need {
+		return gnet.None
+	}
+	buf, _ := c.Peek(-1)
+	n := cl.pr.codec.serve(cl, buf)
+	if !cl.closed && n > 0 {
+		if n > len(buf) { // an error asked to skip past what has arrived
+			cl.skip = n - len(buf)
+			n = len(buf)
+		}
+		_, _ = c.Discard(n)
+	}
+	if cl.l.p.opts.FlushMode == FlushPerCallback {
+		cl.l.flush()
+	} else {
+		cl.l.flushClients()
+	}
+	return gnet.None
+}
+
+// push appends r to the FIFO.
+func (cl *client) push(r *request) {
+	r.cl = cl
+	r.inQueue = true
+	cl.fifo.Push(r)
+	cl.l.stats.requests.Add(1)
+}
+
+// full reports whether the in-flight limit is reached.
+func (cl *client) full() bool {
+	limit := cl.pr.cfg.Limits.MaxInFlight
+	return limit > 0 && cl.fifo.Len() >= limit
+}
+
+// complete marks r done and moves every finished request at the head of the
+// FIFO to the output.
+func (cl *client) complete(r *request) {
+	r.done = true
+	cl.advance()
+}
+
+// advance emits finished requests from the head of the FIFO, in order.
+func (cl *client) advance() {
+	emitted := false
+	for {
+		r, ok := cl.fifo.Front()
+		if !ok || !r.done {
+			break
+		}
+		cl.fifo.Pop()
+		r.inQueue = false
+		if !r.silent {
+			cl.out = append(cl.out, r.reply...)
+			emitted = true
+		}
+		cl.l.release(r)
+	}
+	if emitted {
+		cl.l.markClient(cl)
+	}
+	if cl.paused && cl.fifo.Len() <= cl.pr.cfg.Limits.MaxInFlight/2 {
+		cl.paused = false
+		_ = cl.c.Wake(nil) // parse what was left in the input
+	}
+	if cl.quitting {
+		cl.maybeClose()
+	}
+}
+
+// flush writes the pending output.
+func (cl *client) flush() {
+	if cl.closed || len(cl.out) == 0 {
+		cl.out = cl.out[:0]
+		return
+	}
+	_, err := cl.c.Write(cl.out)
+	cl.out = cl.out[:0]
+	if cap(cl.out) > 1<<20 {
+		cl.out = nil
+	}
+	if err != nil || cl.closed {
+		return
+	}
+	if cl.c.OutboundBuffered() > maxClientOutput {
+		// A client that doesn't read its replies must not hold memory
+		// without bound.
+		cl.l.p.log.Warn("closing client that does not read its replies", "pool", cl.pr.cfg.Name,
+			"remote", cl.c.RemoteAddr().String(), "buffered", cl.c.OutboundBuffered())
+		cl.close()
+		return
+	}
+	if cl.quitting {
+		cl.maybeClose()
+	}
+}
+
+// maxClientOutput caps a slow reader's unsent replies.
+const maxClientOutput = 64 << 20
+
+// maybeClose closes a quitting client once nothing is owed.
+func (cl *client) maybeClose() {
+	if cl.closed || cl.fifo.Len() > 0 || len(cl.out) > 0 && cl.dirty {
+		return
+	}
+	if len(cl.out) > 0 {
+		_, _ = cl.c.Write(cl.out)
+		cl.out = cl.out[:0]
+	}
+	cl.close()
+}
+
+// closeWith queues a final reply (written before everything owed is
+// dropped) and closes the connection after the owed replies.
+func (cl *client) closeWith(reply []byte) {
+	r := cl.l.newRequest()
+	r.reply = append(r.reply[:0], reply...)
+	cl.push(r)
+	cl.quitting = true
+	cl.complete(r)
+}
+
+// close closes the connection now.
+func (cl *client) close() {
+	if cl.closed {
+		return
+	}
+	_ = cl.l.el.Close(cl.c) // calls onClose synchronously
+}
+
+// onClose forgets the client; its requests still in flight are orphaned and
+// recycled when their backends answer.
+func (cl *client) onClose() {
+	if cl.closed {
+		return
+	}
+	cl.closed = true
+	delete(cl.l.clients, cl)
+	for {
+		r, ok := cl.fifo.Pop()
+		if !ok {
+			break
+		}
+		r.inQueue = false
+		r.cl = nil
+		cl.l.release(r)
+	}
+	cl.out = nil
+}

@@ -1,0 +1,23 @@
+package proxy
+
+// codec is what the data path needs from a protocol. The data path (clients,
+// backends, FIFOs, flushing, timeouts) never branches on protocol beyond
+// calling these.
+type codec interface {
+	// initClient prepares a new client's parser state.
+	initClient(cl *client)
+	// serve parses and dispatches the complete requests at the start of buf
+	// and returns how many bytes it consumed (more than len(buf) when the
+	// rest of a bad request, still to arrive, must be skipped).
+	serve(cl *client, buf []byte) int
+	// reply frames the first complete reply for r in buf and, when there is
+	// one, delivers it; n is 0 when the reply is incomplete. An error means
+	// the backend's stream can't be trusted any more.
+	reply(buf []byte, r *request) (n int, err error)
+	// fail completes r with a backend failure described by msg.
+	fail(r *request, msg string)
+	// errorReply appends a client-visible server error.
+	errorReply(dst []byte, msg string) []byte
+	// probeRequest is the no-op a probe sends and the prefix of a good reply.
+	probeRequest() (req []byte, okPrefix string)
+}

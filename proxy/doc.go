@@ -1,0 +1,27 @@
+// Package proxy is cacheproxy's data path: one gnet engine serves every
+// pool's listener; each event loop owns its clients, its backend connections
+// and its scratch space, so the hot path takes no locks.
+//
+//	client ──► OnTraffic(client)            parse every complete request in place
+//	             │ codec.serve              (proxy/memcache or proxy/resp)
+//	             │  route: ring.Pick(key) ─► server, conn = client id % server_connections
+//	             │  local commands answered at once (version, stats, mn, ...)
+//	             ▼
+//	           request ──► client FIFO      replies leave only from the head: in order
+//	             │
+//	             ├─► backend FIFO + write buffer (fragments for multi-key requests)
+//	             ▼
+//	           loop flush task              one write per dirty backend connection per
+//	             │                          event-loop iteration, batched across clients
+//	             ▼
+//	backend ──► OnTraffic(backend)          frame each complete reply, complete the FIFO
+//	             │                          head, merge fragments, drop quiet replies
+//	             ▼
+//	           client FIFO head done? ──►  append to the client's output, one write per
+//	                                        client per callback
+//
+// Failures: a backend connection that errors, closes or times out fails every
+// request in flight on it with a protocol error reply (SERVER_ERROR / -ERR),
+// is closed, and counts toward the server's ejection (package pool). A
+// request for a server whose connection is down fails at once.
+package proxy

@@ -1,0 +1,203 @@
+package proxy
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// loop is the state one event loop owns. Only that loop's goroutine touches
+// it, except the atomic counters in stats.
+type loop struct {
+	p  *Proxy
+	el gnet.EventLoop
+
+	// backends[pool][server*conns+conn] are this loop's backend connections.
+	backends [][]*backend
+
+	dirtyBackends []*backend
+	dirtyClients  []*client
+	flushQueued   bool
+	flushTask     gnet.Runnable
+
+	clients map[*client]struct{}
+	free    []*request
+	stats   loopStats
+}
+
+// loopStats are a loop's counters, read by stats and metrics from other
+// goroutines.
+type loopStats struct {
+	clientsTotal atomic.Int64
+	requests     atomic.Int64
+	fragments    atomic.Int64
+	errors       atomic.Int64
+	timeouts     atomic.Int64
+}
+
+func newLoop(p *Proxy, el gnet.EventLoop) *loop {
+	l := &loop{p: p, el: el, clients: map[*client]struct{}{}}
+	l.flushTask = gnet.RunnableFunc(func(context.Context) error {
+		l.flushQueued = false
+		l.flush()
+		return nil
+	})
+	l.backends = make([][]*backend, len(p.pools))
+	for i, pr := range p.pools {
+		conns := max(pr.cfg.ServerConnections, 1)
+		bs := make([]*backend, len(pr.cfg.Servers)*conns)
+		for s := range pr.cfg.Servers {
+			for c := 0; c < conns; c++ {
+				bs[s*conns+c] = newBackend(l, pr, s)
+			}
+		}
+		l.backends[i] = bs
+	}
+	return l
+}
+
+// preconnect dials every backend of the pools configured with preconnect.
+// Called once when the loop state is created (under Proxy.mu, from the
+// loop's goroutine); dials run in their own goroutines.
+func (l *loop) preconnect() {
+	for i, pr := range l.p.pools {
+		if !pr.cfg.Preconnect {
+			continue
+		}
+		for _, b := range l.backends[i] {
+			b.connect()
+		}
+	}
+}
+
+// backendFor returns the connection to server s of pool pr that client id
+// uses: the same one for every request of that client, so its writes and
+// reads stay ordered.
+func (l *loop) backendFor(pr *poolRT, s int, id uint64) *backend {
+	conns := max(pr.cfg.ServerConnections, 1)
+	return l.backends[pr.idx][s*conns+int(id%uint64(conns))]
+}
+
+// now is the loop's clock in nanoseconds (monotonic).
+func (l *loop) now() int64 { return int64(time.Since(l.p.start)) }
+
+// markBackend queues b for the next flush.
+func (l *loop) markBackend(b *backend) {
+	if b.dirty {
+		return
+	}
+	b.dirty = true
+	l.dirtyBackends = append(l.dirtyBackends, b)
+	if l.p.opts.FlushMode == FlushPerIteration && !l.flushQueued {
+		l.flushQueued = true
+		if err := l.el.Execute(l.p.ctx, l.flushTask); err != nil {
+			// Engine shutting down: flush now rather than never.
+			l.flushQueued = false
+			l.flush()
+		}
+	}
+}
+
+// markClient queues cl's output for writing at the end of the callback.
+func (l *loop) markClient(cl *client) {
+	if cl.dirty {
+		return
+	}
+	cl.dirty = true
+	l.dirtyClients = append(l.dirtyClients, cl)
+}
+
+// flush writes every dirty backend connection's queued requests, then every
+// dirty client's replies.
+func (l *loop) flush() {
+	for i := 0; i < len(l.dirtyBackends); i++ {
+		b := l.dirtyBackends[i]
+		l.dirtyBackends[i] = nil
+		b.dirty = false
+		b.flush()
+	}
+	l.dirtyBackends = l.dirtyBackends[:0]
+	l.flushClients()
+}
+
+// flushClients writes every dirty client's pending replies. Writing can close
+// a client synchronously, which may complete more work; the loop picks that
+// up because it re-reads the slice length.
+func (l *loop) flushClients() {
+	for i := 0; i < len(l.dirtyClients); i++ {
+		cl := l.dirtyClients[i]
+		l.dirtyClients[i] = nil
+		cl.dirty = false
+		cl.flush()
+	}
+	l.dirtyClients = l.dirtyClients[:0]
+}
+
+// sweep fails requests that have waited longer than their pool's timeout.
+func (l *loop) sweep() {
+	now := l.now()
+	for i, pr := range l.p.pools {
+		t := pr.cfg.Timeout
+		if t <= 0 {
+			continue
+		}
+		for _, b := range l.backends[i] {
+			b.sweep(now, int64(t))
+		}
+	}
+	l.flush()
+}
+
+// drain closes the clients that owe nothing and marks the rest to close
+// once their replies are written.
+func (l *loop) drain() {
+	for cl := range l.clients {
+		cl.quitting = true
+		cl.maybeClose()
+	}
+	l.flush()
+}
+
+// newRequest returns a cleared request from the free list.
+func (l *loop) newRequest() *request {
+	if n := len(l.free); n > 0 {
+		r := l.free[n-1]
+		l.free[n-1] = nil
+		l.free = l.free[:n-1]
+		return r
+	}
+	return &request{}
+}
+
+// release returns r (and its fragments) to the free list once nothing refers
+// to it any more: it has left its client's FIFO and every backend FIFO.
+func (l *loop) release(r *request) {
+	if r.parent != nil {
+		r = r.parent // fragments are recycled with their parent
+	}
+	if r.inQueue || r.inFIFO || r.pending > 0 {
+		return
+	}
+	for _, f := range r.frags {
+		if f.inFIFO {
+			return
+		}
+	}
+	for i, f := range r.frags {
+		r.frags[i] = nil
+		f.reset()
+		if cap(f.reply) > 64<<10 {
+			f.reply = nil
+		}
+		l.free = append(l.free, f)
+	}
+	r.reset()
+	if cap(r.reply) > 64<<10 {
+		r.reply = nil // don't keep huge buffers around
+	}
+	if len(l.free) < 4096 {
+		l.free = append(l.free, r)
+	}
+}

@@ -1,0 +1,471 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/pool"
+	"github.com/cacheproxy/cacheproxy/proxy/memcache"
+)
+
+// memcacheCodec serves a memcached pool: text and meta protocol.
+type memcacheCodec struct {
+	pr     *poolRT
+	limits memcache.Limits
+
+}
+
+// mcScratch is per-client scratch for routing multi-key requests (clients
+// belong to one loop; keeping it per client keeps the codec stateless).
+type mcScratch struct {
+	keyBuf  []byte
+	fragOf  []int   // server -> fragment index, -1 if none
+	fragIdx [][]int // fragment -> indexes of its keys
+	servers []int   // key -> server
+	cursor  []int
+}
+
+func newMemcacheCodec(pr *poolRT) *memcacheCodec {
+	lim := pr.cfg.Limits
+	return &memcacheCodec{pr: pr, limits: memcache.Limits{
+		MaxKeyLength: lim.MaxKeyLength,
+		MaxValueSize: lim.MaxValueSize,
+	}}
+}
+
+func (m *memcacheCodec) initClient(cl *client) {
+	cl.mp = memcache.NewParser(m.limits)
+}
+
+func (m *memcacheCodec) probeRequest() ([]byte, string) {
+	return []byte("version\r\n"), "VERSION "
+}
+
+func (m *memcacheCodec) errorReply(dst []byte, msg string) []byte {
+	return memcache.AppendError(dst, memcache.KindServerError, msg)
+}
+
+func (m *memcacheCodec) serve(cl *client, buf []byte) int {
+	off := 0
+	for off < len(buf) && !cl.closed && !cl.quitting {
+		if cl.full() {
+			cl.paused = true
+			break
+		}
+		n, err := cl.mp.Parse(buf[off:], &cl.mreq)
+		if err != nil {
+			var pe *memcache.Error
+			if !errors.As(err, &pe) || pe.Close || pe.Skip <= 0 {
+				reply := []byte(nil)
+				if pe != nil {
+					reply = pe.Reply
+				} else {
+					reply = memcache.AppendError(nil, memcache.KindClientError, err.Error())
+				}
+				cl.l.stats.errors.Add(1)
+				cl.closeWith(reply)
+				return len(buf)
+			}
+			cl.l.stats.errors.Add(1)
+			m.local(cl, pe.Reply, false)
+			off += pe.Skip
+			continue
+		}
+		if n == 0 {
+			cl.need = cl.mp.Need()
+			break
+		}
+		cl.need = 0
+		m.dispatch(cl, &cl.mreq)
+		off += n
+	}
+	return off
+}
+
+// dispatch routes one parsed request.
+func (m *memcacheCodec) dispatch(cl *client, req *memcache.Request) {
+	switch req.Cmd.Class() {
+	case memcache.ClassLocal:
+		m.answer(cl, req)
+	case memcache.ClassKey:
+		m.forwardKey(cl, req, -1)
+	case memcache.ClassMultiKey:
+		m.forwardMulti(cl, req)
+	case memcache.ClassAll:
+		m.forwardAll(cl, req)
+	default:
+		m.local(cl, memcache.AppendError(nil, memcache.KindClientError, "command not supported by proxy"), false)
+	}
+}
+
+// header copies the scalar fields of req that replies depend on.
+func header(req *memcache.Request) memcache.Request {
+	return memcache.Request{Cmd: req.Cmd, Noreply: req.Noreply, Quiet: req.Quiet}
+}
+
+// local queues a reply the proxy makes itself, in order behind the client's
+// outstanding requests.
+func (m *memcacheCodec) local(cl *client, reply []byte, silent bool) {
+	r := cl.l.newRequest()
+	r.reply = append(r.reply[:0], reply...)
+	r.silent = silent
+	cl.push(r)
+	cl.complete(r)
+}
+
+// answer replies to the commands the proxy answers itself.
+func (m *memcacheCodec) answer(cl *client, req *memcache.Request) {
+	switch req.Cmd {
+	case memcache.CmdVersion:
+		m.local(cl, []byte("VERSION "+Version+"\r\n"), false)
+	case memcache.CmdVerbosity:
+		m.local(cl, []byte("OK\r\n"), req.Noreply)
+	case memcache.CmdQuit:
+		cl.quitting = true
+		cl.maybeClose()
+	case memcache.CmdMetaNoop:
+		m.local(cl, []byte("MN\r\n"), false)
+	case memcache.CmdStats:
+		m.local(cl, m.stats(cl, req), false)
+	case memcache.CmdConfigGet:
+		m.local(cl, m.clusterConfig(cl), false)
+	default:
+		m.local(cl, memcache.AppendError(nil, memcache.KindClientError, "command not supported by proxy"), false)
+	}
+}
+
+// forwardKey sends a single-key request (or a multi-key one whose keys all
+// live on server s, when s >= 0) to its server.
+func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
+	l := cl.l
+	if s < 0 {
+		var scratch [256]byte
+		s = m.pr.pick(req.HashKey(0, scratch[:0]))
+	}
+	r := l.newRequest()
+	r.mc = header(req)
+	cl.push(r)
+	if s < 0 {
+		m.fail(r, "no server available")
+		return
+	}
+	b := l.backendFor(m.pr, s, cl.id)
+	if !b.usable() {
+		m.fail(r, "server "+b.name()+" unavailable")
+		return
+	}
+	b.wbuf = req.AppendForward(b.wbuf)
+	b.enqueue(r)
+}
+
+// forwardMulti splits get/gets/gat/gats over the servers of its keys.
+func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
+	sc := cl.scratch()
+	nServers := len(m.pr.cfg.Servers)
+	sc.servers = sc.servers[:0]
+	var kb [256]byte
+	same := true
+	for i := range req.Keys {
+		s := m.pr.pick(req.HashKey(i, kb[:0]))
+		sc.servers = append(sc.servers, s)
+		if s != sc.servers[0] {
+			same = false
+		}
+	}
+	if same {
+		m.forwardKey(cl, req, sc.servers[0])
+		return
+	}
+	l := cl.l
+	parent := l.newRequest()
+	parent.mc = header(req)
+	cl.push(parent)
+	if cap(sc.fragOf) < nServers {
+		sc.fragOf = make([]int, nServers)
+	}
+	sc.fragOf = sc.fragOf[:nServers]
+	for i := range sc.fragOf {
+		sc.fragOf[i] = -1
+	}
+	sc.fragIdx = sc.fragIdx[:0]
+	for i, s := range sc.servers {
+		parent.keys = append(parent.keys, req.Keys[i]...)
+		parent.keyEnds = append(parent.keyEnds, len(parent.keys))
+		if s < 0 {
+			parent.keyFrag = append(parent.keyFrag, -1)
+			continue
+		}
+		fi := sc.fragOf[s]
+		if fi < 0 {
+			fi = len(parent.frags)
+			sc.fragOf[s] = fi
+			f := l.newRequest()
+			f.parent = parent
+			f.mc = header(req)
+			f.server = s
+			parent.frags = append(parent.frags, f)
+			if len(sc.fragIdx) <= fi {
+				sc.fragIdx = append(sc.fragIdx, nil)
+			}
+			sc.fragIdx[fi] = sc.fragIdx[fi][:0]
+		}
+		sc.fragIdx[fi] = append(sc.fragIdx[fi], i)
+		parent.keyFrag = append(parent.keyFrag, fi)
+	}
+	m.sendFragments(cl, parent, func(b *backend, fi int) {
+		b.wbuf = req.AppendMultiGet(b.wbuf, sc.fragIdx[fi])
+	})
+}
+
+// forwardAll sends flush_all to every live server.
+func (m *memcacheCodec) forwardAll(cl *client, req *memcache.Request) {
+	l := cl.l
+	parent := l.newRequest()
+	parent.mc = header(req)
+	cl.push(parent)
+	for s := range m.pr.cfg.Servers {
+		if m.pr.health.State(s) == pool.StateEjected { // ejected: it takes no keys
+			continue
+		}
+		f := l.newRequest()
+		f.parent = parent
+		f.mc = header(req)
+		f.server = s
+		parent.frags = append(parent.frags, f)
+	}
+	m.sendFragments(cl, parent, func(b *backend, _ int) {
+		b.wbuf = req.AppendForward(b.wbuf)
+	})
+}
+
+// sendFragments queues each of parent's fragments on its server.
+func (m *memcacheCodec) sendFragments(cl *client, parent *request, write func(b *backend, fi int)) {
+	parent.pending = len(parent.frags)
+	cl.l.stats.fragments.Add(int64(len(parent.frags)))
+	if parent.pending == 0 {
+		m.merge(parent)
+		return
+	}
+	// Fail fast after queuing everything, so a synchronous merge sees
+	// every fragment.
+	for fi, f := range parent.frags {
+		b := cl.l.backendFor(m.pr, f.server, cl.id)
+		if !b.usable() {
+			m.fail(f, "server "+b.name()+" unavailable")
+			continue
+		}
+		write(b, fi)
+		b.enqueue(f)
+	}
+}
+
+// reply frames a backend reply for r and delivers it.
+func (m *memcacheCodec) reply(buf []byte, r *request) (int, error) {
+	n, rep, err := memcache.ParseReply(buf, r.mc.Cmd)
+	if err != nil || n == 0 {
+		return n, err
+	}
+	if r.parent != nil {
+		switch rep.Status {
+		case memcache.StatusError, memcache.StatusClientError, memcache.StatusServerError:
+			r.failed = true
+			r.reply = append(r.reply[:0], buf[:n]...)
+		default:
+			r.ok = rep.Status == memcache.StatusOK
+			if r.mc.Cmd.Class() == memcache.ClassMultiKey {
+				r.reply = append(r.reply[:0], buf[:rep.Body]...)
+			} else {
+				r.reply = append(r.reply[:0], buf[:n]...)
+			}
+		}
+		m.fragmentDone(r)
+		return n, nil
+	}
+	cl := r.cl
+	switch {
+	case memcache.Suppress(&r.mc, rep):
+		r.silent = true
+	case cl != nil && !cl.closed && cl.fifo.Len() > 0 && frontIs(cl, r):
+		// At the head: straight to the output, skipping a copy.
+		cl.out = append(cl.out, buf[:n]...)
+		r.silent = true
+		cl.l.markClient(cl)
+	default:
+		r.reply = append(r.reply[:0], buf[:n]...)
+	}
+	if cl != nil {
+		cl.complete(r)
+	} else {
+		r.done = true
+	}
+	return n, nil
+}
+
+func frontIs(cl *client, r *request) bool {
+	f, _ := cl.fifo.Front()
+	return f == r
+}
+
+// fail completes r with a SERVER_ERROR.
+func (m *memcacheCodec) fail(r *request, msg string) {
+	if r.parent != nil {
+		r.failed = true
+		r.reply = memcache.AppendError(r.reply[:0], memcache.KindServerError, msg)
+		m.fragmentDone(r)
+		return
+	}
+	r.reply = memcache.AppendError(r.reply[:0], memcache.KindServerError, msg)
+	r.silent = r.mc.Noreply
+	if r.cl != nil {
+		r.cl.l.stats.errors.Add(1)
+		r.cl.complete(r)
+	} else {
+		r.done = true
+	}
+}
+
+// fragmentDone counts a finished fragment and merges the parent after the
+// last one.
+func (m *memcacheCodec) fragmentDone(f *request) {
+	f.done = true
+	p := f.parent
+	p.pending--
+	if p.pending == 0 {
+		m.merge(p)
+	}
+}
+
+// merge builds a multi-key or fan-out request's reply from its fragments.
+//
+// get family: values in the order of the requested keys, one END. A
+// fragment whose server failed contributes misses (as libmemcached and
+// mcrouter do), unless every fragment failed: then the first error is the
+// reply. flush_all: OK when every server said OK, else the first other
+// reply.
+func (m *memcacheCodec) merge(p *request) {
+	cl := p.cl
+	if cl == nil {
+		// Orphaned: nothing to build. The backend releases the request
+		// when its last fragment leaves the FIFO.
+		p.done = true
+		return
+	}
+	p.reply = p.reply[:0]
+	if p.mc.Cmd.Class() == memcache.ClassMultiKey {
+		m.mergeGets(cl, p)
+	} else {
+		var first []byte
+		for _, f := range p.frags {
+			if !f.ok && first == nil {
+				first = f.reply
+			}
+		}
+		if first == nil {
+			p.reply = append(p.reply, "OK\r\n"...)
+		} else {
+			p.reply = append(p.reply, first...)
+		}
+		p.silent = p.mc.Noreply
+	}
+	cl.complete(p)
+}
+
+func (m *memcacheCodec) mergeGets(cl *client, p *request) {
+	allFailed := true
+	for _, f := range p.frags {
+		if !f.failed {
+			allFailed = false
+			break
+		}
+	}
+	if allFailed && len(p.frags) > 0 {
+		cl.l.stats.errors.Add(1)
+		p.reply = append(p.reply, p.frags[0].reply...)
+		return
+	}
+	sc := cl.scratch()
+	sc.cursor = sc.cursor[:0]
+	for range p.frags {
+		sc.cursor = append(sc.cursor, 0)
+	}
+	for i, fi := range p.keyFrag {
+		if fi < 0 {
+			continue
+		}
+		f := p.frags[fi]
+		if f.failed {
+			continue
+		}
+		body := f.reply[sc.cursor[fi]:]
+		if len(body) == 0 {
+			continue
+		}
+		key, n, ok := valueBlock(body)
+		if !ok {
+			sc.cursor[fi] = len(f.reply) // malformed: drop the rest
+			continue
+		}
+		if bytes.Equal(key, p.key(i)) {
+			p.reply = append(p.reply, body[:n]...)
+			sc.cursor[fi] += n
+		}
+	}
+	p.reply = append(p.reply, "END\r\n"...)
+}
+
+// stats answers "stats" with the proxy's own counters.
+func (m *memcacheCodec) stats(cl *client, _ *memcache.Request) []byte {
+	p := cl.l.p
+	var clientsTotal, requests, fragments, errs, timeouts int64
+	p.mu.Lock()
+	for _, l := range p.loops {
+		clientsTotal += l.stats.clientsTotal.Load()
+		requests += l.stats.requests.Load()
+		fragments += l.stats.fragments.Load()
+		errs += l.stats.errors.Load()
+		timeouts += l.stats.timeouts.Load()
+	}
+	p.mu.Unlock()
+	var b []byte
+	stat := func(name string, v int64) {
+		b = append(b, "STAT "...)
+		b = append(b, name...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, v, 10)
+		b = append(b, "\r\n"...)
+	}
+	stat("pid", int64(os.Getpid()))
+	stat("uptime", int64(time.Since(p.start).Seconds()))
+	stat("time", time.Now().Unix())
+	b = append(b, "STAT version "+Version+"\r\n"...)
+	stat("curr_connections", p.clients.Load())
+	stat("total_connections", clientsTotal)
+	stat("cmd_total", requests)
+	stat("fragments", fragments)
+	stat("errors", errs)
+	stat("timeouts", timeouts)
+	stat("servers", int64(len(m.pr.cfg.Servers)))
+	var ejected int64
+	for s := range m.pr.cfg.Servers {
+		if m.pr.health.State(s) == pool.StateEjected {
+			ejected++
+		}
+	}
+	stat("servers_ejected", ejected)
+	b = append(b, "END\r\n"...)
+	return b
+}
+
+// clusterConfig answers "config get cluster" in the ElastiCache discovery
+// format, naming the proxy itself as the only node.
+func (m *memcacheCodec) clusterConfig(cl *client) []byte {
+	node := memcache.ClusterNode{Host: "127.0.0.1", IP: "127.0.0.1"}
+	if a, ok := cl.c.LocalAddr().(*net.TCPAddr); ok {
+		node = memcache.ClusterNode{Host: a.IP.String(), IP: a.IP.String(), Port: a.Port}
+	}
+	return memcache.AppendConfigCluster(nil, 1, []memcache.ClusterNode{node})
+}

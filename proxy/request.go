@@ -1,0 +1,50 @@
+package proxy
+
+import (
+	"github.com/cacheproxy/cacheproxy/proxy/memcache"
+)
+
+// request is one client request in flight, or one fragment of a multi-key
+// request. It lives in its client's FIFO (whole requests only) and in at most
+// one backend connection's FIFO (fragments and forwarded whole requests). It
+// is recycled through its loop's free list once both are done with it.
+type request struct {
+	cl     *client  // nil once the client has gone (the reply is then dropped)
+	parent *request // for fragments: the multi-key request they belong to
+	frags  []*request
+	// pending counts fragments still waiting for a reply.
+	pending int
+
+	server  int   // server index (fragments and forwarded requests)
+	sentAt  int64 // loop clock when queued toward the backend, in ns
+	reply   []byte
+	done    bool // reply (or its absence) is final
+	silent  bool // the client asked for no reply (noreply, meta q)
+	failed  bool // the backend failed this request (fragments: its keys are misses)
+	inFIFO  bool // still queued on a backend connection
+	inQueue bool // still in its client's FIFO
+
+	// memcached
+	mc memcache.Request // Cmd, Noreply, Quiet and friends; slices cleared
+	// multi-key get: the original keys in order and, for each, its fragment.
+	keys    []byte
+	keyEnds []int
+	keyFrag []int
+	// replyStatus of a memcached reply (for merges of flush_all).
+	ok bool
+}
+
+// reset clears r for reuse, keeping its buffers.
+func (r *request) reset() {
+	frags, reply, keys, keyEnds, keyFrag := r.frags[:0], r.reply[:0], r.keys[:0], r.keyEnds[:0], r.keyFrag[:0]
+	*r = request{frags: frags, reply: reply, keys: keys, keyEnds: keyEnds, keyFrag: keyFrag}
+}
+
+// key returns the i-th saved key of a multi-key request.
+func (r *request) key(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = r.keyEnds[i-1]
+	}
+	return r.keys[start:r.keyEnds[i]]
+}
