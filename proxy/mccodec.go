@@ -16,13 +16,11 @@ import (
 type memcacheCodec struct {
 	pr     *poolRT
 	limits memcache.Limits
-
 }
 
 // mcScratch is per-client scratch for routing multi-key requests (clients
 // belong to one loop; keeping it per client keeps the codec stateless).
 type mcScratch struct {
-	keyBuf  []byte
 	fragOf  []int   // server -> fragment index, -1 if none
 	fragIdx [][]int // fragment -> indexes of its keys
 	servers []int   // key -> server
