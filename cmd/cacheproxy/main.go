@@ -1,0 +1,268 @@
+// Command cacheproxy is a sharding memcached and Redis proxy, a drop-in for
+// twemproxy's nutcracker where the flags overlap.
+//
+//	cacheproxy -c config.yaml           serve
+//	cacheproxy -t -c nutcracker.yml     check a configuration and summarise it
+//	cacheproxy --route KEY -c FILE      print where KEY goes in every pool
+//
+// Exit status: 0 on success, 1 for a bad configuration or a failure while
+// serving, 2 for bad command-line usage.
+//
+// SIGTERM and SIGINT stop the proxy. SIGHUP (reload) is not handled yet, so
+// it terminates the process (Go's default).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/cacheproxy/cacheproxy/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// Defaults for the stats listener when only one of -s and -a is given.
+const (
+	defaultStatsAddr = "127.0.0.1" // twemproxy's is 0.0.0.0
+	defaultStatsPort = 22222       // twemproxy's
+)
+
+// options are the parsed command line.
+type options struct {
+	confFile  string
+	testConf  bool
+	statsPort int
+	statsAddr string
+	verbose   int
+	version   bool
+	admin     string
+	route     string
+	routeSet  bool
+	statsSet  bool
+	adminSet  bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
+	var o options
+	fs := pflag.NewFlagSet("cacheproxy", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	fs.StringVarP(&o.confFile, "conf-file", "c", "config.yaml", "configuration file (nutcracker.yml or the native shape)")
+	fs.BoolVarP(&o.testConf, "test-conf", "t", false, "check the configuration, print its problems or a summary, and exit")
+	fs.IntVarP(&o.statsPort, "stats-port", "s", defaultStatsPort, "serve twemproxy-compatible JSON stats on this TCP port")
+	fs.StringVarP(&o.statsAddr, "stats-addr", "a", defaultStatsAddr, "address for the JSON stats (twemproxy's default is 0.0.0.0)")
+	fs.IntP("stats-interval", "i", 30000, "accepted for twemproxy compatibility; stats are live at each connection")
+	fs.IntVarP(&o.verbose, "verbose", "v", 5, "log level, twemproxy's scale: <=3 errors, 4 warnings, 5-6 info, >=7 debug")
+	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
+	fs.StringVar(&o.admin, "admin", "", "admin HTTP address (/metrics, /healthz, /readyz, /debug/pprof/); overrides admin.listen")
+	fs.StringVar(&o.route, "route", "", "print the server KEY goes to in every pool, then exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: cacheproxy [-c FILE] [-t] [--route KEY] [-s PORT] [-a ADDR] [-v N] [--admin ADDR] [-V]\n\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return o, exitOK, false
+		}
+		fmt.Fprintf(stderr, "cacheproxy: %v\n", err)
+		fs.Usage()
+		return o, exitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "cacheproxy: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return o, exitUsage, false
+	}
+	o.routeSet = fs.Changed("route")
+	o.statsSet = fs.Changed("stats-port") || fs.Changed("stats-addr")
+	o.adminSet = fs.Changed("admin")
+	if o.testConf && o.routeSet {
+		fmt.Fprintln(stderr, "cacheproxy: -t and --route do not go together")
+		return o, exitUsage, false
+	}
+	return o, exitOK, true
+}
+
+// run is main without the process: it parses args, writes to stdout and
+// stderr, and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	o, code, ok := parseFlags(args, stderr)
+	if !ok {
+		return code
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "cacheproxy %s\n", version())
+		return exitOK
+	}
+
+	cfg, warns, err := config.Load(o.confFile)
+	for _, w := range warns {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if err == nil {
+		err = applyFlags(cfg, o)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		if o.testConf {
+			fmt.Fprintf(stderr, "cacheproxy: configuration file '%s' syntax is invalid\n", o.confFile)
+		}
+		return exitFailed
+	}
+
+	switch {
+	case o.testConf:
+		fmt.Fprintf(stdout, "cacheproxy: configuration file '%s' syntax is ok\n", o.confFile)
+		summarize(stdout, cfg)
+		return exitOK
+	case o.routeSet:
+		if err := printRoute(stdout, cfg, o.route); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitFailed
+		}
+		return exitOK
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(o.verbose)}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log.Info("starting", "version", version(), "config", cfg.File, "pools", len(cfg.Pools))
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("stopped", "err", err)
+		return exitFailed
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+// applyFlags lets the command line override the file's listeners, then
+// validates again (an override may collide with a pool's listen address).
+func applyFlags(cfg *config.Config, o options) error {
+	if o.adminSet {
+		cfg.Admin.Listen = o.admin
+	}
+	if o.statsSet {
+		cfg.Stats.Listen = net.JoinHostPort(o.statsAddr, strconv.Itoa(o.statsPort))
+	}
+	if o.adminSet || o.statsSet {
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("with the command-line listeners:\n%w", err)
+		}
+	}
+	return nil
+}
+
+// logLevel maps twemproxy's -v scale (0 emergencies only .. 11 everything,
+// default 5) onto slog's levels.
+func logLevel(v int) slog.Level {
+	switch {
+	case v <= 3:
+		return slog.LevelError
+	case v == 4:
+		return slog.LevelWarn
+	case v <= 6:
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
+}
+
+// version is the module version and VCS revision the binary was built from.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		v += " " + rev + dirty
+	}
+	return v
+}
+
+// summarize prints what -t reports for a good configuration: each pool's
+// protocol, listener, distribution, hash and servers.
+func summarize(w io.Writer, cfg *config.Config) {
+	if cfg.Admin.Listen != "" {
+		fmt.Fprintf(w, "admin %s\n", cfg.Admin.Listen)
+	}
+	if cfg.Stats.Listen != "" {
+		fmt.Fprintf(w, "stats %s\n", cfg.Stats.Listen)
+	}
+	fmt.Fprintf(w, "pools %d\n", len(cfg.Pools))
+	for _, p := range cfg.Pools {
+		tag := ""
+		if p.HashTag != "" {
+			tag = fmt.Sprintf(" hash_tag %q", p.HashTag)
+		}
+		fmt.Fprintf(w, "pool %s: %s listen %s distribution %s hash %s%s servers %d\n",
+			p.Name, p.Protocol, p.Listen, p.Distribution, p.Hash, tag, len(p.Servers))
+		for _, s := range p.Servers {
+			replicas := ""
+			if len(s.Replicas) > 0 {
+				replicas = " replicas " + strings.Join(s.Replicas, ",")
+			}
+			fmt.Fprintf(w, "  server %s addr %s weight %d%s\n", s.Name, s.Addr, s.Weight, replicas)
+		}
+	}
+}
+
+// printRoute prints, for every pool, the server key goes to: its name and
+// address, the key's hash and, for ketama, the continuum point.
+func printRoute(w io.Writer, cfg *config.Config, key string) error {
+	for i := range cfg.Pools {
+		p := &cfg.Pools[i]
+		ring, err := p.Ring()
+		if err != nil {
+			return err
+		}
+		r := ring.Route([]byte(key))
+		if r.Server < 0 || r.Server >= len(p.Servers) {
+			return fmt.Errorf("pool %s: no server for key %q", p.Name, key)
+		}
+		s := p.Servers[r.Server]
+		note := ""
+		switch p.Distribution {
+		case "random":
+			note = " (random: any server, chosen per request)"
+		case "ketama":
+			note = fmt.Sprintf(" point 0x%08x", r.Point)
+		}
+		fmt.Fprintf(w, "pool %s: server %s addr %s hash 0x%08x%s\n", p.Name, s.Name, s.Addr, r.Hash, note)
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// placementSample is the sample from design/placement.md: the same three
+// servers with and without names.
+const placementSample = `mc_ketama:
+  listen: 127.0.0.1:22121
+  hash: fnv1a_64
+  distribution: ketama
+  servers:
+   - 127.0.0.1:21211:1
+   - 127.0.0.1:21212:1
+   - 127.0.0.1:21213:1
+mc_named:
+  listen: 127.0.0.1:22122
+  hash: fnv1a_64
+  distribution: ketama
+  servers:
+   - 127.0.0.1:21211:1 server1
+   - 127.0.0.1:21212:1 server2
+   - 127.0.0.1:21213:1 server3
+`
+
+const nativeSample = `admin:
+  listen: 127.0.0.1:9121
+pools:
+  store:
+    listen: 127.0.0.1:6390
+    protocol: redis
+    hash: murmur
+    hash_tag: "{}"
+    distribution: modula
+    client_connections: 10
+    servers:
+      - name: shard1
+        addr: 127.0.0.1:6379
+        replicas: [127.0.0.1:6380]
+      - 127.0.0.1:6381:1 shard2
+  rand:
+    listen: 127.0.0.1:6391
+    distribution: random
+    servers: [127.0.0.1:11211:1]
+`
+
+const badSample = `a:
+  listen: 127.0.0.1:22121
+  hash: fnv2
+  servers:
+   - 127.0.0.1:11211:0
+`
+
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	placement := write("placement.yml", placementSample)
+	native := write("native.yml", nativeSample)
+	bad := write("bad.yml", badSample)
+	missing := filepath.Join(dir, "missing.yml")
+
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		code      int
+		stdout    string
+		stderr    string // exact, unless stderrHas is set
+		stderrHas string
+		stdoutHas string
+	}{
+		{name: "test good nutcracker.yml", args: []string{"-t", "-c", placement}, code: 0,
+			stdout: "cacheproxy: configuration file '" + placement + "' syntax is ok\n" +
+				"pools 2\n" +
+				"pool mc_ketama: memcache listen 127.0.0.1:22121 distribution ketama hash fnv1a_64 servers 3\n" +
+				"  server 127.0.0.1:21211 addr 127.0.0.1:21211 weight 1\n" +
+				"  server 127.0.0.1:21212 addr 127.0.0.1:21212 weight 1\n" +
+				"  server 127.0.0.1:21213 addr 127.0.0.1:21213 weight 1\n" +
+				"pool mc_named: memcache listen 127.0.0.1:22122 distribution ketama hash fnv1a_64 servers 3\n" +
+				"  server server1 addr 127.0.0.1:21211 weight 1\n" +
+				"  server server2 addr 127.0.0.1:21212 weight 1\n" +
+				"  server server3 addr 127.0.0.1:21213 weight 1\n",
+			stderr: ""},
+		{name: "test good native with a warning, long flags", args: []string{"--test-conf", "--conf-file", native}, code: 0,
+			stdout: "cacheproxy: configuration file '" + native + "' syntax is ok\n" +
+				"admin 127.0.0.1:9121\n" +
+				"pools 2\n" +
+				"pool rand: memcache listen 127.0.0.1:6391 distribution random hash fnv1a_64 servers 1\n" +
+				"  server 127.0.0.1 addr 127.0.0.1:11211 weight 1\n" +
+				"pool store: redis listen 127.0.0.1:6390 distribution modula hash murmur hash_tag \"{}\" servers 2\n" +
+				"  server shard1 addr 127.0.0.1:6379 weight 1 replicas 127.0.0.1:6380\n" +
+				"  server shard2 addr 127.0.0.1:6381 weight 1\n",
+			stderr: "warning: " + native + ":10: pool \"store\": client_connections: accepted for twemproxy compatibility and ignored, as twemproxy ignores it; limits.max_clients caps clients\n"},
+		{name: "test bad file", args: []string{"-t", "-c", bad}, code: 1, stdout: "",
+			stderr: bad + ":3: pool \"a\": hash: unknown hash \"fnv2\" (want one of crc16, crc32, crc32a, fnv1_32, fnv1_64, fnv1a_32, fnv1a_64, hsieh, jenkins, md5, murmur, one_at_a_time)\n" +
+				bad + ":5: pool \"a\": servers[0]: weight 0: must be > 0\n" +
+				"cacheproxy: configuration file '" + bad + "' syntax is invalid\n"},
+		{name: "test missing file", args: []string{"-t", "-c", missing}, code: 1, stdout: "",
+			stderr: "config: open " + missing + ": no such file or directory\n" +
+				"cacheproxy: configuration file '" + missing + "' syntax is invalid\n"},
+		{name: "stats and admin flags", args: []string{"-t", "-c", placement, "-s", "22299", "--admin", "127.0.0.1:9999"}, code: 0,
+			stdoutHas: "admin 127.0.0.1:9999\nstats 127.0.0.1:22299\npools 2\n", stderr: ""},
+		{name: "stats address alone", args: []string{"-t", "-c", placement, "-a", "::1", "-i", "10000", "-v", "7"}, code: 0,
+			stdoutHas: "\nstats [::1]:22222\npools 2\n", stderr: ""},
+		{name: "admin flag collides with a pool", args: []string{"-t", "-c", placement, "--admin", "127.0.0.1:22122"}, code: 1, stdout: "",
+			stderr: "with the command-line listeners:\n" +
+				placement + ":10: pool \"mc_named\": listen: 127.0.0.1:22122 is also the listen address of admin.listen\n" +
+				"cacheproxy: configuration file '" + placement + "' syntax is invalid\n"},
+
+		// --route: the servers are those of the placement.md table, which
+		// comes from real twemproxy.
+		{name: "route foo", args: []string{"--route", "foo", "-c", placement}, code: 0, stderr: "",
+			stdout: "pool mc_ketama: server 127.0.0.1:21211 addr 127.0.0.1:21211 hash 0xfed9d577 point 0xff2ba8d1\n" +
+				"pool mc_named: server server1 addr 127.0.0.1:21211 hash 0xfed9d577 point 0xffa9d194\n"},
+		{name: "route bar", args: []string{"--route=bar", "-c", placement}, code: 0, stderr: "",
+			stdout: "pool mc_ketama: server 127.0.0.1:21213 addr 127.0.0.1:21213 hash 0x1339461a point 0x13716766\n" +
+				"pool mc_named: server server2 addr 127.0.0.1:21212 hash 0x1339461a point 0x13c62a6c\n"},
+		{name: "route a", args: []string{"-c", placement, "--route", "a"}, code: 0, stderr: "",
+			stdout: "pool mc_ketama: server 127.0.0.1:21211 addr 127.0.0.1:21211 hash 0x8601ec8c point 0x8638ad9c\n" +
+				"pool mc_named: server server3 addr 127.0.0.1:21213 hash 0x8601ec8c point 0x86e2b230\n"},
+		{name: "route key:999", args: []string{"-c", placement, "--route", "key:999"}, code: 0, stderr: "",
+			stdout: "pool mc_ketama: server 127.0.0.1:21212 addr 127.0.0.1:21212 hash 0xe7ce03c3 point 0xe7daca4d\n" +
+				"pool mc_named: server server1 addr 127.0.0.1:21211 hash 0xe7ce03c3 point 0xe7d38b0b\n"},
+		{name: "route native", args: []string{"-c", native, "--route", "{user1}:cart"}, code: 0,
+			stdoutHas: "\npool store: server ", stderrHas: "client_connections"},
+		{name: "route bad file", args: []string{"-c", bad, "--route", "foo"}, code: 1, stdout: "",
+			stderrHas: ":5: pool \"a\": servers[0]: weight 0: must be > 0\n"},
+
+		{name: "version", args: []string{"-V"}, code: 0, stdoutHas: "cacheproxy ", stderr: ""},
+		{name: "help", args: []string{"--help"}, code: 0, stdout: "", stderrHas: "--route string"},
+		{name: "unknown flag", args: []string{"-d"}, code: 2, stdout: "", stderrHas: "cacheproxy: unknown shorthand flag: 'd' in -d\nUsage: cacheproxy"},
+		{name: "stray argument", args: []string{"-c", placement, "extra"}, code: 2, stdout: "", stderrHas: "cacheproxy: unexpected argument \"extra\"\n"},
+		{name: "-t with --route", args: []string{"-t", "--route", "k", "-c", placement}, code: 2, stdout: "",
+			stderr: "cacheproxy: -t and --route do not go together\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit: got %d; want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout.String(), stderr.String())
+			}
+			if tc.stdoutHas != "" {
+				if !strings.Contains(stdout.String(), tc.stdoutHas) {
+					t.Errorf("stdout: got %q; want it to contain %q", stdout.String(), tc.stdoutHas)
+				}
+			} else if got := stdout.String(); got != tc.stdout {
+				t.Errorf("stdout:\ngot  %q\nwant %q", got, tc.stdout)
+			}
+			if tc.stderrHas != "" {
+				if !strings.Contains(stderr.String(), tc.stderrHas) {
+					t.Errorf("stderr: got %q; want it to contain %q", stderr.String(), tc.stderrHas)
+				}
+			} else if got := stderr.String(); got != tc.stderr {
+				t.Errorf("stderr:\ngot  %q\nwant %q", got, tc.stderr)
+			}
+		})
+	}
+}
+
+func TestLogLevel(t *testing.T) {
+	for _, tc := range []struct {
+		v    int
+		want string
+	}{{0, "ERROR"}, {3, "ERROR"}, {4, "WARN"}, {5, "INFO"}, {6, "INFO"}, {7, "DEBUG"}, {11, "DEBUG"}} {
+		if got := logLevel(tc.v).String(); got != tc.want {
+			t.Errorf("logLevel(%d): got %q; want %q", tc.v, got, tc.want)
+		}
+	}
+}
