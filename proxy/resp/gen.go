@@ -1,0 +1,3 @@
+package resp
+
+//go:generate go run ./internal/gencmds -out commands_gen.go
