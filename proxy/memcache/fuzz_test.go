@@ -1,0 +1,153 @@
+package memcache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// parseAll parses every request of in, feeding it in chunks of size chunk
+// (0: all at once) the way a connection would: buffered bytes accumulate,
+// complete requests are consumed, Skip discards input, Close stops. It
+// returns a description of the sequence of results.
+func parseAll(in []byte, chunk int) string {
+	p := NewParser(Limits{MaxKeyLength: 16, MaxValueSize: 64, MaxLineLength: 128, MaxKeys: 4})
+	var req Request
+	var out bytes.Buffer
+	var buf []byte
+	skip := 0
+	for off := 0; off < len(in) || len(buf) > 0; {
+		if chunk == 0 {
+			buf = append(buf, in[off:]...)
+			off = len(in)
+		} else if off < len(in) {
+			end := min(off+chunk, len(in))
+			buf = append(buf, in[off:end]...)
+			off = end
+		}
+		if skip > 0 {
+			d := min(skip, len(buf))
+			buf, skip = buf[d:], skip-d
+		}
+		for skip == 0 && len(buf) > 0 {
+			n, err := p.Parse(buf, &req)
+			if err != nil {
+				var e *Error
+				if !errors.As(err, &e) {
+					panic(fmt.Sprintf("Parse error %v is not *Error", err))
+				}
+				fmt.Fprintf(&out, "err %q skip %d close %v\n", e.Reply, e.Skip, e.Close)
+				if e.Close {
+					return out.String()
+				}
+				if e.Skip <= 0 {
+					panic("error without skip or close")
+				}
+				d := min(e.Skip, len(buf))
+				buf, skip = buf[d:], e.Skip-d
+				continue
+			}
+			if n == 0 {
+				if need := p.Need(); need != 0 && need <= len(buf) {
+					panic(fmt.Sprintf("incomplete but Need %d <= buffered %d", need, len(buf)))
+				}
+				break
+			}
+			if n != len(req.Raw) || !bytes.Equal(req.Raw, buf[:n]) {
+				panic("Raw does not match consumed bytes")
+			}
+			fwd := req.AppendForward(nil)
+			fmt.Fprintf(&out, "req %v %q keys %q nr %v q %v b %v val %q args %q fwd %q\n",
+				req.Cmd, req.Raw, req.Keys, req.Noreply, req.Quiet, req.Base64, req.Value, req.Args, fwd)
+			buf = buf[n:]
+		}
+		if off >= len(in) && (skip > 0 || len(buf) > 0) {
+			var n int
+			if skip == 0 {
+				n, _ = p.Parse(buf, &req)
+			}
+			if n == 0 {
+				fmt.Fprintf(&out, "incomplete %d skip %d\n", len(buf), skip)
+				break
+			}
+		}
+	}
+	return out.String()
+}
+
+func FuzzParse(f *testing.F) {
+	for _, c := range goodCases {
+		f.Add([]byte(c.in))
+	}
+	for _, c := range badCases {
+		f.Add([]byte(c.in))
+	}
+	f.Add([]byte("get a b\r\nset k 0 0 3 noreply\r\nabc\r\nmg a q v\r\nms a 2 q\nhi\r\nmn\r\n"))
+	f.Add([]byte("set k 0 0 100\r\nxx\r\nget a\r\nbogus\r\nget a\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		whole := parseAll(in, 0)
+		for _, chunk := range []int{1, 2, 3, 7} {
+			if got := parseAll(in, chunk); got != whole {
+				t.Fatalf("chunks of %d:\n%s\nall at once:\n%s", chunk, got, whole)
+			}
+		}
+	})
+}
+
+// replyAll frames every reply in in for cmd, fed in chunks (0: at once).
+func replyAll(in []byte, cmd Command, chunk int) string {
+	var out bytes.Buffer
+	var buf []byte
+	for off := 0; off < len(in) || len(buf) > 0; {
+		if chunk == 0 {
+			buf = append(buf, in...)
+			off = len(in)
+		} else if off < len(in) {
+			end := min(off+chunk, len(in))
+			buf = append(buf, in[off:end]...)
+			off = end
+		}
+		for len(buf) > 0 {
+			n, rep, err := ParseReply(buf, cmd)
+			if err != nil {
+				if !errors.Is(err, ErrMalformedReply) {
+					panic(fmt.Sprintf("error %v does not wrap ErrMalformedReply", err))
+				}
+				fmt.Fprintf(&out, "malformed\n")
+				return out.String()
+			}
+			if n == 0 {
+				break
+			}
+			if rep.Body > n || rep.Body < 0 {
+				panic("Body outside the reply")
+			}
+			fmt.Fprintf(&out, "reply %q %+v\n", buf[:n], rep)
+			buf = buf[n:]
+		}
+		if off >= len(in) {
+			if len(buf) > 0 {
+				fmt.Fprintf(&out, "incomplete %d\n", len(buf))
+			}
+			break
+		}
+	}
+	return out.String()
+}
+
+func FuzzParseReply(f *testing.F) {
+	for _, c := range replyCases {
+		f.Add(uint8(c.cmd), []byte(c.in))
+	}
+	f.Add(uint8(CmdGet), []byte("VALUE a 0 5\r\nEND\r\n\r\nVALUE b 0 5\r\nVALUE\r\nEND\r\nEND\r\n"))
+	f.Fuzz(func(t *testing.T, cmd uint8, in []byte) {
+		c := Command(cmd % uint8(numCommands))
+		whole := replyAll(in, c, 0)
+		for _, chunk := range []int{1, 2, 5} {
+			if got := replyAll(in, c, chunk); got != whole {
+				t.Fatalf("cmd %v chunks of %d:\n%s\nall at once:\n%s", c, chunk, got, whole)
+			}
+		}
+	})
+}
