@@ -77,7 +77,8 @@ const maxReplyLine = 64 << 10
 
 // ParseReply frames the first complete reply for a request of command cmd
 // in buf. n is 0 while the reply is incomplete. ERROR, CLIENT_ERROR and
-// SERVER_ERROR lines are complete replies for any cmd. Malformed backend
+// SERVER_ERROR lines are complete replies for any cmd when they come first;
+// an error line after some VALUE blocks is treated as malformed. Malformed backend
 // output returns an error wrapping ErrMalformedReply. It never allocates on
 // success or while incomplete.
 func ParseReply(buf []byte, cmd Command) (n int, rep Reply, err error) {
