@@ -113,7 +113,7 @@ func AppendCommandGetKeys(dst []byte, args [][]byte) []byte {
 	if c == nil {
 		return AppendError(dst, "ERR Invalid command specified")
 	}
-	if len(c.KeySpecs) == 0 && c.FirstKey == 0 && c.Flags&FlagMovableKeys == 0 {
+	if !c.hasKeys() {
 		return AppendError(dst, "ERR The command has no key arguments")
 	}
 	if !c.CheckArity(len(args)) {
@@ -135,4 +135,18 @@ func AppendCommandGetKeys(dst []byte, args [][]byte) []byte {
 		dst = AppendBulk(dst, args[k])
 	}
 	return dst
+}
+
+// hasKeys is Redis's doesCommandHaveKeys: movable keys, or a key spec not
+// marked not_key.
+func (c *Command) hasKeys() bool {
+	if c.Flags&FlagMovableKeys != 0 {
+		return true
+	}
+	for i := range c.KeySpecs {
+		if c.KeySpecs[i].Flags&KeyNotKey == 0 {
+			return true
+		}
+	}
+	return false
 }
