@@ -52,6 +52,9 @@ func ParseReply(buf []byte) (n int, rep Reply, err error) {
 		if i < 0 {
 			return 0, Reply{}, nil
 		}
+		if i == 0 {
+			return 0, Reply{}, malformed("empty line at %d", pos)
+		}
 		lineEnd := pos + i
 		if lineEnd+1 >= len(buf) {
 			return 0, Reply{}, nil
