@@ -103,8 +103,8 @@ func AppendCommandList(dst []byte) []byte {
 // AppendCommandGetKeys appends the reply to COMMAND GETKEYS args... (args is
 // the command to examine, name first) in Redis 7's words, from KeyIndexes.
 func AppendCommandGetKeys(dst []byte, args [][]byte) []byte {
-	if len(args) == 0 {
-		return AppendError(dst, "ERR Invalid command specified")
+	if len(args) < 2 { // COMMAND GETKEYS's own arity is -4
+		return ErrWrongArity(dst, "command|getkeys")
 	}
 	c := Lookup(args[0])
 	if c != nil {
