@@ -440,4 +440,3 @@ func AppendCommand(dst []byte, args ...[]byte) []byte {
 	}
 	return dst
 }
-

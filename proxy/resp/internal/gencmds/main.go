@@ -235,14 +235,14 @@ type keySpec struct {
 }
 
 type command struct {
-	name                     string
-	arity                    int
-	flags                    []string
-	first, last, step        int
-	acl                      []string
-	specs                    []keySpec
-	subs                     []*command
-	info                     string
+	name              string
+	arity             int
+	flags             []string
+	first, last, step int
+	acl               []string
+	specs             []keySpec
+	subs              []*command
+	info              string
 }
 
 func strs(v value) []string {
@@ -324,6 +324,15 @@ func convert(raw []byte, v value) (*command, error) {
 		c.subs = append(c.subs, sc)
 	}
 	sort.Slice(c.subs, func(i, j int) bool { return c.subs[i].name < c.subs[j].name })
+	if len(c.subs) > 0 {
+		// Redis lists subcommands in its dictionary's randomly seeded order;
+		// sort them so the generated file is stable.
+		info := string(raw[v.start:e[9].start]) + fmt.Sprintf("*%d\r\n", len(c.subs))
+		for _, s := range c.subs {
+			info += s.info
+		}
+		c.info = info
+	}
 	return c, nil
 }
 
