@@ -19,7 +19,8 @@ type client struct {
 
 	dirty    bool
 	closed   bool
-	quitting bool // close once every owed reply is written
+	quitting bool // close once every owed reply is written; ignore input
+	draining bool // proxy shutting down: close once idle
 	paused   bool // stopped parsing at the in-flight limit
 	need     int  // bytes the parser needs before it can make progress
 	skip     int  // input bytes still to discard (an oversized value)
@@ -83,6 +84,9 @@ func (cl *client) onTraffic() gnet.Action {
 	} else {
 		cl.l.flushClients()
 	}
+	if cl.draining {
+		cl.maybeClose()
+	}
 	return gnet.None
 }
 
@@ -130,7 +134,7 @@ func (cl *client) advance() {
 		cl.paused = false
 		_ = cl.c.Wake(nil) // parse what was left in the input
 	}
-	if cl.quitting {
+	if cl.quitting || cl.draining {
 		cl.maybeClose()
 	}
 }
@@ -157,7 +161,7 @@ func (cl *client) flush() {
 		cl.close()
 		return
 	}
-	if cl.quitting {
+	if cl.quitting || cl.draining {
 		cl.maybeClose()
 	}
 }
@@ -165,9 +169,13 @@ func (cl *client) flush() {
 // maxClientOutput caps a slow reader's unsent replies.
 const maxClientOutput = 64 << 20
 
-// maybeClose closes a quitting client once nothing is owed.
+// maybeClose closes a quitting client once nothing is owed, and a draining
+// one once it is idle (nothing owed and no unparsed input).
 func (cl *client) maybeClose() {
 	if cl.closed || cl.fifo.Len() > 0 || len(cl.out) > 0 && cl.dirty {
+		return
+	}
+	if !cl.quitting && (!cl.draining || cl.c.InboundBuffered() > 0) {
 		return
 	}
 	if len(cl.out) > 0 {

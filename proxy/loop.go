@@ -154,7 +154,7 @@ func (l *loop) sweep() {
 // once their replies are written.
 func (l *loop) drain() {
 	for cl := range l.clients {
-		cl.quitting = true
+		cl.draining = true
 		cl.maybeClose()
 	}
 	l.flush()

@@ -359,14 +359,28 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		return p.complete(buf, hdr, req)
 
 	case CmdVerbosity:
+		// "verbosity <level> [noreply]", as memcached 1.6 reads it: a bare
+		// "verbosity noreply" is a silent no-op, a non-numeric level a
+		// CLIENT_ERROR.
 		if nt != 2 && nt != 3 {
 			return 0, skipErr(KindError, "", hdr)
+		}
+		if nt == 2 && string(toks[1]) == "noreply" {
+			req.Noreply = true
+			return p.complete(buf, hdr, req)
+		}
+		if !digits(toks[1]) {
+			return 0, skipErr(KindClientError, "bad command line format", hdr)
 		}
 		req.Noreply = nt == 3 && string(toks[2]) == "noreply"
 		req.Args = append(req.Args, toks[1])
 		return p.complete(buf, hdr, req)
 
 	case CmdStats:
+		// stats takes no noreply: memcached answers ERROR.
+		if nt > 1 && string(toks[nt-1]) == "noreply" {
+			return 0, skipErr(KindError, "", hdr)
+		}
 		req.Args = append(req.Args, toks[1:]...)
 		return p.complete(buf, hdr, req)
 
@@ -558,4 +572,17 @@ func validUint(b []byte, bits int) bool {
 	}
 	_, err := strconv.ParseUint(string(b), 10, bits) // string(b) does not escape: no allocation
 	return err == nil
+}
+
+// digits reports whether b is a non-empty run of ASCII digits.
+func digits(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

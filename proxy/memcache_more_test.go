@@ -1,0 +1,193 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
+	"github.com/cacheproxy/cacheproxy/proxy"
+)
+
+func TestMemcacheMetaProtocol(t *testing.T) {
+	mcs := threeMemcached(t)
+	pool := memcachePool(t, "mc", mcs...)
+	startProxy(t, proxy.Options{}, pool)
+	c := dial(t, pool.Listen)
+	steps := []struct{ send, want string }{
+		{"ms mk1 2\r\nhi\r\n", "HD\r\n"},
+		{"mg mk1 v\r\n", "VA 2\r\nhi\r\n"},
+		{"mg mk1 v k O123\r\n", "VA 2 kmk1 O123\r\nhi\r\n"},
+		{"mg missing v\r\n", "EN\r\n"},
+		// Quiet mode: misses and HD are dropped, mn closes the batch.
+		{"mg missing v q\r\nmg mk1 v q\r\nms mk2 1 q\r\nx\r\nmd nokey q\r\nmn\r\n", "VA 2\r\nhi\r\nNF\r\nMN\r\n"},
+		{"ma cnt N0 J5\r\n", "HD\r\n"},
+		{"ma cnt v\r\n", "VA 1\r\n6\r\n"},
+		{"md mk1\r\n", "HD\r\n"},
+		{"mg mk1 v\r\n", "EN\r\n"},
+		// base64 keys: routed by the decoded key, same server as the plain one.
+		{"ms bWsy 1 b\r\ny\r\n", "HD\r\n"},
+		{"mg mk2 v\r\n", "VA 1\r\ny\r\n"},
+		{"mn\r\n", "MN\r\n"},
+	}
+	for _, st := range steps {
+		c.send(st.send)
+		if got := readN(t, c, len(st.want)); got != st.want {
+			t.Fatalf("after %q: got %q; want %q", st.send, got, st.want)
+		}
+	}
+}
+
+// stallServer accepts connections and reads without ever answering.
+func stallServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); _, _ = io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func TestMemcacheTimeoutFailsRequestsAndKeepsClient(t *testing.T) {
+	pool := config.NewPool("mc", config.ProtocolMemcache)
+	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+	pool.Timeout = 150 * time.Millisecond
+	pool.Servers = []config.Server{{Name: "stall", Addr: stallServer(t), Network: "tcp", Weight: 1}}
+	startProxy(t, proxy.Options{}, pool)
+	c := dial(t, pool.Listen)
+	c.send("get a\r\nget b\r\nversion\r\n")
+	for _, k := range []string{"a", "b"} {
+		if got := c.line(); !strings.HasPrefix(got, "SERVER_ERROR ") || !strings.Contains(got, "timed out") {
+			t.Fatalf("get %s: got %q; want SERVER_ERROR ... timed out", k, got)
+		}
+	}
+	c.expect("VERSION " + proxy.Version + "\r\n")
+}
+
+func TestMemcacheGracefulShutdownDeliversOwedReplies(t *testing.T) {
+	mc := testserver.Memcached(t)
+	pool := memcachePool(t, "mc", mc)
+	cfg := &config.Config{Pools: []config.Pool{pool}}
+	p, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitAccept(t, pool.Listen, done)
+	c := dial(t, pool.Listen)
+	// A large pipelined batch is in flight when shutdown starts.
+	var b strings.Builder
+	const n = 2000
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "set k%d 0 0 1\r\nv\r\n", i)
+	}
+	c.send(b.String())
+	got := c.line() // at least one reply is back: the batch is being served
+	cancel()
+	for i := 1; i < n; i++ {
+		got = c.line()
+		if got != "STORED\r\n" {
+			t.Fatalf("reply %d during drain: got %q; want STORED", i, got)
+		}
+	}
+	// Then the connection closes and Run returns.
+	_ = c.c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if l, err := c.r.ReadString('\n'); err == nil {
+		t.Fatalf("after drain: got %q; want close", l)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after drain")
+	}
+	if cn, err := net.DialTimeout("tcp", pool.Listen, time.Second); err == nil {
+		cn.Close()
+		t.Fatal("listener still accepting after Run returned")
+	}
+}
+
+func TestMemcacheInFlightLimitPausesWithoutLoss(t *testing.T) {
+	mc := testserver.Memcached(t)
+	pool := memcachePool(t, "mc", mc)
+	pool.Limits.MaxInFlight = 4
+	startProxy(t, proxy.Options{}, pool)
+	c := dial(t, pool.Listen)
+	var b strings.Builder
+	const n = 500
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "set k%d 0 0 %d\r\n%d\r\n", i, len(fmt.Sprint(i)), i)
+	}
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "get k%d\r\n", i)
+	}
+	go c.send(b.String()) // a client pipelining far past the limit
+	for i := 0; i < n; i++ {
+		c.expect("STORED\r\n")
+	}
+	for i := 0; i < n; i++ {
+		v := fmt.Sprint(i)
+		c.expect(fmt.Sprintf("VALUE k%d 0 %d\r\n", i, len(v)), v+"\r\n", "END\r\n")
+	}
+}
+
+func TestMemcacheFlushAllReachesEveryServer(t *testing.T) {
+	mcs := threeMemcached(t)
+	pool := memcachePool(t, "mc", mcs...)
+	startProxy(t, proxy.Options{}, pool)
+	c := dial(t, pool.Listen)
+	for i := 0; i < 30; i++ {
+		c.send(fmt.Sprintf("set f%d 0 0 1\r\nx\r\n", i))
+		c.expect("STORED\r\n")
+	}
+	c.send("flush_all\r\n")
+	c.expect("OK\r\n")
+	c.send("flush_all noreply\r\nmn\r\n")
+	c.expect("MN\r\n")
+	for i := 0; i < 30; i++ {
+		k := fmt.Sprintf("f%d", i)
+		for s, m := range mcs {
+			if _, ok := directGet(t, m.Addr, k); ok {
+				t.Fatalf("%s still on server %d after flush_all", k, s)
+			}
+		}
+	}
+}
+
+func TestMemcacheQuitClosesAfterOwedReplies(t *testing.T) {
+	mc := testserver.Memcached(t)
+	pool := memcachePool(t, "mc", mc)
+	startProxy(t, proxy.Options{}, pool)
+	c := dial(t, pool.Listen)
+	c.send("set q 0 0 1\r\nx\r\nget q\r\nquit\r\nget q\r\n")
+	c.expect("STORED\r\n", "VALUE q 0 1\r\n", "x\r\n", "END\r\n")
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if l, err := c.r.ReadString('\n'); err != io.EOF {
+		t.Fatalf("after quit: got %q, %v; want EOF", l, err)
+	}
+}
