@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -42,6 +43,10 @@ type backend struct {
 	fifo  pool.Queue[*request]
 	wbuf  []byte
 	dirty bool
+
+	counters  serverCounters
+	connected atomic.Bool  // mirrors state == stateConnected, for Stats
+	inFlight  atomic.Int64 // mirrors fifo.Len(), for Stats
 }
 
 // dialAttempt is the gnet context of a connection being enrolled.
@@ -72,13 +77,16 @@ func (b *backend) usable() bool {
 	return true
 }
 
-// enqueue queues r toward this backend. The caller has appended r's bytes to
-// b.wbuf.
-func (b *backend) enqueue(r *request) {
+// enqueue queues r toward this backend. The caller has appended r's bytes
+// (size of them) to b.wbuf.
+func (b *backend) enqueue(r *request, size int) {
 	r.inFIFO = true
 	r.server = b.server
-	r.sentAt = b.l.now()
+	r.sentAt = b.l.clock
 	b.fifo.Push(r)
+	b.inFlight.Add(1)
+	b.counters.requests.Add(1)
+	b.counters.requestBytes.Add(int64(size))
 	if b.state == stateConnected {
 		b.l.markBackend(b)
 	}
@@ -131,6 +139,7 @@ func (b *backend) onOpen(c gnet.Conn, att *dialAttempt) {
 	c.SetContext(b)
 	b.c = c
 	b.state = stateConnected
+	b.connected.Store(true)
 	b.fails = 0
 	if len(b.wbuf) > 0 {
 		b.l.markBackend(b)
@@ -143,6 +152,7 @@ func (b *backend) dialFailed(att *dialAttempt, err error) {
 		return
 	}
 	b.fails++
+	b.counters.connErrors.Add(1)
 	backoff := time.Duration(0)
 	if b.fails > 1 {
 		backoff = min(backoffMin<<min(b.fails-2, 10), backoffMax)
@@ -185,7 +195,7 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 			b.protocolError(c, fmt.Errorf("unexpected data from server: %q", clip(buf[off:])))
 			return gnet.None
 		}
-		n, err := b.pr.codec.reply(buf[off:], r)
+		n, err := b.pr.codec.reply(b, buf[off:], r)
 		if err != nil {
 			b.protocolError(c, err)
 			return gnet.None
@@ -194,6 +204,10 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 			break
 		}
 		b.fifo.Pop()
+		b.inFlight.Add(-1)
+		b.counters.responses.Add(1)
+		b.counters.responseBytes.Add(int64(n))
+		b.counters.latency.observe(b.l.clock - r.sentAt)
 		r.inFIFO = false
 		off += n
 		b.l.release(r)
@@ -232,6 +246,11 @@ func (b *backend) lost(c gnet.Conn, err error) {
 	if inFlight > 0 || (err != nil && !errors.Is(err, io.EOF)) {
 		b.pr.health.Failure(b.server)
 	}
+	if err == nil || errors.Is(err, io.EOF) {
+		b.counters.eof.Add(1)
+	} else {
+		b.counters.connErrors.Add(1)
+	}
 	if err == nil {
 		err = io.EOF
 	}
@@ -249,6 +268,7 @@ func (b *backend) detach(c gnet.Conn) {
 	if b.state == stateConnected {
 		b.state = stateIdle
 	}
+	b.connected.Store(false)
 	b.wbuf = b.wbuf[:0]
 }
 
@@ -259,6 +279,7 @@ func (b *backend) sweep(now, timeout int64) {
 		return
 	}
 	b.l.stats.timeouts.Add(1)
+	b.counters.timeouts.Add(int64(b.fifo.Len()))
 	msg := fmt.Sprintf("server %s timed out after %v", b.name(), time.Duration(timeout))
 	if c := b.c; c != nil {
 		b.detach(c)
@@ -280,6 +301,8 @@ func (b *backend) failAll(msg string) {
 			return
 		}
 		r.inFIFO = false
+		b.inFlight.Add(-1)
+		b.counters.errors.Add(1)
 		b.pr.codec.fail(r, msg)
 		b.l.release(r)
 	}

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"errors"
+	"io"
+
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/cacheproxy/cacheproxy/pool"
@@ -64,6 +67,8 @@ func (cl *client) onTraffic() gnet.Action {
 		return gnet.None
 	}
 	if limit := cl.pr.cfg.Limits.MaxClientBuffer; limit > 0 && avail > limit {
+		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
+		cl.l.pools[cl.pr.idx].clientErr.Add(1)
 		cl.closeWith(cl.pr.codec.errorReply(nil, "input buffer limit exceeded"))
 		return gnet.None
 	}
@@ -73,6 +78,7 @@ func (cl *client) onTraffic() gnet.Action {
 	buf, _ := c.Peek(-1)
 	n := cl.pr.codec.serve(cl, buf)
 	if !cl.closed && n > 0 {
+		cl.l.pools[cl.pr.idx].bytesIn.Add(int64(min(n, len(buf))))
 		if n > len(buf) { // an error asked to skip past what has arrived
 			cl.skip = n - len(buf)
 			n = len(buf)
@@ -93,6 +99,7 @@ func (cl *client) onTraffic() gnet.Action {
 // push appends r to the FIFO.
 func (cl *client) push(r *request) {
 	r.cl = cl
+	r.start = cl.l.clock
 	r.inQueue = true
 	cl.fifo.Push(r)
 	cl.l.stats.requests.Add(1)
@@ -121,6 +128,9 @@ func (cl *client) advance() {
 		}
 		cl.fifo.Pop()
 		r.inQueue = false
+		pc := &cl.l.pools[cl.pr.idx]
+		pc.requests[r.class].Add(1)
+		pc.latency.observe(cl.l.clock - r.start)
 		if !r.silent {
 			cl.out = append(cl.out, r.reply...)
 			emitted = true
@@ -146,6 +156,7 @@ func (cl *client) flush() {
 		return
 	}
 	_, err := cl.c.Write(cl.out)
+	cl.l.pools[cl.pr.idx].bytesOut.Add(int64(len(cl.out)))
 	cl.out = cl.out[:0]
 	if cap(cl.out) > 1<<20 {
 		cl.out = nil
@@ -156,6 +167,7 @@ func (cl *client) flush() {
 	if cl.c.OutboundBuffered() > maxClientOutput {
 		// A client that doesn't read its replies must not hold memory
 		// without bound.
+		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
 		cl.l.p.log.Warn("closing client that does not read its replies", "pool", cl.pr.cfg.Name,
 			"remote", cl.c.RemoteAddr().String(), "buffered", cl.c.OutboundBuffered())
 		cl.close()
@@ -205,11 +217,18 @@ func (cl *client) close() {
 
 // onClose forgets the client; its requests still in flight are orphaned and
 // recycled when their backends answer.
-func (cl *client) onClose() {
+func (cl *client) onClose(err error) {
 	if cl.closed {
 		return
 	}
 	cl.closed = true
+	pc := &cl.l.pools[cl.pr.idx]
+	pc.clientConns.Add(-1)
+	if err == nil || errors.Is(err, io.EOF) {
+		pc.clientEOF.Add(1)
+	} else {
+		pc.clientErr.Add(1)
+	}
 	delete(cl.l.clients, cl)
 	for {
 		r, ok := cl.fifo.Pop()

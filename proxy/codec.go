@@ -13,7 +13,7 @@ type codec interface {
 	// reply frames the first complete reply for r in buf and, when there is
 	// one, delivers it; n is 0 when the reply is incomplete. An error means
 	// the backend's stream can't be trusted any more.
-	reply(buf []byte, r *request) (n int, err error)
+	reply(b *backend, buf []byte, r *request) (n int, err error)
 	// fail completes r with a backend failure described by msg.
 	fail(r *request, msg string)
 	// errorReply appends a client-visible server error.

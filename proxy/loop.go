@@ -25,6 +25,10 @@ type loop struct {
 	clients map[*client]struct{}
 	free    []*request
 	stats   loopStats
+	pools   []poolCounters // per pool, indexed like Proxy.pools
+	// clock is the loop's time in ns since the proxy started, read once at
+	// the start of each callback; request timestamps and latencies use it.
+	clock int64
 }
 
 // loopStats are a loop's counters, read by stats and metrics from other
@@ -38,9 +42,10 @@ type loopStats struct {
 }
 
 func newLoop(p *Proxy, el gnet.EventLoop) *loop {
-	l := &loop{p: p, el: el, clients: map[*client]struct{}{}}
+	l := &loop{p: p, el: el, clients: map[*client]struct{}{}, pools: make([]poolCounters, len(p.pools))}
 	l.flushTask = gnet.RunnableFunc(func(context.Context) error {
 		l.flushQueued = false
+		l.tick()
 		l.flush()
 		return nil
 	})
@@ -82,6 +87,9 @@ func (l *loop) backendFor(pr *poolRT, s int, id uint64) *backend {
 
 // now is the loop's clock in nanoseconds (monotonic).
 func (l *loop) now() int64 { return int64(time.Since(l.p.start)) }
+
+// tick reads the clock for the callback that is starting.
+func (l *loop) tick() { l.clock = l.now() }
 
 // markBackend queues b for the next flush.
 func (l *loop) markBackend(b *backend) {
@@ -137,7 +145,8 @@ func (l *loop) flushClients() {
 
 // sweep fails requests that have waited longer than their pool's timeout.
 func (l *loop) sweep() {
-	now := l.now()
+	l.tick()
+	now := l.clock
 	for i, pr := range l.p.pools {
 		t := pr.cfg.Timeout
 		if t <= 0 {

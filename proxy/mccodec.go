@@ -65,11 +65,14 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 					reply = memcache.AppendError(nil, memcache.KindClientError, err.Error())
 				}
 				cl.l.stats.errors.Add(1)
+				pc := &cl.l.pools[m.pr.idx]
+				pc.rejected[RejectProtocol].Add(1)
+				pc.errors[ClassInvalid].Add(1)
+				pc.clientErr.Add(1)
 				cl.closeWith(reply)
 				return len(buf)
 			}
-			cl.l.stats.errors.Add(1)
-			m.local(cl, pe.Reply, false)
+			m.reject(cl, pe.Reply)
 			off += pe.Skip
 			continue
 		}
@@ -96,8 +99,29 @@ func (m *memcacheCodec) dispatch(cl *client, req *memcache.Request) {
 	case memcache.ClassAll:
 		m.forwardAll(cl, req)
 	default:
-		m.local(cl, memcache.AppendError(nil, memcache.KindClientError, "command not supported by proxy"), false)
+		m.reject(cl, memcache.AppendError(nil, memcache.KindClientError, "command not supported by proxy"))
 	}
+}
+
+// reject answers a request the proxy refuses, counting why.
+func (m *memcacheCodec) reject(cl *client, reply []byte) {
+	reason := RejectProtocol
+	switch {
+	case bytes.Contains(reply, []byte("not supported")):
+		reason = RejectRefused
+	case bytes.Contains(reply, []byte("too large")), bytes.Contains(reply, []byte("too long")),
+		bytes.Contains(reply, []byte("too many")):
+		reason = RejectLimit
+	}
+	pc := &cl.l.pools[m.pr.idx]
+	pc.rejected[reason].Add(1)
+	pc.errors[ClassInvalid].Add(1)
+	cl.l.stats.errors.Add(1)
+	r := cl.l.newRequest()
+	r.class = ClassInvalid
+	r.reply = append(r.reply[:0], reply...)
+	cl.push(r)
+	cl.complete(r)
 }
 
 // header copies the scalar fields of req that replies depend on.
@@ -109,6 +133,7 @@ func header(req *memcache.Request) memcache.Request {
 // outstanding requests.
 func (m *memcacheCodec) local(cl *client, reply []byte, silent bool) {
 	r := cl.l.newRequest()
+	r.class = ClassLocal
 	r.reply = append(r.reply[:0], reply...)
 	r.silent = silent
 	cl.push(r)
@@ -146,6 +171,10 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	}
 	r := l.newRequest()
 	r.mc = header(req)
+	r.class = mcClass(req)
+	if r.class != ClassWrite {
+		r.nkeys = len(req.Keys)
+	}
 	cl.push(r)
 	if s < 0 {
 		m.fail(r, "no server available")
@@ -156,8 +185,9 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		m.fail(r, "server "+b.name()+" unavailable")
 		return
 	}
+	n := len(b.wbuf)
 	b.wbuf = req.AppendForward(b.wbuf)
-	b.enqueue(r)
+	b.enqueue(r, len(b.wbuf)-n)
 }
 
 // forwardMulti splits get/gets/gat/gats over the servers of its keys.
@@ -181,6 +211,7 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 	l := cl.l
 	parent := l.newRequest()
 	parent.mc = header(req)
+	parent.class = ClassMulti
 	cl.push(parent)
 	if cap(sc.fragOf) < nServers {
 		sc.fragOf = make([]int, nServers)
@@ -205,6 +236,7 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 			f.parent = parent
 			f.mc = header(req)
 			f.server = s
+			f.class = ClassMulti
 			parent.frags = append(parent.frags, f)
 			if len(sc.fragIdx) <= fi {
 				sc.fragIdx = append(sc.fragIdx, nil)
@@ -213,6 +245,7 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 		}
 		sc.fragIdx[fi] = append(sc.fragIdx[fi], i)
 		parent.keyFrag = append(parent.keyFrag, fi)
+		parent.frags[fi].nkeys++
 	}
 	m.sendFragments(cl, parent, func(b *backend, fi int) {
 		b.wbuf = req.AppendMultiGet(b.wbuf, sc.fragIdx[fi])
@@ -224,6 +257,7 @@ func (m *memcacheCodec) forwardAll(cl *client, req *memcache.Request) {
 	l := cl.l
 	parent := l.newRequest()
 	parent.mc = header(req)
+	parent.class = ClassFanout
 	cl.push(parent)
 	for s := range m.pr.cfg.Servers {
 		if m.pr.health.State(s) == pool.StateEjected { // ejected: it takes no keys
@@ -244,6 +278,7 @@ func (m *memcacheCodec) forwardAll(cl *client, req *memcache.Request) {
 func (m *memcacheCodec) sendFragments(cl *client, parent *request, write func(b *backend, fi int)) {
 	parent.pending = len(parent.frags)
 	cl.l.stats.fragments.Add(int64(len(parent.frags)))
+	cl.l.pools[m.pr.idx].fragments.Add(int64(len(parent.frags)))
 	if parent.pending == 0 {
 		m.merge(parent)
 		return
@@ -256,16 +291,23 @@ func (m *memcacheCodec) sendFragments(cl *client, parent *request, write func(b 
 			m.fail(f, "server "+b.name()+" unavailable")
 			continue
 		}
+		n := len(b.wbuf)
 		write(b, fi)
-		b.enqueue(f)
+		b.enqueue(f, len(b.wbuf)-n)
 	}
 }
 
 // reply frames a backend reply for r and delivers it.
-func (m *memcacheCodec) reply(buf []byte, r *request) (int, error) {
+func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	n, rep, err := memcache.ParseReply(buf, r.mc.Cmd)
 	if err != nil || n == 0 {
 		return n, err
+	}
+	if r.nkeys > 0 && !rep.Status.IsError() {
+		sc := &b.counters
+		hits := min(rep.Hits, r.nkeys)
+		sc.hits.Add(int64(hits))
+		sc.misses.Add(int64(r.nkeys - hits))
 	}
 	if r.parent != nil {
 		switch rep.Status {
@@ -320,6 +362,7 @@ func (m *memcacheCodec) fail(r *request, msg string) {
 	r.silent = r.mc.Noreply
 	if r.cl != nil {
 		r.cl.l.stats.errors.Add(1)
+		r.cl.l.pools[m.pr.idx].errors[r.class].Add(1)
 		r.cl.complete(r)
 	} else {
 		r.done = true
@@ -382,6 +425,7 @@ func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 	}
 	if allFailed && len(p.frags) > 0 {
 		cl.l.stats.errors.Add(1)
+		cl.l.pools[m.pr.idx].errors[p.class].Add(1)
 		p.reply = append(p.reply, p.frags[0].reply...)
 		return
 	}
@@ -466,4 +510,18 @@ func (m *memcacheCodec) clusterConfig(cl *client) []byte {
 		node = memcache.ClusterNode{Host: a.IP.String(), IP: a.IP.String(), Port: a.Port}
 	}
 	return memcache.AppendConfigCluster(nil, 1, []memcache.ClusterNode{node})
+}
+
+// mcClass is the counter class of a single-key memcached request.
+func mcClass(req *memcache.Request) CmdClass {
+	switch req.Cmd {
+	case memcache.CmdGet, memcache.CmdGets, memcache.CmdGat, memcache.CmdGats:
+		if len(req.Keys) > 1 {
+			return ClassMulti
+		}
+		return ClassRead
+	case memcache.CmdMetaGet, memcache.CmdMetaDebug:
+		return ClassRead
+	}
+	return ClassWrite
 }

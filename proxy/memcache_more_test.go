@@ -105,10 +105,10 @@ func TestMemcacheGracefulShutdownDeliversOwedReplies(t *testing.T) {
 		fmt.Fprintf(&b, "set k%d 0 0 1\r\nv\r\n", i)
 	}
 	c.send(b.String())
-	got := c.line() // at least one reply is back: the batch is being served
+	c.expect("STORED\r\n") // the batch is being served
 	cancel()
 	for i := 1; i < n; i++ {
-		got = c.line()
+		got := c.line()
 		if got != "STORED\r\n" {
 			t.Fatalf("reply %d during drain: got %q; want STORED", i, got)
 		}

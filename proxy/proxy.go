@@ -328,6 +328,9 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		}
 		if max := pr.cfg.Limits.MaxClients; max > 0 && pr.clients.Load() >= int64(max) {
 			p.log.Warn("client refused: max_clients reached", "pool", pr.cfg.Name, "max_clients", max)
+			if l := p.loopFor(c.EventLoop()); l != nil {
+				l.pools[pr.idx].rejected[RejectMaxClients].Add(1)
+			}
 			return pr.codec.errorReply(nil, "too many clients"), gnet.Close
 		}
 		pr.clients.Add(1)
@@ -336,6 +339,8 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		c.SetContext(cl)
 		p.clients.Add(1)
 		l.stats.clientsTotal.Add(1)
+		l.pools[pr.idx].clientConns.Add(1)
+		l.pools[pr.idx].clientTotal.Add(1)
 		return nil, gnet.None
 	}
 	return nil, gnet.Close
@@ -344,7 +349,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch ctx := c.Context().(type) {
 	case *client:
-		ctx.onClose()
+		ctx.onClose(err)
 		ctx.pr.clients.Add(-1)
 		h.p.clients.Add(-1)
 	case *backend:
@@ -356,8 +361,10 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	switch ctx := c.Context().(type) {
 	case *client:
+		ctx.l.tick()
 		return ctx.onTraffic()
 	case *backend:
+		ctx.l.tick()
 		return ctx.onTraffic(c)
 	}
 	return gnet.Close

@@ -15,8 +15,11 @@ type request struct {
 	// pending counts fragments still waiting for a reply.
 	pending int
 
-	server  int   // server index (fragments and forwarded requests)
-	sentAt  int64 // loop clock when queued toward the backend, in ns
+	class   CmdClass // for counters
+	start   int64    // loop clock when the client's request was parsed, in ns
+	nkeys   int      // keys asked for (retrievals), for hit and miss counts
+	server  int      // server index (fragments and forwarded requests)
+	sentAt  int64    // loop clock when queued toward the backend, in ns
 	reply   []byte
 	done    bool // reply (or its absence) is final
 	silent  bool // the client asked for no reply (noreply, meta q)
