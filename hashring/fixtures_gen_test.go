@@ -54,6 +54,9 @@ func fixtureShapes() []fixtureShape {
 		// (node-1, node-10, node-2) and config order all differ.
 		{"named", "{}", []fixtureServer{{backend: 0, weight: 1, name: "node-10"}, {backend: 1, weight: 1, name: "node-2"}, {backend: 2, weight: 1, name: "node-1"}}},
 		{"weighted", "{}", []fixtureServer{{backend: 3, weight: 3}, {backend: 1, weight: 1}, {backend: 0, weight: 7}, {backend: 2, weight: 2}}},
+		// float32 arithmetic: 1/25*160/4*5 is just below 8 in float32, so the
+		// weight-1 server gets 28 points, not 32 (likewise 60, 92, 124).
+		{"float32", "{}", []fixtureServer{{backend: 3, weight: 15}, {backend: 0, weight: 1}, {backend: 4, weight: 4}, {backend: 1, weight: 2}, {backend: 2, weight: 3}}},
 		// Ring name "127.0.0.2" is shorter than the others but sorts after
 		// them byte-wise.
 		{"port11211", "{}", []fixtureServer{{backend: 1, weight: 1}, {backend: 4, weight: 1, on11211: true}, {backend: 0, weight: 1}}},

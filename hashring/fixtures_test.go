@@ -92,9 +92,9 @@ func TestFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 12 hashes x {ketama, modula} x {plain, named, weighted, port11211},
-	// plus a pool without hash_tag per distribution.
-	if want := len(HashNames())*2*4 + 2; len(files) != want {
+	// 12 hashes x {ketama, modula} x {plain, named, weighted, float32,
+	// port11211}, plus a pool without hash_tag per distribution.
+	if want := len(HashNames())*2*5 + 2; len(files) != want {
 		t.Fatalf("got %d fixture files; want %d", len(files), want)
 	}
 	total := 0

@@ -82,6 +82,9 @@ func TestKetamaPoints(t *testing.T) {
 		{7, 13, 4, 344}, // 86.15 -> 86
 		{2, 3, 2, 212},  // 53.33 -> 53
 		{1, 2, 2, 160},
+		{1, 25, 5, 28},   // exact arithmetic gives 32; float32 is just below 8
+		{4, 25, 5, 124},  // exact 128
+		{29, 60, 3, 228}, // exact 232
 	}
 	for _, tt := range tests {
 		if got := ketamaPoints(tt.weight, tt.total, tt.nlive); got != tt.want {
