@@ -580,3 +580,54 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestShippedConfig checks the repository's config.yaml: it loads without
+// warnings and points at the backends deploy/run-local.sh starts.
+func TestShippedConfig(t *testing.T) {
+	cfg, warns, err := Load(filepath.Join("..", "config.yaml"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings: got %q; want none", warns)
+	}
+	if cfg.Admin.Listen != "127.0.0.1:9121" {
+		t.Errorf("admin.listen: got %q; want %q", cfg.Admin.Listen, "127.0.0.1:9121")
+	}
+	mc := cfg.Pool("mc")
+	if mc == nil {
+		t.Fatal("no pool mc")
+	}
+	got := fmt.Sprintf("%s %s %s %s %v %v", mc.Listen, mc.Protocol, mc.Hash, mc.Distribution, mc.Timeout, mc.AutoEjectHosts)
+	if want := "127.0.0.1:22121 memcache murmur ketama 400ms true"; got != want {
+		t.Errorf("mc: got %q; want %q", got, want)
+	}
+	rd := cfg.Pool("redis")
+	if rd == nil {
+		t.Fatal("no pool redis")
+	}
+	if got, want := fmt.Sprintf("%s %s", rd.Listen, rd.Protocol), "127.0.0.1:22122 redis"; got != want {
+		t.Errorf("redis: got %q; want %q", got, want)
+	}
+	for _, tc := range []struct {
+		p    *Pool
+		want []string
+	}{
+		{mc, []string{"127.0.0.1:21211", "127.0.0.1:21212", "127.0.0.1:21213"}},
+		{rd, []string{"127.0.0.1:26379", "127.0.0.1:26380", "127.0.0.1:26381"}},
+	} {
+		var addrs []string
+		for _, s := range tc.p.Servers {
+			addrs = append(addrs, s.Addr)
+		}
+		if !reflect.DeepEqual(addrs, tc.want) {
+			t.Errorf("pool %s servers: got %q; want %q", tc.p.Name, addrs, tc.want)
+		}
+	}
+	// Every default is spelled out: the file's limits equal the defaults.
+	for _, p := range []*Pool{mc, rd} {
+		if want := DefaultLimits(p.Protocol); p.Limits != want {
+			t.Errorf("pool %s limits: got %+v; want the defaults %+v", p.Name, p.Limits, want)
+		}
+	}
+}
