@@ -44,6 +44,12 @@ type backend struct {
 	wbuf  []byte
 	dirty bool
 
+	// owner is the client a dedicated connection belongs to (nil for the
+	// loop's shared connections); push marks a pub/sub connection, whose
+	// replies are not matched to requests.
+	owner *client
+	push  bool
+
 	counters  serverCounters
 	connected atomic.Bool  // mirrors state == stateConnected, for Stats
 	inFlight  atomic.Int64 // mirrors fifo.Len(), for Stats
@@ -100,6 +106,7 @@ func (b *backend) connect() {
 	}
 	b.state = stateConnecting
 	b.gen++
+	b.pr.codec.onConnect(b)
 	att := &dialAttempt{b: b, gen: b.gen}
 	p := b.l.p
 	s := b.pr.cfg.Servers[b.server]
@@ -191,6 +198,19 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 	off := 0
 	for off < len(buf) {
 		r, ok := b.fifo.Front()
+		if !ok && b.push {
+			n, err := b.pr.codec.pushFrame(buf[off:])
+			if err != nil {
+				b.protocolError(c, err)
+				return gnet.None
+			}
+			if n == 0 {
+				break
+			}
+			b.pr.codec.push(b, buf[off:off+n])
+			off += n
+			continue
+		}
 		if !ok {
 			b.protocolError(c, fmt.Errorf("unexpected data from server: %q", clip(buf[off:])))
 			return gnet.None
@@ -257,6 +277,10 @@ func (b *backend) lost(c gnet.Conn, err error) {
 	b.pr.p.log.Debug("backend connection lost", "pool", b.pr.cfg.Name, "server", b.name(), "error", err,
 		"in_flight", inFlight)
 	b.failAll(fmt.Sprintf("server %s connection lost: %v", b.name(), unwrapOp(err)))
+	if b.push && b.owner != nil {
+		// The subscriptions on it are gone: the client must know.
+		b.owner.closeWith(b.pr.codec.errorReply(nil, "server "+b.name()+" connection lost"))
+	}
 	b.l.flushClients()
 }
 

@@ -25,12 +25,14 @@ type client struct {
 	quitting bool // close once every owed reply is written; ignore input
 	draining bool // proxy shutting down: close once idle
 	paused   bool // stopped parsing at the in-flight limit
+	waitIdle bool // stopped parsing until every owed reply is out
 	need     int  // bytes the parser needs before it can make progress
 	skip     int  // input bytes still to discard (an oversized value)
 
 	mp   *memcache.Parser
 	mreq memcache.Request
 	msc  *mcScratch
+	rs   *respState
 }
 
 // scratch returns the client's routing scratch space.
@@ -72,7 +74,7 @@ func (cl *client) onTraffic() gnet.Action {
 		cl.closeWith(cl.pr.codec.errorReply(nil, "input buffer limit exceeded"))
 		return gnet.None
 	}
-	if cl.paused || avail == 0 || avail < cl.need {
+	if cl.paused || cl.waitIdle || avail == 0 || avail < cl.need {
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
@@ -140,8 +142,8 @@ func (cl *client) advance() {
 	if emitted {
 		cl.l.markClient(cl)
 	}
-	if cl.paused && cl.fifo.Len() <= cl.pr.cfg.Limits.MaxInFlight/2 {
-		cl.paused = false
+	if cl.paused && cl.fifo.Len() <= cl.pr.cfg.Limits.MaxInFlight/2 || cl.waitIdle && cl.fifo.Len() == 0 {
+		cl.paused, cl.waitIdle = false, false
 		_ = cl.c.Wake(nil) // parse what was left in the input
 	}
 	if cl.quitting || cl.draining {
@@ -222,6 +224,7 @@ func (cl *client) onClose(err error) {
 		return
 	}
 	cl.closed = true
+	cl.pr.codec.closeClient(cl)
 	pc := &cl.l.pools[cl.pr.idx]
 	pc.clientConns.Add(-1)
 	if err == nil || errors.Is(err, io.EOF) {

@@ -20,4 +20,14 @@ type codec interface {
 	errorReply(dst []byte, msg string) []byte
 	// probeRequest is the no-op a probe sends and the prefix of a good reply.
 	probeRequest() (req []byte, okPrefix string)
+	// onConnect queues what a new backend connection must send before any
+	// request (Redis AUTH and SELECT).
+	onConnect(b *backend)
+	// push handles one reply from a connection in push mode (pub/sub).
+	push(b *backend, reply []byte)
+	// pushFrame frames the first complete reply on a push connection.
+	pushFrame(buf []byte) (n int, err error)
+	// closeClient releases a closing client's protocol state (dedicated
+	// connections).
+	closeClient(cl *client)
 }

@@ -525,3 +525,10 @@ func mcClass(req *memcache.Request) CmdClass {
 	}
 	return ClassWrite
 }
+
+func (m *memcacheCodec) onConnect(*backend)    {}
+func (m *memcacheCodec) push(*backend, []byte) {}
+func (m *memcacheCodec) pushFrame([]byte) (int, error) {
+	return 0, errors.New("memcached has no push replies")
+}
+func (m *memcacheCodec) closeClient(*client) {}

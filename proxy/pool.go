@@ -27,6 +27,8 @@ type poolRT struct {
 	dialer net.Dialer
 	// clients counts open client connections, for Limits.MaxClients.
 	clients atomic.Int64
+	// allow holds the refused-by-default commands the configuration opens.
+	allow map[string]struct{}
 }
 
 type ringBox struct{ r hashring.Ring }
@@ -41,7 +43,7 @@ func newPoolRT(p *Proxy, idx int, cfg *config.Pool) (*poolRT, error) {
 	}
 	switch cfg.Protocol {
 	case config.ProtocolRedis:
-		return nil, fmt.Errorf("protocol %q is not served yet", cfg.Protocol)
+		pr.codec = newRespCodec(pr)
 	default:
 		pr.codec = newMemcacheCodec(pr)
 	}
@@ -82,6 +84,13 @@ func (pr *poolRT) rebuild(live []bool) error {
 	}
 	pr.ring.Store(&ringBox{r: r})
 	return nil
+}
+
+// allowed reports whether a command refused by default is opened by the
+// pool's allow list.
+func (pr *poolRT) allowed(name string) bool {
+	_, ok := pr.allow[name]
+	return ok
 }
 
 // pick returns the server for key, or -1 when none is live.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"github.com/cacheproxy/cacheproxy/proxy/memcache"
+	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
 
 // request is one client request in flight, or one fragment of a multi-key
@@ -26,6 +27,10 @@ type request struct {
 	failed  bool // the backend failed this request (fragments: its keys are misses)
 	inFIFO  bool // still queued on a backend connection
 	inQueue bool // still in its client's FIFO
+
+	internal  bool       // sent by the proxy itself (connection handshake); reply checked and dropped
+	dedicated bool       // sent on a client's own connection
+	merge     resp.Merge // how fragment replies combine (Redis)
 
 	// memcached
 	mc memcache.Request // Cmd, Noreply, Quiet and friends; slices cleared

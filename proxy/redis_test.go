@@ -1,0 +1,371 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
+	"github.com/cacheproxy/cacheproxy/proxy"
+)
+
+// redisPool returns a redis pool config over the given backends.
+func redisPool(t testing.TB, name string, backends ...*testserver.Process) config.Pool {
+	t.Helper()
+	p := config.NewPool(name, config.ProtocolRedis)
+	p.Listen = "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
+	p.Hash = "murmur"
+	p.HashTag = "{}"
+	p.Timeout = 5 * time.Second
+	for i, b := range backends {
+		p.Servers = append(p.Servers, config.Server{Name: fmt.Sprintf("r%d", i+1), Addr: b.Addr, Network: "tcp", Weight: 1})
+	}
+	return p
+}
+
+func threeRedis(t *testing.T) []*testserver.Process {
+	return []*testserver.Process{testserver.Redis(t), testserver.Redis(t), testserver.Redis(t)}
+}
+
+// goRedis returns a go-redis client with its default options (it sends
+// HELLO 3 and CLIENT SETINFO on connect).
+func goRedis(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRedisWorkloadsThroughProxy(t *testing.T) {
+	rs := threeRedis(t)
+	pool := redisPool(t, "r", rs...)
+	startProxy(t, proxy.Options{}, pool)
+	ctx := context.Background()
+	c := goRedis(t, pool.Listen)
+
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Strings and counters.
+	must(c.Set(ctx, "greeting", "hello", 0).Err())
+	if v, err := c.Get(ctx, "greeting").Result(); err != nil || v != "hello" {
+		t.Fatalf("GET greeting: %q, %v; want hello", v, err)
+	}
+	if _, err := c.Get(ctx, "nope").Result(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("GET nope: %v; want redis.Nil", err)
+	}
+	for i := 1; i <= 5; i++ {
+		if n, err := c.Incr(ctx, "counter").Result(); err != nil || n != int64(i) {
+			t.Fatalf("INCR: %d, %v; want %d", n, err, i)
+		}
+	}
+	// Hashes (sessions).
+	must(c.HSet(ctx, "session:1", "user", "ann", "cart", "3").Err())
+	if m, err := c.HGetAll(ctx, "session:1").Result(); err != nil || m["user"] != "ann" || m["cart"] != "3" {
+		t.Fatalf("HGETALL: %v, %v", m, err)
+	}
+	// Lists as queues, with LMOVE between tagged keys.
+	must(c.RPush(ctx, "{q}:in", "a", "b", "c").Err())
+	if v, err := c.LMove(ctx, "{q}:in", "{q}:work", "LEFT", "RIGHT").Result(); err != nil || v != "a" {
+		t.Fatalf("LMOVE: %q, %v; want a", v, err)
+	}
+	if n, err := c.LLen(ctx, "{q}:work").Result(); err != nil || n != 1 {
+		t.Fatalf("LLEN work: %d, %v; want 1", n, err)
+	}
+	// Sorted-set leaderboard.
+	must(c.ZAdd(ctx, "board", redis.Z{Score: 10, Member: "ann"}, redis.Z{Score: 30, Member: "bob"}, redis.Z{Score: 20, Member: "cy"}).Err())
+	if top, err := c.Do(ctx, "ZREVRANGE", "board", 0, -1).StringSlice(); err != nil || strings.Join(top, ",") != "bob,cy,ann" {
+		t.Fatalf("ZREVRANGE: %v, %v", top, err)
+	}
+	if r, err := c.ZRevRank(ctx, "board", "cy").Result(); err != nil || r != 1 {
+		t.Fatalf("ZREVRANK: %d, %v; want 1", r, err)
+	}
+	// Multi-key commands across servers.
+	var keys []string
+	var kv []any
+	for i := 0; i < 30; i++ {
+		k := fmt.Sprintf("mk:%d", i)
+		keys = append(keys, k)
+		kv = append(kv, k, "v"+strconv.Itoa(i))
+	}
+	must(c.MSet(ctx, kv...).Err())
+	vals, err := c.MGet(ctx, append(keys, "absent")...).Result()
+	must(err)
+	for i, v := range vals[:30] {
+		if v != "v"+strconv.Itoa(i) {
+			t.Fatalf("MGET[%d] = %v; want v%d", i, v, i)
+		}
+	}
+	if vals[30] != nil {
+		t.Fatalf("MGET absent = %v; want nil", vals[30])
+	}
+	if n, err := c.Exists(ctx, "mk:1", "mk:2", "mk:1", "absent").Result(); err != nil || n != 3 {
+		t.Fatalf("EXISTS: %d, %v; want 3 (repeats count)", n, err)
+	}
+	if n, err := c.Del(ctx, keys[:10]...).Result(); err != nil || n != 10 {
+		t.Fatalf("DEL: %d, %v; want 10", n, err)
+	}
+	// Scripts: keys on one server work, keys on two are refused.
+	if v, err := c.Eval(ctx, "return redis.call('GET', KEYS[1])", []string{"greeting"}).Result(); err != nil || v != "hello" {
+		t.Fatalf("EVAL: %v, %v; want hello", v, err)
+	}
+	var a, b string
+	for i := 0; b == ""; i++ {
+		k := "x" + strconv.Itoa(i)
+		if pick(t, pool, "mk:20") != pick(t, pool, k) {
+			a, b = "mk:20", k
+		}
+	}
+	if _, err := c.Eval(ctx, "return 1", []string{a, b}).Result(); err == nil || !strings.HasPrefix(err.Error(), "CROSSSLOT") {
+		t.Fatalf("EVAL across servers: %v; want CROSSSLOT", err)
+	}
+	// The connection stays usable after the error.
+	if v, err := c.Get(ctx, "greeting").Result(); err != nil || v != "hello" {
+		t.Fatalf("GET after CROSSSLOT: %q, %v", v, err)
+	}
+	// A transaction.
+	cmds, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, "{acct}:a")
+		p.IncrBy(ctx, "{acct}:b", 5)
+		return nil
+	})
+	must(err)
+	if len(cmds) != 2 || cmds[1].(*redis.IntCmd).Val() != 5 {
+		t.Fatalf("transaction: %v", cmds)
+	}
+	// A 1,000-command pipeline answered in order.
+	pipe := c.Pipeline()
+	var gets []*redis.StringCmd
+	for i := 0; i < 500; i++ {
+		pipe.Set(ctx, "p:"+strconv.Itoa(i), i, 0)
+		gets = append(gets, pipe.Get(ctx, "p:"+strconv.Itoa(i)))
+	}
+	_, err = pipe.Exec(ctx)
+	must(err)
+	for i, g := range gets {
+		if g.Val() != strconv.Itoa(i) {
+			t.Fatalf("pipeline GET p:%d = %q", i, g.Val())
+		}
+	}
+}
+
+// pick returns the server index a key goes to in pool.
+func pick(t *testing.T, pool config.Pool, key string) int {
+	t.Helper()
+	r, err := pool.Ring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Pick([]byte(key))
+}
+
+func TestRedisPubSubAndBlocking(t *testing.T) {
+	rs := threeRedis(t)
+	pool := redisPool(t, "r", rs...)
+	startProxy(t, proxy.Options{}, pool)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pubc, subc := goRedis(t, pool.Listen), goRedis(t, pool.Listen)
+
+	sub := subc.Subscribe(ctx, "news", "sports")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // first confirmation
+		t.Fatal(err)
+	}
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	psub := subc.PSubscribe(ctx, "chat.*")
+	defer psub.Close()
+	if _, err := psub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct{ ch, msg string }{{"news", "n1"}, {"sports", "s1"}} {
+		if n, err := pubc.Publish(ctx, m.ch, m.msg).Result(); err != nil || n != 1 {
+			t.Fatalf("PUBLISH %s: %d, %v; want 1 receiver", m.ch, n, err)
+		}
+	}
+	got := map[string]string{}
+	for len(got) < 2 {
+		msg, err := sub.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[msg.Channel] = msg.Payload
+	}
+	if got["news"] != "n1" || got["sports"] != "s1" {
+		t.Fatalf("received %v", got)
+	}
+	if err := pubc.Publish(ctx, "chat.room1", "hi").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pm, err := psub.ReceiveMessage(ctx)
+	if err != nil || pm.Channel != "chat.room1" || pm.Pattern != "chat.*" || pm.Payload != "hi" {
+		t.Fatalf("pmessage: %+v, %v", pm, err)
+	}
+
+	// BLPOP is woken by an RPUSH from another client.
+	res := make(chan []string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		v, err := subc.BLPop(ctx, 20*time.Second, "jobs").Result()
+		errc <- err
+		res <- v
+	}()
+	// Push until the blocked pop takes the item (it may not be blocked yet).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := pubc.RPush(ctx, "jobs", "job1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-errc:
+			v := <-res
+			if err != nil || len(v) != 2 || v[0] != "jobs" || v[1] != "job1" {
+				t.Fatalf("BLPOP: %v, %v", v, err)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("BLPOP never returned")
+		}
+		_ = pubc.Del(ctx, "jobs") // keep at most one job queued
+	}
+}
+
+func TestRedisScanVisitsEveryKeyOnce(t *testing.T) {
+	rs := threeRedis(t)
+	pool := redisPool(t, "r", rs...)
+	startProxy(t, proxy.Options{}, pool)
+	ctx := context.Background()
+	c := goRedis(t, pool.Listen)
+	want := map[string]bool{}
+	for i := 0; i < 500; i++ {
+		k := "scan:" + strconv.Itoa(i)
+		want[k] = true
+		if err := c.Set(ctx, k, "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	var cursor uint64
+	for rounds := 0; ; rounds++ {
+		keys, next, err := c.Scan(ctx, cursor, "scan:*", 50).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			seen[k]++
+		}
+		cursor = next
+		if cursor == 0 {
+			break
+		}
+		if rounds > 10000 {
+			t.Fatal("SCAN did not finish")
+		}
+	}
+	var dup []string
+	for k, n := range seen {
+		if n != 1 {
+			dup = append(dup, k)
+		}
+	}
+	sort.Strings(dup)
+	if len(seen) != len(want) || len(dup) > 0 {
+		t.Fatalf("SCAN saw %d distinct keys (want %d), repeated: %v", len(seen), len(want), dup)
+	}
+	if n, err := c.DBSize(ctx).Result(); err != nil || n != 500 {
+		t.Fatalf("DBSIZE: %d, %v; want 500", n, err)
+	}
+	keys, err := c.Keys(ctx, "scan:1*").Result()
+	if err != nil || len(keys) != 111 {
+		t.Fatalf("KEYS scan:1*: %d keys, %v; want 111", len(keys), err)
+	}
+}
+
+func TestRedisRefusedAndMalformed(t *testing.T) {
+	r := testserver.Redis(t)
+	pool := redisPool(t, "r", r)
+	startProxy(t, proxy.Options{}, pool)
+	c := dial(t, pool.Listen)
+	steps := []struct{ send, want string }{
+		{"FLUSHALL\r\n", "-ERR command 'flushall' is not allowed through the proxy\r\n"},
+		{"PING\r\n", "+PONG\r\n"},
+		{"NOSUCH a b\r\n", "-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n"},
+		{"GET\r\n", "-ERR wrong number of arguments for 'get' command\r\n"},
+		{"HELLO 3\r\n", "-NOPROTO sorry, this protocol version is not supported\r\n"},
+		{"SET k v\r\nGET k\r\n", "+OK\r\n$1\r\nv\r\n"},
+		{"*1\r\n$4\r\nPING\r\n", "+PONG\r\n"},
+	}
+	for _, st := range steps {
+		c.send(st.send)
+		if got := readN(t, c, len(st.want)); got != st.want {
+			t.Fatalf("after %q: got %q; want %q", st.send, got, st.want)
+		}
+	}
+	// An unresynchronisable multibulk closes the connection after the error,
+	// as Redis does; another client sees nothing.
+	other := goRedis(t, pool.Listen)
+	c.send("*1\r\n$x\r\n")
+	if got := c.line(); !strings.HasPrefix(got, "-ERR Protocol error") {
+		t.Fatalf("bad bulk length: got %q", got)
+	}
+	if v, err := other.Get(context.Background(), "k").Result(); err != nil || v != "v" {
+		t.Fatalf("other client: %q, %v", v, err)
+	}
+}
+
+func TestRedisManyClientsPipelined(t *testing.T) {
+	rs := threeRedis(t)
+	pool := redisPool(t, "r", rs...)
+	startProxy(t, proxy.Options{}, pool)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for ci := 0; ci < 8; ci++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := redis.NewClient(&redis.Options{Addr: pool.Listen})
+			defer c.Close()
+			for round := 0; round < 20; round++ {
+				pipe := c.Pipeline()
+				var gets []*redis.StringCmd
+				for i := 0; i < 50; i++ {
+					k := fmt.Sprintf("c%d:%d", ci, i)
+					pipe.Set(ctx, k, fmt.Sprintf("%s@%d", k, round), 0)
+					gets = append(gets, pipe.Get(ctx, k))
+				}
+				if _, err := pipe.Exec(ctx); err != nil {
+					errs <- err
+					return
+				}
+				for i, g := range gets {
+					if want := fmt.Sprintf("c%d:%d@%d", ci, i, round); g.Val() != want {
+						errs <- fmt.Errorf("client %d: got %q; want %q", ci, g.Val(), want)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

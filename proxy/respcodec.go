@@ -1,0 +1,821 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/pool"
+	"github.com/cacheproxy/cacheproxy/proxy/resp"
+)
+
+// redisVersion is the server version the proxy reports in HELLO and INFO:
+// the command table's (Redis 7.0), so clients enable what it has.
+const redisVersion = "7.0.15"
+
+// respCodec serves a Redis pool.
+type respCodec struct {
+	pr     *poolRT
+	limits resp.Limits
+	// handshake is sent on every new backend connection: AUTH and SELECT.
+	handshake [][]byte
+}
+
+// respState is a Redis client's session state.
+type respState struct {
+	parser *resp.Parser
+	req    resp.Request
+	authed bool
+	name   []byte
+	// scratch for splitting
+	keyIdx   []int
+	servers  []int
+	fragOf   []int
+	fragArg  [][][]byte
+	iters    []resp.Elements
+	scanArgs [][]byte
+
+	txn *txnState    // non-nil between MULTI (or WATCH) and EXEC/DISCARD
+	sub *pubsubState // non-nil once the client subscribed
+	// dedicated connections (transactions, blocking commands, pub/sub), by server.
+	dedicated map[int]*backend
+}
+
+func newRespCodec(pr *poolRT) *respCodec {
+	lim := pr.cfg.Limits
+	c := &respCodec{pr: pr, limits: resp.Limits{MaxMultibulk: lim.MaxMultibulk, MaxBulk: lim.MaxValueSize}}
+	if pr.cfg.RedisAuth != "" {
+		c.handshake = append(c.handshake, resp.AppendCommand(nil, []byte("AUTH"), []byte(pr.cfg.RedisAuth)))
+	}
+	if pr.cfg.RedisDB != 0 {
+		c.handshake = append(c.handshake, resp.AppendCommand(nil, []byte("SELECT"), []byte(strconv.Itoa(pr.cfg.RedisDB))))
+	}
+	return c
+}
+
+func (rc *respCodec) initClient(cl *client) {
+	cl.rs = &respState{parser: resp.NewParser(rc.limits), authed: rc.pr.cfg.RedisAuth == ""}
+}
+
+func (rc *respCodec) probeRequest() ([]byte, string) {
+	if rc.pr.cfg.RedisAuth != "" {
+		// AUTH answers +OK when the password is right; a server without
+		// it configured answers an error, and the probe fails loudly.
+		return resp.AppendCommand(nil, []byte("AUTH"), []byte(rc.pr.cfg.RedisAuth)), "+OK"
+	}
+	return []byte("PING\r\n"), "+PONG"
+}
+
+func (rc *respCodec) errorReply(dst []byte, msg string) []byte {
+	return resp.AppendError(dst, "ERR "+msg)
+}
+
+// onConnect queues the connection handshake (AUTH, SELECT) ahead of any
+// request; its replies are checked and swallowed.
+func (rc *respCodec) onConnect(b *backend) {
+	for _, h := range rc.handshake {
+		r := b.l.newRequest()
+		r.internal = true
+		b.wbuf = append(b.wbuf, h...)
+		b.enqueue(r, len(h))
+	}
+}
+
+func (rc *respCodec) serve(cl *client, buf []byte) int {
+	rs := cl.rs
+	off := 0
+	for off < len(buf) && !cl.closed && !cl.quitting && !cl.waitIdle {
+		if cl.full() {
+			cl.paused = true
+			break
+		}
+		n, err := rs.parser.Parse(buf[off:], &rs.req)
+		if err != nil {
+			var pe *resp.Error
+			reply := []byte(nil)
+			if errors.As(err, &pe) {
+				reply = pe.Reply
+			} else {
+				reply = resp.AppendError(nil, "ERR Protocol error: "+err.Error())
+			}
+			pc := &cl.l.pools[rc.pr.idx]
+			pc.rejected[RejectProtocol].Add(1)
+			pc.errors[ClassInvalid].Add(1)
+			if pe == nil || pe.Close {
+				pc.clientErr.Add(1)
+				cl.closeWith(reply)
+				return len(buf)
+			}
+			rc.reject(cl, reply, RejectProtocol)
+			rs.parser.Reset()
+			return len(buf) // a non-closing protocol error leaves no way to resynchronise within buf
+		}
+		if n == 0 {
+			cl.need = rs.parser.Need()
+			break
+		}
+		cl.need = 0
+		if len(rs.req.Args) > 0 && cl.fifo.Len() > 0 && isSubscribe(rs.req.Cmd) {
+			// Subscription replies bypass the FIFO: wait until every
+			// earlier reply is out, then parse this request again.
+			cl.waitIdle = true
+			rs.parser.Reset()
+			break
+		}
+		off += n
+		if len(rs.req.Args) == 0 {
+			continue // an empty line or *0: skipped, as Redis does
+		}
+		rc.dispatch(cl, &rs.req)
+	}
+	return off
+}
+
+// reject answers with an error the proxy makes, counting why.
+func (rc *respCodec) reject(cl *client, reply []byte, reason RejectReason) {
+	pc := &cl.l.pools[rc.pr.idx]
+	pc.rejected[reason].Add(1)
+	pc.errors[ClassInvalid].Add(1)
+	r := cl.l.newRequest()
+	r.class = ClassInvalid
+	r.reply = append(r.reply[:0], reply...)
+	cl.push(r)
+	cl.complete(r)
+}
+
+// local queues a reply the proxy makes itself.
+func (rc *respCodec) local(cl *client, reply []byte) {
+	r := cl.l.newRequest()
+	r.class = ClassLocal
+	r.reply = append(r.reply[:0], reply...)
+	cl.push(r)
+	cl.complete(r)
+}
+
+// dispatch routes one request by its command's class.
+func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
+	rs := cl.rs
+	cmd := req.Cmd
+	if cmd == nil {
+		rc.reject(cl, resp.ErrUnknownCommand(nil, req.Args[0], req.Args[1:]), RejectProtocol)
+		return
+	}
+	if cmd.IsContainer() {
+		if len(req.Args) < 2 {
+			rc.reject(cl, resp.ErrWrongArity(nil, cmd.Name), RejectProtocol)
+			return
+		}
+		sub := cmd.Resolve(req.Args)
+		if sub == nil {
+			rc.reject(cl, resp.ErrUnknownSubcommand(nil, req.Args[1], strings.ToUpper(cmd.Name)), RejectProtocol)
+			return
+		}
+		cmd = sub
+	}
+	if !cmd.CheckArity(len(req.Args)) {
+		rc.reject(cl, resp.ErrWrongArity(nil, cmd.Name), RejectProtocol)
+		return
+	}
+	if !rs.authed && !authExempt(cmd.Name) {
+		rc.reject(cl, resp.AppendError(nil, "NOAUTH Authentication required."), RejectRefused)
+		return
+	}
+	if rs.sub != nil && !rc.allowedSubscribed(cmd.Name) {
+		rc.reject(cl, resp.AppendError(nil, "ERR Can't execute '"+cmd.Name+
+			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"), RejectRefused)
+		return
+	}
+	if rs.txn != nil && cmd.Class != resp.ClassLocal {
+		rc.txnCommand(cl, req, cmd)
+		return
+	}
+	switch cmd.Class {
+	case resp.ClassLocal:
+		rc.answer(cl, req, cmd)
+	case resp.ClassSingle:
+		rc.forwardKeyed(cl, req, cmd, false)
+	case resp.ClassSameServer:
+		rc.forwardKeyed(cl, req, cmd, true)
+	case resp.ClassAny:
+		rc.forwardTo(cl, req, 0, ClassRead)
+	case resp.ClassSplit:
+		rc.split(cl, req, cmd)
+	case resp.ClassFanout:
+		if cmd.Merge == resp.MergeScan {
+			rc.scan(cl, req)
+		} else {
+			rc.fanout(cl, req, cmd)
+		}
+	case resp.ClassDedicated:
+		rc.dedicatedCommand(cl, req, cmd)
+	case resp.ClassRefused:
+		if rc.pr.allowed(cmd.Name) {
+			rc.forwardKeyed(cl, req, cmd, true)
+			return
+		}
+		rc.reject(cl, resp.ErrNotAllowed(nil, cmd.Name), RejectRefused)
+	case resp.ClassUnsupported:
+		rc.reject(cl, resp.ErrUnsupported(nil, cmd.Name, cmd.Reason), RejectRefused)
+	default:
+		rc.reject(cl, resp.ErrUnknownCommand(nil, req.Args[0], req.Args[1:]), RejectProtocol)
+	}
+}
+
+// authExempt lists the commands a client may send before AUTH.
+func authExempt(name string) bool {
+	switch name {
+	case "auth", "hello", "quit", "reset":
+		return true
+	}
+	return false
+}
+
+// keyServer returns the server all of req's keys hash to: -1 when it has no
+// keys, -2 when they span servers.
+func (rc *respCodec) keyServer(cl *client, req *resp.Request, cmd *resp.Command) int {
+	rs := cl.rs
+	rs.keyIdx = cmd.KeyIndexes(req.Args, rs.keyIdx[:0])
+	s := -1
+	for _, i := range rs.keyIdx {
+		ks := rc.pr.pick(req.Args[i])
+		if s == -1 {
+			s = ks
+		} else if ks != s {
+			return -2
+		}
+	}
+	return s
+}
+
+// forwardKeyed sends a request to the server of its key(s).
+func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Command, same bool) {
+	s := rc.keyServer(cl, req, cmd)
+	switch {
+	case s == -2:
+		rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
+		return
+	case s == -1:
+		s = 0 // no keys (EVAL with numkeys 0): any server does
+	}
+	class := ClassWrite
+	if cmd.Flags&resp.FlagReadonly != 0 {
+		class = ClassRead
+	}
+	rc.forwardTo(cl, req, s, class)
+}
+
+// forwardTo sends req as is to server s.
+func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdClass) {
+	r := cl.l.newRequest()
+	r.class = class
+	cl.push(r)
+	b := cl.l.backendFor(rc.pr, s, cl.id)
+	if !b.usable() {
+		rc.fail(r, "server "+b.name()+" unavailable")
+		return
+	}
+	n := len(b.wbuf)
+	b.wbuf = req.AppendForward(b.wbuf)
+	b.enqueue(r, len(b.wbuf)-n)
+}
+
+// split sends MGET, MSET, DEL, UNLINK, EXISTS, TOUCH as one request per
+// server and merges the replies.
+func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
+	rs := cl.rs
+	step := 1
+	if cmd.Name == "mset" {
+		step = 2
+		if (len(req.Args)-1)%2 != 0 {
+			rc.reject(cl, resp.ErrWrongArity(nil, cmd.Name), RejectProtocol)
+			return
+		}
+	}
+	nServers := len(rc.pr.cfg.Servers)
+	rs.servers = rs.servers[:0]
+	same := true
+	for i := 1; i < len(req.Args); i += step {
+		s := rc.pr.pick(req.Args[i])
+		rs.servers = append(rs.servers, s)
+		if s != rs.servers[0] {
+			same = false
+		}
+	}
+	class := ClassWrite
+	if cmd.Name == "mget" || cmd.Name == "exists" {
+		class = ClassRead
+	}
+	if same {
+		rc.forwardTo(cl, req, rs.servers[0], class)
+		return
+	}
+	l := cl.l
+	parent := l.newRequest()
+	parent.class = ClassMulti
+	parent.merge = cmd.Merge
+	cl.push(parent)
+	if cap(rs.fragOf) < nServers {
+		rs.fragOf = make([]int, nServers)
+	}
+	rs.fragOf = rs.fragOf[:nServers]
+	for i := range rs.fragOf {
+		rs.fragOf[i] = -1
+	}
+	for k, s := range rs.servers {
+		fi := rs.fragOf[s]
+		if fi < 0 {
+			fi = len(parent.frags)
+			rs.fragOf[s] = fi
+			f := l.newRequest()
+			f.parent = parent
+			f.server = s
+			f.class = ClassMulti
+			parent.frags = append(parent.frags, f)
+			if len(rs.fragArg) <= fi {
+				rs.fragArg = append(rs.fragArg, nil)
+			}
+			rs.fragArg[fi] = append(rs.fragArg[fi][:0], req.Args[0])
+		}
+		i := 1 + k*step
+		rs.fragArg[fi] = append(rs.fragArg[fi], req.Args[i:i+step]...)
+		parent.keyFrag = append(parent.keyFrag, fi)
+	}
+	rc.sendFragments(cl, parent, func(b *backend, fi int) {
+		b.wbuf = resp.AppendCommand(b.wbuf, rs.fragArg[fi]...)
+	})
+}
+
+// fanout sends req to every server and merges the replies.
+func (rc *respCodec) fanout(cl *client, req *resp.Request, cmd *resp.Command) {
+	l := cl.l
+	parent := l.newRequest()
+	parent.class = ClassFanout
+	parent.merge = cmd.Merge
+	cl.push(parent)
+	for s := range rc.pr.cfg.Servers {
+		if cmd.Merge == resp.MergeSum || cmd.Merge == resp.MergeConcat || cmd.Merge == resp.MergeAnyNonNull {
+			// Read-only figures: an ejected server holds no keys now.
+			if rc.pr.health.State(s) == pool.StateEjected {
+				continue
+			}
+		}
+		f := l.newRequest()
+		f.parent = parent
+		f.server = s
+		f.class = ClassFanout
+		parent.frags = append(parent.frags, f)
+	}
+	rc.sendFragments(cl, parent, func(b *backend, _ int) {
+		b.wbuf = req.AppendForward(b.wbuf)
+	})
+}
+
+func (rc *respCodec) sendFragments(cl *client, parent *request, write func(b *backend, fi int)) {
+	parent.pending = len(parent.frags)
+	cl.l.stats.fragments.Add(int64(len(parent.frags)))
+	cl.l.pools[rc.pr.idx].fragments.Add(int64(len(parent.frags)))
+	if parent.pending == 0 {
+		rc.merge(parent)
+		return
+	}
+	for fi, f := range parent.frags {
+		b := cl.l.backendFor(rc.pr, f.server, cl.id)
+		if !b.usable() {
+			rc.fail(f, "server "+b.name()+" unavailable")
+			continue
+		}
+		n := len(b.wbuf)
+		write(b, fi)
+		b.enqueue(f, len(b.wbuf)-n)
+	}
+}
+
+// scan runs SCAN on one server at a time; the client's cursor carries the
+// server index: cursor = serverCursor*nServers + server.
+func (rc *respCodec) scan(cl *client, req *resp.Request) {
+	n := uint64(len(rc.pr.cfg.Servers))
+	c, err := strconv.ParseUint(string(req.Args[1]), 10, 64)
+	if err != nil {
+		rc.reject(cl, resp.AppendError(nil, "ERR invalid cursor"), RejectProtocol)
+		return
+	}
+	s, bc := int(c%n), c/n
+	r := cl.l.newRequest()
+	r.class = ClassRead
+	r.merge = resp.MergeScan
+	r.server = s
+	cl.push(r)
+	b := cl.l.backendFor(rc.pr, s, cl.id)
+	if !b.usable() {
+		rc.fail(r, "server "+b.name()+" unavailable")
+		return
+	}
+	rs := cl.rs
+	args := append(rs.scanArgs[:0], req.Args[0], strconv.AppendUint(nil, bc, 10))
+	args = append(args, req.Args[2:]...)
+	rs.scanArgs = args[:0]
+	start := len(b.wbuf)
+	b.wbuf = resp.AppendCommand(b.wbuf, args...)
+	b.enqueue(r, len(b.wbuf)-start)
+}
+
+// reply frames a backend reply for r and delivers it.
+func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
+	n, rep, err := resp.ParseReply(buf)
+	if err != nil || n == 0 {
+		return n, err
+	}
+	if r.internal {
+		if rep.Type == '-' {
+			return 0, errors.New("handshake refused: " + string(rep.Data))
+		}
+		r.done = true
+		return n, nil
+	}
+	if r.parent != nil {
+		r.failed = rep.Type == '-'
+		r.reply = append(r.reply[:0], buf[:n]...)
+		rc.fragmentDone(r)
+		return n, nil
+	}
+	if r.merge == resp.MergeScan && rep.Type == '*' {
+		rc.scanReply(r, buf[:n])
+	} else if r.cl != nil && !r.cl.closed && frontIs(r.cl, r) {
+		r.cl.out = append(r.cl.out, buf[:n]...)
+		r.silent = true
+		r.cl.l.markClient(r.cl)
+	} else {
+		r.reply = append(r.reply[:0], buf[:n]...)
+	}
+	if r.cl != nil {
+		r.cl.complete(r)
+	} else {
+		r.done = true
+	}
+	return n, nil
+}
+
+// scanReply rewrites a server's SCAN reply cursor into the proxy's.
+func (rc *respCodec) scanReply(r *request, reply []byte) {
+	it := resp.NewElements(reply)
+	var cur, keys []byte
+	if it.Next() {
+		cur = it.Elem()
+	}
+	if it.Next() {
+		keys = it.Elem()
+	}
+	_, crep, err := resp.ParseReply(cur)
+	bc, perr := strconv.ParseUint(string(crep.Data), 10, 64)
+	if err != nil || perr != nil || keys == nil {
+		r.reply = append(r.reply[:0], reply...)
+		return
+	}
+	n := uint64(len(rc.pr.cfg.Servers))
+	var next uint64
+	switch {
+	case bc != 0:
+		next = bc*n + uint64(r.server)
+	case uint64(r.server)+1 < n:
+		next = uint64(r.server) + 1
+	}
+	r.reply = resp.AppendArrayHeader(r.reply[:0], 2)
+	r.reply = resp.AppendBulk(r.reply, strconv.AppendUint(nil, next, 10))
+	r.reply = append(r.reply, keys...)
+}
+
+// fail completes r with a backend failure.
+func (rc *respCodec) fail(r *request, msg string) {
+	r.reply = resp.AppendError(r.reply[:0], "ERR "+msg)
+	if r.internal {
+		r.done = true
+		return
+	}
+	if r.parent != nil {
+		r.failed = true
+		rc.fragmentDone(r)
+		return
+	}
+	if r.cl != nil {
+		r.cl.l.stats.errors.Add(1)
+		r.cl.l.pools[rc.pr.idx].errors[r.class].Add(1)
+		r.cl.complete(r)
+	} else {
+		r.done = true
+	}
+}
+
+func (rc *respCodec) fragmentDone(f *request) {
+	f.done = true
+	p := f.parent
+	p.pending--
+	if p.pending == 0 {
+		rc.merge(p)
+	}
+}
+
+// merge builds a split or fanned-out request's reply from its fragments.
+// The first error among them is the reply, except for RANDOMKEY, which takes
+// any server's key.
+func (rc *respCodec) merge(p *request) {
+	cl := p.cl
+	if cl == nil {
+		p.done = true
+		return
+	}
+	p.reply = p.reply[:0]
+	var firstErr []byte
+	for _, f := range p.frags {
+		if f.failed {
+			firstErr = f.reply
+			break
+		}
+	}
+	switch {
+	case len(p.frags) == 0:
+		p.reply = resp.AppendError(p.reply, "ERR no server available")
+	case firstErr != nil && p.merge != resp.MergeAnyNonNull:
+		p.reply = append(p.reply, firstErr...)
+		cl.l.pools[rc.pr.idx].errors[p.class].Add(1)
+	default:
+		rc.mergeOK(cl, p)
+	}
+	cl.complete(p)
+}
+
+func (rc *respCodec) mergeOK(cl *client, p *request) {
+	switch p.merge {
+	case resp.MergeKeyOrder:
+		rs := cl.rs
+		rs.iters = rs.iters[:0]
+		for _, f := range p.frags {
+			rs.iters = append(rs.iters, resp.NewElements(f.reply))
+		}
+		p.reply = resp.AppendArrayHeader(p.reply, len(p.keyFrag))
+		for _, fi := range p.keyFrag {
+			if rs.iters[fi].Next() {
+				p.reply = append(p.reply, rs.iters[fi].Elem()...)
+			} else {
+				p.reply = resp.AppendNullBulk(p.reply)
+			}
+		}
+	case resp.MergeSum:
+		var sum int64
+		for _, f := range p.frags {
+			_, rep, err := resp.ParseReply(f.reply)
+			if err == nil && rep.Type == ':' {
+				sum += rep.Int
+			}
+		}
+		p.reply = resp.AppendInt(p.reply, sum)
+	case resp.MergeAllOK:
+		p.reply = resp.AppendSimple(p.reply, "OK")
+		for _, f := range p.frags {
+			if !bytes.Equal(f.reply, []byte("+OK\r\n")) {
+				p.reply = append(p.reply[:0], f.reply...)
+				break
+			}
+		}
+	case resp.MergeConcat:
+		total := 0
+		for _, f := range p.frags {
+			_, rep, _ := resp.ParseReply(f.reply)
+			total += max(rep.Len, 0)
+		}
+		p.reply = resp.AppendArrayHeader(p.reply, total)
+		for _, f := range p.frags {
+			it := resp.NewElements(f.reply)
+			for it.Next() {
+				p.reply = append(p.reply, it.Elem()...)
+			}
+		}
+	case resp.MergeAllArray:
+		var acc []int64
+		for i, f := range p.frags {
+			it := resp.NewElements(f.reply)
+			j := 0
+			for it.Next() {
+				_, rep, _ := resp.ParseReply(it.Elem())
+				if i == 0 {
+					acc = append(acc, rep.Int)
+				} else if j < len(acc) && rep.Int == 0 {
+					acc[j] = 0
+				}
+				j++
+			}
+		}
+		p.reply = resp.AppendArrayHeader(p.reply, len(acc))
+		for _, v := range acc {
+			p.reply = resp.AppendInt(p.reply, v)
+		}
+	case resp.MergeAnyNonNull:
+		for _, f := range p.frags {
+			if !f.failed && !bytes.HasPrefix(f.reply, []byte("$-1")) {
+				p.reply = append(p.reply, f.reply...)
+				return
+			}
+		}
+		p.reply = resp.AppendNullBulk(p.reply)
+	default: // MergeSame and anything else: the first reply
+		p.reply = append(p.reply, p.frags[0].reply...)
+	}
+}
+
+// answer replies to the commands the proxy answers itself.
+func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
+	rs := cl.rs
+	args := req.Args
+	var b []byte
+	switch cmd.Name {
+	case "ping":
+		if rs.sub != nil {
+			b = resp.AppendArrayHeader(nil, 2)
+			b = resp.AppendBulkString(b, "pong")
+			if len(args) > 1 {
+				b = resp.AppendBulk(b, args[1])
+			} else {
+				b = resp.AppendBulkString(b, "")
+			}
+		} else if len(args) > 1 {
+			b = resp.AppendBulk(nil, args[1])
+		} else {
+			b = resp.AppendSimple(nil, "PONG")
+		}
+	case "echo":
+		b = resp.AppendBulk(nil, args[1])
+	case "quit":
+		rc.local(cl, resp.AppendSimple(nil, "OK"))
+		cl.quitting = true
+		cl.maybeClose()
+		return
+	case "reset":
+		rc.resetSession(cl)
+		rs.authed = rc.pr.cfg.RedisAuth == ""
+		rs.name = nil
+		b = resp.AppendSimple(nil, "RESET")
+	case "auth":
+		b = rc.auth(cl, args[1:])
+	case "hello":
+		b = rc.hello(cl, args[1:])
+	case "select":
+		db, err := strconv.Atoi(string(args[1]))
+		switch {
+		case err != nil:
+			b = resp.AppendError(nil, "ERR value is not an integer or out of range")
+		case db == rc.pr.cfg.RedisDB:
+			b = resp.AppendSimple(nil, "OK")
+		default:
+			b = resp.AppendError(nil, "ERR SELECT is not allowed through the proxy: this pool serves database "+
+				strconv.Itoa(rc.pr.cfg.RedisDB))
+		}
+	case "time":
+		now := time.Now()
+		b = resp.AppendArrayHeader(nil, 2)
+		b = resp.AppendBulk(b, strconv.AppendInt(nil, now.Unix(), 10))
+		b = resp.AppendBulk(b, strconv.AppendInt(nil, int64(now.Nanosecond()/1000), 10))
+	case "info":
+		b = resp.AppendBulkString(nil, rc.info(cl))
+	case "command":
+		b = resp.AppendCommandAll(nil)
+	case "command|count":
+		b = resp.AppendCommandCount(nil)
+	case "command|info":
+		b = resp.AppendCommandInfo(nil, args[2:])
+	case "command|docs":
+		b = resp.AppendCommandDocs(nil, args[2:])
+	case "command|list":
+		b = resp.AppendCommandList(nil)
+	case "command|getkeys", "command|getkeysandflags":
+		b = resp.AppendCommandGetKeys(nil, args[2:])
+	case "client|setname":
+		if bytes.ContainsAny(args[2], " \n") {
+			b = resp.AppendError(nil, "ERR Client names cannot contain spaces, newlines or special characters.")
+		} else {
+			rs.name = append(rs.name[:0], args[2]...)
+			b = resp.AppendSimple(nil, "OK")
+		}
+	case "client|getname":
+		if len(rs.name) == 0 {
+			b = resp.AppendNullBulk(nil)
+		} else {
+			b = resp.AppendBulk(nil, rs.name)
+		}
+	case "client|setinfo":
+		b = resp.AppendSimple(nil, "OK")
+	case "client|id":
+		b = resp.AppendInt(nil, int64(cl.id))
+	case "client|info":
+		b = resp.AppendBulkString(nil, "id="+strconv.FormatUint(cl.id, 10)+" addr="+cl.c.RemoteAddr().String()+
+			" laddr="+cl.c.LocalAddr().String()+" name="+string(rs.name)+" db="+strconv.Itoa(rc.pr.cfg.RedisDB)+"\n")
+	default:
+		b = resp.ErrUnknownSubcommand(nil, args[len(args)-1], strings.ToUpper(cmd.Name))
+	}
+	rc.local(cl, b)
+}
+
+// auth checks AUTH [user] password against the pool's redis_auth.
+func (rc *respCodec) auth(cl *client, args [][]byte) []byte {
+	want := rc.pr.cfg.RedisAuth
+	if want == "" {
+		return resp.AppendError(nil, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+	}
+	pass := args[len(args)-1]
+	if len(args) == 2 && string(args[0]) != "default" ||
+		subtle.ConstantTimeCompare(pass, []byte(want)) != 1 {
+		cl.rs.authed = false
+		return resp.AppendError(nil, "WRONGPASS invalid username-password pair or user is disabled.")
+	}
+	cl.rs.authed = true
+	return resp.AppendSimple(nil, "OK")
+}
+
+// hello answers HELLO: RESP3 is refused with NOPROTO so clients fall back to
+// RESP2; AUTH and SETNAME options are honoured.
+func (rc *respCodec) hello(cl *client, args [][]byte) []byte {
+	if len(args) > 0 {
+		v, err := strconv.Atoi(string(args[0]))
+		if err != nil {
+			return resp.AppendError(nil, "ERR Protocol version is not an integer or out of range")
+		}
+		if v != 2 {
+			return resp.AppendError(nil, "NOPROTO sorry, this protocol version is not supported")
+		}
+		for i := 1; i < len(args); i++ {
+			switch strings.ToLower(string(args[i])) {
+			case "auth":
+				if i+2 >= len(args) {
+					return resp.AppendError(nil, "ERR Syntax error in HELLO option 'auth'")
+				}
+				if r := rc.auth(cl, args[i+1:i+3]); r[0] == '-' {
+					return r
+				}
+				i += 2
+			case "setname":
+				if i+1 >= len(args) {
+					return resp.AppendError(nil, "ERR Syntax error in HELLO option 'setname'")
+				}
+				cl.rs.name = append(cl.rs.name[:0], args[i+1]...)
+				i++
+			default:
+				return resp.AppendError(nil, "ERR Syntax error in HELLO option '"+string(args[i])+"'")
+			}
+		}
+	}
+	if !cl.rs.authed {
+		return resp.AppendError(nil, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+	}
+	b := resp.AppendArrayHeader(nil, 14)
+	b = resp.AppendBulkString(b, "server")
+	b = resp.AppendBulkString(b, "redis")
+	b = resp.AppendBulkString(b, "version")
+	b = resp.AppendBulkString(b, redisVersion)
+	b = resp.AppendBulkString(b, "proto")
+	b = resp.AppendInt(b, 2)
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendInt(b, int64(cl.id))
+	b = resp.AppendBulkString(b, "mode")
+	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "modules")
+	b = resp.AppendArrayHeader(b, 0)
+	return b
+}
+
+// info answers INFO with what the proxy knows.
+func (rc *respCodec) info(cl *client) string {
+	p := cl.l.p
+	var sb strings.Builder
+	sb.WriteString("# Server\r\nredis_version:" + redisVersion + "\r\nredis_mode:standalone\r\n")
+	sb.WriteString("cacheproxy_version:" + Version + "\r\n")
+	sb.WriteString("uptime_in_seconds:" + strconv.FormatInt(int64(time.Since(p.start).Seconds()), 10) + "\r\n")
+	sb.WriteString("\r\n# Clients\r\nconnected_clients:" + strconv.FormatInt(p.clients.Load(), 10) + "\r\n")
+	sb.WriteString("\r\n# Proxy\r\npool:" + rc.pr.cfg.Name + "\r\nservers:" + strconv.Itoa(len(rc.pr.cfg.Servers)) + "\r\n")
+	for s, srv := range rc.pr.cfg.Servers {
+		sb.WriteString("server" + strconv.Itoa(s) + ":name=" + srv.Name + ",addr=" + srv.Addr + ",state=" +
+			rc.pr.health.State(s).String() + "\r\n")
+	}
+	return sb.String()
+}
+
+func (rc *respCodec) pushFrame(buf []byte) (int, error) {
+	n, _, err := resp.ParseReply(buf)
+	return n, err
+}
+
+func (rc *respCodec) closeClient(cl *client) { rc.closeDedicated(cl) }
+
+// isSubscribe reports whether cmd is one of the SUBSCRIBE family.
+func isSubscribe(cmd *resp.Command) bool {
+	if cmd == nil {
+		return false
+	}
+	switch cmd.Name {
+	case "subscribe", "ssubscribe", "psubscribe", "unsubscribe", "sunsubscribe", "punsubscribe":
+		return true
+	}
+	return false
+}
