@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := loadgen.Config{Addr: *addr, Protocol: p, Conns: *conns, Pipeline: *pipeline, GetRatio: getRatio,
 		ValueSize: *size, Keys: *keys, KeyPrefix: *prefix, Duration: *dur, Requests: *n, Warmup: *warmup,
-		Seed: *seed, Verify: *verify, Preload: *preload, Timeout: *timeout}
+		Seed: *seed, Verify: *verify, Preload: *preload || *verify, Timeout: *timeout}
 	if err := loadgen.CheckLoopback(cfg.Addr); err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@
 // run ends.
 //
 // In verify mode every value written encodes its key ("key:<key>:<pad>"),
-// all keys are stored first (Preload), and every reply is checked against
+// all keys are stored first (Preload, here or by an earlier run), and every reply is checked against
 // its request: a value for a key another request of the batch asked for is
 // misordered, a value for a key the batch did not ask for is misrouted, and
 // a miss of a preloaded key is lost.
@@ -68,7 +68,8 @@ type Config struct {
 	// Seed+i), so a run's request sequence is reproducible.
 	Seed uint64
 	// Verify checks every reply against its request (see the package
-	// documentation). It implies Preload.
+	// documentation). Every key is expected to be stored already: set
+	// Preload too, unless an earlier run stored them.
 	Verify bool
 	// Preload stores every key once before the run.
 	Preload bool
@@ -132,7 +133,7 @@ type Result struct {
 	Misrouted  int64 `json:"misrouted"`
 	Misordered int64 `json:"misordered"`
 	Corrupt    int64 `json:"corrupt"`
-	// Lost counts misses of preloaded keys in verify mode.
+	// Lost counts misses in verify mode, where every key should be stored.
 	Lost int64 `json:"lost"`
 	// Elapsed is the measured window.
 	Elapsed    time.Duration `json:"elapsed_ns"`
@@ -216,9 +217,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.ProgressInterval = orDefault(cfg.ProgressInterval, time.Second)
 	if cfg.Sampler == nil {
 		cfg.Sampler = Uniform(cfg.Keys)
-	}
-	if cfg.Verify {
-		cfg.Preload = true
 	}
 	ks := newKeyspace(cfg.KeyPrefix, cfg.ValueSize)
 

@@ -193,7 +193,7 @@ func TestVerifyDetectsFaults(t *testing.T) {
 			addr := fakeMemcached(t, tc.mode, &ks, keys)
 			res, err := Run(context.Background(), Config{Addr: addr, Protocol: Memcache, Conns: 1, Pipeline: 2,
 				GetRatio: 1, ValueSize: 32, Keys: keys, KeyPrefix: "cb:", Sampler: &sequential{n: keys},
-				Requests: 200, Verify: true, Timeout: 10 * time.Second})
+				Requests: 200, Verify: true, Preload: true, Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -226,7 +226,7 @@ func TestVerifyAgainstRealServers(t *testing.T) {
 			}
 			res, err := Run(context.Background(), Config{Addr: srv.Addr, Protocol: tc.proto, Conns: 4, Pipeline: 8,
 				GetRatio: 0.8, ValueSize: 64, Keys: 2000, KeyPrefix: "v:", Sampler: z,
-				Requests: 20000, Verify: true, Seed: 3, Timeout: 10 * time.Second})
+				Requests: 20000, Verify: true, Preload: true, Seed: 3, Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
