@@ -160,6 +160,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 		network, addr := listenNetwork(pr.cfg.Listen)
 		addrs[i] = network + "://" + addr
 	}
+	// gnet reports a taken address as a confusing setsockopt error; check
+	// each TCP address first so the message says what is wrong.
+	for _, pr := range p.pools {
+		if network, addr := listenNetwork(pr.cfg.Listen); network == "tcp" {
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("pool %q: listen %s: %w", pr.cfg.Name, addr, err)
+			}
+			_ = l.Close()
+		}
+	}
 	h := &handler{p: p}
 	engErr := make(chan error, 1)
 	go func() {
