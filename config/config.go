@@ -150,6 +150,13 @@ type Pool struct {
 	ReadPolicy string
 	// Limits bound what one client may ask of the proxy.
 	Limits Limits
+	// AllowCommands opens Redis commands the proxy refuses by default
+	// (FLUSHALL, FLUSHDB, CONFIG, ...), lower-case; "config|get" names one
+	// subcommand, "config" all of them. A command with keys is sent to their
+	// server (all must share one); one without keys is sent to every server
+	// and answered with the first server's reply, or the first error.
+	// Default none. Native shape, redis pools only.
+	AllowCommands []string
 	// Servers are the pool's backends in configuration order. Ring indexes
 	// (hashring.Ring.Pick) are indexes into this slice.
 	Servers []Server

@@ -106,8 +106,8 @@ func TestLoadReadmeSample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if len(warns) != 0 {
-		t.Errorf("warnings: got %q; want none", warns)
+	if len(warns) != 1 || warns[0].Key != "backlog" {
+		t.Errorf("warnings: got %q; want one, for backlog (accepted, not applied)", warns)
 	}
 	if cfg.File != path {
 		t.Errorf("File: got %q; want %q", cfg.File, path)
@@ -629,5 +629,33 @@ func TestShippedConfig(t *testing.T) {
 		if want := DefaultLimits(p.Protocol); p.Limits != want {
 			t.Errorf("pool %s limits: got %+v; want the defaults %+v", p.Name, p.Limits, want)
 		}
+	}
+}
+
+func TestAllowCommands(t *testing.T) {
+	path := writeFile(t, `pools:
+  r:
+    listen: 127.0.0.1:6390
+    protocol: redis
+    allow_commands: [FLUSHDB, config|get]
+    servers: ["127.0.0.1:6379:1"]
+  m:
+    listen: 127.0.0.1:6391
+    allow_commands: [flushdb]
+    servers: ["127.0.0.1:11211:1"]
+`)
+	cfg, warns, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got, want := strings.Join(cfg.Pool("r").AllowCommands, ","), "flushdb,config|get"; got != want {
+		t.Errorf("allow_commands: got %q; want %q", got, want)
+	}
+	if len(warns) != 1 || warns[0].Pool != "m" || warns[0].Key != "allow_commands" {
+		t.Errorf("warnings: got %q; want one for pool m allow_commands", warns)
+	}
+	bad := writeFile(t, "pools:\n  r:\n    listen: 127.0.0.1:6390\n    protocol: redis\n    allow_commands: flushdb\n    servers: [\"127.0.0.1:6379:1\"]\n")
+	if _, _, err := Load(bad); err == nil || !strings.Contains(err.Error(), "allow_commands: want a list") {
+		t.Errorf("scalar allow_commands: got %v; want a 'want a list' error", err)
 	}
 }

@@ -204,7 +204,7 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 }
 
 // nativeOnly are the pool keys only the native shape has.
-var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "limits": true}
+var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "limits": true, "allow_commands": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 	pool := NewPool(name, ProtocolMemcache)
@@ -233,6 +233,7 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.Timeout = p.duration(v, name, key, pool.Timeout)
 		case "backlog":
 			pool.Backlog = p.int(v, name, key, pool.Backlog)
+			p.warn(k, name, key, "accepted for twemproxy compatibility; the listener always uses the system's maximum backlog (net.core.somaxconn)")
 		case "preconnect":
 			pool.Preconnect = p.bool(v, name, key, pool.Preconnect)
 		case "redis":
@@ -269,6 +270,16 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.ReadPolicy, _ = p.str(v, name, key)
 		case "limits":
 			p.limits(v, name, limits)
+		case "allow_commands":
+			if v.Kind != yaml.SequenceNode {
+				p.fail(v, name, key, "want a list of command names")
+				return
+			}
+			for _, c := range v.Content {
+				if s, ok := p.str(c, name, key); ok {
+					pool.AllowCommands = append(pool.AllowCommands, strings.ToLower(s))
+				}
+			}
 		default:
 			p.fail(k, name, key, "unknown key")
 		}

@@ -130,6 +130,9 @@ func (v *checker) pool(p *Pool) {
 		if p.RedisDB > 0 {
 			v.warn(name, "redis_db", "ignored: this is a memcache pool")
 		}
+		if len(p.AllowCommands) > 0 {
+			v.warn(name, "allow_commands", "ignored: this is a memcache pool")
+		}
 	}
 	v.limits(p)
 	v.servers(p)

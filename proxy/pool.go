@@ -12,6 +12,7 @@ import (
 	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/hashring"
 	"github.com/cacheproxy/cacheproxy/pool"
+	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
 
 // poolRT is a configured pool at run time: its ring (swapped atomically when
@@ -44,6 +45,17 @@ func newPoolRT(p *Proxy, idx int, cfg *config.Pool) (*poolRT, error) {
 	switch cfg.Protocol {
 	case config.ProtocolRedis:
 		pr.codec = newRespCodec(pr)
+		pr.allow = map[string]struct{}{}
+		for _, name := range cfg.AllowCommands {
+			cmd := resp.LookupFull([]byte(name))
+			if cmd == nil {
+				return nil, fmt.Errorf("allow_commands: unknown Redis command %q", name)
+			}
+			if cmd.Class != resp.ClassRefused && !(cmd.IsContainer() && hasRefusedSub(cmd)) {
+				return nil, fmt.Errorf("allow_commands: %q is not refused by default (class %s); only refused commands can be opened", name, cmd.Class)
+			}
+			pr.allow[cmd.Name] = struct{}{}
+		}
 	default:
 		pr.codec = newMemcacheCodec(pr)
 	}
@@ -87,10 +99,16 @@ func (pr *poolRT) rebuild(live []bool) error {
 }
 
 // allowed reports whether a command refused by default is opened by the
-// pool's allow list.
-func (pr *poolRT) allowed(name string) bool {
-	_, ok := pr.allow[name]
-	return ok
+// pool's allow list (by its name, or its container's for a subcommand).
+func (pr *poolRT) allowed(cmd *resp.Command) bool {
+	if _, ok := pr.allow[cmd.Name]; ok {
+		return true
+	}
+	if cmd.Parent != nil {
+		_, ok := pr.allow[cmd.Parent.Name]
+		return ok
+	}
+	return false
 }
 
 // pick returns the server for key, or -1 when none is live.
@@ -124,4 +142,14 @@ func (pr *poolRT) probe(ctx context.Context, i int) error {
 		return fmt.Errorf("probe %s: unexpected reply %q", s.Addr, line)
 	}
 	return nil
+}
+
+// hasRefusedSub reports whether a container command has a refused subcommand.
+func hasRefusedSub(c *resp.Command) bool {
+	for _, s := range c.Sub {
+		if s.Class == resp.ClassRefused {
+			return true
+		}
+	}
+	return false
 }

@@ -369,3 +369,35 @@ func TestRedisManyClientsPipelined(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRedisAllowCommandsOpensRefusedCommand(t *testing.T) {
+	rs := threeRedis(t)
+	pool := redisPool(t, "r", rs...)
+	pool.AllowCommands = []string{"flushdb", "config|get"}
+	startProxy(t, proxy.Options{}, pool)
+	ctx := context.Background()
+	c := goRedis(t, pool.Listen)
+	for i := 0; i < 30; i++ {
+		if err := c.Set(ctx, "f"+strconv.Itoa(i), "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.FlushDB(ctx).Err(); err != nil {
+		t.Fatalf("FLUSHDB (allowed): %v", err)
+	}
+	for i, r := range rs {
+		d := goRedis(t, r.Addr)
+		if n, err := d.DBSize(ctx).Result(); err != nil || n != 0 {
+			t.Fatalf("server %d after FLUSHDB: %d keys, %v; want 0", i, n, err)
+		}
+	}
+	if v, err := c.ConfigGet(ctx, "maxmemory").Result(); err != nil || len(v) != 1 {
+		t.Fatalf("CONFIG GET (allowed): %v, %v", v, err)
+	}
+	if err := c.ConfigSet(ctx, "maxmemory", "0").Err(); err == nil || !strings.Contains(err.Error(), "not allowed") {
+		t.Fatalf("CONFIG SET (not allowed): %v; want not allowed", err)
+	}
+	if err := c.FlushAll(ctx).Err(); err == nil || !strings.Contains(err.Error(), "not allowed") {
+		t.Fatalf("FLUSHALL (not allowed): %v; want not allowed", err)
+	}
+}

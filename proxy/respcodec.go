@@ -212,7 +212,11 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 	case resp.ClassDedicated:
 		rc.dedicatedCommand(cl, req, cmd)
 	case resp.ClassRefused:
-		if rc.pr.allowed(cmd.Name) {
+		if rc.pr.allowed(cmd) {
+			if len(cmd.KeyIndexes(req.Args, rs.keyIdx[:0])) == 0 {
+				rc.fanoutAll(cl, req)
+				return
+			}
 			rc.forwardKeyed(cl, req, cmd, true)
 			return
 		}
@@ -345,6 +349,26 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 	}
 	rc.sendFragments(cl, parent, func(b *backend, fi int) {
 		b.wbuf = resp.AppendCommand(b.wbuf, rs.fragArg[fi]...)
+	})
+}
+
+// fanoutAll sends an opened administrative command to every server: the
+// reply is the first server's, or the first error.
+func (rc *respCodec) fanoutAll(cl *client, req *resp.Request) {
+	l := cl.l
+	parent := l.newRequest()
+	parent.class = ClassFanout
+	parent.merge = resp.MergeSame
+	cl.push(parent)
+	for s := range rc.pr.cfg.Servers {
+		f := l.newRequest()
+		f.parent = parent
+		f.server = s
+		f.class = ClassFanout
+		parent.frags = append(parent.frags, f)
+	}
+	rc.sendFragments(cl, parent, func(b *backend, _ int) {
+		b.wbuf = req.AppendForward(b.wbuf)
 	})
 }
 
