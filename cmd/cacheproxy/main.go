@@ -29,6 +29,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/proxy"
 )
 
 func main() {
@@ -193,7 +194,7 @@ func version() string {
 	if !ok {
 		return "unknown"
 	}
-	v := bi.Main.Version
+	v := proxy.Version
 	var rev, dirty string
 	for _, s := range bi.Settings {
 		switch s.Key {

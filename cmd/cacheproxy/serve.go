@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/proxy"
@@ -16,6 +19,24 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
+	// SIGHUP would end the process by default. Reloading is not
+	// implemented: say so instead of dying or pretending.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hupDone := make(chan struct{})
+	defer func() { <-hupDone }()
+	go func() {
+		defer close(hupDone)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Warn("SIGHUP received: configuration reload is not supported yet; restart the proxy to apply changes")
+			}
+		}
+	}()
 	if err := p.Run(ctx); err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
