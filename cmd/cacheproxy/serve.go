@@ -26,6 +26,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer signal.Stop(hup)
 	hupDone := make(chan struct{})
 	defer func() { <-hupDone }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // runs first: ends the SIGHUP goroutine however Run returns
 	go func() {
 		defer close(hupDone)
 		for {
