@@ -1,0 +1,35 @@
+// Package admin serves cacheproxy's operator endpoints, away from the data
+// path:
+//
+//	           ┌──────────── admin.Server.Run ─────────────┐
+//	scrape ──▶ │ /metrics  ── statsCollector ── Source.Stats()│ ◀── per-loop atomics
+//	           │           ── backendCollector ◀── poller ───│──▶ stats / INFO
+//	           │ /healthz  /readyz (Source.Ready)            │    on each server
+//	           │ /debug/pprof/                               │    (own conns)
+//	nc ──────▶ │ stats port: twemproxy JSON ── Source.Stats()│
+//	           └─────────────────────────────────────────────┘
+//
+// Nothing here runs on the proxy's event loops and nothing is updated by
+// them: the data path keeps its own lock-free per-loop counters, and this
+// package reads a snapshot of them (Source.Stats) at scrape time. The cost of
+// metrics to the hot path is therefore only those counter increments.
+//
+// /metrics uses its own prometheus.Registry (never the default one) holding
+// the proxy's figures, the backend figures, and the Go and process
+// collectors, so two Servers can run in one process. Importing net/http/pprof
+// registers its handlers on http.DefaultServeMux as a side effect of the
+// standard library; this package never serves that mux and registers the
+// pprof handlers on its own.
+//
+// The backend figures collector polls every server (and replica) each
+// PollInterval over a short-lived connection of its own, with deadlines:
+// memcached "stats" and Redis "INFO" (after AUTH when the pool has
+// redis_auth).
+//
+// The stats port speaks twemproxy's (nutcracker's) protocol: each connection
+// gets one JSON document with nutcracker's field names and nesting, then is
+// closed. The figures are taken live at each connection, not refreshed every
+// stats interval as twemproxy's are.
+//
+// docs/observability.md lists every metric.
+package admin

@@ -1,0 +1,184 @@
+package admin
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cacheproxy/cacheproxy/pool"
+	"github.com/cacheproxy/cacheproxy/proxy"
+)
+
+// namespace prefixes every metric this package defines.
+const namespace = "cacheproxy"
+
+// latencyBounds are proxy.LatencyBuckets in seconds.
+func latencyBounds() []float64 {
+	b := make([]float64, len(proxy.LatencyBuckets))
+	for i, d := range proxy.LatencyBuckets {
+		b[i] = d.Seconds()
+	}
+	return b
+}
+
+// statsCollector turns Source.Stats() into metrics at scrape time, so the data
+// path pays nothing for a metric beyond its own counter increment.
+type statsCollector struct {
+	src     Source
+	version string
+	bounds  []float64
+
+	buildInfo, uptime, ready *prometheus.Desc
+
+	// Pool level: {pool} plus class or reason.
+	requests, errors, rejected                        *prometheus.Desc
+	latency                                           *prometheus.Desc
+	bytesIn, bytesOut                                 *prometheus.Desc
+	clientConns, clientTotal, clientEOF, clientErrors *prometheus.Desc
+	fragments, forwardErrors                          *prometheus.Desc
+
+	// Server level: {pool, server}.
+	srvRequests, srvResponses, srvRequestBytes, srvResponseBytes *prometheus.Desc
+	srvLatency                                                   *prometheus.Desc
+	srvErrors, srvTimeouts, srvEOF, srvConnErrors                *prometheus.Desc
+	srvHits, srvMisses                                           *prometheus.Desc
+	srvConns, srvInFlight                                        *prometheus.Desc
+	srvEjections, srvFailures, srvUp, srvState                   *prometheus.Desc
+}
+
+func newStatsCollector(src Source, version string) *statsCollector {
+	p := []string{"pool"}
+	ps := []string{"pool", "server"}
+	d := func(name, help string, labels []string) *prometheus.Desc {
+		return prometheus.NewDesc(namespace+"_"+name, help, labels, nil)
+	}
+	return &statsCollector{
+		src:     src,
+		version: version,
+		bounds:  latencyBounds(),
+
+		buildInfo: d("build_info", "Always 1; the version label is the proxy's version.", []string{"version"}),
+		uptime:    d("uptime_seconds", "Seconds since the proxy started.", nil),
+		ready:     d("ready", "1 when the proxy is ready (every listener up, every pool has a server not ejected), else 0.", nil),
+
+		requests:      d("requests_total", "Client requests by command class (read, write, multi, fanout, local, invalid).", append(p, "class")),
+		errors:        d("errors_total", "Client requests answered with a proxy-generated error, by command class.", append(p, "class")),
+		rejected:      d("rejected_total", "Requests or clients the proxy refused, by reason (protocol, limit, refused, max_clients, buffer).", append(p, "reason")),
+		latency:       d("request_duration_seconds", "Client request latency, from parse to the reply being queued to the client.", p),
+		bytesIn:       d("client_received_bytes_total", "Bytes received from clients.", p),
+		bytesOut:      d("client_sent_bytes_total", "Bytes sent to clients.", p),
+		clientConns:   d("client_connections", "Client connections open now.", p),
+		clientTotal:   d("client_connections_total", "Client connections accepted.", p),
+		clientEOF:     d("client_eof_total", "Client connections closed by the client.", p),
+		clientErrors:  d("client_errors_total", "Client connections closed on an error.", p),
+		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
+		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
+
+		srvRequests:      d("server_requests_total", "Requests sent to the server.", ps),
+		srvResponses:     d("server_responses_total", "Replies received from the server.", ps),
+		srvRequestBytes:  d("server_request_bytes_total", "Bytes sent to the server.", ps),
+		srvResponseBytes: d("server_response_bytes_total", "Bytes received from the server.", ps),
+		srvLatency:       d("server_request_duration_seconds", "Server round-trip latency, from send to reply.", ps),
+		srvErrors:        d("server_errors_total", "Requests to the server the proxy failed (server down, connection lost, timeout).", ps),
+		srvTimeouts:      d("server_timeouts_total", "Requests to the server that timed out.", ps),
+		srvEOF:           d("server_eof_total", "Backend connections closed by the server.", ps),
+		srvConnErrors:    d("server_connection_errors_total", "Backend connect failures and I/O errors.", ps),
+		srvHits:          d("server_hits_total", "Retrieval keys answered with a value by the server, as seen in its replies.", ps),
+		srvMisses:        d("server_misses_total", "Retrieval keys answered with a miss by the server, as seen in its replies.", ps),
+		srvConns:         d("server_connections", "Backend connections open now.", ps),
+		srvInFlight:      d("server_in_flight", "Requests sent to the server and not yet answered.", ps),
+		srvEjections:     d("server_ejections_total", "Times the server was ejected from the ring.", ps),
+		srvFailures:      d("server_failures", "Consecutive failures counted toward ejection.", ps),
+		srvUp:            d("server_up", "1 when the server's state is up, 0 when failing or ejected.", ps),
+		srvState:         d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(ps, "state")),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.buildInfo, c.uptime, c.ready,
+		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
+		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.fragments, c.forwardErrors,
+		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
+		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses,
+		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: one Source.Stats() snapshot per
+// scrape.
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v int64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), lv...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+	}
+	gauge(c.buildInfo, 1, c.version)
+	gauge(c.uptime, c.src.Uptime().Seconds())
+	gauge(c.ready, b2f(c.src.Ready()))
+	for _, ps := range c.src.Stats() {
+		pn := ps.Name
+		for cl := range ps.Requests {
+			class := proxy.CmdClass(cl).String()
+			counter(c.requests, ps.Requests[cl], pn, class)
+			counter(c.errors, ps.Errors[cl], pn, class)
+		}
+		for r := range ps.Rejected {
+			counter(c.rejected, ps.Rejected[r], pn, proxy.RejectReason(r).String())
+		}
+		ch <- c.histogram(c.latency, &ps.Latency, pn)
+		counter(c.bytesIn, ps.BytesIn, pn)
+		counter(c.bytesOut, ps.BytesOut, pn)
+		gauge(c.clientConns, float64(ps.ClientConnections), pn)
+		counter(c.clientTotal, ps.ClientConnectionsTotal, pn)
+		counter(c.clientEOF, ps.ClientEOF, pn)
+		counter(c.clientErrors, ps.ClientErrors, pn)
+		counter(c.fragments, ps.Fragments, pn)
+		counter(c.forwardErrors, ps.ForwardErrors, pn)
+		for i := range ps.Servers {
+			ss := &ps.Servers[i]
+			sn := ss.Name
+			counter(c.srvRequests, ss.Requests, pn, sn)
+			counter(c.srvResponses, ss.Responses, pn, sn)
+			counter(c.srvRequestBytes, ss.RequestBytes, pn, sn)
+			counter(c.srvResponseBytes, ss.ResponseBytes, pn, sn)
+			ch <- c.histogram(c.srvLatency, &ss.Latency, pn, sn)
+			counter(c.srvErrors, ss.Errors, pn, sn)
+			counter(c.srvTimeouts, ss.Timeouts, pn, sn)
+			counter(c.srvEOF, ss.EOF, pn, sn)
+			counter(c.srvConnErrors, ss.ConnErrors, pn, sn)
+			counter(c.srvHits, ss.Hits, pn, sn)
+			counter(c.srvMisses, ss.Misses, pn, sn)
+			gauge(c.srvConns, float64(ss.Connections), pn, sn)
+			gauge(c.srvInFlight, float64(ss.InFlight), pn, sn)
+			counter(c.srvEjections, ss.Ejections, pn, sn)
+			gauge(c.srvFailures, float64(ss.Failures), pn, sn)
+			gauge(c.srvUp, b2f(ss.State == pool.StateUp), pn, sn)
+			for st := pool.StateUp; st <= pool.StateEjected; st++ {
+				gauge(c.srvState, b2f(ss.State == st), pn, sn, st.String())
+			}
+		}
+	}
+}
+
+// histogram builds a const histogram from a proxy.Histogram, whose counts
+// are per bucket (not cumulative) with a last +Inf bucket.
+func (c *statsCollector) histogram(d *prometheus.Desc, h *proxy.Histogram, lv ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(c.bounds))
+	var cum uint64
+	for i, ub := range c.bounds {
+		cum += h.Counts[i]
+		buckets[ub] = cum
+	}
+	total := cum + h.Counts[len(c.bounds)]
+	return prometheus.MustNewConstHistogram(d, total, h.Sum.Seconds(), buckets, lv...)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
