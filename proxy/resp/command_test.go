@@ -273,7 +273,7 @@ func TestCommandsDoc(t *testing.T) {
 	if start < 0 {
 		start = len(cur)
 	} else if i := bytes.Index(cur[start+1:], []byte("\n## ")); i >= 0 {
-		end = start + 1 + i + 1
+		end = start + 1 + i // keep the blank line before the next heading
 	}
 	if bytes.Equal(cur[start:end], want) {
 		return
