@@ -74,14 +74,14 @@ type Options struct {
 
 // Server serves the admin HTTP endpoints and the twemproxy stats port.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	poller   *poller
-	httpLn   net.Listener
-	statsLn  net.Listener
-	httpSrv  *http.Server
-	runOnce  sync.Once
+	opts    Options
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	poller  *poller
+	httpLn  net.Listener
+	statsLn net.Listener
+	httpSrv *http.Server
+	runOnce sync.Once
 }
 
 // New checks o, binds the listeners (so Addr and StatsAddr are known and a

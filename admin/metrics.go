@@ -86,7 +86,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		srvConns:         d("server_connections", "Backend connections open now.", ps),
 		srvInFlight:      d("server_in_flight", "Requests sent to the server and not yet answered.", ps),
 		srvEjections:     d("server_ejections_total", "Times the server was ejected from the ring.", ps),
-		srvFailures:      d("server_failures", "Consecutive failures counted toward ejection.", ps),
+		srvFailures:      d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", ps),
 		srvUp:            d("server_up", "1 when the server's state is up, 0 when failing or ejected.", ps),
 		srvState:         d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(ps, "state")),
 	}
@@ -154,7 +154,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.srvConns, float64(ss.Connections), pn, sn)
 			gauge(c.srvInFlight, float64(ss.InFlight), pn, sn)
 			counter(c.srvEjections, ss.Ejections, pn, sn)
-			gauge(c.srvFailures, float64(ss.Failures), pn, sn)
+			counter(c.srvFailures, ss.Failures, pn, sn)
 			gauge(c.srvUp, b2f(ss.State == pool.StateUp), pn, sn)
 			for st := pool.StateUp; st <= pool.StateEjected; st++ {
 				gauge(c.srvState, b2f(ss.State == st), pn, sn, st.String())
