@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -30,9 +31,12 @@ const (
 
 // backend is one pipelined connection from one loop to one server.
 type backend struct {
-	l      *loop
-	pr     *poolRT
-	server int
+	l       *loop
+	pr      *poolRT
+	server  int
+	replica int    // -1 for the primary, else the index in the server's replicas
+	addr    string // where to connect
+	network string
 
 	c       gnet.Conn // nil unless connected
 	state   int
@@ -62,10 +66,41 @@ type dialAttempt struct {
 }
 
 func newBackend(l *loop, pr *poolRT, server int) *backend {
-	return &backend{l: l, pr: pr, server: server}
+	s := pr.cfg.Servers[server]
+	return &backend{l: l, pr: pr, server: server, replica: -1, addr: s.Addr, network: s.Network}
 }
 
-func (b *backend) name() string { return b.pr.names[b.server] }
+// newReplicaBackend is a connection to replica i of server.
+func newReplicaBackend(l *loop, pr *poolRT, server, i int) *backend {
+	addr := pr.cfg.Servers[server].Replicas[i]
+	network := "tcp"
+	if strings.HasPrefix(addr, "/") {
+		network = "unix"
+	}
+	return &backend{l: l, pr: pr, server: server, replica: i, addr: addr, network: network}
+}
+
+// name names the connection's server (and replica) in messages.
+func (b *backend) name() string {
+	if b.replica >= 0 {
+		return b.pr.names[b.server] + " replica " + b.addr
+	}
+	return b.pr.names[b.server]
+}
+
+// failure counts a failure toward the server's ejection; a replica's
+// failures only make its own connection back off.
+func (b *backend) failure() {
+	if b.replica < 0 {
+		b.pr.health.Failure(b.server)
+	}
+}
+
+func (b *backend) success() {
+	if b.replica < 0 {
+		b.pr.health.Success(b.server)
+	}
+}
 
 // usable reports whether a request may be queued on b now, dialing if needed.
 // It returns false while the server is in backoff after failures.
@@ -109,11 +144,11 @@ func (b *backend) connect() {
 	b.pr.codec.onConnect(b)
 	att := &dialAttempt{b: b, gen: b.gen}
 	p := b.l.p
-	s := b.pr.cfg.Servers[b.server]
+	network, addr := b.network, b.addr
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		nc, err := b.pr.dialer.DialContext(p.ctx, s.Network, s.Addr)
+		nc, err := b.pr.dialer.DialContext(p.ctx, network, addr)
 		if err == nil {
 			var ch <-chan gnet.RegisteredResult
 			ch, err = b.l.el.Enroll(gnet.NewContext(p.ctx, att), nc)
@@ -128,7 +163,7 @@ func (b *backend) connect() {
 			}
 		}
 		if err != nil {
-			err = fmt.Errorf("connect %s: %w", s.Addr, err)
+			err = fmt.Errorf("connect %s: %w", addr, err)
 			_ = b.l.el.Execute(p.ctx, gnet.RunnableFunc(func(context.Context) error {
 				b.dialFailed(att, err)
 				return nil
@@ -166,7 +201,7 @@ func (b *backend) dialFailed(att *dialAttempt, err error) {
 	}
 	b.state = stateDown
 	b.retryAt = b.l.now() + int64(backoff)
-	b.pr.health.Failure(b.server)
+	b.failure()
 	b.pr.p.log.Debug("backend connect failed", "pool", b.pr.cfg.Name, "server", b.name(), "error", err)
 	b.failAll(fmt.Sprintf("server %s unavailable: %v", b.name(), unwrapOp(err)))
 	b.l.flushClients()
@@ -234,7 +269,7 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	if off > 0 {
 		_, _ = c.Discard(off)
-		b.pr.health.Success(b.server)
+		b.success()
 	}
 	b.l.flushClients()
 	return gnet.None
@@ -246,7 +281,7 @@ func (b *backend) protocolError(c gnet.Conn, err error) {
 	b.pr.p.log.Warn("backend protocol error", "pool", b.pr.cfg.Name, "server", b.name(), "error", err)
 	b.detach(c)
 	_ = b.l.el.Close(c)
-	b.pr.health.Failure(b.server)
+	b.failure()
 	b.failAll(fmt.Sprintf("server %s sent a malformed reply", b.name()))
 	b.l.flushClients()
 }
@@ -264,7 +299,7 @@ func (b *backend) lost(c gnet.Conn, err error) {
 	b.detach(c)
 	inFlight := b.fifo.Len()
 	if inFlight > 0 || (err != nil && !errors.Is(err, io.EOF)) {
-		b.pr.health.Failure(b.server)
+		b.failure()
 	}
 	if err == nil || errors.Is(err, io.EOF) {
 		b.counters.eof.Add(1)
@@ -312,7 +347,7 @@ func (b *backend) sweep(now, timeout int64) {
 		b.gen++ // the dial that is still running is abandoned
 		b.state = stateIdle
 	}
-	b.pr.health.Failure(b.server)
+	b.failure()
 	b.failAll(msg)
 }
 

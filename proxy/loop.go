@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/cacheproxy/cacheproxy/config"
 )
 
 // loop is the state one event loop owns. Only that loop's goroutine touches
@@ -16,6 +18,9 @@ type loop struct {
 
 	// backends[pool][server*conns+conn] are this loop's backend connections.
 	backends [][]*backend
+	// replicas[pool][server][replica*conns+conn] are its connections to
+	// replicas, for read_policy.
+	replicas [][][]*backend
 
 	dirtyBackends []*backend
 	dirtyClients  []*client
@@ -59,6 +64,15 @@ func newLoop(p *Proxy, el gnet.EventLoop) *loop {
 			}
 		}
 		l.backends[i] = bs
+		rs := make([][]*backend, len(pr.cfg.Servers))
+		for s, srv := range pr.cfg.Servers {
+			for r := range srv.Replicas {
+				for c := 0; c < conns; c++ {
+					rs[s] = append(rs[s], newReplicaBackend(l, pr, s, r))
+				}
+			}
+		}
+		l.replicas = append(l.replicas, rs)
 	}
 	return l
 }
@@ -83,6 +97,57 @@ func (l *loop) preconnect() {
 func (l *loop) backendFor(pr *poolRT, s int, id uint64) *backend {
 	conns := max(pr.cfg.ServerConnections, 1)
 	return l.backends[pr.idx][s*conns+int(id%uint64(conns))]
+}
+
+// readBackendFor returns the connection a read for server s uses under the
+// pool's read_policy: the primary, or one of its replicas chosen by client
+// id, falling back as the policy allows when the first choice is down.
+func (l *loop) readBackendFor(pr *poolRT, s int, id uint64) *backend {
+	primary := l.backendFor(pr, s, id)
+	reps := l.replicas[pr.idx][s]
+	if len(reps) == 0 {
+		return primary
+	}
+	conns := uint64(max(pr.cfg.ServerConnections, 1))
+	n := uint64(len(reps)) / conns // replicas
+	pickReplica := func(skip uint64) *backend {
+		r := (id/conns + skip) % n
+		return reps[r*conns+id%conns]
+	}
+	switch pr.cfg.ReadPolicy {
+	case config.ReadReplica:
+		for i := uint64(0); i < n; i++ {
+			if b := pickReplica(i); b.usable() {
+				return b
+			}
+		}
+		return pickReplica(0)
+	case config.ReadPreferReplica:
+		for i := uint64(0); i < n; i++ {
+			if b := pickReplica(i); b.usable() {
+				return b
+			}
+		}
+		return primary
+	case config.ReadPreferPrimary:
+		if primary.usable() {
+			return primary
+		}
+		for i := uint64(0); i < n; i++ {
+			if b := pickReplica(i); b.usable() {
+				return b
+			}
+		}
+		return primary
+	case config.ReadAny:
+		if k := (id / conns) % (n + 1); k < n {
+			if b := reps[k*conns+id%conns]; b.usable() {
+				return b
+			}
+		}
+		return primary
+	}
+	return primary
 }
 
 // now is the loop's clock in nanoseconds (monotonic).
@@ -154,6 +219,11 @@ func (l *loop) sweep() {
 		}
 		for _, b := range l.backends[i] {
 			b.sweep(now, int64(t))
+		}
+		for _, rs := range l.replicas[i] {
+			for _, b := range rs {
+				b.sweep(now, int64(t))
+			}
 		}
 	}
 	l.flush()

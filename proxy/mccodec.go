@@ -181,6 +181,9 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		return
 	}
 	b := l.backendFor(m.pr, s, cl.id)
+	if req.Cmd == memcache.CmdGet {
+		b = l.readBackendFor(m.pr, s, cl.id)
+	}
 	if !b.usable() {
 		m.fail(r, "server "+b.name()+" unavailable")
 		return
@@ -287,6 +290,9 @@ func (m *memcacheCodec) sendFragments(cl *client, parent *request, write func(b 
 	// every fragment.
 	for fi, f := range parent.frags {
 		b := cl.l.backendFor(m.pr, f.server, cl.id)
+		if f.mc.Cmd == memcache.CmdGet {
+			b = cl.l.readBackendFor(m.pr, f.server, cl.id)
+		}
 		if !b.usable() {
 			m.fail(f, "server "+b.name()+" unavailable")
 			continue

@@ -28,6 +28,7 @@ type request struct {
 	inFIFO  bool // still queued on a backend connection
 	inQueue bool // still in its client's FIFO
 
+	read      bool       // a plain read: read_policy may send it to a replica
 	internal  bool       // sent by the proxy itself (connection handshake); reply checked and dropped
 	dedicated bool       // sent on a client's own connection
 	merge     resp.Merge // how fragment replies combine (Redis)

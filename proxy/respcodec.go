@@ -277,6 +277,9 @@ func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdCl
 	r.class = class
 	cl.push(r)
 	b := cl.l.backendFor(rc.pr, s, cl.id)
+	if class == ClassRead {
+		b = cl.l.readBackendFor(rc.pr, s, cl.id)
+	}
 	if !b.usable() {
 		rc.fail(r, "server "+b.name()+" unavailable")
 		return
@@ -337,6 +340,7 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 			f.parent = parent
 			f.server = s
 			f.class = ClassMulti
+			f.read = class == ClassRead
 			parent.frags = append(parent.frags, f)
 			if len(rs.fragArg) <= fi {
 				rs.fragArg = append(rs.fragArg, nil)
@@ -407,6 +411,9 @@ func (rc *respCodec) sendFragments(cl *client, parent *request, write func(b *ba
 	}
 	for fi, f := range parent.frags {
 		b := cl.l.backendFor(rc.pr, f.server, cl.id)
+		if f.read {
+			b = cl.l.readBackendFor(rc.pr, f.server, cl.id)
+		}
 		if !b.usable() {
 			rc.fail(f, "server "+b.name()+" unavailable")
 			continue
