@@ -1,10 +1,11 @@
+//go:build regen
+
 package hashring
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -20,7 +21,6 @@ import (
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 )
 
-var regen = flag.Bool("regen", false, "regenerate testdata/*.txt from the real nutcracker")
 
 // keysPerCase is how many keys each fixture records.
 const keysPerCase = 160
@@ -135,15 +135,12 @@ func fixtureKeys(seed uint64, n int) [][]byte {
 
 // TestGenerateFixtures rewrites testdata/*.txt from the real nutcracker:
 //
-//	go test ./hashring -run TestGenerateFixtures -count=1 -args -regen
+//	go test -tags regen ./hashring -run TestGenerateFixtures -count=1
 //
 // It starts five memcacheds (one also on 127.0.0.2:11211) and, per case, a
 // nutcracker with one pool; it sets every key through nutcracker, then asks
 // every backend directly which keys it holds.
 func TestGenerateFixtures(t *testing.T) {
-	if !*regen {
-		t.Skip("fixtures are regenerated only with -args -regen")
-	}
 	var backends []*testserver.Process
 	for range 4 {
 		backends = append(backends, testserver.Memcached(t))
@@ -255,7 +252,7 @@ func generateFixture(t *testing.T, name, dist, hash string, shape fixtureShape, 
 	}
 	var out strings.Builder
 	fmt.Fprintf(&out, "# Placements recorded from nutcracker 0.5.0 by TestGenerateFixtures; do not edit.\n")
-	fmt.Fprintf(&out, "# Regenerate: go test ./hashring -run TestGenerateFixtures -count=1 -args -regen\n")
+	fmt.Fprintf(&out, "# Regenerate: go test -tags regen ./hashring -run TestGenerateFixtures -count=1\n")
 	fmt.Fprintf(&out, "# Key lines: hex(key) and the index (configuration order) of the server that held it.\n")
 	fmt.Fprintf(&out, "distribution %s\nhash %s\nhash_tag %s\n", dist, hash, shape.hashTag)
 	for _, l := range lines {
