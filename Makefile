@@ -39,7 +39,13 @@ lint: vet
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+# Side-by-side runs (direct vs cacheproxy vs nutcracker) with cachebench;
+# QUICK=1 for the short variant. See docs/benchmarks.md.
 bench: bench-go
+	$(GO) run ./cmd/benchrun $(if $(QUICK),-quick)
+
+bench-quick: bench-go
+	$(GO) run ./cmd/benchrun -quick
 
 # Fuzz every parser for a short while each (FUZZTIME=30s by default).
 FUZZTIME ?= 30s
