@@ -27,6 +27,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 
 	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/proxy"
@@ -95,9 +96,28 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 		fs.Usage()
 		return o, exitUsage, false
 	}
+	// Settings may also come from the environment (CACHEPROXY_CONF_FILE,
+	// CACHEPROXY_ADMIN, CACHEPROXY_STATS_PORT, CACHEPROXY_STATS_ADDR,
+	// CACHEPROXY_VERBOSE), for containers and sidecars: a flag given on the
+	// command line wins, then the environment, then the file and defaults.
+	// viper does this merge; the file itself is read by package config,
+	// which keeps pool names' case (viper lowercases map keys).
+	v := viper.New()
+	v.SetEnvPrefix("cacheproxy")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	if err := v.BindPFlags(fs); err != nil {
+		fmt.Fprintf(stderr, "cacheproxy: %v\n", err)
+		return o, exitUsage, false
+	}
+	o.confFile = v.GetString("conf-file")
+	o.admin = v.GetString("admin")
+	o.statsAddr = v.GetString("stats-addr")
+	o.statsPort = v.GetInt("stats-port")
+	o.verbose = v.GetInt("verbose")
 	o.routeSet = fs.Changed("route")
-	o.statsSet = fs.Changed("stats-port") || fs.Changed("stats-addr")
-	o.adminSet = fs.Changed("admin")
+	o.statsSet = v.IsSet("stats-port") || v.IsSet("stats-addr")
+	o.adminSet = v.IsSet("admin")
 	if o.testConf && o.routeSet {
 		fmt.Fprintln(stderr, "cacheproxy: -t and --route do not go together")
 		return o, exitUsage, false

@@ -177,3 +177,23 @@ func TestLogLevel(t *testing.T) {
 		}
 	}
 }
+
+func TestEnvironmentOverridesFileButNotFlags(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yml")
+	if err := os.WriteFile(path, []byte("pools:\n  p:\n    listen: 127.0.0.1:22121\n    servers: [\"127.0.0.1:11211:1\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CACHEPROXY_CONF_FILE", path)
+	t.Setenv("CACHEPROXY_ADMIN", "127.0.0.1:9999")
+	var out, errb bytes.Buffer
+	if code := run([]string{"-t"}, &out, &errb); code != 0 {
+		t.Fatalf("-t with CACHEPROXY_CONF_FILE: exit %d; stderr %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "admin 127.0.0.1:9999") {
+		t.Fatalf("CACHEPROXY_ADMIN not applied: %s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"-t", "--admin", "127.0.0.1:9998"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "admin 127.0.0.1:9998") {
+		t.Fatalf("--admin must win over CACHEPROXY_ADMIN: exit %d: %s", code, out.String())
+	}
+}
