@@ -21,7 +21,6 @@ import (
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 )
 
-
 // keysPerCase is how many keys each fixture records.
 const keysPerCase = 160
 
