@@ -21,6 +21,7 @@ type memcacheCodec struct {
 // mcScratch is per-client scratch for routing multi-key requests (clients
 // belong to one loop; keeping it per client keeps the codec stateless).
 type mcScratch struct {
+	key     []byte  // a decoded (base64) key
 	fragOf  []int   // server -> fragment index, -1 if none
 	fragIdx [][]int // fragment -> indexes of its keys
 	servers []int   // key -> server
@@ -166,8 +167,9 @@ func (m *memcacheCodec) answer(cl *client, req *memcache.Request) {
 func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	l := cl.l
 	if s < 0 {
-		var scratch [256]byte
-		s = m.pr.pick(req.HashKey(0, scratch[:0]))
+		sc := cl.scratch()
+		sc.key = req.HashKey(0, sc.key[:0])
+		s = m.pr.pick(sc.key)
 	}
 	r := l.newRequest()
 	r.mc = header(req)
@@ -195,13 +197,17 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 
 // forwardMulti splits get/gets/gat/gats over the servers of its keys.
 func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
+	if len(req.Keys) == 1 {
+		m.forwardKey(cl, req, -1)
+		return
+	}
 	sc := cl.scratch()
 	nServers := len(m.pr.cfg.Servers)
 	sc.servers = sc.servers[:0]
-	var kb [256]byte
 	same := true
 	for i := range req.Keys {
-		s := m.pr.pick(req.HashKey(i, kb[:0]))
+		sc.key = req.HashKey(i, sc.key[:0])
+		s := m.pr.pick(sc.key)
 		sc.servers = append(sc.servers, s)
 		if s != sc.servers[0] {
 			same = false
