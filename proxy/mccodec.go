@@ -28,6 +28,20 @@ type mcScratch struct {
 	cursor  []int
 }
 
+// hashKey returns the bytes to hash for key i of req, decoding a base64 key
+// into the scratch buffer (never into the input, which the result of a
+// plain key points to).
+func (sc *mcScratch) hashKey(req *memcache.Request, i int) []byte {
+	if !req.Base64 {
+		return req.Keys[i]
+	}
+	k := req.HashKey(i, sc.key[:0])
+	if cap(k) > cap(sc.key) {
+		sc.key = k[:0]
+	}
+	return k
+}
+
 func newMemcacheCodec(pr *poolRT) *memcacheCodec {
 	lim := pr.cfg.Limits
 	return &memcacheCodec{pr: pr, limits: memcache.Limits{
@@ -167,9 +181,7 @@ func (m *memcacheCodec) answer(cl *client, req *memcache.Request) {
 func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	l := cl.l
 	if s < 0 {
-		sc := cl.scratch()
-		sc.key = req.HashKey(0, sc.key[:0])
-		s = m.pr.pick(sc.key)
+		s = m.pr.pick(cl.scratch().hashKey(req, 0))
 	}
 	r := l.newRequest()
 	r.mc = header(req)
@@ -206,8 +218,7 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 	sc.servers = sc.servers[:0]
 	same := true
 	for i := range req.Keys {
-		sc.key = req.HashKey(i, sc.key[:0])
-		s := m.pr.pick(sc.key)
+		s := m.pr.pick(sc.hashKey(req, i))
 		sc.servers = append(sc.servers, s)
 		if s != sc.servers[0] {
 			same = false
