@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -399,5 +401,35 @@ func TestRedisAllowCommandsOpensRefusedCommand(t *testing.T) {
 	}
 	if err := c.FlushAll(ctx).Err(); err == nil || !strings.Contains(err.Error(), "not allowed") {
 		t.Fatalf("FLUSHALL (not allowed): %v; want not allowed", err)
+	}
+}
+
+// TestRedisBenchmarkDefaultSet runs redis-benchmark's default test set
+// through the proxy (with and without pipelining) and requires every test to
+// report a result and no error reply.
+func TestRedisBenchmarkDefaultSet(t *testing.T) {
+	bin := testserver.Require(t, "redis-benchmark")
+	rs := threeRedis(t)
+	pool := redisPool(t, "r", rs...)
+	startProxy(t, proxy.Options{}, pool)
+	_, port, _ := net.SplitHostPort(pool.Listen)
+	for _, pipeline := range []string{"1", "16"} {
+		cmd := exec.Command(bin, "-h", "127.0.0.1", "-p", port, "-q", "-n", "2000", "-c", "10", "-P", pipeline)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("redis-benchmark -P %s: %v\n%s", pipeline, err, out)
+		}
+		text := string(out)
+		// The CONFIG warning is expected: CONFIG is refused by default.
+		text = strings.ReplaceAll(text, "WARNING: Could not fetch server CONFIG", "")
+		if strings.Contains(text, "ERR") || strings.Contains(strings.ToLower(text), "error") {
+			t.Fatalf("redis-benchmark -P %s reported errors:\n%s", pipeline, out)
+		}
+		for _, test := range []string{"PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "LPUSH", "RPUSH", "LPOP",
+			"RPOP", "SADD", "HSET", "SPOP", "ZADD", "ZPOPMIN", "LRANGE_100 (first 100 elements)", "LRANGE_600 (first 600 elements)", "MSET (10 keys)"} {
+			if !strings.Contains(text, test+": ") {
+				t.Fatalf("redis-benchmark -P %s: no result for %s:\n%s", pipeline, test, out)
+			}
+		}
 	}
 }
