@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -431,5 +433,81 @@ func TestRedisBenchmarkDefaultSet(t *testing.T) {
 				t.Fatalf("redis-benchmark -P %s: no result for %s:\n%s", pipeline, test, out)
 			}
 		}
+	}
+}
+
+func TestRedisAuthAndDBOnBackendConnections(t *testing.T) {
+	r := testserver.Redis(t, "--requirepass", "s3cret")
+	pool := redisPool(t, "r", r)
+	pool.RedisAuth = "s3cret"
+	pool.RedisDB = 3
+	startProxy(t, proxy.Options{}, pool)
+	ctx := context.Background()
+
+	// Clients must authenticate to the proxy with the pool's password.
+	anon := redis.NewClient(&redis.Options{Addr: pool.Listen, DB: 3})
+	defer anon.Close()
+	if err := anon.Set(ctx, "k", "v", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("SET without AUTH: %v; want NOAUTH", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: pool.Listen, Password: "s3cret", DB: 3})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET after AUTH: %v", err)
+	}
+	// The backend connection authenticated and selected db 3.
+	d := redis.NewClient(&redis.Options{Addr: r.Addr, Password: "s3cret", DB: 3})
+	defer d.Close()
+	if v, err := d.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("backend db 3: %q, %v; want v", v, err)
+	}
+	d0 := redis.NewClient(&redis.Options{Addr: r.Addr, Password: "s3cret"})
+	defer d0.Close()
+	if n, err := d0.Exists(ctx, "k").Result(); err != nil || n != 0 {
+		t.Fatalf("backend db 0 has the key (%d, %v); want it only in db 3", n, err)
+	}
+	wrong := redis.NewClient(&redis.Options{Addr: pool.Listen, Password: "nope"})
+	defer wrong.Close()
+	if err := wrong.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("wrong password: %v; want WRONGPASS", err)
+	}
+}
+
+func TestRedisNutcrackerInterop(t *testing.T) {
+	rs := threeRedis(t)
+	ncPort := testserver.FreePort(t)
+	var servers strings.Builder
+	for i, r := range rs {
+		fmt.Fprintf(&servers, "   - %s:1 server%d\n", r.Addr, i+1)
+	}
+	conf := fmt.Sprintf("beta:\n  listen: 127.0.0.1:%d\n  redis: true\n  hash: fnv1a_64\n  hash_tag: \"{}\"\n  distribution: ketama\n  servers:\n%s", ncPort, servers.String())
+	nc := testserver.Nutcracker(t, conf, fmt.Sprintf("127.0.0.1:%d", ncPort))
+	file := filepath.Join(t.TempDir(), "nutcracker.yml")
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Load(file)
+	if err != nil {
+		t.Fatalf("load nutcracker.yml: %v", err)
+	}
+	pool := cfg.Pools[0]
+	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+	startProxy(t, proxy.Options{}, pool)
+	// nutcracker closes on HELLO and CLIENT SETINFO, which go-redis sends:
+	// talk plain RESP2 to both.
+	a, b := dial(t, nc.Addr), dial(t, pool.Listen)
+	for i := 0; i < 300; i++ {
+		k := fmt.Sprintf("nc:%d", i)
+		if i%7 == 0 {
+			k = fmt.Sprintf("{user%d}:profile", i)
+		}
+		w, r := a, b
+		if i%2 == 1 {
+			w, r = b, a
+		}
+		w.send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(k), k))
+		w.expect("+OK\r\n")
+		r.send(fmt.Sprintf("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(k), k))
+		r.expect(fmt.Sprintf("$%d\r\n", len(k)), k+"\r\n")
 	}
 }
