@@ -55,8 +55,8 @@ type backend struct {
 	push  bool
 
 	counters  serverCounters
-	connected atomic.Bool  // mirrors state == stateConnected, for Stats
-	inFlight  atomic.Int64 // mirrors fifo.Len(), for Stats
+	connected atomic.Bool // mirrors state == stateConnected, for Stats
+	inFlight  counter     // mirrors fifo.Len(), for Stats
 }
 
 // dialAttempt is the gnet context of a connection being enrolled.

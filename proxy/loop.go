@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -39,11 +38,11 @@ type loop struct {
 // loopStats are a loop's counters, read by stats and metrics from other
 // goroutines.
 type loopStats struct {
-	clientsTotal atomic.Int64
-	requests     atomic.Int64
-	fragments    atomic.Int64
-	errors       atomic.Int64
-	timeouts     atomic.Int64
+	clientsTotal counter
+	requests     counter
+	fragments    counter
+	errors       counter
+	timeouts     counter
 }
 
 func newLoop(p *Proxy, el gnet.EventLoop) *loop {

@@ -49,6 +49,9 @@ type histogram struct {
 }
 
 func (h *histogram) observe(d int64) {
+	if !countersOn {
+		return
+	}
 	i := 0
 	for i < len(LatencyBuckets) && d > int64(LatencyBuckets[i]) {
 		i++
@@ -84,33 +87,33 @@ func (h *Histogram) Count() uint64 {
 // serverCounters are one backend connection's counters; the loop owning the
 // connection is the only writer.
 type serverCounters struct {
-	requests      atomic.Int64
-	requestBytes  atomic.Int64
-	responses     atomic.Int64
-	responseBytes atomic.Int64
-	errors        atomic.Int64 // requests failed by the proxy (down, lost, timeout)
-	timeouts      atomic.Int64
-	eof           atomic.Int64 // connections closed by the server
-	connErrors    atomic.Int64 // connect failures and I/O errors
-	hits          atomic.Int64
-	misses        atomic.Int64
+	requests      counter
+	requestBytes  counter
+	responses     counter
+	responseBytes counter
+	errors        counter // requests failed by the proxy (down, lost, timeout)
+	timeouts      counter
+	eof           counter // connections closed by the server
+	connErrors    counter // connect failures and I/O errors
+	hits          counter
+	misses        counter
 	latency       histogram
 }
 
 // poolCounters are one loop's counters for one pool.
 type poolCounters struct {
-	clientConns  atomic.Int64 // current
-	clientTotal  atomic.Int64
-	clientEOF    atomic.Int64
-	clientErr    atomic.Int64
-	requests     [numClasses]atomic.Int64
-	errors       [numClasses]atomic.Int64
-	fragments    atomic.Int64
-	rejected     [numReject]atomic.Int64
-	bytesIn      atomic.Int64
-	bytesOut     atomic.Int64
+	clientConns  counter // current
+	clientTotal  counter
+	clientEOF    counter
+	clientErr    counter
+	requests     [numClasses]counter
+	errors       [numClasses]counter
+	fragments    counter
+	rejected     [numReject]counter
+	bytesIn      counter
+	bytesOut     counter
 	latency      histogram
-	forwardError atomic.Int64
+	forwardError counter
 }
 
 // RejectReason says why the proxy refused a request or a client.
