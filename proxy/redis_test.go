@@ -511,3 +511,22 @@ func TestRedisNutcrackerInterop(t *testing.T) {
 		r.expect(fmt.Sprintf("$%d\r\n", len(k)), k+"\r\n")
 	}
 }
+
+func TestRedisKeyLengthLimit(t *testing.T) {
+	r := testserver.Redis(t)
+	pool := redisPool(t, "r", r)
+	pool.Limits.MaxKeyLength = 16
+	startProxy(t, proxy.Options{}, pool)
+	c := goRedis(t, pool.Listen)
+	ctx := context.Background()
+	long := strings.Repeat("k", 17)
+	if err := c.Set(ctx, long, "v", 0).Err(); err == nil || !strings.Contains(err.Error(), "key too long") {
+		t.Fatalf("SET with a 17-byte key: %v; want key too long", err)
+	}
+	if err := c.MGet(ctx, "ok", long).Err(); err == nil || !strings.Contains(err.Error(), "key too long") {
+		t.Fatalf("MGET with a 17-byte key: %v; want key too long", err)
+	}
+	if err := c.Set(ctx, strings.Repeat("k", 16), "v", 0).Err(); err != nil {
+		t.Fatalf("SET with a 16-byte key: %v", err)
+	}
+}

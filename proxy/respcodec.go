@@ -188,6 +188,16 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"), RejectRefused)
 		return
 	}
+	if max := rc.pr.cfg.Limits.MaxKeyLength; max > 0 && cmd.Class != resp.ClassLocal {
+		rs.keyIdx = cmd.KeyIndexes(req.Args, rs.keyIdx[:0])
+		for _, i := range rs.keyIdx {
+			if len(req.Args[i]) > max {
+				rc.reject(cl, resp.AppendError(nil, "ERR key too long: "+strconv.Itoa(len(req.Args[i]))+
+					" bytes, the limit is "+strconv.Itoa(max)+" (limits.max_key_length)"), RejectLimit)
+				return
+			}
+		}
+	}
 	if rs.txn != nil && cmd.Class != resp.ClassLocal {
 		rc.txnCommand(cl, req, cmd)
 		return

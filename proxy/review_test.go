@@ -85,3 +85,30 @@ func TestReviewLostBackendRequestRecycledOnce(t *testing.T) {
 		c.expect("VALUE "+k+" 0 2\r\n", k+"\r\n", "END\r\n")
 	}
 }
+
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+}
+
+// A SUBSCRIBE whose server can't be reached must be answered (an error, or
+// the connection closed), not left waiting forever.
+func TestReviewSubscribeToUnreachableServerAnswers(t *testing.T) {
+	pool := config.NewPool("r", config.ProtocolRedis)
+	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+	pool.Timeout = time.Second
+	pool.AutoEjectHosts = false
+	pool.Servers = []config.Server{{Name: "gone", Addr: deadAddr(t), Network: "tcp", Weight: 1}}
+	startProxy(t, proxy.Options{Loops: 1}, pool)
+	c := dial(t, pool.Listen)
+	c.send("*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n")
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	l, err := c.r.ReadString('\n')
+	if err != nil && !strings.Contains(err.Error(), "EOF") && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("SUBSCRIBE to an unreachable server: got %q, %v; want an -ERR reply or the connection closed", l, err)
+	}
+	if err == nil && !strings.HasPrefix(l, "-ERR ") {
+		t.Fatalf("SUBSCRIBE to an unreachable server: got %q; want -ERR", l)
+	}
+}
