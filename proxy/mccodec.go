@@ -47,6 +47,7 @@ func newMemcacheCodec(pr *poolRT) *memcacheCodec {
 	return &memcacheCodec{pr: pr, limits: memcache.Limits{
 		MaxKeyLength: lim.MaxKeyLength,
 		MaxValueSize: lim.MaxValueSize,
+		MaxKeys:      lim.MaxMultibulk,
 	}}
 }
 
