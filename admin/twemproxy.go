@@ -183,7 +183,19 @@ func (w *jsonWriter) close() {
 	w.comma = true
 }
 
+// appendJSONString appends s as a JSON string. Plain ASCII (every metric
+// field name, most pool and server names) is appended as is.
 func appendJSONString(b []byte, s string) []byte {
+	plain := true
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	if plain {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	q, err := json.Marshal(s)
 	if err != nil { // a Go string always marshals
 		panic(fmt.Sprintf("admin: marshal %q: %v", s, err))

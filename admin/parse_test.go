@@ -1,0 +1,222 @@
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/pool"
+	"github.com/cacheproxy/cacheproxy/proxy"
+)
+
+func TestReadMemcacheStats(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    map[string]string
+		wantErr string
+	}{
+		{"STAT pid 1\r\nSTAT version 1.6.18\r\nEND\r\n", map[string]string{"pid": "1", "version": "1.6.18"}, ""},
+		{"STAT rusage_user 0.1 extra\r\nEND\r\n", map[string]string{"rusage_user": "0.1 extra"}, ""},
+		{"STAT flag\nEND\n", map[string]string{"flag": ""}, ""},
+		{"END\r\n", map[string]string{}, ""},
+		{"ERROR\r\n", nil, `unexpected line "ERROR"`},
+		{"SERVER_ERROR out of memory\r\n", nil, `unexpected line "SERVER_ERROR out of memory"`},
+		{"STAT  x\r\nEND\r\n", nil, "unexpected line"},
+		{"STAT pid 1\r\n", nil, "unexpected EOF"},
+		{"", nil, "unexpected EOF"},
+		{strings.Repeat("STAT a 1\r\n", maxStatLines+1), nil, "reply too long"},
+		{"STAT a " + strings.Repeat("x", 300) + "\r\nEND\r\n", nil, "reply too long"},
+	}
+	for _, tt := range tests {
+		got, err := readMemcacheStats(bufio.NewReaderSize(strings.NewReader(tt.in), 64))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("readMemcacheStats(%.40q): got error %v; want one containing %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !maps.Equal(got, tt.want) {
+			t.Errorf("readMemcacheStats(%q): got %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func bulk(s string) string { return fmt.Sprintf("$%d\r\n%s\r\n", len(s), s) }
+
+func TestReadRedisInfo(t *testing.T) {
+	info := "# Server\r\nredis_version:7.0.15\r\nrole:master\r\n\r\n# Keyspace\r\ndb0:keys=4,expires=0,avg_ttl=0\r\ndb1:keys=2,expires=1,avg_ttl=10\r\n"
+	tests := []struct {
+		in       string
+		want     map[string]string
+		wantKeys float64
+		wantErr  string
+	}{
+		{bulk(info), map[string]string{"redis_version": "7.0.15", "role": "master",
+			"db0": "keys=4,expires=0,avg_ttl=0", "db1": "keys=2,expires=1,avg_ttl=10"}, 6, ""},
+		{bulk("a:1\nb:x:y"), map[string]string{"a": "1", "b": "x:y"}, 0, ""},
+		{bulk("dbx:keys=3\r\ndb2:keys=z"), map[string]string{"dbx": "keys=3", "db2": "keys=z"}, 0, ""},
+		{bulk(""), map[string]string{}, 0, ""},
+		{"-NOAUTH Authentication required.\r\n", nil, 0, `"-NOAUTH Authentication required."`},
+		{"$-1\r\n", nil, 0, "bad bulk length"},
+		{"$5\r\nab\r\n", nil, 0, "unexpected EOF"},
+		{"$2\r\nabcd", nil, 0, "not followed by CRLF"},
+		{fmt.Sprintf("$%d\r\n", maxInfoBytes+1), nil, 0, "reply too long"},
+	}
+	for _, tt := range tests {
+		got, err := readRedisInfo(bufio.NewReader(strings.NewReader(tt.in)))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("readRedisInfo(%.40q): got error %v; want one containing %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !maps.Equal(got, tt.want) {
+			t.Errorf("readRedisInfo(%q): got %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+		if k := keyspaceKeys(got); k != tt.wantKeys {
+			t.Errorf("keyspaceKeys(%q): got %v; want %v", tt.in, k, tt.wantKeys)
+		}
+	}
+}
+
+func TestReadRESPSimple(t *testing.T) {
+	for _, tt := range []struct{ in, wantErr string }{
+		{"+OK\r\n", ""},
+		{"-WRONGPASS invalid username-password pair\r\n", "WRONGPASS"},
+		{":1\r\n", `":1"`},
+		{"+OK", "unexpected EOF"},
+	} {
+		err := readRESPSimple(bufio.NewReader(strings.NewReader(tt.in)))
+		if (tt.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("readRESPSimple(%q): got %v; want error containing %q", tt.in, err, tt.wantErr)
+		}
+	}
+}
+
+func TestRESPCommand(t *testing.T) {
+	if got, want := string(respCommand("AUTH", "p w")), "*2\r\n$4\r\nAUTH\r\n$3\r\np w\r\n"; got != want {
+		t.Errorf("got %q; want %q", got, want)
+	}
+}
+
+// splitParse runs read over data delivered in two reads split at i, with a
+// small buffer, and returns its result as a comparable string.
+func splitParse(data []byte, i int, read func(*bufio.Reader) (map[string]string, error)) string {
+	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(data[:i]), bytes.NewReader(data[i:])), 512)
+	m, err := read(r)
+	if err != nil {
+		// The message quotes the offending line, which does not depend on
+		// the split; EOF-type errors are the same wherever the input ends.
+		return "error: " + err.Error()
+	}
+	b, _ := json.Marshal(m) // sorted keys
+	return string(b)
+}
+
+func fuzzSplit(f *testing.F, read func(*bufio.Reader) (map[string]string, error), seeds ...string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		whole := splitParse(data, len(data), read)
+		for i := range len(data) {
+			if got := splitParse(data, i, read); got != whole {
+				t.Fatalf("split at %d: got %q; want %q", i, got, whole)
+			}
+		}
+	})
+}
+
+// FuzzMemcacheStats: a stats reply split at every byte boundary parses the
+// same as whole.
+func FuzzMemcacheStats(f *testing.F) {
+	fuzzSplit(f, readMemcacheStats,
+		"STAT pid 1\r\nSTAT version 1.6.18\r\nEND\r\n", "ERROR\r\n", "STAT x\nEND\n", "STAT a 1\r\nEN")
+}
+
+// FuzzRedisInfo: an INFO reply split at every byte boundary parses the same
+// as whole.
+func FuzzRedisInfo(f *testing.F) {
+	fuzzSplit(f, readRedisInfo,
+		bulk("# Server\r\nrole:master\r\ndb0:keys=1,expires=0\r\n"), "-ERR x\r\n", "$3\r\nab", "$x\r\n")
+}
+
+func TestStatsServerName(t *testing.T) {
+	for _, tt := range []struct{ name, addr, want string }{
+		{"mc1", "127.0.0.1:11211", "mc1"},
+		{"127.0.0.1", "127.0.0.1:11211", "127.0.0.1:11211"},
+		{"127.0.0.1:11212", "127.0.0.1:11212", "127.0.0.1:11212"},
+		{"/tmp/mc.sock:", "/tmp/mc.sock", "/tmp/mc.sock:"},
+	} {
+		if got := statsServerName(tt.name, tt.addr); got != tt.want {
+			t.Errorf("statsServerName(%q, %q): got %q; want %q", tt.name, tt.addr, got, tt.want)
+		}
+	}
+}
+
+func TestTwemproxyJSONValues(t *testing.T) {
+	stats := []proxy.PoolStats{{
+		Name: `we"ird`, ClientConnections: 2, ClientConnectionsTotal: 9, ClientEOF: 6, ClientErrors: 1,
+		ForwardErrors: 3, Fragments: 4,
+		Servers: []proxy.ServerStats{
+			{Name: "s1", Addr: "127.0.0.1:1", State: pool.StateEjected, Ejections: 2, Connections: 1, InFlight: 5,
+				Requests: 10, RequestBytes: 100, Responses: 8, ResponseBytes: 80, Timeouts: 1, EOF: 2, ConnErrors: 3},
+			{Name: "s2", Addr: "127.0.0.1:2", Ejections: 1, Connections: 2},
+		},
+	}}
+	doc := twemproxyJSON(stats, "host", "1.0", 90*time.Second, time.Unix(1700000000, 0))
+	var got map[string]any
+	if err := json.Unmarshal(doc, &got); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, doc)
+	}
+	p := got[`we"ird`].(map[string]any)
+	s1 := p["s1"].(map[string]any)
+	checks := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"service", got["service"], "cacheproxy"},
+		{"source", got["source"], "host"},
+		{"version", got["version"], "1.0"},
+		{"uptime", got["uptime"], 90.0},
+		{"timestamp", got["timestamp"], 1700000000.0},
+		{"total_connections", got["total_connections"], 9.0},
+		{"curr_connections", got["curr_connections"], 5.0},
+		{"client_eof", p["client_eof"], 6.0},
+		{"client_err", p["client_err"], 1.0},
+		{"client_connections", p["client_connections"], 2.0},
+		{"server_ejects", p["server_ejects"], 3.0},
+		{"forward_error", p["forward_error"], 3.0},
+		{"fragments", p["fragments"], 4.0},
+		{"server_eof", s1["server_eof"], 2.0},
+		{"server_err", s1["server_err"], 3.0},
+		{"server_timedout", s1["server_timedout"], 1.0},
+		{"server_connections", s1["server_connections"], 1.0},
+		{"requests", s1["requests"], 10.0},
+		{"request_bytes", s1["request_bytes"], 100.0},
+		{"responses", s1["responses"], 8.0},
+		{"response_bytes", s1["response_bytes"], 80.0},
+		{"out_queue", s1["out_queue"], 5.0},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v; want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestFetchUnreachable(t *testing.T) {
+	_, err := fetch(t.Context(), &target{network: "tcp", addr: "127.0.0.1:1"})
+	var ne interface{ Timeout() bool }
+	if err == nil || !strings.HasPrefix(err.Error(), "dial:") || errors.As(err, &ne) && ne.Timeout() {
+		t.Errorf("fetch from a closed port: got %v; want a dial error that is not a timeout", err)
+	}
+}
