@@ -1,13 +1,13 @@
 // Package admin serves cacheproxy's operator endpoints, away from the data
 // path:
 //
-//	           ┌──────────── admin.Server.Run ─────────────┐
-//	scrape ──▶ │ /metrics  ── statsCollector ── Source.Stats()│ ◀── per-loop atomics
-//	           │           ── backendCollector ◀── poller ───│──▶ stats / INFO
-//	           │ /healthz  /readyz (Source.Ready)            │    on each server
-//	           │ /debug/pprof/                               │    (own conns)
-//	nc ──────▶ │ stats port: twemproxy JSON ── Source.Stats()│
-//	           └─────────────────────────────────────────────┘
+//	/metrics ------> statsCollector ---> Source.Stats()   (per-loop atomics,
+//	             \                                         summed per scrape)
+//	              -> poller (Collect) <-- poll goroutine --> memcached "stats",
+//	                                      every PollInterval  Redis "INFO"
+//	/healthz, /readyz -----------------> Source.Ready()
+//	/debug/pprof/ ---------------------> net/http/pprof
+//	stats port (twemproxy JSON) -------> Source.Stats()
 //
 // Nothing here runs on the proxy's event loops and nothing is updated by
 // them: the data path keeps its own lock-free per-loop counters, and this
