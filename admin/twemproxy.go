@@ -72,8 +72,8 @@ func (s *Server) serveStats(ctx context.Context, ln net.Listener) error {
 // Source's figures now: nutcracker 0.5.0's field names and nesting, one
 // object per pool holding its counters and one object per server.
 //
-// Fields the proxy does not track are 0: server_ejected_at, in_queue,
-// in_queue_bytes and out_queue_bytes. out_queue is the server's requests in
+// Fields the proxy does not track are 0: in_queue, in_queue_bytes and
+// out_queue_bytes. out_queue is the server's requests in
 // flight. total_connections counts client connections accepted;
 // curr_connections counts client and backend connections open now.
 func (s *Server) StatsJSON() []byte {
@@ -119,7 +119,11 @@ func twemproxyJSON(stats []proxy.PoolStats, source, version string, uptime time.
 			w.num("server_err", ss.ConnErrors)
 			w.num("server_timedout", ss.Timeouts)
 			w.num("server_connections", ss.Connections)
-			w.num("server_ejected_at", 0)
+			var ejectedAt int64 // twemproxy: microseconds since the epoch, 0 if never
+			if !ss.EjectedAt.IsZero() {
+				ejectedAt = ss.EjectedAt.UnixMicro()
+			}
+			w.num("server_ejected_at", ejectedAt)
 			w.num("requests", ss.Requests)
 			w.num("request_bytes", ss.RequestBytes)
 			w.num("responses", ss.Responses)

@@ -85,6 +85,7 @@ type serverHealth struct {
 	state    atomic.Int32
 	total    atomic.Int64 // all failures, for metrics
 	ejects   atomic.Int64 // ejections, for metrics
+	ejectAt  atomic.Int64 // unix nanoseconds of the last ejection, 0 if never
 	_        [32]byte     // keep servers on separate cache lines
 }
 
@@ -148,6 +149,15 @@ func (h *Health) Failures(i int) int64 { return h.servers[i].total.Load() }
 // Ejections returns how many times server i has been ejected.
 func (h *Health) Ejections(i int) int64 { return h.servers[i].ejects.Load() }
 
+// EjectedAt returns when server i was last ejected (zero if never).
+func (h *Health) EjectedAt(i int) time.Time {
+	ns := h.servers[i].ejectAt.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
 // Live returns the current live set (false for ejected servers).
 func (h *Health) Live() []bool {
 	live := make([]bool, len(h.servers))
@@ -200,6 +210,7 @@ func (h *Health) step(ctx context.Context) {
 			if h.ejectedN < len(h.servers)-1 {
 				s.state.Store(int32(StateEjected))
 				s.ejects.Add(1)
+				s.ejectAt.Store(now.UnixNano())
 				h.retryAt[i] = now.Add(h.cfg.RetryTimeout)
 				h.ejectedN++
 				changed = true

@@ -118,6 +118,11 @@ func (b *backend) usable() bool {
 	return true
 }
 
+// unavailable counts a request failed at once because b is down.
+func (b *backend) unavailable() {
+	b.l.pools[b.pr.idx].forwardError.Add(1)
+}
+
 // enqueue queues r toward this backend. The caller has appended r's bytes
 // (size of them) to b.wbuf.
 func (b *backend) enqueue(r *request, size int) {
@@ -185,6 +190,9 @@ func (b *backend) onOpen(c gnet.Conn, att *dialAttempt) {
 	b.fails = 0
 	if len(b.wbuf) > 0 {
 		b.l.markBackend(b)
+		if b.l.p.opts.FlushMode == FlushPerCallback {
+			b.l.flush()
+		}
 	}
 }
 
@@ -204,6 +212,7 @@ func (b *backend) dialFailed(att *dialAttempt, err error) {
 	b.failure()
 	b.pr.p.log.Debug("backend connect failed", "pool", b.pr.cfg.Name, "server", b.name(), "error", err)
 	b.failAll(fmt.Sprintf("server %s unavailable: %v", b.name(), unwrapOp(err)))
+	b.ownerLost("unavailable")
 	b.l.flushClients()
 }
 
@@ -283,6 +292,7 @@ func (b *backend) protocolError(c gnet.Conn, err error) {
 	_ = b.l.el.Close(c)
 	b.failure()
 	b.failAll(fmt.Sprintf("server %s sent a malformed reply", b.name()))
+	b.ownerLost("sent a malformed reply")
 	b.l.flushClients()
 }
 
@@ -312,11 +322,22 @@ func (b *backend) lost(c gnet.Conn, err error) {
 	b.pr.p.log.Debug("backend connection lost", "pool", b.pr.cfg.Name, "server", b.name(), "error", err,
 		"in_flight", inFlight)
 	b.failAll(fmt.Sprintf("server %s connection lost: %v", b.name(), unwrapOp(err)))
-	if b.push && b.owner != nil {
-		// The subscriptions on it are gone: the client must know.
-		b.owner.closeWith(b.pr.codec.errorReply(nil, "server "+b.name()+" connection lost"))
-	}
+	b.ownerLost("connection lost")
 	b.l.flushClients()
+}
+
+// ownerLost tells the client that owns a dedicated connection that it is
+// gone, when the client's session depended on it: its subscriptions or its
+// open transaction would silently vanish, so the client is closed with an
+// error and its library starts over.
+func (b *backend) ownerLost(why string) {
+	cl := b.owner
+	if cl == nil || cl.closed {
+		return
+	}
+	if b.push || b.pr.codec.inSession(cl) {
+		cl.closeWith(b.pr.codec.errorReply(nil, "server "+b.name()+" "+why))
+	}
 }
 
 // detach forgets the connection; its requests are still in b.fifo.
@@ -359,10 +380,13 @@ func (b *backend) failAll(msg string) {
 		if !ok {
 			return
 		}
-		r.inFIFO = false
 		b.inFlight.Add(-1)
 		b.counters.errors.Add(1)
+		// Fail before clearing inFIFO: completing r may pop it from its
+		// client's FIFO, and release must not recycle it until the
+		// backend is done with it too (exactly once, below).
 		b.pr.codec.fail(r, msg)
+		r.inFIFO = false
 		b.l.release(r)
 	}
 }

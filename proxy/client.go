@@ -72,6 +72,7 @@ func (cl *client) onTraffic() gnet.Action {
 		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
 		cl.l.pools[cl.pr.idx].clientErr.Add(1)
 		cl.closeWith(cl.pr.codec.errorReply(nil, "input buffer limit exceeded"))
+		cl.l.flushClients()
 		return gnet.None
 	}
 	if cl.paused || cl.waitIdle || avail == 0 || avail < cl.need {
@@ -224,7 +225,6 @@ func (cl *client) onClose(err error) {
 		return
 	}
 	cl.closed = true
-	cl.pr.codec.closeClient(cl)
 	pc := &cl.l.pools[cl.pr.idx]
 	pc.clientConns.Add(-1)
 	if err == nil || errors.Is(err, io.EOF) {
@@ -243,4 +243,7 @@ func (cl *client) onClose(err error) {
 		cl.l.release(r)
 	}
 	cl.out = nil
+	// After the FIFO is emptied, so failing the dedicated connections'
+	// requests completes nothing on this client.
+	cl.pr.codec.closeClient(cl)
 }

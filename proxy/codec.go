@@ -30,4 +30,7 @@ type codec interface {
 	// closeClient releases a closing client's protocol state (dedicated
 	// connections).
 	closeClient(cl *client)
+	// inSession reports whether the client has a transaction open on a
+	// dedicated connection.
+	inSession(cl *client) bool
 }

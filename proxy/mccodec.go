@@ -200,6 +200,7 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		b = l.readBackendFor(m.pr, s, cl.id)
 	}
 	if !b.usable() {
+		b.unavailable()
 		m.fail(r, "server "+b.name()+" unavailable")
 		return
 	}
@@ -312,6 +313,7 @@ func (m *memcacheCodec) sendFragments(cl *client, parent *request, write func(b 
 			b = cl.l.readBackendFor(m.pr, f.server, cl.id)
 		}
 		if !b.usable() {
+			b.unavailable()
 			m.fail(f, "server "+b.name()+" unavailable")
 			continue
 		}
@@ -555,4 +557,5 @@ func (m *memcacheCodec) push(*backend, []byte) {}
 func (m *memcacheCodec) pushFrame([]byte) (int, error) {
 	return 0, errors.New("memcached has no push replies")
 }
-func (m *memcacheCodec) closeClient(*client) {}
+func (m *memcacheCodec) closeClient(*client)    {}
+func (m *memcacheCodec) inSession(*client) bool { return false }

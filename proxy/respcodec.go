@@ -38,8 +38,11 @@ type respState struct {
 	iters    []resp.Elements
 	scanArgs [][]byte
 
-	txn *txnState    // non-nil between MULTI (or WATCH) and EXEC/DISCARD
-	sub *pubsubState // non-nil once the client subscribed
+	txn *txnState // non-nil between MULTI (or WATCH) and EXEC/DISCARD
+	// awaitPush counts (un)subscribe confirmations the servers still owe;
+	// parsing waits until they are in, so replies stay in order.
+	awaitPush int
+	sub       *pubsubState // non-nil once the client subscribed
 	// dedicated connections (transactions, blocking commands, pub/sub), by server.
 	dedicated map[int]*backend
 }
@@ -88,6 +91,12 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 	rs := cl.rs
 	off := 0
 	for off < len(buf) && !cl.closed && !cl.quitting && !cl.waitIdle {
+		if rs.awaitPush > 0 {
+			// Subscription confirmations still to come from the servers
+			// must reach the client before any later reply.
+			cl.waitIdle = true
+			break
+		}
 		if cl.full() {
 			cl.paused = true
 			break
@@ -254,7 +263,7 @@ func (rc *respCodec) keyServer(cl *client, req *resp.Request, cmd *resp.Command)
 	rs.keyIdx = cmd.KeyIndexes(req.Args, rs.keyIdx[:0])
 	s := -1
 	for _, i := range rs.keyIdx {
-		ks := rc.pr.pick(req.Args[i])
+		ks := max(rc.pr.pick(req.Args[i]), 0) // -1 (no live server) cannot happen: Health keeps one
 		if s == -1 {
 			s = ks
 		} else if ks != s {
@@ -291,6 +300,7 @@ func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdCl
 		b = cl.l.readBackendFor(rc.pr, s, cl.id)
 	}
 	if !b.usable() {
+		b.unavailable()
 		rc.fail(r, "server "+b.name()+" unavailable")
 		return
 	}
@@ -316,6 +326,10 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 	same := true
 	for i := 1; i < len(req.Args); i += step {
 		s := rc.pr.pick(req.Args[i])
+		if s < 0 {
+			rc.reject(cl, resp.AppendError(nil, "ERR no server available"), RejectRefused)
+			return
+		}
 		rs.servers = append(rs.servers, s)
 		if s != rs.servers[0] {
 			same = false
@@ -425,6 +439,7 @@ func (rc *respCodec) sendFragments(cl *client, parent *request, write func(b *ba
 			b = cl.l.readBackendFor(rc.pr, f.server, cl.id)
 		}
 		if !b.usable() {
+			b.unavailable()
 			rc.fail(f, "server "+b.name()+" unavailable")
 			continue
 		}
@@ -451,6 +466,7 @@ func (rc *respCodec) scan(cl *client, req *resp.Request) {
 	cl.push(r)
 	b := cl.l.backendFor(rc.pr, s, cl.id)
 	if !b.usable() {
+		b.unavailable()
 		rc.fail(r, "server "+b.name()+" unavailable")
 		return
 	}
@@ -859,4 +875,9 @@ func isSubscribe(cmd *resp.Command) bool {
 		return true
 	}
 	return false
+}
+
+func (rc *respCodec) inSession(cl *client) bool {
+	t := cl.rs.txn
+	return t != nil && (t.multiSent || t.watchFirst)
 }

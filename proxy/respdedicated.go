@@ -90,6 +90,7 @@ func (rc *respCodec) sendDedicated(cl *client, args [][]byte, raw *resp.Request,
 		cl.push(r)
 	}
 	if !b.usable() {
+		b.unavailable()
 		rc.fail(r, "server "+b.name()+" unavailable")
 		return
 	}
@@ -316,11 +317,16 @@ func (rc *respCodec) subscribe(cl *client, req *resp.Request, cmd *resp.Command)
 
 // pushSend sends one (UN)SUBSCRIBE to server s on the client's push connection.
 func (rc *respCodec) pushSend(cl *client, s int, kind, name []byte) {
+	if cl.quitting || cl.closed {
+		return
+	}
 	b := rc.dedicatedConn(cl, s, true)
 	if !b.usable() {
+		b.unavailable()
 		cl.closeWith(resp.AppendError(nil, "ERR server "+b.name()+" unavailable for pub/sub"))
 		return
 	}
+	cl.rs.awaitPush++
 	b.wbuf = resp.AppendCommand(b.wbuf, kind, name)
 	if b.state == stateConnected {
 		b.l.markBackend(b)
@@ -357,6 +363,16 @@ func (rc *respCodec) push(b *backend, reply []byte) {
 	if it.Next() {
 		_, nrep, _ := resp.ParseReply(it.Elem())
 		name = nrep.Data
+	}
+	switch kind {
+	case "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe":
+		if cl.rs.awaitPush > 0 {
+			cl.rs.awaitPush--
+		}
+		if cl.rs.awaitPush == 0 && cl.waitIdle && cl.fifo.Len() == 0 {
+			cl.waitIdle = false
+			_ = cl.c.Wake(nil) // parse what waited for the confirmations
+		}
 	}
 	switch kind {
 	case "subscribe", "ssubscribe":

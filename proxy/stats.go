@@ -162,6 +162,7 @@ type PoolStats struct {
 type ServerStats struct {
 	Name, Addr    string
 	State         pool.State
+	EjectedAt     time.Time // last ejection; zero if never
 	Ejections     int64
 	Failures      int64
 	Connections   int64 // open backend connections, all loops
@@ -198,6 +199,7 @@ func (p *Proxy) Stats() []PoolStats {
 			ss.Name, ss.Addr = srv.Name, srv.Addr
 			ss.State = pr.health.State(s)
 			ss.Ejections = pr.health.Ejections(s)
+			ss.EjectedAt = pr.health.EjectedAt(s)
 			ss.Failures = pr.health.Failures(s)
 		}
 		for _, l := range loops {

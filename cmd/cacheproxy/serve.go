@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/cacheproxy/cacheproxy/admin"
 	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
@@ -18,6 +19,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	p, err := proxy.New(cfg, proxy.Options{Logger: log})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
+	}
+	var adm *admin.Server
+	if cfg.Admin.Listen != "" || cfg.Stats.Listen != "" {
+		adm, err = admin.New(admin.Options{
+			Addr: cfg.Admin.Listen, StatsAddr: cfg.Stats.Listen, Config: cfg, Source: p,
+			Logger: log, Version: proxy.Version,
+		})
+		if err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
 	}
 	// SIGHUP would end the process by default. Reloading is not
 	// implemented: say so instead of dying or pretending.
@@ -39,8 +50,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		}
 	}()
-	if err := p.Run(ctx); err != nil {
-		return fmt.Errorf("proxy: %w", err)
+	admErr := make(chan error, 1)
+	if adm != nil {
+		go func() { admErr <- adm.Run(ctx) }()
+	} else {
+		admErr <- nil
 	}
-	return nil
+	err = p.Run(ctx)
+	cancel() // the proxy stopped (drained or failed): stop the admin listener too
+	if aerr := <-admErr; aerr != nil && err == nil {
+		err = fmt.Errorf("admin: %w", aerr)
+	} else if err != nil {
+		err = fmt.Errorf("proxy: %w", err)
+	}
+	return err
 }
