@@ -8,6 +8,7 @@ import (
 
 	"github.com/cacheproxy/cacheproxy/admin"
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 )
 
@@ -21,19 +22,19 @@ func TestBackendCollector(t *testing.T) {
 	authed := testserver.Redis(t, "--requirepass", "s3cret")
 	dead := "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
 
-	m := dial(t, mc.Addr)
+	m := proxytest.Dial(t, mc.Addr)
 	for i := range 7 {
-		m.roundTrip(fmt.Sprintf("set k%d 0 0 1\r\nx\r\n", i), "STORED\r\n")
+		m.RoundTrip(fmt.Sprintf("set k%d 0 0 1\r\nx\r\n", i), "STORED\r\n")
 	}
-	m.roundTrip("get k1\r\n", "VALUE k1 0 1\r\n", "x\r\n", "END\r\n")
-	m.roundTrip("get k2 nope\r\n", "VALUE k2 0 1\r\n", "x\r\n", "END\r\n")
+	m.RoundTrip("get k1\r\n", "VALUE k1 0 1\r\n", "x\r\n", "END\r\n")
+	m.RoundTrip("get k2 nope\r\n", "VALUE k2 0 1\r\n", "x\r\n", "END\r\n")
 
-	r := dial(t, rd.Addr)
+	r := proxytest.Dial(t, rd.Addr)
 	for i := range 4 {
-		r.roundTrip(fmt.Sprintf("SET k%d v\r\n", i), "+OK\r\n")
+		r.RoundTrip(fmt.Sprintf("SET k%d v\r\n", i), "+OK\r\n")
 	}
-	r.roundTrip("SELECT 1\r\n", "+OK\r\n")
-	r.roundTrip("SET a v\r\nSET b v\r\nGET a\r\nGET missing\r\n", "+OK\r\n", "+OK\r\n", "$1\r\n", "v\r\n", "$-1\r\n")
+	r.RoundTrip("SELECT 1\r\n", "+OK\r\n")
+	r.RoundTrip("SET a v\r\nSET b v\r\nGET a\r\nGET missing\r\n", "+OK\r\n", "+OK\r\n", "$1\r\n", "v\r\n", "$-1\r\n")
 
 	mcPool := config.NewPool("mcp", config.ProtocolMemcache)
 	mcPool.Servers = []config.Server{

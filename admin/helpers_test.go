@@ -1,12 +1,9 @@
 package admin_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -22,7 +19,7 @@ import (
 
 	"github.com/cacheproxy/cacheproxy/admin"
 	"github.com/cacheproxy/cacheproxy/config"
-	"github.com/cacheproxy/cacheproxy/internal/testserver"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
 
@@ -179,56 +176,6 @@ func waitFor(t *testing.T, d time.Duration, cond func() string) {
 	}
 }
 
-// memcachePool returns a memcache pool over backends listening on a free
-// port, servers named mc1, mc2, ...
-func memcachePool(t *testing.T, name string, backends ...*testserver.Process) config.Pool {
-	t.Helper()
-	p := config.NewPool(name, config.ProtocolMemcache)
-	p.Listen = "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
-	p.Hash = "murmur"
-	p.Timeout = 2 * time.Second
-	for i, b := range backends {
-		p.Servers = append(p.Servers, config.Server{
-			Name: fmt.Sprintf("mc%d", i+1), Addr: b.Addr, Network: "tcp", Weight: 1,
-		})
-	}
-	return p
-}
-
-// startProxy runs a proxy on cfg until the test ends and returns it once
-// every pool's listener accepts connections.
-func startProxy(t *testing.T, cfg *config.Config) *proxy.Proxy {
-	t.Helper()
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	p, err := proxy.New(cfg, proxy.Options{Logger: testLogger()})
-	if err != nil {
-		t.Fatalf("proxy.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("proxy.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("proxy did not stop within 30s")
-		}
-	})
-	waitFor(t, 15*time.Second, func() string {
-		if !p.Ready() {
-			return "proxy not ready"
-		}
-		return ""
-	})
-	return p
-}
-
 // fakeSource is a Source whose figures the test sets.
 type fakeSource struct {
 	mu    sync.Mutex
@@ -261,37 +208,8 @@ func (f *fakeSource) set(ready bool, stats []proxy.PoolStats) {
 	f.ready, f.stats = ready, stats
 }
 
-// conn is a line-oriented test client.
-type conn struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dial(t *testing.T, addr string) *conn {
+// startProxy runs a proxy on cfg's pools until the test ends.
+func startProxy(t *testing.T, cfg *config.Config) *proxy.Proxy {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &conn{t: t, c: c, r: bufio.NewReader(c)}
-}
-
-// roundTrip sends s and reads len(want) lines, comparing them with want.
-func (c *conn) roundTrip(s string, want ...string) {
-	c.t.Helper()
-	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c.c, s); err != nil {
-		c.t.Fatalf("write %q: %v", s, err)
-	}
-	for _, w := range want {
-		got, err := c.r.ReadString('\n')
-		if err != nil {
-			c.t.Fatalf("after %q: read (got %q): %v", s, got, err)
-		}
-		if got != w {
-			c.t.Fatalf("after %q: got %q; want %q", s, got, w)
-		}
-	}
+	return proxytest.Start(t, proxy.Options{Logger: testLogger()}, cfg.Pools...)
 }

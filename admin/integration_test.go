@@ -9,6 +9,7 @@ import (
 
 	"github.com/cacheproxy/cacheproxy/admin"
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 )
 
@@ -18,7 +19,7 @@ import (
 // killed server shows as ejected and down.
 func TestMetricsKnownTraffic(t *testing.T) {
 	mcs := []*testserver.Process{testserver.Memcached(t), testserver.Memcached(t), testserver.Memcached(t)}
-	pool := memcachePool(t, "mc", mcs...)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
 	pool.AutoEjectHosts = true
 	pool.ServerFailureLimit = 1
 	pool.ServerRetryTimeout = time.Second
@@ -33,13 +34,13 @@ func TestMetricsKnownTraffic(t *testing.T) {
 	wantReq := make([]int, 3)
 	wantHits := make([]int, 3)
 	wantMiss := make([]int, 3)
-	c := dial(t, pool.Listen)
+	c := proxytest.Dial(t, pool.Listen)
 	const n = 60
 	for i := range n {
 		k := fmt.Sprintf("adm:%d", i)
-		c.roundTrip(fmt.Sprintf("set %s 0 0 2\r\nv%d\r\n", k, i%10), "STORED\r\n")
-		c.roundTrip("get "+k+"\r\n", fmt.Sprintf("VALUE %s 0 2\r\n", k), fmt.Sprintf("v%d\r\n", i%10), "END\r\n")
-		c.roundTrip("get "+k+":miss\r\n", "END\r\n")
+		c.RoundTrip(fmt.Sprintf("set %s 0 0 2\r\nv%d\r\n", k, i%10), "STORED\r\n")
+		c.RoundTrip("get "+k+"\r\n", fmt.Sprintf("VALUE %s 0 2\r\n", k), fmt.Sprintf("v%d\r\n", i%10), "END\r\n")
+		c.RoundTrip("get "+k+":miss\r\n", "END\r\n")
 		s := ring.Pick([]byte(k))
 		wantReq[s] += 2
 		wantHits[s]++
@@ -67,7 +68,7 @@ func TestMetricsKnownTraffic(t *testing.T) {
 	for s := range frags {
 		wantReq[s]++
 	}
-	c.roundTrip("get "+strings.Join(multi, " ")+"\r\n", append(want, "END\r\n")...)
+	c.RoundTrip("get "+strings.Join(multi, " ")+"\r\n", append(want, "END\r\n")...)
 
 	m := scrape(t, s)
 	for i, name := range names {
@@ -157,13 +158,13 @@ func TestMetricsKnownTraffic(t *testing.T) {
 	mcs[dead].Kill()
 	lv := []string{"pool", "mc", "server", names[dead]}
 	waitFor(t, 20*time.Second, func() string {
-		_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := fmt.Fprintf(c.c, "get adm:0\r\n"); err != nil {
+		_ = c.C.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(c.C, "get adm:0\r\n"); err != nil {
 			return fmt.Sprintf("write: %v", err)
 		}
 		// A SERVER_ERROR while the failure is noticed, END once the key
 		// has moved to a live server.
-		if l, err := c.r.ReadString('\n'); err != nil {
+		if l, err := c.R.ReadString('\n'); err != nil {
 			return fmt.Sprintf("read: %v", err)
 		} else if l != "END\r\n" && !strings.HasPrefix(l, "SERVER_ERROR") {
 			t.Fatalf("get adm:0 after kill: got %q; want END or SERVER_ERROR", l)

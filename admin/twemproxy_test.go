@@ -13,6 +13,7 @@ import (
 
 	"github.com/cacheproxy/cacheproxy/admin"
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 )
 
@@ -98,8 +99,8 @@ beta:
 
 	// Some traffic through both, so no figure is only ever zero.
 	for _, addr := range []string{"127.0.0.1:" + strconv.Itoa(ncA), cfg.Pool("alpha").Listen} {
-		c := dial(t, addr)
-		c.roundTrip("set a 0 0 1\r\nx\r\nget a b\r\n", "STORED\r\n", "VALUE a 0 1\r\n", "x\r\n", "END\r\n")
+		c := proxytest.Dial(t, addr)
+		c.RoundTrip("set a 0 0 1\r\nx\r\nget a b\r\n", "STORED\r\n", "VALUE a 0 1\r\n", "x\r\n", "END\r\n")
 	}
 
 	want := shape(readStats(t, nc.StatsAddr))

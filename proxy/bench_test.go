@@ -9,6 +9,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
@@ -47,11 +48,11 @@ func benchRoundTrips(b *testing.B, addr string, req []byte, end []byte, depth in
 
 func benchProxy(b *testing.B, flush proxy.FlushMode) string {
 	mc := testserver.Memcached(b)
-	pool := memcachePool(b, "mc", mc)
-	startProxy(b, proxy.Options{FlushMode: flush, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, pool)
-	c := dial(b, mc.Addr)
-	c.send("set k 0 0 32\r\n" + string(bytes.Repeat([]byte("v"), 32)) + "\r\n")
-	c.expect("STORED\r\n")
+	pool := proxytest.MemcachePool(b, "mc", mc)
+	proxytest.Start(b, proxy.Options{FlushMode: flush, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, pool)
+	c := proxytest.Dial(b, mc.Addr)
+	c.Send("set k 0 0 32\r\n" + string(bytes.Repeat([]byte("v"), 32)) + "\r\n")
+	c.Expect("STORED\r\n")
 	return pool.Listen
 }
 
@@ -71,8 +72,8 @@ func BenchmarkProxySet(b *testing.B) {
 
 func BenchmarkDirectGet(b *testing.B) {
 	mc := testserver.Memcached(b)
-	c := dial(b, mc.Addr)
-	c.send("set k 0 0 32\r\n" + string(bytes.Repeat([]byte("v"), 32)) + "\r\n")
-	c.expect("STORED\r\n")
+	c := proxytest.Dial(b, mc.Addr)
+	c.Send("set k 0 0 32\r\n" + string(bytes.Repeat([]byte("v"), 32)) + "\r\n")
+	c.Expect("STORED\r\n")
 	benchRoundTrips(b, mc.Addr, []byte("get k\r\n"), []byte("END\r\n"), 16)
 }

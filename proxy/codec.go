@@ -16,6 +16,9 @@ type codec interface {
 	reply(b *backend, buf []byte, r *request) (n int, err error)
 	// fail completes r with a backend failure described by msg.
 	fail(r *request, msg string)
+	// merge builds a split or fanned-out request's reply once its last
+	// fragment is done.
+	merge(p *request)
 	// errorReply appends a client-visible server error.
 	errorReply(dst []byte, msg string) []byte
 	// probeRequest is the no-op a probe sends and the prefix of a good reply.

@@ -113,38 +113,36 @@ func (l *loop) readBackendFor(pr *poolRT, s int, id uint64) *backend {
 		r := (id/conns + skip) % n
 		return reps[r*conns+id%conns]
 	}
+	firstUp := func() *backend {
+		for i := uint64(0); i < n; i++ {
+			if b := pickReplica(i); b.usable() {
+				return b
+			}
+		}
+		return nil
+	}
 	switch pr.cfg.ReadPolicy {
 	case config.ReadReplica:
-		for i := uint64(0); i < n; i++ {
-			if b := pickReplica(i); b.usable() {
-				return b
-			}
+		if b := firstUp(); b != nil {
+			return b
 		}
-		return pickReplica(0)
+		return pickReplica(0) // down: the caller fails the request fast
 	case config.ReadPreferReplica:
-		for i := uint64(0); i < n; i++ {
-			if b := pickReplica(i); b.usable() {
-				return b
-			}
+		if b := firstUp(); b != nil {
+			return b
 		}
-		return primary
 	case config.ReadPreferPrimary:
-		if primary.usable() {
-			return primary
-		}
-		for i := uint64(0); i < n; i++ {
-			if b := pickReplica(i); b.usable() {
+		if !primary.usable() {
+			if b := firstUp(); b != nil {
 				return b
 			}
 		}
-		return primary
 	case config.ReadAny:
 		if k := (id / conns) % (n + 1); k < n {
 			if b := reps[k*conns+id%conns]; b.usable() {
 				return b
 			}
 		}
-		return primary
 	}
 	return primary
 }

@@ -348,7 +348,7 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 				r.reply = append(r.reply[:0], buf[:n]...)
 			}
 		}
-		m.fragmentDone(r)
+		fragmentDone(r, m)
 		return n, nil
 	}
 	cl := r.cl
@@ -381,29 +381,12 @@ func (m *memcacheCodec) fail(r *request, msg string) {
 	if r.parent != nil {
 		r.failed = true
 		r.reply = memcache.AppendError(r.reply[:0], memcache.KindServerError, msg)
-		m.fragmentDone(r)
+		fragmentDone(r, m)
 		return
 	}
 	r.reply = memcache.AppendError(r.reply[:0], memcache.KindServerError, msg)
 	r.silent = r.mc.Noreply
-	if r.cl != nil {
-		r.cl.l.stats.errors.Add(1)
-		r.cl.l.pools[m.pr.idx].errors[r.class].Add(1)
-		r.cl.complete(r)
-	} else {
-		r.done = true
-	}
-}
-
-// fragmentDone counts a finished fragment and merges the parent after the
-// last one.
-func (m *memcacheCodec) fragmentDone(f *request) {
-	f.done = true
-	p := f.parent
-	p.pending--
-	if p.pending == 0 {
-		m.merge(p)
-	}
+	finishFailed(r, m.pr)
 }
 
 // merge builds a multi-key or fan-out request's reply from its fragments.

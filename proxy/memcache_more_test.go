@@ -7,20 +7,20 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
 
 func TestMemcacheMetaProtocol(t *testing.T) {
 	mcs := threeMemcached(t)
-	pool := memcachePool(t, "mc", mcs...)
-	startProxy(t, proxy.Options{}, pool)
-	c := dial(t, pool.Listen)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
 	steps := []struct{ send, want string }{
 		{"ms mk1 2\r\nhi\r\n", "HD\r\n"},
 		{"mg mk1 v\r\n", "VA 2\r\nhi\r\n"},
@@ -38,8 +38,8 @@ func TestMemcacheMetaProtocol(t *testing.T) {
 		{"mn\r\n", "MN\r\n"},
 	}
 	for _, st := range steps {
-		c.send(st.send)
-		if got := readN(t, c, len(st.want)); got != st.want {
+		c.Send(st.send)
+		if got := c.ReadN(len(st.want)); got != st.want {
 			t.Fatalf("after %q: got %q; want %q", st.send, got, st.want)
 		}
 	}
@@ -48,25 +48,7 @@ func TestMemcacheMetaProtocol(t *testing.T) {
 // stallServer accepts connections and reads without ever answering.
 func stallServer(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); _, _ = io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	return l.Addr().String()
+	return proxytest.FakeServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 }
 
 func TestMemcacheTimeoutFailsRequestsAndKeepsClient(t *testing.T) {
@@ -74,20 +56,20 @@ func TestMemcacheTimeoutFailsRequestsAndKeepsClient(t *testing.T) {
 	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
 	pool.Timeout = 150 * time.Millisecond
 	pool.Servers = []config.Server{{Name: "stall", Addr: stallServer(t), Network: "tcp", Weight: 1}}
-	startProxy(t, proxy.Options{}, pool)
-	c := dial(t, pool.Listen)
-	c.send("get a\r\nget b\r\nversion\r\n")
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send("get a\r\nget b\r\nversion\r\n")
 	for _, k := range []string{"a", "b"} {
-		if got := c.line(); !strings.HasPrefix(got, "SERVER_ERROR ") || !strings.Contains(got, "timed out") {
+		if got := c.Line(); !strings.HasPrefix(got, "SERVER_ERROR ") || !strings.Contains(got, "timed out") {
 			t.Fatalf("get %s: got %q; want SERVER_ERROR ... timed out", k, got)
 		}
 	}
-	c.expect("VERSION " + proxy.Version + "\r\n")
+	c.Expect("VERSION " + proxy.Version + "\r\n")
 }
 
 func TestMemcacheGracefulShutdownDeliversOwedReplies(t *testing.T) {
 	mc := testserver.Memcached(t)
-	pool := memcachePool(t, "mc", mc)
+	pool := proxytest.MemcachePool(t, "mc", mc)
 	cfg := &config.Config{Pools: []config.Pool{pool}}
 	p, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -96,26 +78,26 @@ func TestMemcacheGracefulShutdownDeliversOwedReplies(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	waitAccept(t, pool.Listen, done)
-	c := dial(t, pool.Listen)
+	proxytest.WaitAccept(t, pool.Listen, done)
+	c := proxytest.Dial(t, pool.Listen)
 	// A large pipelined batch is in flight when shutdown starts.
 	var b strings.Builder
 	const n = 2000
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "set k%d 0 0 1\r\nv\r\n", i)
 	}
-	c.send(b.String())
-	c.expect("STORED\r\n") // the batch is being served
+	c.Send(b.String())
+	c.Expect("STORED\r\n") // the batch is being served
 	cancel()
 	for i := 1; i < n; i++ {
-		got := c.line()
+		got := c.Line()
 		if got != "STORED\r\n" {
 			t.Fatalf("reply %d during drain: got %q; want STORED", i, got)
 		}
 	}
 	// Then the connection closes and Run returns.
-	_ = c.c.SetReadDeadline(time.Now().Add(15 * time.Second))
-	if l, err := c.r.ReadString('\n'); err == nil {
+	_ = c.C.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if l, err := c.R.ReadString('\n'); err == nil {
 		t.Fatalf("after drain: got %q; want close", l)
 	}
 	select {
@@ -134,10 +116,10 @@ func TestMemcacheGracefulShutdownDeliversOwedReplies(t *testing.T) {
 
 func TestMemcacheInFlightLimitPausesWithoutLoss(t *testing.T) {
 	mc := testserver.Memcached(t)
-	pool := memcachePool(t, "mc", mc)
+	pool := proxytest.MemcachePool(t, "mc", mc)
 	pool.Limits.MaxInFlight = 4
-	startProxy(t, proxy.Options{}, pool)
-	c := dial(t, pool.Listen)
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
 	var b strings.Builder
 	const n = 500
 	for i := 0; i < n; i++ {
@@ -146,29 +128,29 @@ func TestMemcacheInFlightLimitPausesWithoutLoss(t *testing.T) {
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "get k%d\r\n", i)
 	}
-	go c.send(b.String()) // a client pipelining far past the limit
+	go c.Send(b.String()) // a client pipelining far past the limit
 	for i := 0; i < n; i++ {
-		c.expect("STORED\r\n")
+		c.Expect("STORED\r\n")
 	}
 	for i := 0; i < n; i++ {
 		v := fmt.Sprint(i)
-		c.expect(fmt.Sprintf("VALUE k%d 0 %d\r\n", i, len(v)), v+"\r\n", "END\r\n")
+		c.Expect(fmt.Sprintf("VALUE k%d 0 %d\r\n", i, len(v)), v+"\r\n", "END\r\n")
 	}
 }
 
 func TestMemcacheFlushAllReachesEveryServer(t *testing.T) {
 	mcs := threeMemcached(t)
-	pool := memcachePool(t, "mc", mcs...)
-	startProxy(t, proxy.Options{}, pool)
-	c := dial(t, pool.Listen)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
 	for i := 0; i < 30; i++ {
-		c.send(fmt.Sprintf("set f%d 0 0 1\r\nx\r\n", i))
-		c.expect("STORED\r\n")
+		c.Send(fmt.Sprintf("set f%d 0 0 1\r\nx\r\n", i))
+		c.Expect("STORED\r\n")
 	}
-	c.send("flush_all\r\n")
-	c.expect("OK\r\n")
-	c.send("flush_all noreply\r\nmn\r\n")
-	c.expect("MN\r\n")
+	c.Send("flush_all\r\n")
+	c.Expect("OK\r\n")
+	c.Send("flush_all noreply\r\nmn\r\n")
+	c.Expect("MN\r\n")
 	for i := 0; i < 30; i++ {
 		k := fmt.Sprintf("f%d", i)
 		for s, m := range mcs {
@@ -181,13 +163,13 @@ func TestMemcacheFlushAllReachesEveryServer(t *testing.T) {
 
 func TestMemcacheQuitClosesAfterOwedReplies(t *testing.T) {
 	mc := testserver.Memcached(t)
-	pool := memcachePool(t, "mc", mc)
-	startProxy(t, proxy.Options{}, pool)
-	c := dial(t, pool.Listen)
-	c.send("set q 0 0 1\r\nx\r\nget q\r\nquit\r\nget q\r\n")
-	c.expect("STORED\r\n", "VALUE q 0 1\r\n", "x\r\n", "END\r\n")
-	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if l, err := c.r.ReadString('\n'); err != io.EOF {
+	pool := proxytest.MemcachePool(t, "mc", mc)
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send("set q 0 0 1\r\nx\r\nget q\r\nquit\r\nget q\r\n")
+	c.Expect("STORED\r\n", "VALUE q 0 1\r\n", "x\r\n", "END\r\n")
+	_ = c.C.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if l, err := c.R.ReadString('\n'); err != io.EOF {
 		t.Fatalf("after quit: got %q, %v; want EOF", l, err)
 	}
 }

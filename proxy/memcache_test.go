@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
@@ -27,29 +28,29 @@ func threeMemcached(t *testing.T) []*testserver.Process {
 // it was a hit.
 func directGet(t *testing.T, addr, key string) (string, bool) {
 	t.Helper()
-	c := dial(t, addr)
-	defer c.c.Close()
-	c.send("get " + key + "\r\n")
-	_, vals := c.readGet()
+	c := proxytest.Dial(t, addr)
+	defer c.C.Close()
+	c.Send("get " + key + "\r\n")
+	_, vals := c.ReadGet()
 	v, ok := vals[key]
 	return v, ok
 }
 
 func TestMemcacheStorageCommandsLandOnTheRingServer(t *testing.T) {
 	mcs := threeMemcached(t)
-	pool := memcachePool(t, "mc", mcs...)
-	startProxy(t, proxy.Options{}, pool)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ring, err := pool.Ring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := dial(t, pool.Listen)
+	c := proxytest.Dial(t, pool.Listen)
 	perServer := make([]int, 3)
 	for i := 0; i < 60; i++ {
 		key := fmt.Sprintf("key:%d", i)
 		val := "value-of-" + key
-		c.send(fmt.Sprintf("set %s 5 0 %d\r\n%s\r\n", key, len(val), val))
-		c.expect("STORED\r\n")
+		c.Send(fmt.Sprintf("set %s 5 0 %d\r\n%s\r\n", key, len(val), val))
+		c.Expect("STORED\r\n")
 		s := ring.Pick([]byte(key))
 		perServer[s]++
 		got, ok := directGet(t, mcs[s].Addr, key)
@@ -94,43 +95,20 @@ func TestMemcacheStorageCommandsLandOnTheRingServer(t *testing.T) {
 		{"verbosity 1 noreply\r\nmn\r\n", "MN\r\n"},
 	}
 	for _, st := range steps {
-		c.send(st.send)
-		got := readN(t, c, len(st.want))
+		c.Send(st.send)
+		got := c.ReadN(len(st.want))
 		if got != st.want {
 			t.Fatalf("after %q: got %q; want %q", st.send, got, st.want)
 		}
 	}
 }
 
-// readN reads exactly n bytes.
-func readN(t *testing.T, c *conn, n int) string {
-	t.Helper()
-	buf := make([]byte, n)
-	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := ioReadFull(c, buf); err != nil {
-		t.Fatalf("read %d bytes (got %q): %v", n, buf, err)
-	}
-	return string(buf)
-}
-
-func ioReadFull(c *conn, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := c.r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
 func TestMemcacheMultiGetHundredKeysAcrossServers(t *testing.T) {
 	mcs := threeMemcached(t)
-	pool := memcachePool(t, "mc", mcs...)
-	startProxy(t, proxy.Options{}, pool)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ring, _ := pool.Ring()
-	c := dial(t, pool.Listen)
+	c := proxytest.Dial(t, pool.Listen)
 	var keys []string
 	want := map[string]string{}
 	servers := map[int]bool{}
@@ -143,15 +121,15 @@ func TestMemcacheMultiGetHundredKeysAcrossServers(t *testing.T) {
 		}
 		v := strings.Repeat(k, i%5+1)
 		want[k] = v
-		c.send(fmt.Sprintf("set %s %d 0 %d\r\n%s\r\n", k, i, len(v), v))
-		c.expect("STORED\r\n")
+		c.Send(fmt.Sprintf("set %s %d 0 %d\r\n%s\r\n", k, i, len(v), v))
+		c.Expect("STORED\r\n")
 	}
 	if len(servers) != 3 {
 		t.Fatalf("keys span %d servers; want 3", len(servers))
 	}
 	for _, cmd := range []string{"get", "gets"} {
-		c.send(cmd + " " + strings.Join(keys, " ") + "\r\n")
-		order, got := c.readGet()
+		c.Send(cmd + " " + strings.Join(keys, " ") + "\r\n")
+		order, got := c.ReadGet()
 		var wantOrder []string
 		for _, k := range keys {
 			if _, ok := want[k]; ok {
@@ -168,8 +146,8 @@ func TestMemcacheMultiGetHundredKeysAcrossServers(t *testing.T) {
 		}
 	}
 	// Repeated keys are answered as memcached answers them: once per mention.
-	c.send("get mk:1 mk:2 mk:1 mk:3\r\n")
-	order, _ := c.readGet()
+	c.Send("get mk:1 mk:2 mk:1 mk:3\r\n")
+	order, _ := c.ReadGet()
 	if got := strings.Join(order, " "); got != "mk:1 mk:2 mk:1" {
 		t.Fatalf("repeated keys: got %q; want %q", got, "mk:1 mk:2 mk:1")
 	}
@@ -180,9 +158,9 @@ func TestMemcacheMultiGetHundredKeysAcrossServers(t *testing.T) {
 // reply for every request and in order. Values encode their keys.
 func TestMemcachePipelinedConcurrentClients(t *testing.T) {
 	mcs := threeMemcached(t)
-	pool := memcachePool(t, "mc", mcs...)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
 	pool.ServerConnections = 2
-	startProxy(t, proxy.Options{}, pool)
+	proxytest.Start(t, proxy.Options{}, pool)
 	const clients, rounds, depth = 16, 40, 25
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -293,10 +271,10 @@ func ioReadFullR(r *bufio.Reader, buf []byte) (int, error) {
 
 func TestMemcacheBackendKilledFailsFastThenRecovers(t *testing.T) {
 	mcs := threeMemcached(t)
-	pool := memcachePool(t, "mc", mcs...)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
 	pool.AutoEjectHosts = false
 	pool.Timeout = time.Second
-	startProxy(t, proxy.Options{}, pool)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ring, _ := pool.Ring()
 	keyOn := func(s int) string {
 		for i := 0; ; i++ {
@@ -307,26 +285,26 @@ func TestMemcacheBackendKilledFailsFastThenRecovers(t *testing.T) {
 		}
 	}
 	dead, live := keyOn(0), keyOn(1)
-	c := dial(t, pool.Listen)
+	c := proxytest.Dial(t, pool.Listen)
 	for _, k := range []string{dead, live} {
-		c.send(fmt.Sprintf("set %s 0 0 1\r\nv\r\n", k))
-		c.expect("STORED\r\n")
+		c.Send(fmt.Sprintf("set %s 0 0 1\r\nv\r\n", k))
+		c.Expect("STORED\r\n")
 	}
 	mcs[0].Kill()
 	// Requests for the dead server's keys fail with SERVER_ERROR; the live
 	// server's keys keep working on the same connection, in order.
 	for i := 0; i < 5; i++ {
-		c.send("get " + dead + "\r\nget " + live + "\r\n")
-		if got := c.line(); !strings.HasPrefix(got, "SERVER_ERROR ") {
+		c.Send("get " + dead + "\r\nget " + live + "\r\n")
+		if got := c.Line(); !strings.HasPrefix(got, "SERVER_ERROR ") {
 			t.Fatalf("get on killed server: got %q; want SERVER_ERROR", got)
 		}
-		c.expect("VALUE "+live+" 0 1\r\n", "v\r\n", "END\r\n")
+		c.Expect("VALUE "+live+" 0 1\r\n", "v\r\n", "END\r\n")
 	}
 	mcs[0].Restart()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c.send("set " + dead + " 0 0 1\r\nw\r\n")
-		got := c.line()
+		c.Send("set " + dead + " 0 0 1\r\nw\r\n")
+		got := c.Line()
 		if got == "STORED\r\n" {
 			break
 		}
@@ -345,11 +323,11 @@ func TestMemcacheBackendKilledFailsFastThenRecovers(t *testing.T) {
 
 func TestMemcacheEjectionProbeAndReadmission(t *testing.T) {
 	mcs := threeMemcached(t)
-	pool := memcachePool(t, "mc", mcs...)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
 	pool.AutoEjectHosts = true
 	pool.ServerFailureLimit = 1
 	pool.ServerRetryTimeout = 200 * time.Millisecond
-	startProxy(t, proxy.Options{}, pool)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ring, _ := pool.Ring()
 	var onDead []string
 	for i := 0; len(onDead) < 5; i++ {
@@ -358,13 +336,13 @@ func TestMemcacheEjectionProbeAndReadmission(t *testing.T) {
 			onDead = append(onDead, k)
 		}
 	}
-	c := dial(t, pool.Listen)
+	c := proxytest.Dial(t, pool.Listen)
 	mcs[0].Kill()
 	// Once ejected, the dead server's keys are served by the others.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c.send("set " + onDead[0] + " 0 0 1\r\nx\r\n")
-		if c.line() == "STORED\r\n" {
+		c.Send("set " + onDead[0] + " 0 0 1\r\nx\r\n")
+		if c.Line() == "STORED\r\n" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -376,8 +354,8 @@ func TestMemcacheEjectionProbeAndReadmission(t *testing.T) {
 	mcs[0].Restart()
 	deadline = time.Now().Add(20 * time.Second)
 	for {
-		c.send("set " + onDead[1] + " 0 0 1\r\ny\r\n")
-		c.expect("STORED\r\n")
+		c.Send("set " + onDead[1] + " 0 0 1\r\ny\r\n")
+		c.Expect("STORED\r\n")
 		if _, ok := directGet(t, mcs[0].Addr, onDead[1]); ok {
 			break
 		}
@@ -390,15 +368,15 @@ func TestMemcacheEjectionProbeAndReadmission(t *testing.T) {
 
 func TestMemcacheBadInputIsolated(t *testing.T) {
 	mcs := threeMemcached(t)
-	pool := memcachePool(t, "mc", mcs...)
-	startProxy(t, proxy.Options{}, pool)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
+	proxytest.Start(t, proxy.Options{}, pool)
 	// A well-behaved client runs alongside every bad one.
-	good := dial(t, pool.Listen)
+	good := proxytest.Dial(t, pool.Listen)
 	goodCheck := func(i int) {
 		t.Helper()
 		v := fmt.Sprintf("v%d", i)
-		good.send(fmt.Sprintf("set good 0 0 %d\r\n%s\r\nget good\r\n", len(v), v))
-		good.expect("STORED\r\n", fmt.Sprintf("VALUE good 0 %d\r\n", len(v)), v+"\r\n", "END\r\n")
+		good.Send(fmt.Sprintf("set good 0 0 %d\r\n%s\r\nget good\r\n", len(v), v))
+		good.Expect("STORED\r\n", fmt.Sprintf("VALUE good 0 %d\r\n", len(v)), v+"\r\n", "END\r\n")
 	}
 	cases := []struct {
 		name, send string
@@ -415,21 +393,21 @@ func TestMemcacheBadInputIsolated(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bad := dial(t, pool.Listen)
-			bad.send(tc.send)
+			bad := proxytest.Dial(t, pool.Listen)
+			bad.Send(tc.send)
 			if tc.want != "" {
-				got := bad.line()
+				got := bad.Line()
 				if !strings.HasPrefix(got, tc.want) {
 					t.Fatalf("got %q; want prefix %q", got, tc.want)
 				}
 			}
 			if tc.usable {
-				bad.send("version\r\n")
-				bad.expect("VERSION " + proxy.Version + "\r\n")
+				bad.Send("version\r\n")
+				bad.Expect("VERSION " + proxy.Version + "\r\n")
 			} else {
-				_ = bad.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_ = bad.C.SetReadDeadline(time.Now().Add(10 * time.Second))
 				for {
-					if _, err := bad.r.ReadString('\n'); err != nil {
+					if _, err := bad.R.ReadString('\n'); err != nil {
 						break // closed, as expected
 					}
 				}
@@ -438,11 +416,11 @@ func TestMemcacheBadInputIsolated(t *testing.T) {
 		})
 	}
 	// A client that sends half a request and stalls holds nobody up.
-	stall := dial(t, pool.Listen)
-	stall.send("set stall 0 0 100\r\nonly-part")
+	stall := proxytest.Dial(t, pool.Listen)
+	stall.Send("set stall 0 0 100\r\nonly-part")
 	goodCheck(100)
-	stall.send(strings.Repeat("x", 100-len("only-part")) + "\r\n")
-	stall.expect("STORED\r\n")
+	stall.Send(strings.Repeat("x", 100-len("only-part")) + "\r\n")
+	stall.Expect("STORED\r\n")
 }
 
 func TestMemcapableThroughProxy(t *testing.T) {
@@ -453,8 +431,8 @@ func TestMemcapableThroughProxy(t *testing.T) {
 			for i := 0; i < n; i++ {
 				mcs = append(mcs, testserver.Memcached(t))
 			}
-			pool := memcachePool(t, "mc", mcs...)
-			startProxy(t, proxy.Options{}, pool)
+			pool := proxytest.MemcachePool(t, "mc", mcs...)
+			proxytest.Start(t, proxy.Options{}, pool)
 			host, port, _ := net.SplitHostPort(pool.Listen)
 			cmd := exec.Command(bin, "-a", "-h", host, "-p", port, "-t", "10")
 			out, err := cmd.CombinedOutput()
@@ -486,17 +464,17 @@ func TestMemcacheNutcrackerInterop(t *testing.T) {
 	}
 	pool := cfg.Pools[0]
 	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
-	startProxy(t, proxy.Options{}, pool)
-	a, b := dial(t, nc.Addr), dial(t, pool.Listen)
+	proxytest.Start(t, proxy.Options{}, pool)
+	a, b := proxytest.Dial(t, nc.Addr), proxytest.Dial(t, pool.Listen)
 	for i := 0; i < 300; i++ {
 		k := fmt.Sprintf("nc:%d", i)
 		w, r := a, b
 		if i%2 == 1 {
 			w, r = b, a
 		}
-		w.send(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", k, len(k), k))
-		w.expect("STORED\r\n")
-		r.send("get " + k + "\r\n")
-		r.expect(fmt.Sprintf("VALUE %s 0 %d\r\n", k, len(k)), k+"\r\n", "END\r\n")
+		w.Send(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", k, len(k), k))
+		w.Expect("STORED\r\n")
+		r.Send("get " + k + "\r\n")
+		r.Expect(fmt.Sprintf("VALUE %s 0 %d\r\n", k, len(k)), k+"\r\n", "END\r\n")
 	}
 }

@@ -18,23 +18,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
-
-// redisPool returns a redis pool config over the given backends.
-func redisPool(t testing.TB, name string, backends ...*testserver.Process) config.Pool {
-	t.Helper()
-	p := config.NewPool(name, config.ProtocolRedis)
-	p.Listen = "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
-	p.Hash = "murmur"
-	p.HashTag = "{}"
-	p.Timeout = 5 * time.Second
-	for i, b := range backends {
-		p.Servers = append(p.Servers, config.Server{Name: fmt.Sprintf("r%d", i+1), Addr: b.Addr, Network: "tcp", Weight: 1})
-	}
-	return p
-}
 
 func threeRedis(t *testing.T) []*testserver.Process {
 	return []*testserver.Process{testserver.Redis(t), testserver.Redis(t), testserver.Redis(t)}
@@ -51,8 +38,8 @@ func goRedis(t *testing.T, addr string) *redis.Client {
 
 func TestRedisWorkloadsThroughProxy(t *testing.T) {
 	rs := threeRedis(t)
-	pool := redisPool(t, "r", rs...)
-	startProxy(t, proxy.Options{}, pool)
+	pool := proxytest.RedisPool(t, "r", rs...)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ctx := context.Background()
 	c := goRedis(t, pool.Listen)
 
@@ -177,8 +164,8 @@ func pick(t *testing.T, pool config.Pool, key string) int {
 
 func TestRedisPubSubAndBlocking(t *testing.T) {
 	rs := threeRedis(t)
-	pool := redisPool(t, "r", rs...)
-	startProxy(t, proxy.Options{}, pool)
+	pool := proxytest.RedisPool(t, "r", rs...)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pubc, subc := goRedis(t, pool.Listen), goRedis(t, pool.Listen)
@@ -252,8 +239,8 @@ func TestRedisPubSubAndBlocking(t *testing.T) {
 
 func TestRedisScanVisitsEveryKeyOnce(t *testing.T) {
 	rs := threeRedis(t)
-	pool := redisPool(t, "r", rs...)
-	startProxy(t, proxy.Options{}, pool)
+	pool := proxytest.RedisPool(t, "r", rs...)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ctx := context.Background()
 	c := goRedis(t, pool.Listen)
 	want := map[string]bool{}
@@ -303,9 +290,9 @@ func TestRedisScanVisitsEveryKeyOnce(t *testing.T) {
 
 func TestRedisRefusedAndMalformed(t *testing.T) {
 	r := testserver.Redis(t)
-	pool := redisPool(t, "r", r)
-	startProxy(t, proxy.Options{}, pool)
-	c := dial(t, pool.Listen)
+	pool := proxytest.RedisPool(t, "r", r)
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
 	steps := []struct{ send, want string }{
 		{"FLUSHALL\r\n", "-ERR command 'flushall' is not allowed through the proxy\r\n"},
 		{"PING\r\n", "+PONG\r\n"},
@@ -316,16 +303,16 @@ func TestRedisRefusedAndMalformed(t *testing.T) {
 		{"*1\r\n$4\r\nPING\r\n", "+PONG\r\n"},
 	}
 	for _, st := range steps {
-		c.send(st.send)
-		if got := readN(t, c, len(st.want)); got != st.want {
+		c.Send(st.send)
+		if got := c.ReadN(len(st.want)); got != st.want {
 			t.Fatalf("after %q: got %q; want %q", st.send, got, st.want)
 		}
 	}
 	// An unresynchronisable multibulk closes the connection after the error,
 	// as Redis does; another client sees nothing.
 	other := goRedis(t, pool.Listen)
-	c.send("*1\r\n$x\r\n")
-	if got := c.line(); !strings.HasPrefix(got, "-ERR Protocol error") {
+	c.Send("*1\r\n$x\r\n")
+	if got := c.Line(); !strings.HasPrefix(got, "-ERR Protocol error") {
 		t.Fatalf("bad bulk length: got %q", got)
 	}
 	if v, err := other.Get(context.Background(), "k").Result(); err != nil || v != "v" {
@@ -335,8 +322,8 @@ func TestRedisRefusedAndMalformed(t *testing.T) {
 
 func TestRedisManyClientsPipelined(t *testing.T) {
 	rs := threeRedis(t)
-	pool := redisPool(t, "r", rs...)
-	startProxy(t, proxy.Options{}, pool)
+	pool := proxytest.RedisPool(t, "r", rs...)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -376,9 +363,9 @@ func TestRedisManyClientsPipelined(t *testing.T) {
 
 func TestRedisAllowCommandsOpensRefusedCommand(t *testing.T) {
 	rs := threeRedis(t)
-	pool := redisPool(t, "r", rs...)
+	pool := proxytest.RedisPool(t, "r", rs...)
 	pool.AllowCommands = []string{"flushdb", "config|get"}
-	startProxy(t, proxy.Options{}, pool)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ctx := context.Background()
 	c := goRedis(t, pool.Listen)
 	for i := 0; i < 30; i++ {
@@ -412,8 +399,8 @@ func TestRedisAllowCommandsOpensRefusedCommand(t *testing.T) {
 func TestRedisBenchmarkDefaultSet(t *testing.T) {
 	bin := testserver.Require(t, "redis-benchmark")
 	rs := threeRedis(t)
-	pool := redisPool(t, "r", rs...)
-	startProxy(t, proxy.Options{}, pool)
+	pool := proxytest.RedisPool(t, "r", rs...)
+	proxytest.Start(t, proxy.Options{}, pool)
 	_, port, _ := net.SplitHostPort(pool.Listen)
 	for _, pipeline := range []string{"1", "16"} {
 		cmd := exec.Command(bin, "-h", "127.0.0.1", "-p", port, "-q", "-n", "2000", "-c", "10", "-P", pipeline)
@@ -438,10 +425,10 @@ func TestRedisBenchmarkDefaultSet(t *testing.T) {
 
 func TestRedisAuthAndDBOnBackendConnections(t *testing.T) {
 	r := testserver.Redis(t, "--requirepass", "s3cret")
-	pool := redisPool(t, "r", r)
+	pool := proxytest.RedisPool(t, "r", r)
 	pool.RedisAuth = "s3cret"
 	pool.RedisDB = 3
-	startProxy(t, proxy.Options{}, pool)
+	proxytest.Start(t, proxy.Options{}, pool)
 	ctx := context.Background()
 
 	// Clients must authenticate to the proxy with the pool's password.
@@ -492,10 +479,10 @@ func TestRedisNutcrackerInterop(t *testing.T) {
 	}
 	pool := cfg.Pools[0]
 	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
-	startProxy(t, proxy.Options{}, pool)
+	proxytest.Start(t, proxy.Options{}, pool)
 	// nutcracker closes on HELLO and CLIENT SETINFO, which go-redis sends:
 	// talk plain RESP2 to both.
-	a, b := dial(t, nc.Addr), dial(t, pool.Listen)
+	a, b := proxytest.Dial(t, nc.Addr), proxytest.Dial(t, pool.Listen)
 	for i := 0; i < 300; i++ {
 		k := fmt.Sprintf("nc:%d", i)
 		if i%7 == 0 {
@@ -505,18 +492,18 @@ func TestRedisNutcrackerInterop(t *testing.T) {
 		if i%2 == 1 {
 			w, r = b, a
 		}
-		w.send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(k), k))
-		w.expect("+OK\r\n")
-		r.send(fmt.Sprintf("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(k), k))
-		r.expect(fmt.Sprintf("$%d\r\n", len(k)), k+"\r\n")
+		w.Send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(k), k))
+		w.Expect("+OK\r\n")
+		r.Send(fmt.Sprintf("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(k), k))
+		r.Expect(fmt.Sprintf("$%d\r\n", len(k)), k+"\r\n")
 	}
 }
 
 func TestRedisKeyLengthLimit(t *testing.T) {
 	r := testserver.Redis(t)
-	pool := redisPool(t, "r", r)
+	pool := proxytest.RedisPool(t, "r", r)
 	pool.Limits.MaxKeyLength = 16
-	startProxy(t, proxy.Options{}, pool)
+	proxytest.Start(t, proxy.Options{}, pool)
 	c := goRedis(t, pool.Listen)
 	ctx := context.Background()
 	long := strings.Repeat("k", 17)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
@@ -15,43 +16,43 @@ import (
 func TestReadPolicyMemcache(t *testing.T) {
 	primary, replica := testserver.Memcached(t), testserver.Memcached(t)
 	for _, tc := range []struct{ addr, val string }{{primary.Addr, "P"}, {replica.Addr, "R"}} {
-		c := dial(t, tc.addr)
-		c.send("set k 0 0 1\r\n" + tc.val + "\r\n")
-		c.expect("STORED\r\n")
+		c := proxytest.Dial(t, tc.addr)
+		c.Send("set k 0 0 1\r\n" + tc.val + "\r\n")
+		c.Expect("STORED\r\n")
 	}
 	for _, tc := range []struct{ policy, want string }{
 		{config.ReadPrimary, "P"}, {config.ReadReplica, "R"}, {config.ReadPreferReplica, "R"}, {config.ReadPreferPrimary, "P"},
 	} {
 		t.Run(tc.policy, func(t *testing.T) {
-			pool := memcachePool(t, "mc", primary)
+			pool := proxytest.MemcachePool(t, "mc", primary)
 			pool.Servers[0].Replicas = []string{replica.Addr}
 			pool.ReadPolicy = tc.policy
-			startProxy(t, proxy.Options{}, pool)
-			c := dial(t, pool.Listen)
-			c.send("get k\r\n")
-			c.expect("VALUE k 0 1\r\n", tc.want+"\r\n", "END\r\n")
+			proxytest.Start(t, proxy.Options{}, pool)
+			c := proxytest.Dial(t, pool.Listen)
+			c.Send("get k\r\n")
+			c.Expect("VALUE k 0 1\r\n", tc.want+"\r\n", "END\r\n")
 			// Writes and gets (CAS tokens) always go to the primary.
-			c.send("gets k\r\n")
-			if l := c.line(); l[:10] != "VALUE k 0 " {
+			c.Send("gets k\r\n")
+			if l := c.Line(); l[:10] != "VALUE k 0 " {
 				t.Fatalf("gets: got %q", l)
 			}
-			c.expect("P\r\n", "END\r\n")
+			c.Expect("P\r\n", "END\r\n")
 		})
 	}
 	// prefer_replica falls back to the primary while the replica is down.
-	pool := memcachePool(t, "mc", primary)
+	pool := proxytest.MemcachePool(t, "mc", primary)
 	pool.Servers[0].Replicas = []string{replica.Addr}
 	pool.ReadPolicy = config.ReadPreferReplica
-	startProxy(t, proxy.Options{}, pool)
+	proxytest.Start(t, proxy.Options{}, pool)
 	replica.Kill()
-	c := dial(t, pool.Listen)
+	c := proxytest.Dial(t, pool.Listen)
 	got := ""
 	for i := 0; i < 50 && got != "P\r\n"; i++ {
-		c.send("get k\r\n")
-		first := c.line()
+		c.Send("get k\r\n")
+		first := c.Line()
 		if first == "VALUE k 0 1\r\n" {
-			got = c.line()
-			c.expect("END\r\n")
+			got = c.Line()
+			c.Expect("END\r\n")
 		}
 	}
 	if got != "P\r\n" {
@@ -67,10 +68,10 @@ func TestReadPolicyRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pool := redisPool(t, "r", primary)
+	pool := proxytest.RedisPool(t, "r", primary)
 	pool.Servers[0].Replicas = []string{replica.Addr}
 	pool.ReadPolicy = config.ReadReplica
-	startProxy(t, proxy.Options{}, pool)
+	proxytest.Start(t, proxy.Options{}, pool)
 	c := goRedis(t, pool.Listen)
 	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "R" {
 		t.Fatalf("GET with read_policy replica: %q, %v; want R", v, err)

@@ -57,3 +57,26 @@ func (r *request) key(i int) []byte {
 	}
 	return r.keys[start:r.keyEnds[i]]
 }
+
+// fragmentDone counts a finished fragment and has c merge the parent after
+// the last one.
+func fragmentDone(f *request, c codec) {
+	f.done = true
+	p := f.parent
+	p.pending--
+	if p.pending == 0 {
+		c.merge(p)
+	}
+}
+
+// finishFailed completes a whole request whose error reply is in r.reply,
+// counting the error, or just marks it done when its client has gone.
+func finishFailed(r *request, pr *poolRT) {
+	if r.cl == nil {
+		r.done = true
+		return
+	}
+	r.cl.l.stats.errors.Add(1)
+	r.cl.l.pools[pr.idx].errors[r.class].Add(1)
+	r.cl.complete(r)
+}

@@ -383,36 +383,28 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 // fanoutAll sends an opened administrative command to every server: the
 // reply is the first server's, or the first error.
 func (rc *respCodec) fanoutAll(cl *client, req *resp.Request) {
-	l := cl.l
-	parent := l.newRequest()
-	parent.class = ClassFanout
-	parent.merge = resp.MergeSame
-	cl.push(parent)
-	for s := range rc.pr.cfg.Servers {
-		f := l.newRequest()
-		f.parent = parent
-		f.server = s
-		f.class = ClassFanout
-		parent.frags = append(parent.frags, f)
-	}
-	rc.sendFragments(cl, parent, func(b *backend, _ int) {
-		b.wbuf = req.AppendForward(b.wbuf)
-	})
+	rc.fanoutTo(cl, req, resp.MergeSame, false)
 }
 
-// fanout sends req to every server and merges the replies.
+// fanout sends req to every server and merges the replies. Read-only
+// figures (DBSIZE, KEYS, RANDOMKEY) skip ejected servers, which hold no
+// keys now.
 func (rc *respCodec) fanout(cl *client, req *resp.Request, cmd *resp.Command) {
+	skip := cmd.Merge == resp.MergeSum || cmd.Merge == resp.MergeConcat || cmd.Merge == resp.MergeAnyNonNull
+	rc.fanoutTo(cl, req, cmd.Merge, skip)
+}
+
+// fanoutTo sends req to every server (but ejected ones when skipEjected)
+// and merges the replies as merge says.
+func (rc *respCodec) fanoutTo(cl *client, req *resp.Request, merge resp.Merge, skipEjected bool) {
 	l := cl.l
 	parent := l.newRequest()
 	parent.class = ClassFanout
-	parent.merge = cmd.Merge
+	parent.merge = merge
 	cl.push(parent)
 	for s := range rc.pr.cfg.Servers {
-		if cmd.Merge == resp.MergeSum || cmd.Merge == resp.MergeConcat || cmd.Merge == resp.MergeAnyNonNull {
-			// Read-only figures: an ejected server holds no keys now.
-			if rc.pr.health.State(s) == pool.StateEjected {
-				continue
-			}
+		if skipEjected && rc.pr.health.State(s) == pool.StateEjected {
+			continue
 		}
 		f := l.newRequest()
 		f.parent = parent
@@ -495,7 +487,7 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	if r.parent != nil {
 		r.failed = rep.Type == '-'
 		r.reply = append(r.reply[:0], buf[:n]...)
-		rc.fragmentDone(r)
+		fragmentDone(r, rc)
 		return n, nil
 	}
 	if r.merge == resp.MergeScan && rep.Type == '*' {
@@ -553,25 +545,10 @@ func (rc *respCodec) fail(r *request, msg string) {
 	}
 	if r.parent != nil {
 		r.failed = true
-		rc.fragmentDone(r)
+		fragmentDone(r, rc)
 		return
 	}
-	if r.cl != nil {
-		r.cl.l.stats.errors.Add(1)
-		r.cl.l.pools[rc.pr.idx].errors[r.class].Add(1)
-		r.cl.complete(r)
-	} else {
-		r.done = true
-	}
-}
-
-func (rc *respCodec) fragmentDone(f *request) {
-	f.done = true
-	p := f.parent
-	p.pending--
-	if p.pending == 0 {
-		rc.merge(p)
-	}
+	finishFailed(r, rc.pr)
 }
 
 // merge builds a split or fanned-out request's reply from its fragments.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
@@ -21,15 +22,15 @@ func TestReviewLostBackendRequestRecycledOnce(t *testing.T) {
 	pool.Timeout = 5 * time.Second
 	pool.AutoEjectHosts = false
 	pool.Servers = []config.Server{{Name: "echo", Addr: echoMemcached(t), Network: "tcp", Weight: 1}}
-	startProxy(t, proxy.Options{Loops: 1}, pool)
-	c := dial(t, pool.Listen)
-	c.send("get die\r\n")
-	if got := c.line(); !strings.HasPrefix(got, "SERVER_ERROR ") {
+	proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send("get die\r\n")
+	if got := c.Line(); !strings.HasPrefix(got, "SERVER_ERROR ") {
 		t.Fatalf("get die: got %q; want SERVER_ERROR", got)
 	}
-	c.send("get k1\r\nget k2\r\nget k3\r\n")
+	c.Send("get k1\r\nget k2\r\nget k3\r\n")
 	for _, k := range []string{"k1", "k2", "k3"} {
-		c.expect("VALUE "+k+" 0 2\r\n", k+"\r\n", "END\r\n")
+		c.Expect("VALUE "+k+" 0 2\r\n", k+"\r\n", "END\r\n")
 	}
 }
 
@@ -47,11 +48,11 @@ func TestReviewSubscribeToUnreachableServerAnswers(t *testing.T) {
 	pool.Timeout = time.Second
 	pool.AutoEjectHosts = false
 	pool.Servers = []config.Server{{Name: "gone", Addr: deadAddr(t), Network: "tcp", Weight: 1}}
-	startProxy(t, proxy.Options{Loops: 1}, pool)
-	c := dial(t, pool.Listen)
-	c.send("*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n")
-	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	l, err := c.r.ReadString('\n')
+	proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send("*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n")
+	_ = c.C.SetReadDeadline(time.Now().Add(10 * time.Second))
+	l, err := c.R.ReadString('\n')
 	if err != nil && !strings.Contains(err.Error(), "EOF") && !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("SUBSCRIBE to an unreachable server: got %q, %v; want an -ERR reply or the connection closed", l, err)
 	}
@@ -65,62 +66,41 @@ func TestReviewSubscribeToUnreachableServerAnswers(t *testing.T) {
 // applied); a command whose first argument is "die" closes the connection.
 func fakeRedis(t *testing.T, applied *int64, mu *sync.Mutex) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return proxytest.FakeServer(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		inMulti, queued := false, 0
 		for {
-			c, err := l.Accept()
+			args, err := readCommand(r)
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				r := bufio.NewReader(c)
-				inMulti, queued := false, 0
-				for {
-					args, err := readCommand(r)
-					if err != nil {
-						return
-					}
-					var reply string
-					switch cmd := strings.ToUpper(args[0]); {
-					case len(args) > 1 && args[1] == "die":
-						return
-					case cmd == "PING":
-						reply = "+PONG\r\n"
-					case cmd == "MULTI":
-						inMulti, queued, reply = true, 0, "+OK\r\n"
-					case cmd == "EXEC" && inMulti:
-						reply = fmt.Sprintf("*%d\r\n%s", queued, strings.Repeat("+OK\r\n", queued))
-						inMulti = false
-					case cmd == "EXEC":
-						reply = "-ERR EXEC without MULTI\r\n"
-					case inMulti:
-						queued++
-						reply = "+QUEUED\r\n"
-					default:
-						mu.Lock()
-						*applied++
-						mu.Unlock()
-						reply = "+OK\r\n"
-					}
-					if _, err := c.Write([]byte(reply)); err != nil {
-						return
-					}
-				}
-			}()
+			var reply string
+			switch cmd := strings.ToUpper(args[0]); {
+			case len(args) > 1 && args[1] == "die":
+				return
+			case cmd == "PING":
+				reply = "+PONG\r\n"
+			case cmd == "MULTI":
+				inMulti, queued, reply = true, 0, "+OK\r\n"
+			case cmd == "EXEC" && inMulti:
+				reply = fmt.Sprintf("*%d\r\n%s", queued, strings.Repeat("+OK\r\n", queued))
+				inMulti = false
+			case cmd == "EXEC":
+				reply = "-ERR EXEC without MULTI\r\n"
+			case inMulti:
+				queued++
+				reply = "+QUEUED\r\n"
+			default:
+				mu.Lock()
+				*applied++
+				mu.Unlock()
+				reply = "+OK\r\n"
+			}
+			if _, err := c.Write([]byte(reply)); err != nil {
+				return
+			}
 		}
-	}()
-	return l.Addr().String()
+	})
 }
 
 // readCommand reads one RESP array of bulk strings.
@@ -171,17 +151,17 @@ func TestReviewTransactionConnectionLostDoesNotRunCommandsOutsideMulti(t *testin
 	pool.Timeout = 5 * time.Second
 	pool.AutoEjectHosts = false
 	pool.Servers = []config.Server{{Name: "fake", Addr: fakeRedis(t, &applied, &mu), Network: "tcp", Weight: 1}}
-	startProxy(t, proxy.Options{Loops: 1}, pool)
-	c := dial(t, pool.Listen)
-	c.send(respCmd("MULTI") + respCmd("SET", "a", "1"))
-	c.expect("+OK\r\n", "+QUEUED\r\n")
-	c.send(respCmd("SET", "die", "1"))
-	if got := c.line(); !strings.HasPrefix(got, "-ERR ") {
+	proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send(respCmd("MULTI") + respCmd("SET", "a", "1"))
+	c.Expect("+OK\r\n", "+QUEUED\r\n")
+	c.Send(respCmd("SET", "die", "1"))
+	if got := c.Line(); !strings.HasPrefix(got, "-ERR ") {
 		t.Fatalf("command on a lost connection: got %q; want -ERR", got)
 	}
-	c.send(respCmd("SET", "b", "2"))
-	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := c.r.ReadString('\n')
+	c.Send(respCmd("SET", "b", "2"))
+	_ = c.C.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := c.R.ReadString('\n')
 	if err == nil && got == "+OK\r\n" {
 		t.Errorf("SET inside MULTI after the connection was lost: got %q; want +QUEUED, an error or the connection closed", got)
 	}
@@ -196,10 +176,10 @@ func TestReviewTransactionConnectionLostDoesNotRunCommandsOutsideMulti(t *testin
 // confirmation before the answer to the PING pipelined after it.
 func TestReviewSubscribeThenPingInOrder(t *testing.T) {
 	rd := testserver.Redis(t)
-	pool := redisPool(t, "r", rd)
-	startProxy(t, proxy.Options{Loops: 1}, pool)
-	c := dial(t, pool.Listen)
-	c.send(respCmd("SUBSCRIBE", "ch") + respCmd("PING"))
-	c.expect("*3\r\n", "$9\r\n", "subscribe\r\n", "$2\r\n", "ch\r\n", ":1\r\n")
-	c.expect("*2\r\n", "$4\r\n", "pong\r\n", "$0\r\n", "\r\n")
+	pool := proxytest.RedisPool(t, "r", rd)
+	proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send(respCmd("SUBSCRIBE", "ch") + respCmd("PING"))
+	c.Expect("*3\r\n", "$9\r\n", "subscribe\r\n", "$2\r\n", "ch\r\n", ":1\r\n")
+	c.Expect("*2\r\n", "$4\r\n", "pong\r\n", "$0\r\n", "\r\n")
 }

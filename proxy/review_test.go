@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
@@ -18,52 +18,31 @@ import (
 // value, "get die" closes the connection without answering.
 func echoMemcached(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return proxytest.FakeServer(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					f := strings.Fields(line)
-					if len(f) < 2 || f[0] != "get" {
-						_, _ = fmt.Fprint(c, "ERROR\r\n")
-						continue
-					}
-					var out strings.Builder
-					for _, k := range f[1:] {
-						if k == "die" {
-							return
-						}
-						fmt.Fprintf(&out, "VALUE %s 0 %d\r\n%s\r\n", k, len(k), k)
-					}
-					out.WriteString("END\r\n")
-					if _, err := fmt.Fprint(c, out.String()); err != nil {
-						return
-					}
+			f := strings.Fields(line)
+			if len(f) < 2 || f[0] != "get" {
+				_, _ = fmt.Fprint(c, "ERROR\r\n")
+				continue
+			}
+			var out strings.Builder
+			for _, k := range f[1:] {
+				if k == "die" {
+					return
 				}
-			}()
+				fmt.Fprintf(&out, "VALUE %s 0 %d\r\n%s\r\n", k, len(k), k)
+			}
+			out.WriteString("END\r\n")
+			if _, err := fmt.Fprint(c, out.String()); err != nil {
+				return
+			}
 		}
-	}()
-	return l.Addr().String()
+	})
 }
 
 // A client that closes with multi-get fragments in flight leaves them
@@ -78,20 +57,20 @@ func TestReviewOrphanedFragmentsRecycledSafely(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		pool.Servers = append(pool.Servers, config.Server{Name: fmt.Sprintf("e%d", i), Addr: echoMemcached(t), Network: "tcp", Weight: 1})
 	}
-	startProxy(t, proxy.Options{Loops: 1}, pool)
+	proxytest.Start(t, proxy.Options{Loops: 1}, pool)
 	var keys []string
 	for i := 0; i < 20; i++ {
 		keys = append(keys, fmt.Sprintf("key%02d", i))
 	}
 	multi := "get " + strings.Join(keys, " ") + "\r\n"
 	for round := 0; round < 20; round++ {
-		gone := dial(t, pool.Listen)
-		gone.send(strings.Repeat(multi, 10))
-		gone.c.Close()
-		c := dial(t, pool.Listen)
-		c.send(multi + "get solo\r\n" + multi)
+		gone := proxytest.Dial(t, pool.Listen)
+		gone.Send(strings.Repeat(multi, 10))
+		gone.C.Close()
+		c := proxytest.Dial(t, pool.Listen)
+		c.Send(multi + "get solo\r\n" + multi)
 		for _, want := range [][]string{keys, {"solo"}, keys} {
-			order, vals := c.readGet()
+			order, vals := c.ReadGet()
 			if got := strings.Join(order, " "); got != strings.Join(want, " ") {
 				t.Fatalf("round %d: got keys %q; want %q", round, got, strings.Join(want, " "))
 			}
@@ -101,6 +80,6 @@ func TestReviewOrphanedFragmentsRecycledSafely(t *testing.T) {
 				}
 			}
 		}
-		c.c.Close()
+		c.C.Close()
 	}
 }
