@@ -259,6 +259,7 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 			f.mc = header(req)
 			f.server = s
 			f.class = ClassMulti
+			f.read = req.Cmd == memcache.CmdGet
 			parent.frags = append(parent.frags, f)
 			if len(sc.fragIdx) <= fi {
 				sc.fragIdx = append(sc.fragIdx, nil)
@@ -269,7 +270,7 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 		parent.keyFrag = append(parent.keyFrag, fi)
 		parent.frags[fi].nkeys++
 	}
-	m.sendFragments(cl, parent, func(b *backend, fi int) {
+	sendFragments(cl, m.pr, parent, func(b *backend, fi int) {
 		b.wbuf = req.AppendMultiGet(b.wbuf, sc.fragIdx[fi])
 	})
 }
@@ -291,36 +292,9 @@ func (m *memcacheCodec) forwardAll(cl *client, req *memcache.Request) {
 		f.server = s
 		parent.frags = append(parent.frags, f)
 	}
-	m.sendFragments(cl, parent, func(b *backend, _ int) {
+	sendFragments(cl, m.pr, parent, func(b *backend, _ int) {
 		b.wbuf = req.AppendForward(b.wbuf)
 	})
-}
-
-// sendFragments queues each of parent's fragments on its server.
-func (m *memcacheCodec) sendFragments(cl *client, parent *request, write func(b *backend, fi int)) {
-	parent.pending = len(parent.frags)
-	cl.l.stats.fragments.Add(int64(len(parent.frags)))
-	cl.l.pools[m.pr.idx].fragments.Add(int64(len(parent.frags)))
-	if parent.pending == 0 {
-		m.merge(parent)
-		return
-	}
-	// Fail fast after queuing everything, so a synchronous merge sees
-	// every fragment.
-	for fi, f := range parent.frags {
-		b := cl.l.backendFor(m.pr, f.server, cl.id)
-		if f.mc.Cmd == memcache.CmdGet {
-			b = cl.l.readBackendFor(m.pr, f.server, cl.id)
-		}
-		if !b.usable() {
-			b.unavailable()
-			m.fail(f, "server "+b.name()+" unavailable")
-			continue
-		}
-		n := len(b.wbuf)
-		write(b, fi)
-		b.enqueue(f, len(b.wbuf)-n)
-	}
 }
 
 // reply frames a backend reply for r and delivers it.

@@ -452,20 +452,8 @@ func TestMemcacheNutcrackerInterop(t *testing.T) {
 		fmt.Fprintf(&servers, "   - %s:1 server%d\n", m.Addr, i+1)
 	}
 	conf := fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  hash: fnv1a_64\n  distribution: ketama\n  servers:\n%s", ncPort, servers.String())
-	nc := testserver.Nutcracker(t, conf, fmt.Sprintf("127.0.0.1:%d", ncPort))
-	// cacheproxy loads the very same file, then listens on another port.
-	file := filepath.Join(t.TempDir(), "nutcracker.yml")
-	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := config.Load(file)
-	if err != nil {
-		t.Fatalf("load nutcracker.yml: %v", err)
-	}
-	pool := cfg.Pools[0]
-	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
-	proxytest.Start(t, proxy.Options{}, pool)
-	a, b := proxytest.Dial(t, nc.Addr), proxytest.Dial(t, pool.Listen)
+	ncAddr, pool := nutcrackerTwin(t, conf, ncPort)
+	a, b := proxytest.Dial(t, ncAddr), proxytest.Dial(t, pool.Listen)
 	for i := 0; i < 300; i++ {
 		k := fmt.Sprintf("nc:%d", i)
 		w, r := a, b
@@ -477,4 +465,24 @@ func TestMemcacheNutcrackerInterop(t *testing.T) {
 		r.Send("get " + k + "\r\n")
 		r.Expect(fmt.Sprintf("VALUE %s 0 %d\r\n", k, len(k)), k+"\r\n", "END\r\n")
 	}
+}
+
+// nutcrackerTwin starts nutcracker on conf (whose one pool listens on
+// ncPort) and a cacheproxy that loads the very same file, listening on
+// another port. It returns nutcracker's address and the proxy's pool.
+func nutcrackerTwin(t *testing.T, conf string, ncPort int) (string, config.Pool) {
+	t.Helper()
+	nc := testserver.Nutcracker(t, conf, fmt.Sprintf("127.0.0.1:%d", ncPort))
+	file := filepath.Join(t.TempDir(), "nutcracker.yml")
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Load(file)
+	if err != nil {
+		t.Fatalf("load nutcracker.yml: %v", err)
+	}
+	pool := cfg.Pools[0]
+	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+	proxytest.Start(t, proxy.Options{}, pool)
+	return nc.Addr, pool
 }

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -468,21 +466,10 @@ func TestRedisNutcrackerInterop(t *testing.T) {
 		fmt.Fprintf(&servers, "   - %s:1 server%d\n", r.Addr, i+1)
 	}
 	conf := fmt.Sprintf("beta:\n  listen: 127.0.0.1:%d\n  redis: true\n  hash: fnv1a_64\n  hash_tag: \"{}\"\n  distribution: ketama\n  servers:\n%s", ncPort, servers.String())
-	nc := testserver.Nutcracker(t, conf, fmt.Sprintf("127.0.0.1:%d", ncPort))
-	file := filepath.Join(t.TempDir(), "nutcracker.yml")
-	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := config.Load(file)
-	if err != nil {
-		t.Fatalf("load nutcracker.yml: %v", err)
-	}
-	pool := cfg.Pools[0]
-	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
-	proxytest.Start(t, proxy.Options{}, pool)
+	ncAddr, pool := nutcrackerTwin(t, conf, ncPort)
 	// nutcracker closes on HELLO and CLIENT SETINFO, which go-redis sends:
 	// talk plain RESP2 to both.
-	a, b := proxytest.Dial(t, nc.Addr), proxytest.Dial(t, pool.Listen)
+	a, b := proxytest.Dial(t, ncAddr), proxytest.Dial(t, pool.Listen)
 	for i := 0; i < 300; i++ {
 		k := fmt.Sprintf("nc:%d", i)
 		if i%7 == 0 {

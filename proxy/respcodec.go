@@ -375,7 +375,7 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 		rs.fragArg[fi] = append(rs.fragArg[fi], req.Args[i:i+step]...)
 		parent.keyFrag = append(parent.keyFrag, fi)
 	}
-	rc.sendFragments(cl, parent, func(b *backend, fi int) {
+	sendFragments(cl, rc.pr, parent, func(b *backend, fi int) {
 		b.wbuf = resp.AppendCommand(b.wbuf, rs.fragArg[fi]...)
 	})
 }
@@ -412,33 +412,9 @@ func (rc *respCodec) fanoutTo(cl *client, req *resp.Request, merge resp.Merge, s
 		f.class = ClassFanout
 		parent.frags = append(parent.frags, f)
 	}
-	rc.sendFragments(cl, parent, func(b *backend, _ int) {
+	sendFragments(cl, rc.pr, parent, func(b *backend, _ int) {
 		b.wbuf = req.AppendForward(b.wbuf)
 	})
-}
-
-func (rc *respCodec) sendFragments(cl *client, parent *request, write func(b *backend, fi int)) {
-	parent.pending = len(parent.frags)
-	cl.l.stats.fragments.Add(int64(len(parent.frags)))
-	cl.l.pools[rc.pr.idx].fragments.Add(int64(len(parent.frags)))
-	if parent.pending == 0 {
-		rc.merge(parent)
-		return
-	}
-	for fi, f := range parent.frags {
-		b := cl.l.backendFor(rc.pr, f.server, cl.id)
-		if f.read {
-			b = cl.l.readBackendFor(rc.pr, f.server, cl.id)
-		}
-		if !b.usable() {
-			b.unavailable()
-			rc.fail(f, "server "+b.name()+" unavailable")
-			continue
-		}
-		n := len(b.wbuf)
-		write(b, fi)
-		b.enqueue(f, len(b.wbuf)-n)
-	}
 }
 
 // scan runs SCAN on one server at a time; the client's cursor carries the

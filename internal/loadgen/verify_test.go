@@ -7,7 +7,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,41 +87,7 @@ func (s *sequential) Prob(int) float64    { return 1 / float64(s.n) }
 // returns its address; it stops in the test's cleanup.
 func fakeMemcached(t *testing.T, mode string, ks *keyspace, n int) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serveFake(c, mode, ks, n)
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return testserver.FakeServer(t, func(c net.Conn) { serveFake(c, mode, ks, n) })
 }
 
 func serveFake(c net.Conn, mode string, ks *keyspace, n int) {
