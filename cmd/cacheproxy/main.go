@@ -61,6 +61,9 @@ type options struct {
 	admin     string
 	route     string
 	routeSet  bool
+	logFile   string
+	pidFile   string
+	daemonize bool
 	statsSet  bool
 	adminSet  bool
 }
@@ -75,6 +78,10 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 	fs.IntVarP(&o.statsPort, "stats-port", "s", defaultStatsPort, "serve twemproxy-compatible JSON stats on this TCP port")
 	fs.StringVarP(&o.statsAddr, "stats-addr", "a", defaultStatsAddr, "address for the JSON stats (twemproxy's default is 0.0.0.0)")
 	fs.IntP("stats-interval", "i", 30000, "accepted for twemproxy compatibility; stats are live at each connection")
+	fs.StringVarP(&o.logFile, "output", "o", "", "write the log to this file instead of stderr (as nutcracker -o)")
+	fs.StringVarP(&o.pidFile, "pid-file", "p", "", "write the process id to this file (as nutcracker -p)")
+	fs.IntP("mbuf-size", "m", 16384, "accepted for twemproxy compatibility; buffers are sized per connection")
+	fs.BoolVarP(&o.daemonize, "daemonize", "d", false, "not supported: run under a supervisor (systemd, a container) instead")
 	fs.IntVarP(&o.verbose, "verbose", "v", 5, "log level, twemproxy's scale: <=3 errors, 4 warnings, 5-6 info, >=7 debug")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.StringVar(&o.admin, "admin", "", "admin HTTP address (/metrics, /healthz, /readyz, /debug/pprof/); overrides admin.listen")
@@ -118,6 +125,10 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 	o.routeSet = fs.Changed("route")
 	o.statsSet = v.IsSet("stats-port") || v.IsSet("stats-addr")
 	o.adminSet = v.IsSet("admin")
+	if o.daemonize {
+		fmt.Fprintln(stderr, "cacheproxy: -d (daemonize) is not supported: run cacheproxy in the foreground under a supervisor (deploy/systemd/cacheproxy.service)")
+		return o, exitUsage, false
+	}
 	if o.testConf && o.routeSet {
 		fmt.Fprintln(stderr, "cacheproxy: -t and --route do not go together")
 		return o, exitUsage, false
@@ -165,7 +176,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(o.verbose)}))
+	logOut := stderr
+	if o.logFile != "" {
+		f, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintf(stderr, "cacheproxy: log file: %v\n", err)
+			return exitFailed
+		}
+		defer f.Close()
+		logOut = f
+	}
+	if o.pidFile != "" {
+		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			fmt.Fprintf(stderr, "cacheproxy: pid file: %v\n", err)
+			return exitFailed
+		}
+		defer os.Remove(o.pidFile)
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: logLevel(o.verbose)}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("starting", "version", version(), "config", cfg.File, "pools", len(cfg.Pools))

@@ -138,7 +138,9 @@ func TestRun(t *testing.T) {
 
 		{name: "version", args: []string{"-V"}, code: 0, stdoutHas: "cacheproxy ", stderr: ""},
 		{name: "help", args: []string{"--help"}, code: 0, stdout: "", stderrHas: "--route string"},
-		{name: "unknown flag", args: []string{"-d"}, code: 2, stdout: "", stderrHas: "cacheproxy: unknown shorthand flag: 'd' in -d\nUsage: cacheproxy"},
+		{name: "unknown flag", args: []string{"-x"}, code: 2, stdout: "", stderrHas: "cacheproxy: unknown shorthand flag: 'x' in -x\nUsage: cacheproxy"},
+		{name: "daemonize refused", args: []string{"-d", "-c", placement}, code: 2, stdout: "", stderrHas: "-d (daemonize) is not supported"},
+		{name: "nutcracker -m accepted", args: []string{"-t", "-m", "512", "-c", placement}, code: 0, stdoutHas: "syntax is ok"},
 		{name: "stray argument", args: []string{"-c", placement, "extra"}, code: 2, stdout: "", stderrHas: "cacheproxy: unexpected argument \"extra\"\n"},
 		{name: "-t with --route", args: []string{"-t", "--route", "k", "-c", placement}, code: 2, stdout: "",
 			stderr: "cacheproxy: -t and --route do not go together\n"},
