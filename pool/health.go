@@ -115,13 +115,15 @@ func NewHealth(cfg HealthConfig) *Health {
 	}
 }
 
-// Failure records a failed request, connect or timeout on server i.
+// Failure records a failed request, connect or timeout on server i. The
+// first failure after a success logs "server down" once.
 func (h *Health) Failure(i int) {
 	s := &h.servers[i]
 	s.total.Add(1)
 	n := s.failures.Add(1)
-	if State(s.state.Load()) == StateUp {
-		s.state.CompareAndSwap(int32(StateUp), int32(StateFailing))
+	if State(s.state.Load()) == StateUp && s.state.CompareAndSwap(int32(StateUp), int32(StateFailing)) {
+		h.cfg.Logger.Warn("server down", "server", h.name(i), "failure_limit", h.cfg.FailureLimit,
+			"auto_eject", h.cfg.AutoEject)
 	}
 	if h.cfg.AutoEject && n >= int64(h.cfg.FailureLimit) && State(s.state.Load()) != StateEjected {
 		h.wake()
@@ -129,14 +131,15 @@ func (h *Health) Failure(i int) {
 }
 
 // Success records a reply from server i. It is cheap when the server was
-// already healthy (one atomic load).
+// already healthy (one atomic load); a server that was failing logs "server
+// up" once.
 func (h *Health) Success(i int) {
 	s := &h.servers[i]
 	if s.failures.Load() != 0 {
 		s.failures.Store(0)
 	}
-	if State(s.state.Load()) == StateFailing {
-		s.state.CompareAndSwap(int32(StateFailing), int32(StateUp))
+	if State(s.state.Load()) == StateFailing && s.state.CompareAndSwap(int32(StateFailing), int32(StateUp)) {
+		h.cfg.Logger.Info("server up", "server", h.name(i))
 	}
 }
 
