@@ -46,6 +46,7 @@ type backend struct {
 
 	fifo  pool.Queue[*request]
 	wbuf  []byte
+	rbuf  []byte // a partial reply carried between reads
 	dirty bool
 
 	// owner is the client a dedicated connection belongs to (nil for the
@@ -239,6 +240,14 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	buf, _ := c.Peek(-1)
+	own := len(b.rbuf) > 0
+	if own {
+		// A partial reply is waiting in rbuf: add to it rather than have
+		// gnet copy everything buffered into one slice on every read.
+		b.rbuf = append(b.rbuf, buf...)
+		_, _ = c.Discard(len(buf))
+		buf = b.rbuf
+	}
 	off := 0
 	for off < len(buf) {
 		r, ok := b.fifo.Front()
@@ -276,8 +285,18 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 		off += n
 		b.l.release(r)
 	}
+	if own {
+		b.rbuf = b.rbuf[:copy(b.rbuf, b.rbuf[off:])]
+		if len(b.rbuf) == 0 && cap(b.rbuf) > 1<<20 {
+			b.rbuf = nil // don't keep a large reply's buffer
+		}
+	} else {
+		if off < len(buf) {
+			b.rbuf = append(b.rbuf[:0], buf[off:]...) // keep the partial reply ourselves
+		}
+		_, _ = c.Discard(len(buf))
+	}
 	if off > 0 {
-		_, _ = c.Discard(off)
 		b.success()
 	}
 	b.l.flushClients()
@@ -350,6 +369,7 @@ func (b *backend) detach(c gnet.Conn) {
 	}
 	b.connected.Store(false)
 	b.wbuf = b.wbuf[:0]
+	b.rbuf = b.rbuf[:0]
 }
 
 // sweep fails everything on b if its oldest request is older than timeout.

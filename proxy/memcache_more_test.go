@@ -173,3 +173,34 @@ func TestMemcacheQuitClosesAfterOwedReplies(t *testing.T) {
 		t.Fatalf("after quit: got %q, %v; want EOF", l, err)
 	}
 }
+
+// TestMemcacheLargeValuesAcrossReads moves values far larger than one read
+// through the proxy in both directions, pipelined.
+func TestMemcacheLargeValuesAcrossReads(t *testing.T) {
+	mcs := threeMemcached(t)
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	vals := map[string]string{}
+	var keys []string
+	for i := 0; i < 6; i++ {
+		k := fmt.Sprintf("big%d", i)
+		v := strings.Repeat(string(rune('a'+i)), 900_000+i*1000)
+		vals[k] = v
+		keys = append(keys, k)
+		c.Send(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", k, len(v), v))
+	}
+	for range keys {
+		c.Expect("STORED\r\n")
+	}
+	c.Send("get " + strings.Join(keys, " ") + "\r\n")
+	order, got := c.ReadGet()
+	if strings.Join(order, " ") != strings.Join(keys, " ") {
+		t.Fatalf("order %v; want %v", order, keys)
+	}
+	for k, v := range vals {
+		if got[k] != v {
+			t.Fatalf("%s: got %d bytes; want %d", k, len(got[k]), len(v))
+		}
+	}
+}
