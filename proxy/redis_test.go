@@ -504,3 +504,36 @@ func TestRedisKeyLengthLimit(t *testing.T) {
 		t.Fatalf("SET with a 16-byte key: %v", err)
 	}
 }
+
+func TestRedisInfoSumsKeyspace(t *testing.T) {
+	rs := threeRedis(t)
+	pool := proxytest.RedisPool(t, "r", rs...)
+	proxytest.Start(t, proxy.Options{}, pool)
+	ctx := context.Background()
+	c := goRedis(t, pool.Listen)
+	for i := 0; i < 30; i++ {
+		if err := c.Set(ctx, "ks:"+strconv.Itoa(i), "x", time.Duration(0)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Set(ctx, "ttl", "x", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# Server\r\n", "redis_version:", "loading:0\r\n", "# Proxy\r\n", "# Keyspace\r\ndb0:keys=31,expires=1,"} {
+		if !strings.Contains(info, want) {
+			t.Fatalf("INFO lacks %q:\n%s", want, info)
+		}
+	}
+	ks, err := c.Info(ctx, "keyspace").Result()
+	if err != nil || strings.Contains(ks, "# Server") || !strings.Contains(ks, "db0:keys=31,") {
+		t.Fatalf("INFO keyspace: %v\n%s", err, ks)
+	}
+	srv, err := c.Info(ctx, "server").Result()
+	if err != nil || strings.Contains(srv, "# Keyspace") || !strings.Contains(srv, "redis_version:") {
+		t.Fatalf("INFO server: %v\n%s", err, srv)
+	}
+}

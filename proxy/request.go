@@ -32,6 +32,7 @@ type request struct {
 	internal  bool       // sent by the proxy itself (connection handshake); reply checked and dropped
 	dedicated bool       // sent on a client's own connection
 	merge     resp.Merge // how fragment replies combine (Redis)
+	info      int        // Redis INFO: the sections asked for
 
 	// memcached
 	mc memcache.Request // Cmd, Noreply, Quiet and friends; slices cleared

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"crypto/subtle"
 	"errors"
 	"strconv"
@@ -547,7 +549,7 @@ func (rc *respCodec) merge(p *request) {
 	switch {
 	case len(p.frags) == 0:
 		p.reply = resp.AppendError(p.reply, "ERR no server available")
-	case firstErr != nil && p.merge != resp.MergeAnyNonNull:
+	case firstErr != nil && p.merge != resp.MergeAnyNonNull && p.merge != mergeInfo:
 		p.reply = append(p.reply, firstErr...)
 		cl.l.pools[rc.pr.idx].errors[p.class].Add(1)
 	default:
@@ -629,6 +631,11 @@ func (rc *respCodec) mergeOK(cl *client, p *request) {
 			}
 		}
 		p.reply = resp.AppendNullBulk(p.reply)
+	case mergeInfo:
+		var sb strings.Builder
+		sb.WriteString(rc.infoText(cl, p.info))
+		mergeKeyspace(&sb, p.frags)
+		p.reply = resp.AppendBulkString(p.reply, sb.String())
 	default: // MergeSame and anything else: the first reply
 		p.reply = append(p.reply, p.frags[0].reply...)
 	}
@@ -687,7 +694,8 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 		b = resp.AppendBulk(b, strconv.AppendInt(nil, now.Unix(), 10))
 		b = resp.AppendBulk(b, strconv.AppendInt(nil, int64(now.Nanosecond()/1000), 10))
 	case "info":
-		b = resp.AppendBulkString(nil, rc.info(cl))
+		rc.infoCommand(cl, args[1:])
+		return
 	case "command":
 		b = resp.AppendCommandAll(nil)
 	case "command|count":
@@ -795,20 +803,156 @@ func (rc *respCodec) hello(cl *client, args [][]byte) []byte {
 	return b
 }
 
-// info answers INFO with what the proxy knows.
-func (rc *respCodec) info(cl *client) string {
+// INFO sections the proxy answers, as bits of request.info.
+const (
+	infoServer = 1 << iota
+	infoClients
+	infoPersistence
+	infoProxy
+	infoKeyspace
+	infoAll = infoServer | infoClients | infoPersistence | infoProxy | infoKeyspace
+)
+
+// mergeInfo is the proxy's own merge kind for INFO: the servers' keyspace
+// lines summed per database, after the proxy's sections.
+const mergeInfo = resp.Merge(255)
+
+// infoCommand answers INFO [section ...]: the server, clients, persistence
+// and proxy sections from the proxy, and a keyspace section summed over
+// every server (fetched with INFO keyspace) when asked for.
+func (rc *respCodec) infoCommand(cl *client, args [][]byte) {
+	want := 0
+	if len(args) == 0 {
+		want = infoAll
+	}
+	for _, a := range args {
+		switch strings.ToLower(string(a)) {
+		case "all", "everything", "default":
+			want |= infoAll
+		case "server":
+			want |= infoServer
+		case "clients":
+			want |= infoClients
+		case "persistence":
+			want |= infoPersistence
+		case "proxy":
+			want |= infoProxy
+		case "keyspace":
+			want |= infoKeyspace
+		}
+	}
+	if want&infoKeyspace == 0 {
+		rc.local(cl, resp.AppendBulkString(nil, rc.infoText(cl, want)))
+		return
+	}
+	l := cl.l
+	parent := l.newRequest()
+	parent.class = ClassLocal
+	parent.merge = mergeInfo
+	parent.info = want
+	cl.push(parent)
+	for s := range rc.pr.cfg.Servers {
+		if rc.pr.health.State(s) == pool.StateEjected {
+			continue
+		}
+		f := l.newRequest()
+		f.parent = parent
+		f.server = s
+		f.class = ClassLocal
+		parent.frags = append(parent.frags, f)
+	}
+	sendFragments(cl, rc.pr, parent, func(b *backend, _ int) {
+		b.wbuf = resp.AppendCommand(b.wbuf, []byte("INFO"), []byte("keyspace"))
+	})
+}
+
+// infoText is the proxy's own INFO sections.
+func (rc *respCodec) infoText(cl *client, want int) string {
 	p := cl.l.p
 	var sb strings.Builder
-	sb.WriteString("# Server\r\nredis_version:" + redisVersion + "\r\nredis_mode:standalone\r\n")
-	sb.WriteString("cacheproxy_version:" + Version + "\r\n")
-	sb.WriteString("uptime_in_seconds:" + strconv.FormatInt(int64(time.Since(p.start).Seconds()), 10) + "\r\n")
-	sb.WriteString("\r\n# Clients\r\nconnected_clients:" + strconv.FormatInt(p.clients.Load(), 10) + "\r\n")
-	sb.WriteString("\r\n# Proxy\r\npool:" + rc.pr.cfg.Name + "\r\nservers:" + strconv.Itoa(len(rc.pr.cfg.Servers)) + "\r\n")
-	for s, srv := range rc.pr.cfg.Servers {
-		sb.WriteString("server" + strconv.Itoa(s) + ":name=" + srv.Name + ",addr=" + srv.Addr + ",state=" +
-			rc.pr.health.State(s).String() + "\r\n")
+	section := func(name string) {
+		if sb.Len() > 0 {
+			sb.WriteString("\r\n")
+		}
+		sb.WriteString("# " + name + "\r\n")
+	}
+	if want&infoServer != 0 {
+		section("Server")
+		sb.WriteString("redis_version:" + redisVersion + "\r\nredis_mode:standalone\r\n")
+		sb.WriteString("cacheproxy_version:" + Version + "\r\n")
+		sb.WriteString("uptime_in_seconds:" + strconv.FormatInt(int64(time.Since(p.start).Seconds()), 10) + "\r\n")
+	}
+	if want&infoClients != 0 {
+		section("Clients")
+		sb.WriteString("connected_clients:" + strconv.FormatInt(p.clients.Load(), 10) + "\r\n")
+	}
+	if want&infoPersistence != 0 {
+		section("Persistence")
+		sb.WriteString("loading:0\r\n") // clients such as ioredis wait while loading is 1
+	}
+	if want&infoProxy != 0 {
+		section("Proxy")
+		sb.WriteString("pool:" + rc.pr.cfg.Name + "\r\nservers:" + strconv.Itoa(len(rc.pr.cfg.Servers)) + "\r\n")
+		for s, srv := range rc.pr.cfg.Servers {
+			sb.WriteString("server" + strconv.Itoa(s) + ":name=" + srv.Name + ",addr=" + srv.Addr + ",state=" +
+				rc.pr.health.State(s).String() + "\r\n")
+		}
 	}
 	return sb.String()
+}
+
+// mergeKeyspace sums the servers' "dbN:keys=K,expires=E,avg_ttl=T" lines
+// per database (avg_ttl: the largest) and appends the keyspace section.
+func mergeKeyspace(sb *strings.Builder, frags []*request) {
+	type dbStat struct{ keys, expires, ttl int64 }
+	dbs := map[int]*dbStat{}
+	for _, f := range frags {
+		_, rep, err := resp.ParseReply(f.reply)
+		if err != nil || rep.Type != '$' {
+			continue
+		}
+		for _, line := range strings.Split(string(rep.Data), "\n") {
+			line = strings.TrimSpace(line)
+			name, rest, ok := strings.Cut(line, ":")
+			if !ok || !strings.HasPrefix(name, "db") {
+				continue
+			}
+			n, err := strconv.Atoi(name[2:])
+			if err != nil {
+				continue
+			}
+			d := dbs[n]
+			if d == nil {
+				d = &dbStat{}
+				dbs[n] = d
+			}
+			for _, kv := range strings.Split(rest, ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				x, _ := strconv.ParseInt(v, 10, 64)
+				switch k {
+				case "keys":
+					d.keys += x
+				case "expires":
+					d.expires += x
+				case "avg_ttl":
+					d.ttl = max(d.ttl, x)
+				}
+			}
+		}
+	}
+	if sb.Len() > 0 {
+		sb.WriteString("\r\n")
+	}
+	sb.WriteString("# Keyspace\r\n")
+	ids := make([]int, 0, len(dbs))
+	for n := range dbs {
+		ids = append(ids, n)
+	}
+	slices.Sort(ids)
+	for _, n := range ids {
+		d := dbs[n]
+		fmt.Fprintf(sb, "db%d:keys=%d,expires=%d,avg_ttl=%d\r\n", n, d.keys, d.expires, d.ttl)
+	}
 }
 
 func (rc *respCodec) pushFrame(buf []byte) (int, error) {
