@@ -2,10 +2,10 @@ package proxy
 
 import (
 	"bytes"
-	"fmt"
-	"slices"
 	"crypto/subtle"
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
