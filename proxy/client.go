@@ -71,8 +71,9 @@ func (cl *client) onTraffic() gnet.Action {
 	if limit := cl.pr.cfg.Limits.MaxClientBuffer; limit > 0 && avail > limit {
 		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
 		cl.l.pools[cl.pr.idx].clientErr.Add(1)
-		cl.closeWith(cl.pr.codec.errorReply(nil, "input buffer limit exceeded"))
-		cl.l.flushClients()
+		cl.l.p.log.Warn("closing client over max_client_buffer", "pool", cl.pr.cfg.Name,
+			"remote", cl.c.RemoteAddr().String(), "buffered", avail, "limit", limit)
+		cl.abort(cl.pr.codec.errorReply(nil, "input buffer limit exceeded"))
 		return gnet.None
 	}
 	if cl.paused || cl.waitIdle || avail == 0 || avail < cl.need {
@@ -208,6 +209,23 @@ func (cl *client) closeWith(reply []byte) {
 	cl.push(r)
 	cl.quitting = true
 	cl.complete(r)
+}
+
+// abort closes the connection now, without waiting for owed replies (they
+// may never come). The error reply is written only when nothing is owed:
+// otherwise the client would take it for the reply to an earlier request.
+func (cl *client) abort(reply []byte) {
+	if cl.closed {
+		return
+	}
+	if cl.fifo.Len() == 0 {
+		cl.out = append(cl.out, reply...)
+	}
+	if len(cl.out) > 0 {
+		_, _ = cl.c.Write(cl.out)
+		cl.out = cl.out[:0]
+	}
+	cl.close()
 }
 
 // close closes the connection now.

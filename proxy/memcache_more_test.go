@@ -204,3 +204,56 @@ func TestMemcacheLargeValuesAcrossReads(t *testing.T) {
 		}
 	}
 }
+
+func TestMemcacheClientLimits(t *testing.T) {
+	mc := testserver.Memcached(t)
+	pool := proxytest.MemcachePool(t, "mc", mc)
+	pool.Limits.MaxClients = 1
+	pool.Limits.MaxClientBuffer = 1 << 20 // must hold the largest request: value + key + 1 KiB
+	pool.Limits.MaxValueSize = 1<<20 - 2048
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	first := proxytest.Dial(t, pool.Listen)
+	first.RoundTrip("version\r\n", "VERSION "+proxy.Version+"\r\n")
+	// A second client is refused with an error and closed.
+	second := proxytest.Dial(t, pool.Listen)
+	if got := second.Line(); got != "SERVER_ERROR too many clients\r\n" {
+		t.Fatalf("client over max_clients: got %q", got)
+	}
+	_ = second.C.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := second.R.ReadString('\n'); err == nil {
+		t.Fatal("client over max_clients not closed")
+	}
+	if got := p.Stats()[0].Rejected[proxy.RejectMaxClients]; got != 1 {
+		t.Fatalf("rejected max_clients = %d; want 1", got)
+	}
+}
+
+// TestMemcacheClientBufferLimit: a client that pipelines more unparsed input
+// than max_client_buffer allows (here: stuck behind max_in_flight on a
+// server that never answers) is closed at once; other clients are not
+// disturbed.
+func TestMemcacheClientBufferLimit(t *testing.T) {
+	pool := config.NewPool("mc", config.ProtocolMemcache)
+	pool.Listen = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+	pool.Limits.MaxInFlight = 1
+	pool.Limits.MaxValueSize = 1024
+	pool.Limits.MaxClientBuffer = 64 << 10
+	pool.Servers = []config.Server{{Name: "stall", Addr: stallServer(t), Network: "tcp", Weight: 1}}
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	other := proxytest.Dial(t, pool.Listen)
+	c := proxytest.Dial(t, pool.Listen)
+	go func() {
+		// Far past the limit; the write may fail once the proxy closes.
+		_, _ = c.C.Write([]byte(strings.Repeat("get k\r\n", 40000)))
+	}()
+	// One get is owed (the server never answers it), so no error reply:
+	// the client would take it for that get's reply. The connection closes.
+	_ = c.C.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if got, err := c.R.ReadString('\n'); err == nil {
+		t.Fatalf("over max_client_buffer: got %q; want the connection closed", got)
+	}
+	other.RoundTrip("version\r\n", "VERSION "+proxy.Version+"\r\n")
+	if n := p.Stats()[0].Rejected[proxy.RejectBuffer]; n != 1 {
+		t.Fatalf("rejected buffer = %d; want 1", n)
+	}
+}
