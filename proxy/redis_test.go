@@ -537,3 +537,47 @@ func TestRedisInfoSumsKeyspace(t *testing.T) {
 		t.Fatalf("INFO server: %v\n%s", err, srv)
 	}
 }
+
+// TestRedisWatchOptimisticLocking runs go-redis's WATCH/MULTI/EXEC helper:
+// the transaction commits when nobody touched the key, and fails when
+// another client changed it in between.
+func TestRedisWatchOptimisticLocking(t *testing.T) {
+	rs := threeRedis(t)
+	pool := proxytest.RedisPool(t, "r", rs...)
+	proxytest.Start(t, proxy.Options{}, pool)
+	ctx := context.Background()
+	c, other := goRedis(t, pool.Listen), goRedis(t, pool.Listen)
+	if err := c.Set(ctx, "balance", "10", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	incr := func(interfere bool) error {
+		return c.Watch(ctx, func(tx *redis.Tx) error {
+			n, err := tx.Get(ctx, "balance").Int()
+			if err != nil {
+				return err
+			}
+			if interfere {
+				if err := other.Set(ctx, "balance", "100", 0).Err(); err != nil {
+					return err
+				}
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, "balance", n+1, 0)
+				return nil
+			})
+			return err
+		}, "balance")
+	}
+	if err := incr(false); err != nil {
+		t.Fatalf("WATCH transaction without interference: %v", err)
+	}
+	if v, _ := c.Get(ctx, "balance").Result(); v != "11" {
+		t.Fatalf("balance after commit: %q; want 11", v)
+	}
+	if err := incr(true); !errors.Is(err, redis.TxFailedErr) {
+		t.Fatalf("WATCH transaction with interference: %v; want redis.TxFailedErr", err)
+	}
+	if v, _ := c.Get(ctx, "balance").Result(); v != "100" {
+		t.Fatalf("balance after aborted transaction: %q; want 100 (the other client's write)", v)
+	}
+}
