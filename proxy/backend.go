@@ -12,6 +12,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/cacheproxy/cacheproxy/pool"
+	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
 
 // backend connection states.
@@ -47,6 +48,9 @@ type backend struct {
 	fifo  pool.Queue[*request]
 	wbuf  []byte
 	rbuf  []byte // a partial reply carried between reads
+	// rstate is how far the Redis codec framed the partial reply at the
+	// start of rbuf, so a huge reply is not walked again on every read.
+	rstate resp.ReplyState
 	dirty bool
 
 	// owner is the client a dedicated connection belongs to (nil for the
@@ -370,6 +374,7 @@ func (b *backend) detach(c gnet.Conn) {
 	b.connected.Store(false)
 	b.wbuf = b.wbuf[:0]
 	b.rbuf = b.rbuf[:0]
+	b.rstate.Reset()
 }
 
 // sweep fails everything on b if its oldest request is older than timeout.

@@ -581,3 +581,33 @@ func TestRedisWatchOptimisticLocking(t *testing.T) {
 		t.Fatalf("balance after aborted transaction: %q; want 100 (the other client's write)", v)
 	}
 }
+
+// TestRedisLargeArrayReply moves a 200,000-element LRANGE reply (several MB,
+// many reads) through the proxy intact.
+func TestRedisLargeArrayReply(t *testing.T) {
+	r := testserver.Redis(t)
+	pool := proxytest.RedisPool(t, "r", r)
+	proxytest.Start(t, proxy.Options{}, pool)
+	ctx := context.Background()
+	c := goRedis(t, pool.Listen)
+	const n = 200_000
+	items := make([]any, 0, 1000)
+	for i := 0; i < n; i += 1000 {
+		items = items[:0]
+		for j := i; j < i+1000; j++ {
+			items = append(items, fmt.Sprintf("item-%06d", j))
+		}
+		if err := c.RPush(ctx, "big", items...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := c.LRange(ctx, "big", 0, -1).Result()
+	if err != nil || len(got) != n {
+		t.Fatalf("LRANGE: %d items, %v; want %d", len(got), err, n)
+	}
+	for i := 0; i < n; i += 9973 {
+		if want := fmt.Sprintf("item-%06d", i); got[i] != want {
+			t.Fatalf("item %d: %q; want %q", i, got[i], want)
+		}
+	}
+}

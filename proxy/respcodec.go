@@ -451,7 +451,9 @@ func (rc *respCodec) scan(cl *client, req *resp.Request) {
 
 // reply frames a backend reply for r and delivers it.
 func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
-	n, rep, err := resp.ParseReply(buf)
+	// An incomplete reply is always carried over to the start of the next
+	// buffer (backend.onTraffic), so the framing state stays valid.
+	n, rep, err := resp.ParseReplyResume(buf, &b.rstate)
 	if err != nil || n == 0 {
 		return n, err
 	}

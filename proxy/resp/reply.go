@@ -40,27 +40,67 @@ const maxAggregate = math.MaxInt32
 // count of pending elements, so depth costs neither stack nor memory. It
 // does not allocate.
 func ParseReply(buf []byte) (n int, rep Reply, err error) {
-	pending := 1
-	pos := 0
-	top := true
+	var st ReplyState
+	return ParseReplyResume(buf, &st)
+}
+
+// ReplyState carries an incomplete ParseReplyResume over to the next call.
+// The zero value starts a new reply.
+type ReplyState struct {
+	pos     int   // where the next element starts
+	pending int   // elements still to frame; 0 before the first call
+	top     Reply // the top-level reply, once framed (Data cleared)
+}
+
+// Reset forgets a partial reply (the connection was lost, say).
+func (st *ReplyState) Reset() { *st = ReplyState{} }
+
+// ParseReplyResume is ParseReply for a reply that arrives in pieces: when
+// buf holds only part of a reply it returns 0 and remembers in st how far it
+// framed, so the next call, given the same bytes with more appended, goes on
+// from there instead of walking every element again (a reply with a million
+// elements arriving over many reads is framed in linear time). st is reset
+// when a reply is complete or malformed.
+func ParseReplyResume(buf []byte, st *ReplyState) (n int, rep Reply, err error) {
+	pending, pos, top := st.pending, st.pos, false
+	if pending == 0 {
+		pending, pos, top = 1, 0, true
+	} else {
+		rep = st.top
+	}
+	// save records progress up to the last complete element.
+	save := func() (int, Reply, error) {
+		if top {
+			*st = ReplyState{} // nothing framed yet
+		} else {
+			r := rep
+			r.Data = nil
+			*st = ReplyState{pos: pos, pending: pending, top: r}
+		}
+		return 0, Reply{}, nil
+	}
+	fail := func(format string, a ...any) (int, Reply, error) {
+		*st = ReplyState{}
+		return 0, Reply{}, malformed(format, a...)
+	}
 	for pending > 0 {
 		if pos >= len(buf) {
-			return 0, Reply{}, nil
+			return save()
 		}
 		t := buf[pos]
 		i := bytes.IndexByte(buf[pos:], '\r')
 		if i < 0 {
-			return 0, Reply{}, nil
+			return save()
 		}
 		if i == 0 {
-			return 0, Reply{}, malformed("empty line at %d", pos)
+			return fail("empty line at %d", pos)
 		}
 		lineEnd := pos + i
 		if lineEnd+1 >= len(buf) {
-			return 0, Reply{}, nil
+			return save()
 		}
 		if buf[lineEnd+1] != '\n' {
-			return 0, Reply{}, malformed("CR without LF at %d", lineEnd)
+			return fail("CR without LF at %d", lineEnd)
 		}
 		line := buf[pos+1 : lineEnd]
 		next := lineEnd + 2
@@ -69,32 +109,32 @@ func ParseReply(buf []byte) (n int, rep Reply, err error) {
 		case '+', '-', ',', '(':
 		case '_':
 			if len(line) != 0 {
-				return 0, Reply{}, malformed("null with data %q", line)
+				return fail("null with data %q", line)
 			}
 			r.Len = -1
 		case '#':
 			if len(line) != 1 || line[0] != 't' && line[0] != 'f' {
-				return 0, Reply{}, malformed("boolean %q", line)
+				return fail("boolean %q", line)
 			}
 		case ':':
 			v, ok := parseInt(line)
 			if !ok {
-				return 0, Reply{}, malformed("integer %q", line)
+				return fail("integer %q", line)
 			}
 			r.Int = v
 		case '$', '!', '=':
 			l, ok := parseInt(line)
 			if !ok || l < -1 || l == -1 && t != '$' || l > math.MaxInt32 {
-				return 0, Reply{}, malformed("bulk length %q", line)
+				return fail("bulk length %q", line)
 			}
 			r.Len, r.Data = int(l), nil
 			if l >= 0 {
 				end := next + int(l)
 				if end+2 > len(buf) {
-					return 0, Reply{}, nil
+					return save()
 				}
 				if buf[end] != '\r' || buf[end+1] != '\n' {
-					return 0, Reply{}, malformed("bulk not followed by CRLF at %d", end)
+					return fail("bulk not followed by CRLF at %d", end)
 				}
 				r.Data = buf[next:end]
 				next = end + 2
@@ -102,7 +142,7 @@ func ParseReply(buf []byte) (n int, rep Reply, err error) {
 		case '*', '~', '>', '%', '|':
 			l, ok := parseInt(line)
 			if !ok || l < -1 || l == -1 && t != '*' || l > maxAggregate {
-				return 0, Reply{}, malformed("aggregate length %q", line)
+				return fail("aggregate length %q", line)
 			}
 			r.Len, r.Data = int(l), nil
 			if l > 0 {
@@ -115,7 +155,7 @@ func ParseReply(buf []byte) (n int, rep Reply, err error) {
 				pending++ // an attribute precedes the reply it annotates
 			}
 		default:
-			return 0, Reply{}, malformed("unknown type byte %q at %d", t, pos)
+			return fail("unknown type byte %q at %d", t, pos)
 		}
 		pending--
 		if top {
@@ -123,6 +163,7 @@ func ParseReply(buf []byte) (n int, rep Reply, err error) {
 		}
 		pos = next
 	}
+	*st = ReplyState{}
 	return pos, rep, nil
 }
 

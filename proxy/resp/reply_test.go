@@ -162,7 +162,55 @@ func FuzzParseReply(f *testing.F) {
 		if fmt.Sprint(got) != fmt.Sprint(want) || (gotErr == nil) != (wantErr == nil) {
 			t.Fatalf("split: %v %v; whole: %v %v", got, gotErr, want, wantErr)
 		}
+		// The resumable framer, fed the same growing prefixes with one
+		// state, frames the same replies with the same descriptions.
+		var st ReplyState
+		got, gotErr, start = nil, nil, 0
+		for end := 1; end <= len(in); end++ {
+			n, rep, err := ParseReplyResume(in[start:end], &st)
+			if err != nil {
+				gotErr = err
+				break
+			}
+			if n > 0 {
+				_, whole, _ := ParseReply(in[start:end])
+				if n != end-start || rep.Type != whole.Type || rep.Len != whole.Len || rep.Int != whole.Int {
+					t.Fatalf("resume [%d:%d]: %d %+v; whole %+v", start, end, n, rep, whole)
+				}
+				got = append(got, n)
+				start = end
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) || (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("resume: %v %v; whole: %v %v", got, gotErr, want, wantErr)
+		}
 	})
+}
+
+func TestParseReplyResumeLargeArray(t *testing.T) {
+	var in []byte
+	in = AppendArrayHeader(in, 10000)
+	for i := 0; i < 10000; i++ {
+		in = AppendBulkString(in, fmt.Sprintf("element-%d", i))
+	}
+	var st ReplyState
+	for end := 1000; ; end += 1000 {
+		end = min(end, len(in))
+		n, rep, err := ParseReplyResume(in[:end], &st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			if end == len(in) {
+				t.Fatal("whole reply not framed")
+			}
+			continue
+		}
+		if n != len(in) || rep.Type != '*' || rep.Len != 10000 {
+			t.Fatalf("framed %d of %d bytes, %+v", n, len(in), rep)
+		}
+		return
+	}
 }
 
 func BenchmarkParseReplyBulk(b *testing.B) {
