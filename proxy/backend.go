@@ -45,13 +45,13 @@ type backend struct {
 	fails   int    // consecutive connect failures, for backoff
 	retryAt int64  // loop clock; in stateDown, fail fast until then
 
-	fifo  pool.Queue[*request]
-	wbuf  []byte
-	rbuf  []byte // a partial reply carried between reads
+	fifo pool.Queue[*request]
+	wbuf []byte
+	rbuf []byte // a partial reply carried between reads
 	// rstate is how far the Redis codec framed the partial reply at the
 	// start of rbuf, so a huge reply is not walked again on every read.
 	rstate resp.ReplyState
-	dirty bool
+	dirty  bool
 
 	// owner is the client a dedicated connection belongs to (nil for the
 	// loop's shared connections); push marks a pub/sub connection, whose
