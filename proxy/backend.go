@@ -358,7 +358,7 @@ func (b *backend) ownerLost(why string) {
 	if cl == nil || cl.closed {
 		return
 	}
-	if b.push || b.pr.codec.inSession(cl) {
+	if b.pr.codec.inSession(cl) {
 		cl.closeWith(b.pr.codec.errorReply(nil, "server "+b.name()+" "+why))
 	}
 }

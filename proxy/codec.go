@@ -33,7 +33,8 @@ type codec interface {
 	// closeClient releases a closing client's protocol state (dedicated
 	// connections).
 	closeClient(cl *client)
-	// inSession reports whether the client has a transaction open on a
-	// dedicated connection.
+	// inSession reports whether the client's session lives on its
+	// dedicated connections: a transaction (or WATCH) open, or
+	// subscriptions.
 	inSession(cl *client) bool
 }

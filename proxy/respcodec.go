@@ -145,8 +145,13 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 	return off
 }
 
-// reject answers with an error the proxy makes, counting why.
+// reject answers with an error the proxy makes, counting why. Inside MULTI
+// a refused command dooms the transaction: EXEC answers -EXECABORT, as
+// Redis does for a command refused while queueing.
 func (rc *respCodec) reject(cl *client, reply []byte, reason RejectReason) {
+	if t := cl.rs.txn; t != nil && t.inMulti {
+		t.aborted = true
+	}
 	pc := &cl.l.pools[rc.pr.idx]
 	pc.rejected[reason].Add(1)
 	pc.errors[ClassInvalid].Add(1)
@@ -194,7 +199,7 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		rc.reject(cl, resp.AppendError(nil, "NOAUTH Authentication required."), RejectRefused)
 		return
 	}
-	if rs.sub != nil && !rc.allowedSubscribed(cmd.Name) {
+	if rs.sub != nil && rs.sub.count() > 0 && !rc.allowedSubscribed(cmd.Name) {
 		rc.reject(cl, resp.AppendError(nil, "ERR Can't execute '"+cmd.Name+
 			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"), RejectRefused)
 		return
@@ -977,6 +982,9 @@ func isSubscribe(cmd *resp.Command) bool {
 }
 
 func (rc *respCodec) inSession(cl *client) bool {
+	if cl.rs == nil {
+		return false
+	}
 	t := cl.rs.txn
-	return t != nil && (t.multiSent || t.watchFirst)
+	return t != nil && (t.multiSent || t.watchFirst) || cl.rs.sub != nil
 }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"slices"
 	"strings"
 
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
@@ -21,12 +23,22 @@ type txnState struct {
 	watchFirst bool // WATCH pinned the server before MULTI
 }
 
-// pubsubState is a subscribed client's subscriptions.
+// pubsubState is a subscribed client's subscriptions and the (un)subscribe
+// confirmations it is owed, in the order the client asked for them.
 type pubsubState struct {
 	channels map[string]int  // channel -> server (SUBSCRIBE, SSUBSCRIBE)
 	patterns map[string]bool // PSUBSCRIBE, on every server
-	// pattern -> confirmations still expected (one per server)
-	pending map[string]int
+	expect   []*pushExpect   // confirmations owed, oldest first
+}
+
+// pushExpect is one confirmation the client is owed: for a channel, one
+// server's; for a pattern, every server's; for a name the proxy answers
+// itself (unsubscribing from something not subscribed), none.
+type pushExpect struct {
+	kind    string // subscribe, unsubscribe, psubscribe, ... (lower case)
+	name    []byte // nil: "unsubscribe from everything" with nothing to leave
+	waiting []int  // servers that still have to confirm
+	err     []byte // the first error reply a server sent instead
 }
 
 func (ps *pubsubState) count() int { return len(ps.channels) + len(ps.patterns) }
@@ -246,162 +258,187 @@ func (rc *respCodec) allowedSubscribed(name string) bool {
 }
 
 // subscribe handles the SUBSCRIBE family. Confirmations come from the
-// servers (so a client that saw one can rely on the subscription) with the
-// subscription count rewritten to the client's total across servers.
+// servers (so a client that saw one can rely on the subscription), in the
+// order the client named channels, each with the client's subscription count
+// across servers as it stands after that confirmation, as Redis counts.
+// Until every confirmation owed is written, the client's next requests wait
+// (respState.awaitPush), so nothing overtakes them.
 func (rc *respCodec) subscribe(cl *client, req *resp.Request, cmd *resp.Command) {
 	rs := cl.rs
 	if rs.sub == nil {
-		rs.sub = &pubsubState{channels: map[string]int{}, patterns: map[string]bool{}, pending: map[string]int{}}
+		rs.sub = &pubsubState{channels: map[string]int{}, patterns: map[string]bool{}}
 	}
 	ps := rs.sub
 	cl.l.pools[rc.pr.idx].requests[ClassWrite].Add(1)
-	kind := []byte(strings.ToUpper(cmd.Name))
+	kind := strings.ToLower(cmd.Name)
+	wire := []byte(strings.ToUpper(cmd.Name))
 	names := req.Args[1:]
-	switch cmd.Name {
+	all := make([]int, len(rc.pr.cfg.Servers))
+	for i := range all {
+		all[i] = i
+	}
+	switch kind {
 	case "subscribe", "ssubscribe":
 		for _, ch := range names {
-			s := rc.pr.pick(ch)
-			rc.pushSend(cl, s, kind, ch)
+			rc.expectPush(cl, kind, ch, []int{rc.pr.pick(ch)}, wire)
 		}
 	case "psubscribe":
 		for _, pat := range names {
-			ps.pending[string(pat)] += len(rc.pr.cfg.Servers)
-			for s := range rc.pr.cfg.Servers {
-				rc.pushSend(cl, s, kind, pat)
-			}
+			rc.expectPush(cl, kind, pat, all, wire)
 		}
 	case "unsubscribe", "sunsubscribe":
 		if len(names) == 0 {
 			for ch := range ps.channels {
 				names = append(names, []byte(ch))
 			}
+			slices.SortFunc(names, bytes.Compare)
 			if len(names) == 0 {
-				rc.pushLocal(cl, strings.ToLower(string(kind)), nil, ps.count())
-				return
+				rc.expectPush(cl, kind, nil, nil, wire)
 			}
 		}
 		for _, ch := range names {
-			s, ok := ps.channels[string(ch)]
-			if !ok {
-				rc.pushLocal(cl, strings.ToLower(string(kind)), ch, ps.count())
-				continue
+			if s, ok := ps.channels[string(ch)]; ok {
+				rc.expectPush(cl, kind, ch, []int{s}, wire)
+			} else {
+				rc.expectPush(cl, kind, ch, nil, wire)
 			}
-			rc.pushSend(cl, s, kind, ch)
 		}
 	case "punsubscribe":
 		if len(names) == 0 {
 			for p := range ps.patterns {
 				names = append(names, []byte(p))
 			}
+			slices.SortFunc(names, bytes.Compare)
 			if len(names) == 0 {
-				rc.pushLocal(cl, "punsubscribe", nil, ps.count())
-				return
+				rc.expectPush(cl, kind, nil, nil, wire)
 			}
 		}
 		for _, pat := range names {
-			if !ps.patterns[string(pat)] {
-				rc.pushLocal(cl, "punsubscribe", pat, ps.count())
-				continue
-			}
-			ps.pending[string(pat)] += len(rc.pr.cfg.Servers)
-			for s := range rc.pr.cfg.Servers {
-				rc.pushSend(cl, s, kind, pat)
+			if ps.patterns[string(pat)] {
+				rc.expectPush(cl, kind, pat, all, wire)
+			} else {
+				rc.expectPush(cl, kind, pat, nil, wire)
 			}
 		}
 	}
-	if ps.count() == 0 && len(ps.pending) == 0 && cmd.Name != "subscribe" && cmd.Name != "ssubscribe" &&
-		cmd.Name != "psubscribe" {
-		rs.sub = nil
-	}
+	rc.flushPush(cl)
 }
 
-// pushSend sends one (UN)SUBSCRIBE to server s on the client's push connection.
-func (rc *respCodec) pushSend(cl *client, s int, kind, name []byte) {
+// expectPush records a confirmation the client is owed and sends the
+// command to each server in servers (none: the proxy answers it).
+func (rc *respCodec) expectPush(cl *client, kind string, name []byte, servers []int, wire []byte) {
 	if cl.quitting || cl.closed {
 		return
 	}
-	b := rc.dedicatedConn(cl, s, true)
-	if !b.usable() {
-		b.unavailable()
-		cl.closeWith(resp.AppendError(nil, "ERR server "+b.name()+" unavailable for pub/sub"))
-		return
-	}
-	cl.rs.awaitPush++
-	b.wbuf = resp.AppendCommand(b.wbuf, kind, name)
-	if b.state == stateConnected {
-		b.l.markBackend(b)
-	}
-}
-
-// pushLocal writes a subscription confirmation the proxy makes itself.
-func (rc *respCodec) pushLocal(cl *client, kind string, name []byte, count int) {
-	b := resp.AppendArrayHeader(nil, 3)
-	b = resp.AppendBulkString(b, kind)
-	if name == nil {
-		b = resp.AppendNullBulk(b)
-	} else {
-		b = resp.AppendBulk(b, name)
-	}
-	b = resp.AppendInt(b, int64(count))
-	rc.local(cl, b)
-}
-
-// push handles one reply from a push (subscribed) connection.
-func (rc *respCodec) push(b *backend, reply []byte) {
-	cl := b.owner
-	if cl == nil || cl.closed || cl.rs.sub == nil {
-		return
+	e := &pushExpect{kind: kind, waiting: append([]int(nil), servers...)}
+	if name != nil {
+		e.name = append([]byte{}, name...)
 	}
 	ps := cl.rs.sub
-	it := resp.NewElements(reply)
-	if !it.Next() {
+	ps.expect = append(ps.expect, e)
+	cl.rs.awaitPush = len(ps.expect)
+	for _, s := range servers {
+		b := rc.dedicatedConn(cl, s, true)
+		if !b.usable() {
+			b.unavailable()
+			cl.closeWith(resp.AppendError(nil, "ERR server "+b.name()+" unavailable for pub/sub"))
+			return
+		}
+		b.wbuf = resp.AppendCommand(b.wbuf, wire, name)
+		if b.state == stateConnected {
+			b.l.markBackend(b)
+		}
+	}
+}
+
+// push handles one reply from a push (subscribed) connection: a message is
+// passed on as it is; a confirmation, or an error instead of one, settles
+// the oldest confirmation owed that waits for this server.
+func (rc *respCodec) push(b *backend, reply []byte) {
+	cl := b.owner
+	if cl == nil || cl.closed {
 		return
 	}
-	_, k, _ := resp.ParseReply(it.Elem())
-	kind := strings.ToLower(string(k.Data))
-	var name []byte
+	kind := ""
+	it := resp.NewElements(reply)
 	if it.Next() {
-		_, nrep, _ := resp.ParseReply(it.Elem())
-		name = nrep.Data
+		_, k, _ := resp.ParseReply(it.Elem())
+		kind = strings.ToLower(string(k.Data))
 	}
+	isErr := resp.IsError(reply)
 	switch kind {
 	case "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe":
-		if cl.rs.awaitPush > 0 {
-			cl.rs.awaitPush--
+	default:
+		if !isErr {
+			// message, pmessage, smessage: pass on as is.
+			cl.out = append(cl.out, reply...)
+			cl.l.markClient(cl)
+			return
 		}
-		if cl.rs.awaitPush == 0 && cl.waitIdle && cl.fifo.Len() == 0 {
+	}
+	ps := cl.rs.sub
+	if ps == nil {
+		return
+	}
+	for _, e := range ps.expect {
+		if i := slices.Index(e.waiting, b.server); i >= 0 {
+			e.waiting = slices.Delete(e.waiting, i, i+1)
+			if isErr && e.err == nil {
+				e.err = append([]byte{}, reply...)
+			}
+			break
+		}
+	}
+	rc.flushPush(cl)
+}
+
+// flushPush writes the confirmations owed from the head of the queue while
+// they are settled, updating the subscriptions as each one takes effect.
+func (rc *respCodec) flushPush(cl *client) {
+	ps := cl.rs.sub
+	if ps == nil {
+		return
+	}
+	wrote := false
+	for len(ps.expect) > 0 && len(ps.expect[0].waiting) == 0 {
+		e := ps.expect[0]
+		ps.expect[0] = nil
+		ps.expect = ps.expect[1:]
+		wrote = true
+		if e.err != nil {
+			cl.out = append(cl.out, e.err...)
+			continue
+		}
+		switch e.kind {
+		case "subscribe", "ssubscribe":
+			ps.channels[string(e.name)] = rc.pr.pick(e.name)
+		case "unsubscribe", "sunsubscribe":
+			delete(ps.channels, string(e.name))
+		case "psubscribe":
+			ps.patterns[string(e.name)] = true
+		case "punsubscribe":
+			delete(ps.patterns, string(e.name))
+		}
+		out := resp.AppendArrayHeader(cl.out, 3)
+		out = resp.AppendBulkString(out, e.kind)
+		if e.name == nil {
+			out = resp.AppendNullBulk(out)
+		} else {
+			out = resp.AppendBulk(out, e.name)
+		}
+		cl.out = resp.AppendInt(out, int64(ps.count()))
+	}
+	if wrote {
+		cl.l.markClient(cl)
+	}
+	cl.rs.awaitPush = len(ps.expect)
+	if len(ps.expect) == 0 {
+		if ps.count() == 0 {
+			cl.rs.sub = nil // out of subscribed mode, as Redis at count 0
+		}
+		if cl.waitIdle && cl.fifo.Len() == 0 {
 			cl.waitIdle = false
 			_ = cl.c.Wake(nil) // parse what waited for the confirmations
 		}
-	}
-	switch kind {
-	case "subscribe", "ssubscribe":
-		ps.channels[string(name)] = b.server
-	case "unsubscribe", "sunsubscribe":
-		delete(ps.channels, string(name))
-	case "psubscribe", "punsubscribe":
-		key := string(name)
-		ps.pending[key]--
-		if ps.pending[key] > 0 {
-			return // wait for every server
-		}
-		delete(ps.pending, key)
-		if kind == "psubscribe" {
-			ps.patterns[key] = true
-		} else {
-			delete(ps.patterns, key)
-		}
-	default: // message, pmessage, smessage, pong: pass on as is
-		cl.out = append(cl.out, reply...)
-		cl.l.markClient(cl)
-		return
-	}
-	out := resp.AppendArrayHeader(cl.out, 3)
-	out = resp.AppendBulkString(out, kind)
-	out = resp.AppendBulk(out, name)
-	cl.out = resp.AppendInt(out, int64(ps.count()))
-	cl.l.markClient(cl)
-	if ps.count() == 0 && len(ps.pending) == 0 {
-		cl.rs.sub = nil
 	}
 }
