@@ -128,6 +128,12 @@ func (b *backend) unavailable() {
 	b.l.pools[b.pr.idx].forwardError.Add(1)
 }
 
+// refuse fails r at once because b is down.
+func (b *backend) refuse(r *request) {
+	b.unavailable()
+	failRequest(r, b.pr, "server "+b.name()+" unavailable")
+}
+
 // enqueue queues r toward this backend. The caller has appended r's bytes
 // (size of them) to b.wbuf.
 func (b *backend) enqueue(r *request, size int) {
@@ -383,7 +389,6 @@ func (b *backend) sweep(now, timeout int64) {
 	if !ok || now-r.sentAt < timeout {
 		return
 	}
-	b.l.stats.timeouts.Add(1)
 	b.counters.timeouts.Add(int64(b.fifo.Len()))
 	msg := fmt.Sprintf("server %s timed out after %v", b.name(), time.Duration(timeout))
 	if c := b.c; c != nil {
@@ -410,7 +415,7 @@ func (b *backend) failAll(msg string) {
 		// Fail before clearing inFIFO: completing r may pop it from its
 		// client's FIFO, and release must not recycle it until the
 		// backend is done with it too (exactly once, below).
-		b.pr.codec.fail(r, msg)
+		failRequest(r, b.pr, msg)
 		r.inFIFO = false
 		b.l.release(r)
 	}

@@ -106,7 +106,6 @@ func (cl *client) push(r *request) {
 	r.start = cl.l.clock
 	r.inQueue = true
 	cl.fifo.Push(r)
-	cl.l.stats.requests.Add(1)
 }
 
 // full reports whether the in-flight limit is reached.

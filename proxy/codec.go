@@ -14,10 +14,8 @@ type codec interface {
 	// one, delivers it; n is 0 when the reply is incomplete. An error means
 	// the backend's stream can't be trusted any more.
 	reply(b *backend, buf []byte, r *request) (n int, err error)
-	// fail completes r with a backend failure described by msg.
-	fail(r *request, msg string)
 	// merge builds a split or fanned-out request's reply once its last
-	// fragment is done.
+	// fragment is done; p's client is still there.
 	merge(p *request)
 	// errorReply appends a client-visible server error.
 	errorReply(dst []byte, msg string) []byte

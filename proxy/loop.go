@@ -28,21 +28,10 @@ type loop struct {
 
 	clients map[*client]struct{}
 	free    []*request
-	stats   loopStats
 	pools   []poolCounters // per pool, indexed like Proxy.pools
 	// clock is the loop's time in ns since the proxy started, read once at
 	// the start of each callback; request timestamps and latencies use it.
 	clock int64
-}
-
-// loopStats are a loop's counters, read by stats and metrics from other
-// goroutines.
-type loopStats struct {
-	clientsTotal counter
-	requests     counter
-	fragments    counter
-	errors       counter
-	timeouts     counter
 }
 
 func newLoop(p *Proxy, el gnet.EventLoop) *loop {

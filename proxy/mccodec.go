@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/pool"
@@ -80,7 +79,6 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 				} else {
 					reply = memcache.AppendError(nil, memcache.KindClientError, err.Error())
 				}
-				cl.l.stats.errors.Add(1)
 				pc := &cl.l.pools[m.pr.idx]
 				pc.rejected[RejectProtocol].Add(1)
 				pc.errors[ClassInvalid].Add(1)
@@ -132,7 +130,6 @@ func (m *memcacheCodec) reject(cl *client, reply []byte) {
 	pc := &cl.l.pools[m.pr.idx]
 	pc.rejected[reason].Add(1)
 	pc.errors[ClassInvalid].Add(1)
-	cl.l.stats.errors.Add(1)
 	r := cl.l.newRequest()
 	r.class = ClassInvalid
 	r.reply = append(r.reply[:0], reply...)
@@ -192,7 +189,7 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	}
 	cl.push(r)
 	if s < 0 {
-		m.fail(r, "no server available")
+		failRequest(r, m.pr, "no server available")
 		return
 	}
 	b := l.backendFor(m.pr, s, cl.id)
@@ -200,8 +197,7 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		b = l.readBackendFor(m.pr, s, cl.id)
 	}
 	if !b.usable() {
-		b.unavailable()
-		m.fail(r, "server "+b.name()+" unavailable")
+		b.refuse(r)
 		return
 	}
 	n := len(b.wbuf)
@@ -350,19 +346,6 @@ func frontIs(cl *client, r *request) bool {
 	return f == r
 }
 
-// fail completes r with a SERVER_ERROR.
-func (m *memcacheCodec) fail(r *request, msg string) {
-	if r.parent != nil {
-		r.failed = true
-		r.reply = memcache.AppendError(r.reply[:0], memcache.KindServerError, msg)
-		fragmentDone(r, m)
-		return
-	}
-	r.reply = memcache.AppendError(r.reply[:0], memcache.KindServerError, msg)
-	r.silent = r.mc.Noreply
-	finishFailed(r, m.pr)
-}
-
 // merge builds a multi-key or fan-out request's reply from its fragments.
 //
 // get family: values in the order of the requested keys, one END. A
@@ -372,12 +355,6 @@ func (m *memcacheCodec) fail(r *request, msg string) {
 // reply.
 func (m *memcacheCodec) merge(p *request) {
 	cl := p.cl
-	if cl == nil {
-		// Orphaned: nothing to build. The backend releases the request
-		// when its last fragment leaves the FIFO.
-		p.done = true
-		return
-	}
 	p.reply = p.reply[:0]
 	if p.mc.Cmd.Class() == memcache.ClassMultiKey {
 		m.mergeGets(cl, p)
@@ -407,7 +384,6 @@ func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 		}
 	}
 	if allFailed && len(p.frags) > 0 {
-		cl.l.stats.errors.Add(1)
 		cl.l.pools[m.pr.idx].errors[p.class].Add(1)
 		p.reply = append(p.reply, p.frags[0].reply...)
 		return
@@ -445,44 +421,36 @@ func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 // stats answers "stats" with the proxy's own counters.
 func (m *memcacheCodec) stats(cl *client, _ *memcache.Request) []byte {
 	p := cl.l.p
-	var clientsTotal, requests, fragments, errs, timeouts int64
-	p.mu.Lock()
-	for _, l := range p.loops {
-		clientsTotal += l.stats.clientsTotal.Load()
-		requests += l.stats.requests.Load()
-		fragments += l.stats.fragments.Load()
-		errs += l.stats.errors.Load()
-		timeouts += l.stats.timeouts.Load()
+	ps := p.Stats()[m.pr.idx]
+	var requests, errs, timeouts, hits, misses, ejected int64
+	for c := range ps.Requests {
+		requests += ps.Requests[c]
+		errs += ps.Errors[c]
 	}
-	p.mu.Unlock()
-	var b []byte
-	stat := func(name string, v int64) {
-		b = append(b, "STAT "...)
-		b = append(b, name...)
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, v, 10)
-		b = append(b, "\r\n"...)
-	}
-	stat("pid", int64(os.Getpid()))
-	stat("uptime", int64(time.Since(p.start).Seconds()))
-	stat("time", time.Now().Unix())
-	b = append(b, "STAT version "+Version+"\r\n"...)
-	stat("curr_connections", p.clients.Load())
-	stat("total_connections", clientsTotal)
-	stat("cmd_total", requests)
-	stat("fragments", fragments)
-	stat("errors", errs)
-	stat("timeouts", timeouts)
-	stat("servers", int64(len(m.pr.cfg.Servers)))
-	var ejected int64
-	for s := range m.pr.cfg.Servers {
-		if m.pr.health.State(s) == pool.StateEjected {
+	for _, s := range ps.Servers {
+		timeouts += s.Timeouts
+		hits += s.Hits
+		misses += s.Misses
+		if s.State == pool.StateEjected {
 			ejected++
 		}
 	}
-	stat("servers_ejected", ejected)
-	b = append(b, "END\r\n"...)
-	return b
+	u := func(v int64) uint64 { return uint64(max(v, 0)) }
+	b := memcache.AppendStatUint(nil, "pid", uint64(os.Getpid()))
+	b = memcache.AppendStatUint(b, "uptime", uint64(p.Uptime()/time.Second))
+	b = memcache.AppendStatUint(b, "time", uint64(time.Now().Unix()))
+	b = memcache.AppendStat(b, "version", Version)
+	b = memcache.AppendStatUint(b, "curr_connections", u(ps.ClientConnections))
+	b = memcache.AppendStatUint(b, "total_connections", u(ps.ClientConnectionsTotal))
+	b = memcache.AppendStatUint(b, "cmd_total", u(requests))
+	b = memcache.AppendStatUint(b, "get_hits", u(hits))
+	b = memcache.AppendStatUint(b, "get_misses", u(misses))
+	b = memcache.AppendStatUint(b, "fragments", u(ps.Fragments))
+	b = memcache.AppendStatUint(b, "errors", u(errs))
+	b = memcache.AppendStatUint(b, "timeouts", u(timeouts))
+	b = memcache.AppendStatUint(b, "servers", uint64(len(ps.Servers)))
+	b = memcache.AppendStatUint(b, "servers_ejected", u(ejected))
+	return memcache.AppendEnd(b)
 }
 
 // clusterConfig answers "config get cluster" in the ElastiCache discovery

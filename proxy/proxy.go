@@ -349,7 +349,6 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		cl := newClient(l, pr, c, p.nextID.Add(1))
 		c.SetContext(cl)
 		p.clients.Add(1)
-		l.stats.clientsTotal.Add(1)
 		l.pools[pr.idx].clientConns.Add(1)
 		l.pools[pr.idx].clientTotal.Add(1)
 		return nil, gnet.None

@@ -65,21 +65,36 @@ func fragmentDone(f *request, c codec) {
 	f.done = true
 	p := f.parent
 	p.pending--
-	if p.pending == 0 {
+	switch {
+	case p.pending > 0:
+	case p.cl == nil:
+		// Orphaned (its client left): nothing to build. The backend
+		// releases it when its last fragment leaves the FIFO.
+		p.done = true
+	default:
 		c.merge(p)
 	}
 }
 
-// finishFailed completes a whole request whose error reply is in r.reply,
-// counting the error, or just marks it done when its client has gone.
-func finishFailed(r *request, pr *poolRT) {
-	if r.cl == nil {
+// failRequest completes r with a failure described by msg, in the pool's
+// protocol's words: a handshake request just ends (its connection is being
+// closed), a fragment counts toward its parent's merge, a whole request is
+// completed on its client (silently for memcached noreply) and counted.
+func failRequest(r *request, pr *poolRT, msg string) {
+	r.reply = pr.codec.errorReply(r.reply[:0], msg)
+	switch {
+	case r.internal:
 		r.done = true
-		return
+	case r.parent != nil:
+		r.failed = true
+		fragmentDone(r, pr.codec)
+	case r.cl == nil:
+		r.done = true
+	default:
+		r.silent = r.mc.Noreply
+		r.cl.l.pools[pr.idx].errors[r.class].Add(1)
+		r.cl.complete(r)
 	}
-	r.cl.l.stats.errors.Add(1)
-	r.cl.l.pools[pr.idx].errors[r.class].Add(1)
-	r.cl.complete(r)
 }
 
 // sendFragments queues each of parent's fragments on its server (a read may
@@ -88,7 +103,6 @@ func finishFailed(r *request, pr *poolRT) {
 // a merge never sees a fragment half set up.
 func sendFragments(cl *client, pr *poolRT, parent *request, write func(b *backend, fi int)) {
 	parent.pending = len(parent.frags)
-	cl.l.stats.fragments.Add(int64(len(parent.frags)))
 	cl.l.pools[pr.idx].fragments.Add(int64(len(parent.frags)))
 	if parent.pending == 0 {
 		pr.codec.merge(parent)
@@ -100,8 +114,7 @@ func sendFragments(cl *client, pr *poolRT, parent *request, write func(b *backen
 			b = cl.l.readBackendFor(pr, f.server, cl.id)
 		}
 		if !b.usable() {
-			b.unavailable()
-			pr.codec.fail(f, "server "+b.name()+" unavailable")
+			b.refuse(f)
 			continue
 		}
 		n := len(b.wbuf)

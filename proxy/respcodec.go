@@ -204,8 +204,12 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"), RejectRefused)
 		return
 	}
-	if max := rc.pr.cfg.Limits.MaxKeyLength; max > 0 && cmd.Class != resp.ClassLocal {
-		rs.keyIdx = cmd.KeyIndexes(req.Args, rs.keyIdx[:0])
+	// The key positions, found once: the limit check and routing use them.
+	rs.keyIdx = rs.keyIdx[:0]
+	if cmd.Class != resp.ClassLocal {
+		rs.keyIdx = cmd.KeyIndexes(req.Args, rs.keyIdx)
+	}
+	if max := rc.pr.cfg.Limits.MaxKeyLength; max > 0 {
 		for _, i := range rs.keyIdx {
 			if len(req.Args[i]) > max {
 				rc.reject(cl, resp.AppendError(nil, "ERR key too long: "+strconv.Itoa(len(req.Args[i]))+
@@ -239,7 +243,7 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		rc.dedicatedCommand(cl, req, cmd)
 	case resp.ClassRefused:
 		if rc.pr.allowed(cmd) {
-			if len(cmd.KeyIndexes(req.Args, rs.keyIdx[:0])) == 0 {
+			if len(rs.keyIdx) == 0 {
 				rc.fanoutAll(cl, req)
 				return
 			}
@@ -264,10 +268,9 @@ func authExempt(name string) bool {
 }
 
 // keyServer returns the server all of req's keys hash to: -1 when it has no
-// keys, -2 when they span servers.
-func (rc *respCodec) keyServer(cl *client, req *resp.Request, cmd *resp.Command) int {
+// keys, -2 when they span servers. It reads the key positions dispatch found.
+func (rc *respCodec) keyServer(cl *client, req *resp.Request) int {
 	rs := cl.rs
-	rs.keyIdx = cmd.KeyIndexes(req.Args, rs.keyIdx[:0])
 	s := -1
 	for _, i := range rs.keyIdx {
 		ks := max(rc.pr.pick(req.Args[i]), 0) // -1 (no live server) cannot happen: Health keeps one
@@ -282,7 +285,7 @@ func (rc *respCodec) keyServer(cl *client, req *resp.Request, cmd *resp.Command)
 
 // forwardKeyed sends a request to the server of its key(s).
 func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Command, same bool) {
-	s := rc.keyServer(cl, req, cmd)
+	s := rc.keyServer(cl, req)
 	switch {
 	case s == -2:
 		rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
@@ -307,8 +310,7 @@ func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdCl
 		b = cl.l.readBackendFor(rc.pr, s, cl.id)
 	}
 	if !b.usable() {
-		b.unavailable()
-		rc.fail(r, "server "+b.name()+" unavailable")
+		b.refuse(r)
 		return
 	}
 	n := len(b.wbuf)
@@ -441,8 +443,7 @@ func (rc *respCodec) scan(cl *client, req *resp.Request) {
 	cl.push(r)
 	b := cl.l.backendFor(rc.pr, s, cl.id)
 	if !b.usable() {
-		b.unavailable()
-		rc.fail(r, "server "+b.name()+" unavailable")
+		b.refuse(r)
 		return
 	}
 	rs := cl.rs
@@ -521,30 +522,11 @@ func (rc *respCodec) scanReply(r *request, reply []byte) {
 	r.reply = append(r.reply, keys...)
 }
 
-// fail completes r with a backend failure.
-func (rc *respCodec) fail(r *request, msg string) {
-	r.reply = resp.AppendError(r.reply[:0], "ERR "+msg)
-	if r.internal {
-		r.done = true
-		return
-	}
-	if r.parent != nil {
-		r.failed = true
-		fragmentDone(r, rc)
-		return
-	}
-	finishFailed(r, rc.pr)
-}
-
 // merge builds a split or fanned-out request's reply from its fragments.
 // The first error among them is the reply, except for RANDOMKEY, which takes
 // any server's key.
 func (rc *respCodec) merge(p *request) {
 	cl := p.cl
-	if cl == nil {
-		p.done = true
-		return
-	}
 	p.reply = p.reply[:0]
 	var firstErr []byte
 	for _, f := range p.frags {

@@ -38,10 +38,27 @@ type pushExpect struct {
 	kind    string // subscribe, unsubscribe, psubscribe, ... (lower case)
 	name    []byte // nil: "unsubscribe from everything" with nothing to leave
 	waiting []int  // servers that still have to confirm
+	server  int    // a channel's server (where it was sent)
 	err     []byte // the first error reply a server sent instead
 }
 
 func (ps *pubsubState) count() int { return len(ps.channels) + len(ps.patterns) }
+
+// names lists the subscribed patterns (or channels), sorted.
+func (ps *pubsubState) names(pattern bool) [][]byte {
+	var out [][]byte
+	if pattern {
+		for p := range ps.patterns {
+			out = append(out, []byte(p))
+		}
+	} else {
+		for c := range ps.channels {
+			out = append(out, []byte(c))
+		}
+	}
+	slices.SortFunc(out, bytes.Compare)
+	return out
+}
 
 // dedicatedConn returns the client's own connection to server s, creating
 // it. push connections carry pub/sub traffic.
@@ -102,8 +119,7 @@ func (rc *respCodec) sendDedicated(cl *client, args [][]byte, raw *resp.Request,
 		cl.push(r)
 	}
 	if !b.usable() {
-		b.unavailable()
-		rc.fail(r, "server "+b.name()+" unavailable")
+		b.refuse(r)
 		return
 	}
 	n := len(b.wbuf)
@@ -136,7 +152,7 @@ func (rc *respCodec) dedicatedCommand(cl *client, req *resp.Request, cmd *resp.C
 	case "discard":
 		rc.local(cl, resp.AppendError(nil, "ERR DISCARD without MULTI"))
 	case "watch":
-		s := rc.keyServer(cl, req, cmd)
+		s := rc.keyServer(cl, req)
 		if s == -2 || rs.txn != nil && rs.txn.server >= 0 && s != rs.txn.server {
 			rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
 			return
@@ -159,7 +175,7 @@ func (rc *respCodec) dedicatedCommand(cl *client, req *resp.Request, cmd *resp.C
 	case "subscribe", "ssubscribe", "psubscribe", "unsubscribe", "sunsubscribe", "punsubscribe":
 		rc.subscribe(cl, req, cmd)
 	default: // blocking commands
-		s := rc.keyServer(cl, req, cmd)
+		s := rc.keyServer(cl, req)
 		if s == -2 {
 			rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
 			return
@@ -230,7 +246,7 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 		rc.reject(cl, resp.AppendError(nil, "ERR command '"+cmd.Name+"' can not be used in a transaction through the proxy"), RejectRefused)
 		return
 	default:
-		s = rc.keyServer(cl, req, cmd)
+		s = rc.keyServer(cl, req)
 	}
 	if s == -2 || s >= 0 && t.server >= 0 && s != t.server {
 		t.aborted = true
@@ -272,52 +288,41 @@ func (rc *respCodec) subscribe(cl *client, req *resp.Request, cmd *resp.Command)
 	cl.l.pools[rc.pr.idx].requests[ClassWrite].Add(1)
 	kind := strings.ToLower(cmd.Name)
 	wire := []byte(strings.ToUpper(cmd.Name))
-	names := req.Args[1:]
+	pattern := kind == "psubscribe" || kind == "punsubscribe"
 	all := make([]int, len(rc.pr.cfg.Servers))
 	for i := range all {
 		all[i] = i
 	}
+	// A channel lives on the server it hashes to (PUBLISH goes there too),
+	// a pattern on every server.
+	where := func(name []byte) []int {
+		if pattern {
+			return all
+		}
+		return []int{rc.pr.pick(name)}
+	}
+	names := req.Args[1:]
 	switch kind {
-	case "subscribe", "ssubscribe":
-		for _, ch := range names {
-			rc.expectPush(cl, kind, ch, []int{rc.pr.pick(ch)}, wire)
+	case "subscribe", "ssubscribe", "psubscribe":
+		for _, n := range names {
+			rc.expectPush(cl, kind, n, where(n), wire)
 		}
-	case "psubscribe":
-		for _, pat := range names {
-			rc.expectPush(cl, kind, pat, all, wire)
-		}
-	case "unsubscribe", "sunsubscribe":
+	default: // the unsubscribes
 		if len(names) == 0 {
-			for ch := range ps.channels {
-				names = append(names, []byte(ch))
-			}
-			slices.SortFunc(names, bytes.Compare)
+			// Everything subscribed, in name order; nothing: one reply.
+			names = ps.names(pattern)
 			if len(names) == 0 {
 				rc.expectPush(cl, kind, nil, nil, wire)
 			}
 		}
-		for _, ch := range names {
-			if s, ok := ps.channels[string(ch)]; ok {
-				rc.expectPush(cl, kind, ch, []int{s}, wire)
-			} else {
-				rc.expectPush(cl, kind, ch, nil, wire)
-			}
-		}
-	case "punsubscribe":
-		if len(names) == 0 {
-			for p := range ps.patterns {
-				names = append(names, []byte(p))
-			}
-			slices.SortFunc(names, bytes.Compare)
-			if len(names) == 0 {
-				rc.expectPush(cl, kind, nil, nil, wire)
-			}
-		}
-		for _, pat := range names {
-			if ps.patterns[string(pat)] {
-				rc.expectPush(cl, kind, pat, all, wire)
-			} else {
-				rc.expectPush(cl, kind, pat, nil, wire)
+		for _, n := range names {
+			switch s, ok := ps.channels[string(n)]; {
+			case pattern && ps.patterns[string(n)]:
+				rc.expectPush(cl, kind, n, all, wire)
+			case !pattern && ok:
+				rc.expectPush(cl, kind, n, []int{s}, wire) // where it was subscribed
+			default: // not subscribed: the proxy answers
+				rc.expectPush(cl, kind, n, nil, wire)
 			}
 		}
 	}
@@ -331,6 +336,9 @@ func (rc *respCodec) expectPush(cl *client, kind string, name []byte, servers []
 		return
 	}
 	e := &pushExpect{kind: kind, waiting: append([]int(nil), servers...)}
+	if len(servers) == 1 {
+		e.server = servers[0]
+	}
 	if name != nil {
 		e.name = append([]byte{}, name...)
 	}
@@ -411,7 +419,7 @@ func (rc *respCodec) flushPush(cl *client) {
 		}
 		switch e.kind {
 		case "subscribe", "ssubscribe":
-			ps.channels[string(e.name)] = rc.pr.pick(e.name)
+			ps.channels[string(e.name)] = e.server
 		case "unsubscribe", "sunsubscribe":
 			delete(ps.channels, string(e.name))
 		case "psubscribe":

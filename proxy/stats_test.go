@@ -64,4 +64,24 @@ func TestStatsCountKnownTraffic(t *testing.T) {
 	if ps.ClientConnections != 1 || ps.ClientConnectionsTotal != 1 || ps.ClientEOF != 0 {
 		t.Errorf("client connections %d total %d eof %d; want 1, 1, 0", ps.ClientConnections, ps.ClientConnectionsTotal, ps.ClientEOF)
 	}
+	// The memcached "stats" command reports the same figures.
+	c.Send("stats\r\n")
+	got := map[string]string{}
+	for {
+		l := c.Line()
+		if l == "END\r\n" {
+			break
+		}
+		var name, value string
+		if _, err := fmt.Sscanf(l, "STAT %s %s", &name, &value); err != nil {
+			t.Fatalf("stats line %q: %v", l, err)
+		}
+		got[name] = value
+	}
+	for name, want := range map[string]string{"get_hits": "90", "get_misses": "90", "curr_connections": "1",
+		"total_connections": "1", "cmd_total": "272", "servers": "3", "servers_ejected": "0", "version": proxy.Version} {
+		if got[name] != want {
+			t.Errorf("stats %s: got %q; want %q", name, got[name], want)
+		}
+	}
 }
