@@ -77,3 +77,12 @@ func BenchmarkDirectGet(b *testing.B) {
 	c.Expect("STORED\r\n")
 	benchRoundTrips(b, mc.Addr, []byte("get k\r\n"), []byte("END\r\n"), 16)
 }
+
+func BenchmarkProxyRedisGet(b *testing.B) {
+	rd := testserver.Redis(b)
+	pool := proxytest.RedisPool(b, "r", rd)
+	proxytest.Start(b, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, pool)
+	c := proxytest.Dial(b, rd.Addr)
+	c.RoundTrip("SET k v\r\n", "+OK\r\n")
+	benchRoundTrips(b, pool.Listen, []byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), []byte("v\r\n"), 16)
+}
