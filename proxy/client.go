@@ -203,11 +203,28 @@ func (cl *client) maybeClose() {
 // closeWith queues a final reply (written before everything owed is
 // dropped) and closes the connection after the owed replies.
 func (cl *client) closeWith(reply []byte) {
-	r := cl.l.newRequest()
-	r.reply = append(r.reply[:0], reply...)
-	cl.push(r)
 	cl.quitting = true
+	cl.answer(ClassInvalid, reply, false)
+}
+
+// answer queues a reply the proxy makes itself, in order behind the
+// client's outstanding requests (silent: the client asked for none).
+func (cl *client) answer(class CmdClass, reply []byte, silent bool) {
+	r := cl.l.newRequest()
+	r.class = class
+	r.reply = append(r.reply[:0], reply...)
+	r.silent = silent
+	cl.push(r)
 	cl.complete(r)
+}
+
+// refuse answers a request the proxy will not serve with reply, counting
+// why.
+func (cl *client) refuse(reason RejectReason, reply []byte) {
+	pc := &cl.l.pools[cl.pr.idx]
+	pc.rejected[reason].Add(1)
+	pc.errors[ClassInvalid].Add(1)
+	cl.answer(ClassInvalid, reply, false)
 }
 
 // abort closes the connection now, without waiting for owed replies (they

@@ -127,14 +127,7 @@ func (m *memcacheCodec) reject(cl *client, reply []byte) {
 		bytes.Contains(reply, []byte("too many")):
 		reason = RejectLimit
 	}
-	pc := &cl.l.pools[m.pr.idx]
-	pc.rejected[reason].Add(1)
-	pc.errors[ClassInvalid].Add(1)
-	r := cl.l.newRequest()
-	r.class = ClassInvalid
-	r.reply = append(r.reply[:0], reply...)
-	cl.push(r)
-	cl.complete(r)
+	cl.refuse(reason, reply)
 }
 
 // header copies the scalar fields of req that replies depend on.
@@ -145,12 +138,7 @@ func header(req *memcache.Request) memcache.Request {
 // local queues a reply the proxy makes itself, in order behind the client's
 // outstanding requests.
 func (m *memcacheCodec) local(cl *client, reply []byte, silent bool) {
-	r := cl.l.newRequest()
-	r.class = ClassLocal
-	r.reply = append(r.reply[:0], reply...)
-	r.silent = silent
-	cl.push(r)
-	cl.complete(r)
+	cl.answer(ClassLocal, reply, silent)
 }
 
 // answer replies to the commands the proxy answers itself.

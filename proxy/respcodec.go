@@ -152,23 +152,12 @@ func (rc *respCodec) reject(cl *client, reply []byte, reason RejectReason) {
 	if t := cl.rs.txn; t != nil && t.inMulti {
 		t.aborted = true
 	}
-	pc := &cl.l.pools[rc.pr.idx]
-	pc.rejected[reason].Add(1)
-	pc.errors[ClassInvalid].Add(1)
-	r := cl.l.newRequest()
-	r.class = ClassInvalid
-	r.reply = append(r.reply[:0], reply...)
-	cl.push(r)
-	cl.complete(r)
+	cl.refuse(reason, reply)
 }
 
 // local queues a reply the proxy makes itself.
 func (rc *respCodec) local(cl *client, reply []byte) {
-	r := cl.l.newRequest()
-	r.class = ClassLocal
-	r.reply = append(r.reply[:0], reply...)
-	cl.push(r)
-	cl.complete(r)
+	cl.answer(ClassLocal, reply, false)
 }
 
 // dispatch routes one request by its command's class.
