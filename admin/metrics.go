@@ -33,6 +33,7 @@ type statsCollector struct {
 	latency                                           *prometheus.Desc
 	bytesIn, bytesOut                                 *prometheus.Desc
 	clientConns, clientTotal, clientEOF, clientErrors *prometheus.Desc
+	acceptErrors                                      *prometheus.Desc
 	fragments, forwardErrors                          *prometheus.Desc
 
 	// Server level: {pool, server}.
@@ -69,6 +70,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		clientTotal:   d("client_connections_total", "Client connections accepted.", p),
 		clientEOF:     d("client_eof_total", "Client connections closed by the client.", p),
 		clientErrors:  d("client_errors_total", "Client connections closed on an error.", p),
+		acceptErrors:  d("accept_errors_total", "Client connections the listener failed to accept (out of descriptors, say) or to hand to an event loop.", p),
 		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
 
@@ -97,7 +99,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.buildInfo, c.uptime, c.ready,
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
-		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.fragments, c.forwardErrors,
+		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
@@ -135,6 +137,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.clientTotal, ps.ClientConnectionsTotal, pn)
 		counter(c.clientEOF, ps.ClientEOF, pn)
 		counter(c.clientErrors, ps.ClientErrors, pn)
+		counter(c.acceptErrors, ps.AcceptErrors, pn)
 		counter(c.fragments, ps.Fragments, pn)
 		counter(c.forwardErrors, ps.ForwardErrors, pn)
 		for i := range ps.Servers {

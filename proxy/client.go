@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"net"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -14,8 +15,14 @@ import (
 type client struct {
 	l  *loop
 	pr *poolRT
-	c  gnet.Conn
+	c  gnet.Conn // never used once half is set: gnet has closed it
 	id uint64
+	// raddr and laddr are the connection's addresses, kept for messages
+	// and CLIENT INFO after gnet let go of the connection.
+	raddr, laddr net.Addr
+	// half is set once the client closed its writing side with replies
+	// still owed (see halfclose.go).
+	half *halfClosed
 
 	fifo pool.Queue[*request]
 	out  []byte
@@ -26,8 +33,11 @@ type client struct {
 	draining bool // proxy shutting down: close once idle
 	paused   bool // stopped parsing at the in-flight limit
 	waitIdle bool // stopped parsing until every owed reply is out
-	need     int  // bytes the parser needs before it can make progress
-	skip     int  // input bytes still to discard (an oversized value)
+	// backlogged: gnet held unsent output after the last write (it may
+	// have drained since; gnet does not say).
+	backlogged bool
+	need       int // bytes the parser needs before it can make progress
+	skip       int // input bytes still to discard (an oversized value)
 
 	mp   *memcache.Parser
 	mreq memcache.Request
@@ -44,7 +54,7 @@ func (cl *client) scratch() *mcScratch {
 }
 
 func newClient(l *loop, pr *poolRT, c gnet.Conn, id uint64) *client {
-	cl := &client{l: l, pr: pr, c: c, id: id}
+	cl := &client{l: l, pr: pr, c: c, id: id, raddr: c.RemoteAddr(), laddr: c.LocalAddr()}
 	pr.codec.initClient(cl)
 	l.clients[cl] = struct{}{}
 	return cl
@@ -52,7 +62,7 @@ func newClient(l *loop, pr *poolRT, c gnet.Conn, id uint64) *client {
 
 // onTraffic parses and dispatches every complete request in the input.
 func (cl *client) onTraffic() gnet.Action {
-	if cl.closed {
+	if cl.closed || cl.half != nil {
 		return gnet.Close
 	}
 	c := cl.c
@@ -72,7 +82,7 @@ func (cl *client) onTraffic() gnet.Action {
 		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
 		cl.l.pools[cl.pr.idx].clientErr.Add(1)
 		cl.l.p.log.Warn("closing client over max_client_buffer", "pool", cl.pr.cfg.Name,
-			"remote", cl.c.RemoteAddr().String(), "buffered", avail, "limit", limit)
+			"remote", cl.raddr.String(), "buffered", avail, "limit", limit)
 		cl.abort(cl.pr.codec.errorReply(nil, "input buffer limit exceeded"))
 		return gnet.None
 	}
@@ -145,17 +155,37 @@ func (cl *client) advance() {
 	}
 	if cl.paused && cl.fifo.Len() <= cl.pr.cfg.Limits.MaxInFlight/2 || cl.waitIdle && cl.fifo.Len() == 0 {
 		cl.paused, cl.waitIdle = false, false
-		_ = cl.c.Wake(nil) // parse what was left in the input
+		cl.wake() // parse what was left in the input
 	}
-	if cl.quitting || cl.draining {
+	if cl.quitting || cl.draining || cl.half != nil {
 		cl.maybeClose()
 	}
+}
+
+// wake has the loop parse input left while the client was paused.
+func (cl *client) wake() {
+	if cl.half != nil {
+		_ = cl.l.el.Execute(cl.l.p.ctx, cl.half.resumed)
+		return
+	}
+	_ = cl.c.Wake(nil)
 }
 
 // flush writes the pending output.
 func (cl *client) flush() {
 	if cl.closed || len(cl.out) == 0 {
 		cl.out = cl.out[:0]
+		return
+	}
+	if h := cl.half; h != nil {
+		cl.l.pools[cl.pr.idx].bytesOut.Add(int64(len(cl.out)))
+		h.send(cl.out)
+		cl.out = nil
+		if h.failed.Load() {
+			cl.close()
+			return
+		}
+		cl.maybeClose()
 		return
 	}
 	_, err := cl.c.Write(cl.out)
@@ -167,12 +197,14 @@ func (cl *client) flush() {
 	if err != nil || cl.closed {
 		return
 	}
-	if cl.c.OutboundBuffered() > maxClientOutput {
+	unsent := cl.c.OutboundBuffered()
+	cl.backlogged = unsent > 0
+	if unsent > maxClientOutput {
 		// A client that doesn't read its replies must not hold memory
 		// without bound.
 		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
 		cl.l.p.log.Warn("closing client that does not read its replies", "pool", cl.pr.cfg.Name,
-			"remote", cl.c.RemoteAddr().String(), "buffered", cl.c.OutboundBuffered())
+			"remote", cl.raddr.String(), "buffered", unsent)
 		cl.close()
 		return
 	}
@@ -184,20 +216,35 @@ func (cl *client) flush() {
 // maxClientOutput caps a slow reader's unsent replies.
 const maxClientOutput = 64 << 20
 
-// maybeClose closes a quitting client once nothing is owed, and a draining
-// one once it is idle (nothing owed and no unparsed input).
+// maybeClose closes a quitting client once nothing is owed, a draining one
+// once it is idle (nothing owed and no unparsed input), and a half-closed
+// one once nothing is owed and its input is used up.
 func (cl *client) maybeClose() {
 	if cl.closed || cl.fifo.Len() > 0 || len(cl.out) > 0 && cl.dirty {
 		return
 	}
-	if !cl.quitting && (!cl.draining || cl.c.InboundBuffered() > 0) {
+	if h := cl.half; h != nil {
+		if len(h.in) > 0 {
+			return
+		}
+	} else if !cl.quitting && (!cl.draining || cl.c.InboundBuffered() > 0) {
 		return
 	}
-	if len(cl.out) > 0 {
-		_, _ = cl.c.Write(cl.out)
-		cl.out = cl.out[:0]
-	}
+	cl.write(cl.out)
+	cl.out = cl.out[:0]
 	cl.close()
+}
+
+// write writes b to the client now (a final reply before a close).
+func (cl *client) write(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if cl.half != nil {
+		cl.half.send(append([]byte(nil), b...))
+		return
+	}
+	_, _ = cl.c.Write(b)
 }
 
 // closeWith queues a final reply (written before everything owed is
@@ -237,10 +284,8 @@ func (cl *client) abort(reply []byte) {
 	if cl.fifo.Len() == 0 {
 		cl.out = append(cl.out, reply...)
 	}
-	if len(cl.out) > 0 {
-		_, _ = cl.c.Write(cl.out)
-		cl.out = cl.out[:0]
-	}
+	cl.write(cl.out)
+	cl.out = cl.out[:0]
 	cl.close()
 }
 
@@ -249,16 +294,36 @@ func (cl *client) close() {
 	if cl.closed {
 		return
 	}
+	if cl.half != nil {
+		cl.half.end() // the writer closes the socket after what is queued
+		cl.finish(nil)
+		return
+	}
 	_ = cl.l.el.Close(cl.c) // calls onClose synchronously
 }
 
-// onClose forgets the client; its requests still in flight are orphaned and
+// onClose is gnet's close of the client's connection. A client that closed
+// its writing side with replies owed lives on (detach); any other is
+// finished.
+func (cl *client) onClose(c gnet.Conn, err error) {
+	if cl.closed || cl.half != nil {
+		return
+	}
+	if errors.Is(err, io.EOF) && cl.detach(c) {
+		return
+	}
+	cl.finish(err)
+}
+
+// finish forgets the client; its requests still in flight are orphaned and
 // recycled when their backends answer.
-func (cl *client) onClose(err error) {
+func (cl *client) finish(err error) {
 	if cl.closed {
 		return
 	}
 	cl.closed = true
+	cl.pr.clients.Add(-1)
+	cl.l.p.clients.Add(-1)
 	pc := &cl.l.pools[cl.pr.idx]
 	pc.clientConns.Add(-1)
 	if err == nil || errors.Is(err, io.EOF) {

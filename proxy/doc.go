@@ -20,6 +20,16 @@
 //	           client FIFO head done? ──►  append to the client's output, one write per
 //	                                        client per callback
 //
+// Accepting: the proxy accepts clients itself, one goroutine per pool
+// listener, and hands each connection to an event loop (Engine.Register):
+// gnet's own acceptor stops the engine when accept fails, as it does when the
+// descriptor limit is reached; here a failed accept is counted and retried
+// after a backoff while open clients are served (accept.go).
+//
+// Half-closed clients: gnet closes a connection at read EOF; a client that
+// shut down its writing side with replies owed lives on, written through a
+// duplicate of its socket, until it has every reply (halfclose.go).
+//
 // Failures: a backend connection that errors, closes or times out fails every
 // request in flight on it with a protocol error reply (SERVER_ERROR / -ERR),
 // is closed, and counts toward the server's ejection (package pool). A

@@ -445,7 +445,7 @@ func (m *memcacheCodec) stats(cl *client, _ *memcache.Request) []byte {
 // format, naming the proxy itself as the only node.
 func (m *memcacheCodec) clusterConfig(cl *client) []byte {
 	node := memcache.ClusterNode{Host: "127.0.0.1", IP: "127.0.0.1"}
-	if a, ok := cl.c.LocalAddr().(*net.TCPAddr); ok {
+	if a, ok := cl.laddr.(*net.TCPAddr); ok {
 		node = memcache.ClusterNode{Host: a.IP.String(), IP: a.IP.String(), Port: a.Port}
 	}
 	return memcache.AppendConfigCluster(nil, 1, []memcache.ClusterNode{node})

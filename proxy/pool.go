@@ -28,6 +28,9 @@ type poolRT struct {
 	dialer net.Dialer
 	// clients counts open client connections, for Limits.MaxClients.
 	clients atomic.Int64
+	// acceptErrors counts failed accepts and registrations on the pool's
+	// listener.
+	acceptErrors atomic.Int64
 	// allow holds the refused-by-default commands the configuration opens.
 	allow map[string]struct{}
 }

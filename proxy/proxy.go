@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"os"
+	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +50,12 @@ type Options struct {
 	// Tick is how often timeouts are swept. If zero, a tenth of the shortest
 	// pool timeout is used, clamped to [5ms, 100ms].
 	Tick time.Duration
+	// MaxClients caps open client connections over all pools, so that
+	// clients cannot take the descriptors backend connections need. If
+	// zero, it is derived from RLIMIT_NOFILE: the soft limit less the
+	// backend connections every loop may open and a reserve of 64. If
+	// negative, there is no proxy-wide cap (pools' max_clients still apply).
+	MaxClients int
 	// OnListen, if not nil, is called once every listener accepts
 	// connections, with the listen addresses in pool order.
 	OnListen func(addrs []string)
@@ -64,19 +70,21 @@ type Proxy struct {
 	pools []*poolRT
 	start time.Time
 
-	// byPort and byPath map a client's local address to its pool.
-	byAddr map[string]*poolRT
-	byPort map[int]*poolRT
-	byPath map[string]*poolRT
-
 	mu    sync.Mutex // guards loops
 	loops map[gnet.EventLoop]*loop
 
 	eng      gnet.Engine
+	regMu    sync.Mutex // serialises Engine.Register (its load balancer is not safe for concurrent use)
 	booted   chan struct{}
+	running  chan struct{} // closed once an event loop has opened a connection
+	loopsUp  sync.Once
 	draining atomic.Bool
 	clients  atomic.Int64 // open client connections
-	nextID   atomic.Uint64
+	// maxClients caps clients over all pools (0: no cap): Options.MaxClients,
+	// or derived from the descriptor limit.
+	maxClients       int64
+	maxClientsSource string
+	nextID           atomic.Uint64
 
 	ctx context.Context // Run's context, for dials and probes
 	wg  sync.WaitGroup  // dial goroutines
@@ -95,11 +103,10 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	p := &Proxy{
 		cfg: cfg, opts: opts, log: opts.Logger,
-		byAddr: map[string]*poolRT{}, byPort: map[int]*poolRT{}, byPath: map[string]*poolRT{},
 		loops:  map[gnet.EventLoop]*loop{},
-		booted: make(chan struct{}),
-		ctx:    context.Background(),
-		start:  time.Now(),
+		booted: make(chan struct{}), running: make(chan struct{}),
+		ctx:   context.Background(),
+		start: time.Now(),
 	}
 	minTimeout := time.Duration(0)
 	for i := range cfg.Pools {
@@ -111,28 +118,18 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		if t := cfg.Pools[i].Timeout; t > 0 && (minTimeout == 0 || t < minTimeout) {
 			minTimeout = t
 		}
-		network, addr := listenNetwork(cfg.Pools[i].Listen)
-		if network == "unix" {
-			p.byPath[addr] = pr
-			continue
-		}
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, fmt.Errorf("pool %q: listen %q: %w", cfg.Pools[i].Name, addr, err)
-		}
-		n, _ := strconv.Atoi(port)
-		p.byAddr[net.JoinHostPort(host, port)] = pr
-		if _, dup := p.byPort[n]; dup {
-			p.byPort[n] = nil // ambiguous: only exact matches
-		} else {
-			p.byPort[n] = pr
-		}
 	}
 	if p.opts.Tick <= 0 {
 		p.opts.Tick = 100 * time.Millisecond
 		if minTimeout > 0 {
 			p.opts.Tick = min(max(minTimeout/10, 5*time.Millisecond), 100*time.Millisecond)
 		}
+	}
+	switch {
+	case opts.MaxClients > 0:
+		p.maxClients, p.maxClientsSource = int64(opts.MaxClients), "option"
+	case opts.MaxClients == 0:
+		p.maxClients, p.maxClientsSource = p.deriveMaxClients(), "RLIMIT_NOFILE"
 	}
 	return p, nil
 }
@@ -155,31 +152,35 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 	p.ctx = runCtx
 
-	addrs := make([]string, len(p.pools))
-	for i, pr := range p.pools {
-		network, addr := listenNetwork(pr.cfg.Listen)
-		addrs[i] = network + "://" + addr
+	lns, err := p.listen(runCtx)
+	if err != nil {
+		return err
 	}
-	// gnet reports a taken address as a confusing setsockopt error; check
-	// each TCP address first so the message says what is wrong.
-	for _, pr := range p.pools {
-		if network, addr := listenNetwork(pr.cfg.Listen); network == "tcp" {
-			l, err := net.Listen("tcp", addr)
-			if err != nil {
-				return fmt.Errorf("pool %q: listen %s: %w", pr.cfg.Name, addr, err)
-			}
-			_ = l.Close()
+	closeListeners := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
 		}
 	}
+	defer closeListeners()
+	addrs := make([]string, len(lns))
+	for i, ln := range lns {
+		addrs[i] = ln.Addr().Network() + "://" + ln.Addr().String()
+	}
+	// gnet runs only with a listener of its own; it gets a unix socket in
+	// a private directory that nothing connects to (see accept.go).
+	dir, err := os.MkdirTemp("", "cacheproxy-")
+	if err != nil {
+		return fmt.Errorf("private directory for the engine: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	private := filepath.Join(dir, "engine.sock")
 	h := &handler{p: p}
 	engErr := make(chan error, 1)
 	go func() {
-		engErr <- gnet.Rotate(h, addrs,
+		engErr <- gnet.Rotate(h, []string{"unix://" + private},
 			gnet.WithNumEventLoop(p.opts.Loops),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReuseAddr(true),
 			gnet.WithLogger(gnetLogger{p.log}),
-			gnet.WithTCPKeepAlive(time.Minute),
 		)
 	}()
 	select {
@@ -187,12 +188,27 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if err == nil {
 			err = errors.New("engine stopped before it booted")
 		}
-		return fmt.Errorf("start listeners %v: %w", addrs, err)
+		return fmt.Errorf("start event loops: %w", err)
 	case <-p.booted:
 	}
+	// OnBoot runs before gnet has started its loops; Engine.Register may
+	// be used only once they run. A connection to the private listener
+	// opened by a loop says they do.
+	if err := p.awaitLoops(private, engErr); err != nil {
+		return err
+	}
+	var acc sync.WaitGroup
+	for i, pr := range p.pools {
+		acc.Add(1)
+		go func() { defer acc.Done(); p.acceptLoop(runCtx, pr, lns[i]) }()
+	}
+	defer acc.Wait()
 	for _, pr := range p.pools {
 		p.log.Info("listening", "pool", pr.cfg.Name, "listen", pr.cfg.Listen, "protocol", string(pr.cfg.Protocol),
 			"servers", len(pr.cfg.Servers), "distribution", pr.cfg.Distribution)
+	}
+	if p.maxClients > 0 {
+		p.log.Info("client limit", "max_clients", p.maxClients, "source", p.maxClientsSource)
 	}
 	if p.opts.OnListen != nil {
 		p.opts.OnListen(addrs)
@@ -206,11 +222,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 	bg.Add(1)
 	go func() { defer bg.Done(); p.tickLoop(runCtx) }()
 
-	var err error
 	select {
 	case err = <-engErr:
-		// The engine stopped on its own.
+		// The engine stopped on its own: that is a failure, whatever it
+		// says, so the process exits non-zero and a supervisor restarts it.
+		if err == nil {
+			err = errors.New("event loops stopped unexpectedly")
+		}
+		err = fmt.Errorf("engine: %w", err)
+		closeListeners()
 	case <-ctx.Done():
+		closeListeners()
 		p.drain()
 		stopCtx, stopCancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if serr := p.eng.Stop(stopCtx); serr != nil {
@@ -284,23 +306,6 @@ func (p *Proxy) loopFor(el gnet.EventLoop) *loop {
 	return l
 }
 
-// poolFor finds the pool a client connected to, by its local address.
-func (p *Proxy) poolFor(c gnet.Conn) *poolRT {
-	switch a := c.LocalAddr().(type) {
-	case *net.TCPAddr:
-		if pr := p.byAddr[a.String()]; pr != nil {
-			return pr
-		}
-		return p.byPort[a.Port]
-	case *net.UnixAddr:
-		return p.byPath[a.Name]
-	}
-	if len(p.pools) == 1 {
-		return p.pools[0]
-	}
-	return nil
-}
-
 // Pools returns the names of the pools served, in configuration order.
 func (p *Proxy) Pools() []string {
 	names := make([]string, len(p.pools))
@@ -328,14 +333,23 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		ctx.b.onOpen(c, ctx)
 		return nil, gnet.None
 	case nil:
+		// Only gnet's private listener accepts without a context: Run's
+		// own connection, made to learn that the event loops are running.
+		h.p.loopsUp.Do(func() { close(h.p.running) })
+		return nil, gnet.Close
+	case *acceptedConn:
 		p := h.p
 		if p.draining.Load() {
 			return nil, gnet.Close
 		}
-		pr := p.poolFor(c)
-		if pr == nil {
-			p.log.Error("connection on an unknown listener", "local", c.LocalAddr().String())
-			return nil, gnet.Close
+		pr := ctx.pr
+		if max := p.maxClients; max > 0 && p.clients.Load() >= max {
+			p.log.Warn("client refused: proxy-wide client limit reached", "pool", pr.cfg.Name, "limit", max,
+				"source", p.maxClientsSource)
+			if l := p.loopFor(c.EventLoop()); l != nil {
+				l.pools[pr.idx].rejected[RejectMaxClients].Add(1)
+			}
+			return pr.codec.errorReply(nil, "too many clients"), gnet.Close
 		}
 		if max := pr.cfg.Limits.MaxClients; max > 0 && pr.clients.Load() >= int64(max) {
 			p.log.Warn("client refused: max_clients reached", "pool", pr.cfg.Name, "max_clients", max)
@@ -359,9 +373,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch ctx := c.Context().(type) {
 	case *client:
-		ctx.onClose(err)
-		ctx.pr.clients.Add(-1)
-		h.p.clients.Add(-1)
+		ctx.onClose(c, err)
 	case *backend:
 		ctx.onClose(c, err)
 	}

@@ -704,8 +704,8 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 	case "client|id":
 		b = resp.AppendInt(nil, int64(cl.id))
 	case "client|info":
-		b = resp.AppendBulkString(nil, "id="+strconv.FormatUint(cl.id, 10)+" addr="+cl.c.RemoteAddr().String()+
-			" laddr="+cl.c.LocalAddr().String()+" name="+string(rs.name)+" db="+strconv.Itoa(rc.pr.cfg.RedisDB)+"\n")
+		b = resp.AppendBulkString(nil, "id="+strconv.FormatUint(cl.id, 10)+" addr="+cl.raddr.String()+
+			" laddr="+cl.laddr.String()+" name="+string(rs.name)+" db="+strconv.Itoa(rc.pr.cfg.RedisDB)+"\n")
 	default:
 		b = resp.ErrUnknownSubcommand(nil, args[len(args)-1], strings.ToUpper(cmd.Name))
 	}

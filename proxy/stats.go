@@ -148,14 +148,17 @@ type PoolStats struct {
 	ClientConnectionsTotal int64
 	ClientEOF              int64 // clients that closed their connection
 	ClientErrors           int64 // clients closed on an error
-	Requests               [numClasses]int64
-	Errors                 [numClasses]int64
-	Rejected               [numReject]int64
-	Fragments              int64
-	BytesIn, BytesOut      int64
-	ForwardErrors          int64 // requests failed because their server was unavailable
-	Latency                Histogram
-	Servers                []ServerStats
+	// AcceptErrors counts connections the listener failed to accept (out
+	// of descriptors, say) or to hand to an event loop.
+	AcceptErrors      int64
+	Requests          [numClasses]int64
+	Errors            [numClasses]int64
+	Rejected          [numReject]int64
+	Fragments         int64
+	BytesIn, BytesOut int64
+	ForwardErrors     int64 // requests failed because their server was unavailable
+	Latency           Histogram
+	Servers           []ServerStats
 }
 
 // ServerStats is a snapshot of one server's counters.
@@ -202,6 +205,7 @@ func (p *Proxy) Stats() []PoolStats {
 			ss.EjectedAt = pr.health.EjectedAt(s)
 			ss.Failures = pr.health.Failures(s)
 		}
+		ps.AcceptErrors = pr.acceptErrors.Load()
 		for _, l := range loops {
 			pc := &l.pools[i]
 			ps.ClientConnections += pc.clientConns.Load()

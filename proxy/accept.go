@@ -1,0 +1,220 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// The proxy accepts client connections itself, in one goroutine per pool
+// listener, and hands each to an event loop with Engine.Register. gnet's own
+// acceptor shuts the whole engine down when accept fails (EMFILE when the
+// descriptor limit is reached, ENFILE, ENOBUFS), which would drop every
+// client and exit the process; here a failed accept is counted, logged once
+// per episode and retried after a backoff while existing clients are served.
+//
+// gnet still needs one listener of its own to run; it gets a unix socket in a
+// private directory that nothing connects to.
+
+// Accept backoff after a failed accept: doubling from acceptBackoffMin up to
+// acceptBackoffMax, as net/http's server does.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// fdReserve is how many descriptors the derived client limit leaves for
+// everything that is not a client: backend connections are added on top,
+// this covers epoll and event descriptors, log files, the admin endpoint and
+// probes.
+const fdReserve = 64
+
+// acceptedConn is the gnet context of a client connection the proxy
+// accepted, until OnOpen replaces it with the client.
+type acceptedConn struct {
+	pr *poolRT
+}
+
+// listen opens every pool's listener.
+func (p *Proxy) listen(ctx context.Context) ([]net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: time.Minute}
+	lns := make([]net.Listener, 0, len(p.pools))
+	for _, pr := range p.pools {
+		network, addr := listenNetwork(pr.cfg.Listen)
+		if network == "unix" {
+			removeStaleSocket(addr)
+		}
+		ln, err := lc.Listen(ctx, network, addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("pool %q: listen %s: %w", pr.cfg.Name, addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// removeStaleSocket removes a unix socket file left by an earlier process,
+// so that listening on its path works; anything else at path is left for
+// listen to report.
+func removeStaleSocket(path string) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", path); err == nil {
+			_ = c.Close() // someone serves it: leave it, listen will fail
+			return
+		}
+		_ = os.Remove(path)
+	}
+}
+
+// acceptLoop accepts clients on ln for pool pr until ln is closed.
+func (p *Proxy) acceptLoop(ctx context.Context, pr *poolRT, ln net.Listener) {
+	var (
+		backoff time.Duration
+		failed  int64 // failures in the current episode
+	)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			pr.acceptErrors.Add(1)
+			failed++
+			if failed == 1 {
+				p.log.Error("accept failed; retrying with backoff while serving open clients",
+					"pool", pr.cfg.Name, "listen", pr.cfg.Listen, "error", err, "clients", p.clients.Load())
+			}
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		if failed > 0 {
+			p.log.Info("accepting again", "pool", pr.cfg.Name, "failed_accepts", failed)
+			failed, backoff = 0, 0
+		}
+		if p.draining.Load() {
+			_ = c.Close()
+			continue
+		}
+		// gnet duplicates the descriptor and closes c, even when the
+		// duplicate fails; make sure a descriptor is free first, holding
+		// the client (and the listener) while none is.
+		for backoff = 0; !spareDescriptor(c); {
+			pr.acceptErrors.Add(1)
+			failed++
+			if failed == 1 {
+				p.log.Error("out of descriptors to register a client; retrying with backoff while serving open clients",
+					"pool", pr.cfg.Name, "listen", pr.cfg.Listen, "clients", p.clients.Load())
+			}
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				_ = c.Close()
+				return
+			case <-t.C:
+			}
+		}
+		if err := p.register(ctx, pr, c); err != nil {
+			pr.acceptErrors.Add(1)
+			p.log.Warn("client connection not registered", "pool", pr.cfg.Name, "error", err)
+		}
+	}
+}
+
+// register hands an accepted connection to an event loop and waits until
+// the loop has opened it (or failed to). gnet duplicates the descriptor and
+// closes c.
+func (p *Proxy) register(ctx context.Context, pr *poolRT, c net.Conn) error {
+	rctx := gnet.NewNetConnContext(gnet.NewContext(ctx, &acceptedConn{pr: pr}), c)
+	p.regMu.Lock()
+	ch, err := p.eng.Register(rctx)
+	p.regMu.Unlock()
+	if err != nil {
+		_ = c.Close()
+		return err
+	}
+	if res := <-ch; res.Err != nil {
+		return res.Err
+	}
+	return nil
+}
+
+// deriveMaxClients is the proxy-wide client limit used when none is set:
+// the descriptor limit less the shared backend connections every loop may
+// open and a reserve. It is at least 1.
+func (p *Proxy) deriveMaxClients() int64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == ^uint64(0) {
+		return 0 // unknown or unlimited: no derived limit
+	}
+	backends := 0
+	for _, pr := range p.pools {
+		conns := max(pr.cfg.ServerConnections, 1)
+		for _, s := range pr.cfg.Servers {
+			backends += conns * (1 + len(s.Replicas))
+		}
+	}
+	n := int64(rl.Cur) - int64(fdReserve) - int64(backends*p.opts.Loops)
+	return max(n, 1)
+}
+
+// awaitLoops connects to gnet's private listener and waits until an event
+// loop has opened the connection, so the engine's loops are running.
+func (p *Proxy) awaitLoops(private string, engErr <-chan error) error {
+	c, err := net.DialTimeout("unix", private, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("start event loops: %w", err)
+	}
+	defer c.Close()
+	select {
+	case <-p.running:
+		return nil
+	case err := <-engErr:
+		if err == nil {
+			err = errors.New("engine stopped before it ran")
+		}
+		return fmt.Errorf("start event loops: %w", err)
+	case <-time.After(10 * time.Second):
+		return errors.New("start event loops: no loop opened a connection within 10s")
+	}
+}
+
+// spareDescriptor reports whether one more descriptor can be opened now, by
+// duplicating c's and closing the duplicate again.
+func spareDescriptor(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	spare := true
+	_ = rc.Control(func(fd uintptr) {
+		nfd, err := syscall.Dup(int(fd))
+		if err != nil {
+			spare = !errors.Is(err, syscall.EMFILE) && !errors.Is(err, syscall.ENFILE)
+			return
+		}
+		_ = syscall.Close(nfd)
+	})
+	return spare
+}

@@ -1,0 +1,194 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// A client that shuts down its writing side (`printf ... | nc -q1`, a
+// pipelined batch followed by shutdown(SHUT_WR)) still expects every reply
+// it is owed, as memcached, redis-server and twemproxy give them. gnet closes
+// a connection as soon as a read returns EOF, so the proxy keeps such a
+// client alive without gnet: before gnet closes the socket it duplicates the
+// descriptor, takes the unparsed input, and from then on the client's owed
+// replies are written to the duplicate by a writer goroutine while requests
+// and replies keep flowing through the client's event loop as before. When
+// nothing is owed and no input is left, the writer closes the socket.
+//
+// If gnet still holds unsent output for the client at that point (the client
+// was not reading), the client is closed as before: those bytes cannot be
+// taken back from gnet, and writing later replies after a gap would corrupt
+// the stream.
+
+// halfWriteTimeout bounds each write to a half-closed client: one that stops
+// reading is dropped after it.
+const halfWriteTimeout = 30 * time.Second
+
+// halfClosed is the write side of a client whose peer closed its own.
+type halfClosed struct {
+	conn net.Conn // a duplicate of the client's socket
+	in   []byte   // input not yet parsed when gnet closed the connection
+
+	mu      sync.Mutex
+	queue   [][]byte // written in order by run
+	queued  int      // bytes in queue
+	ending  bool     // nothing more will be queued
+	wake    chan struct{}
+	failed  atomic.Bool // a write failed: output is dropped
+	resumed gnet.Runnable
+}
+
+// detach keeps cl alive after gnet's read EOF on c if replies are owed. It
+// runs inside OnClose, before gnet closes the descriptor, and reports
+// whether cl lives on.
+func (cl *client) detach(c gnet.Conn) bool {
+	pendingInput := (cl.paused || cl.waitIdle) && c.InboundBuffered() > 0
+	if cl.fifo.Len() == 0 && len(cl.out) == 0 && !pendingInput {
+		return false
+	}
+	if len(cl.out) > 0 {
+		_, _ = c.Write(cl.out)
+		cl.out = cl.out[:0]
+	}
+	_ = c.Flush()
+	// gnet discards its unsent output when it sees the peer's shutdown
+	// without readable data, so output pending at the last write cannot be
+	// trusted to have reached the client.
+	if n := c.OutboundBuffered(); n > 0 || cl.backlogged {
+		cl.l.p.log.Warn("client closed its side while not reading its replies; dropping it",
+			"pool", cl.pr.cfg.Name, "remote", cl.raddr.String(), "unsent", n, "owed", cl.fifo.Len())
+		return false
+	}
+	nc, err := dupConn(c.Fd())
+	if err != nil {
+		cl.l.p.log.Warn("cannot keep half-closed client for its replies", "pool", cl.pr.cfg.Name,
+			"remote", cl.raddr.String(), "owed", cl.fifo.Len(), "error", err)
+		return false
+	}
+	h := &halfClosed{conn: nc, wake: make(chan struct{}, 1)}
+	if pendingInput {
+		in, _ := c.Peek(-1)
+		h.in = append([]byte(nil), in...)
+	}
+	h.resumed = gnet.RunnableFunc(func(context.Context) error {
+		cl.l.tick()
+		cl.resumeHalf()
+		return nil
+	})
+	cl.half = h
+	p := cl.l.p
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		h.run(p.ctx)
+	}()
+	return true
+}
+
+// dupConn returns a net.Conn on a duplicate of descriptor fd.
+func dupConn(fd int) (net.Conn, error) {
+	nfd, err := syscall.Dup(fd)
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
+	}
+	f := os.NewFile(uintptr(nfd), "client")
+	defer f.Close()
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("file conn: %w", err)
+	}
+	return nc, nil
+}
+
+// send queues b, which the writer now owns.
+func (h *halfClosed) send(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	h.mu.Lock()
+	if !h.failed.Load() && !h.ending {
+		h.queue = append(h.queue, b)
+		h.queued += len(b)
+	}
+	h.mu.Unlock()
+	h.signal()
+}
+
+// end tells the writer that nothing more comes: it closes the socket once
+// the queue is written.
+func (h *halfClosed) end() {
+	h.mu.Lock()
+	h.ending = true
+	h.mu.Unlock()
+	h.signal()
+}
+
+func (h *halfClosed) signal() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run writes the queue in order until end, a failed write, or ctx is done.
+func (h *halfClosed) run(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() { _ = h.conn.Close() })
+	defer stop()
+	defer h.conn.Close()
+	for {
+		h.mu.Lock()
+		batch, ending := h.queue, h.ending
+		h.queue, h.queued = nil, 0
+		h.mu.Unlock()
+		for _, b := range batch {
+			_ = h.conn.SetWriteDeadline(time.Now().Add(halfWriteTimeout))
+			if _, err := h.conn.Write(b); err != nil {
+				h.failed.Store(true)
+				return
+			}
+		}
+		if ending && len(batch) == 0 {
+			return
+		}
+		if len(batch) > 0 {
+			continue // more may have come while writing
+		}
+		select {
+		case <-h.wake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// resumeHalf parses input a half-closed client left when it was paused.
+// Input that does not make a whole request is dropped: no more will come.
+func (cl *client) resumeHalf() {
+	h := cl.half
+	if cl.closed || h == nil {
+		return
+	}
+	if cl.quitting {
+		h.in = nil
+	}
+	if !cl.paused && !cl.waitIdle && len(h.in) > 0 {
+		n := cl.pr.codec.serve(cl, h.in)
+		if cl.closed {
+			return
+		}
+		h.in = h.in[min(n, len(h.in)):]
+		if !cl.paused && !cl.waitIdle {
+			h.in = nil // an incomplete request that can never complete
+		}
+	}
+	cl.l.flush()
+	cl.maybeClose()
+}
