@@ -29,9 +29,10 @@ const (
 	acceptBackoffMax = time.Second
 )
 
-// fdReserve is how many descriptors the derived client limit leaves for
-// everything that is not a client: backend connections are added on top,
-// this covers epoll and event descriptors, log files, the admin endpoint and
+// fdReserve is at most how many descriptors the derived client limit leaves
+// for everything that is not a client (a quarter of the limit, at least 32,
+// when the limit is small): backend connections are added on top, this
+// covers epoll and event descriptors, log files, the admin endpoint and
 // probes.
 const fdReserve = 64
 
@@ -171,7 +172,8 @@ func (p *Proxy) deriveMaxClients() int64 {
 			backends += conns * (1 + len(s.Replicas))
 		}
 	}
-	n := int64(rl.Cur) - int64(fdReserve) - int64(backends*p.opts.Loops)
+	reserve := min(max(int64(rl.Cur)/4, 32), fdReserve)
+	n := int64(rl.Cur) - reserve - int64(backends*p.opts.Loops)
 	return max(n, 1)
 }
 
