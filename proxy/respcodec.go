@@ -47,7 +47,21 @@ type respState struct {
 	sub       *pubsubState // non-nil once the client subscribed
 	// dedicated connections (transactions, blocking commands, pub/sub), by server.
 	dedicated map[int]*backend
+	// lane is where the client's latest forwarded request went: the shared
+	// connections or its dedicated ones. Requests on different connections
+	// can run out of order at the server, so a request for the other lane
+	// waits until the client has nothing in flight (see laneOf).
+	lane lane
 }
+
+// lane is the kind of backend connection a request travels on.
+type lane uint8
+
+const (
+	laneNone      lane = iota // answered by the proxy: no backend
+	laneShared                // the loop's shared, pipelined connections
+	laneDedicated             // the client's own (transactions, blocking commands)
+)
 
 func newRespCodec(pr *poolRT) *respCodec {
 	lim := pr.cfg.Limits
@@ -136,6 +150,22 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 			rs.parser.Reset()
 			break
 		}
+		if len(rs.req.Args) > 0 {
+			if ln := rs.laneOf(&rs.req); ln != laneNone {
+				if ln != rs.lane && cl.fifo.Len() > 0 {
+					// One Redis runs a client's commands in order; here
+					// the shared and the dedicated connections would
+					// race (a GET overtaking the EXEC before it, a SET
+					// landing after the BLPOP behind it). Wait until
+					// the client has nothing in flight, then parse this
+					// request again.
+					cl.waitIdle = true
+					rs.parser.Reset()
+					break
+				}
+				rs.lane = ln
+			}
+		}
 		off += n
 		if len(rs.req.Args) == 0 {
 			continue // an empty line or *0: skipped, as Redis does
@@ -143,6 +173,28 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 		rc.dispatch(cl, &rs.req)
 	}
 	return off
+}
+
+// laneOf tells which connections req will travel on.
+func (rs *respState) laneOf(req *resp.Request) lane {
+	cmd := req.Cmd
+	if cmd == nil {
+		return laneNone
+	}
+	if cmd.IsContainer() && len(req.Args) >= 2 {
+		if sub := cmd.Resolve(req.Args); sub != nil {
+			cmd = sub
+		}
+	}
+	switch {
+	case cmd.Class == resp.ClassLocal:
+		return laneNone
+	case rs.txn != nil && rs.txn.inMulti || cmd.Class == resp.ClassDedicated:
+		// Between WATCH and MULTI other commands run as usual, on the
+		// shared connections.
+		return laneDedicated
+	}
+	return laneShared
 }
 
 // reject answers with an error the proxy makes, counting why. Inside MULTI
