@@ -78,35 +78,17 @@ func removeStaleSocket(path string) {
 
 // acceptLoop accepts clients on ln for pool pr until ln is closed.
 func (p *Proxy) acceptLoop(ctx context.Context, pr *poolRT, ln net.Listener) {
-	var (
-		backoff time.Duration
-		failed  int64 // failures in the current episode
-	)
+	ep := episode{p: p, pr: pr}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 				return
 			}
-			pr.acceptErrors.Add(1)
-			failed++
-			if failed == 1 {
-				p.log.Error("accept failed; retrying with backoff while serving open clients",
-					"pool", pr.cfg.Name, "listen", pr.cfg.Listen, "error", err, "clients", p.clients.Load())
-			}
-			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !ep.fail(ctx, err) {
 				return
-			case <-t.C:
 			}
 			continue
-		}
-		if failed > 0 {
-			p.log.Info("accepting again", "pool", pr.cfg.Name, "failed_accepts", failed)
-			failed, backoff = 0, 0
 		}
 		if p.draining.Load() {
 			_ = c.Close()
@@ -115,27 +97,54 @@ func (p *Proxy) acceptLoop(ctx context.Context, pr *poolRT, ln net.Listener) {
 		// gnet duplicates the descriptor and closes c, even when the
 		// duplicate fails; make sure a descriptor is free first, holding
 		// the client (and the listener) while none is.
-		for backoff = 0; !spareDescriptor(c); {
-			pr.acceptErrors.Add(1)
-			failed++
-			if failed == 1 {
-				p.log.Error("out of descriptors to register a client; retrying with backoff while serving open clients",
-					"pool", pr.cfg.Name, "listen", pr.cfg.Listen, "clients", p.clients.Load())
-			}
-			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+		for !spareDescriptor(c) {
+			if !ep.fail(ctx, syscall.EMFILE) {
 				_ = c.Close()
 				return
-			case <-t.C:
 			}
 		}
+		ep.recovered()
 		if err := p.register(ctx, pr, c); err != nil {
 			pr.acceptErrors.Add(1)
 			p.log.Warn("client connection not registered", "pool", pr.cfg.Name, "error", err)
 		}
+	}
+}
+
+// episode is a run of failed accepts on one listener: counted, logged at
+// its start and end, and retried after a doubling backoff.
+type episode struct {
+	p       *Proxy
+	pr      *poolRT
+	failed  int64
+	backoff time.Duration
+}
+
+// fail counts a failure and waits out the backoff; it reports false if ctx
+// ended meanwhile.
+func (e *episode) fail(ctx context.Context, err error) bool {
+	e.pr.acceptErrors.Add(1)
+	e.failed++
+	if e.failed == 1 {
+		e.p.log.Error("accepting clients failed; retrying with backoff while serving open clients",
+			"pool", e.pr.cfg.Name, "listen", e.pr.cfg.Listen, "error", err, "clients", e.p.clients.Load())
+	}
+	e.backoff = min(max(2*e.backoff, acceptBackoffMin), acceptBackoffMax)
+	t := time.NewTimer(e.backoff)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// recovered ends an episode, if one was running.
+func (e *episode) recovered() {
+	if e.failed > 0 {
+		e.p.log.Info("accepting clients again", "pool", e.pr.cfg.Name, "failed_attempts", e.failed)
+		e.failed, e.backoff = 0, 0
 	}
 }
 
