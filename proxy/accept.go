@@ -50,6 +50,8 @@ func (p *Proxy) listen(ctx context.Context) ([]net.Listener, error) {
 		network, addr := listenNetwork(pr.cfg.Listen)
 		if network == "unix" {
 			removeStaleSocket(addr)
+		} else {
+			network = tcpFamily(addr)
 		}
 		ln, err := lc.Listen(ctx, network, addr)
 		if err != nil {
@@ -61,6 +63,23 @@ func (p *Proxy) listen(ctx context.Context) ([]net.Listener, error) {
 		lns = append(lns, ln)
 	}
 	return lns, nil
+}
+
+// tcpFamily is the network to listen on addr with: an IPv4 address gets an
+// IPv4 socket and an IPv6 one an IPv6-only socket (so 0.0.0.0:P and [::1]:P
+// can both be served, as twemproxy and gnet open them); a name gets both.
+func tcpFamily(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "tcp"
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.To4() != nil {
+			return "tcp4"
+		}
+		return "tcp6"
+	}
+	return "tcp"
 }
 
 // removeStaleSocket removes a unix socket file left by an earlier process,
