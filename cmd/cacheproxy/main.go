@@ -34,7 +34,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 
 // Exit codes.
@@ -137,8 +137,9 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 }
 
 // run is main without the process: it parses args, writes to stdout and
-// stderr, and returns the exit code.
-func run(args []string, stdout, stderr io.Writer) int {
+// stderr, and returns the exit code. r looks up the servers' host names for
+// -t and at start; nil means net.DefaultResolver.
+func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 	o, code, ok := parseFlags(args, stderr)
 	if !ok {
 		return code
@@ -165,6 +166,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch {
 	case o.testConf:
+		// A name that does not resolve is a warning, and -t still exits 0
+		// (nutcracker -t does not look names up at all).
+		for _, w := range checkHosts(cfg, r) {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "cacheproxy: configuration file '%s' syntax is ok\n", o.confFile)
 		summarize(stdout, cfg)
 		return exitOK
@@ -197,6 +203,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("starting", "version", version(), "config", cfg.File, "pools", len(cfg.Pools))
+	for _, w := range checkHosts(cfg, r) {
+		log.Warn("configuration", "warning", w.String())
+	}
 	if err := serve(ctx, cfg, log, nil); err != nil {
 		log.Error("stopped", "err", err)
 		return exitFailed
@@ -220,6 +229,15 @@ func applyFlags(cfg *config.Config, o options) error {
 		}
 	}
 	return nil
+}
+
+// checkHosts looks up every host name in cfg within
+// config.DefaultHostCheckTimeout and returns a warning for each that does
+// not resolve.
+func checkHosts(cfg *config.Config, r config.Resolver) []config.Warning {
+	ctx, cancel := context.WithTimeout(context.Background(), config.DefaultHostCheckTimeout)
+	defer cancel()
+	return cfg.CheckHosts(ctx, r)
 }
 
 // logLevel maps twemproxy's -v scale (0 emergencies only .. 11 everything,

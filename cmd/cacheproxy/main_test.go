@@ -147,7 +147,7 @@ func TestRun(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(tc.args, &stdout, &stderr)
+			code := run(tc.args, &stdout, &stderr, nil)
 			if code != tc.code {
 				t.Errorf("exit: got %d; want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout.String(), stderr.String())
 			}
@@ -188,14 +188,14 @@ func TestEnvironmentOverridesFileButNotFlags(t *testing.T) {
 	t.Setenv("CACHEPROXY_CONF_FILE", path)
 	t.Setenv("CACHEPROXY_ADMIN", "127.0.0.1:9999")
 	var out, errb bytes.Buffer
-	if code := run([]string{"-t"}, &out, &errb); code != 0 {
+	if code := run([]string{"-t"}, &out, &errb, nil); code != 0 {
 		t.Fatalf("-t with CACHEPROXY_CONF_FILE: exit %d; stderr %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "admin 127.0.0.1:9999") {
 		t.Fatalf("CACHEPROXY_ADMIN not applied: %s", out.String())
 	}
 	out.Reset()
-	if code := run([]string{"-t", "--admin", "127.0.0.1:9998"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "admin 127.0.0.1:9998") {
+	if code := run([]string{"-t", "--admin", "127.0.0.1:9998"}, &out, &errb, nil); code != 0 || !strings.Contains(out.String(), "admin 127.0.0.1:9998") {
 		t.Fatalf("--admin must win over CACHEPROXY_ADMIN: exit %d: %s", code, out.String())
 	}
 }
