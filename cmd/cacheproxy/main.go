@@ -5,8 +5,10 @@
 //	cacheproxy -t -c nutcracker.yml     check a configuration and summarise it
 //	cacheproxy --route KEY -c FILE      print where KEY goes in every pool
 //
-// Exit status: 0 on success, 1 for a bad configuration or a failure while
-// serving, 2 for bad command-line usage.
+// Exit status: 0 on success (a configuration with only warnings, such as a
+// server name that does not resolve, is a success, as with nutcracker -t), 1
+// for a bad configuration or a failure while serving, 2 for bad command-line
+// usage.
 //
 // SIGTERM and SIGINT stop the proxy. SIGHUP (reload) is not handled yet, so
 // it terminates the process (Go's default).
