@@ -23,14 +23,15 @@ import (
 // IPv4 address to both. A host name is compared by name only here:
 // CheckHosts resolves it.
 type claim struct {
-	who     string // `pool "a"` or "admin.listen", for messages
-	addr    string // as given (normalised by ParseListen)
-	network string // "tcp" or "unix"
-	path    string // unix: the cleaned socket path
-	host    string // tcp: the host, lower-cased, when it is a name
-	ip      netip.Addr
-	port    int
-	goNet   bool // opened with Go's net.Listen (admin, stats)
+	who      string // `pool "a"` or "admin.listen", for messages
+	addr     string // as given (normalised by ParseListen)
+	network  string // "tcp" or "unix"
+	path     string // unix: the cleaned socket path
+	host     string // tcp: the host, lower-cased, when it is a name
+	ip       netip.Addr
+	port     int
+	goNet    bool   // opened with Go's net.Listen (admin, stats)
+	resolved string // the address a host name resolved to, for messages
 }
 
 // newClaim describes l; goNet says it is opened with Go's net.Listen.
@@ -100,39 +101,80 @@ func wildcardWhy(a, b claim, dual bool) string {
 	}
 	switch {
 	case dual && w.goNet:
-		return fmt.Sprintf("%s opens %s dual-stack: it binds the port on every IPv4 and IPv6 address", w.who, w.addr)
+		return fmt.Sprintf("%s opens %s dual-stack: it binds the port on every IPv4 and IPv6 address", w.who, w.label())
 	case dual:
-		return fmt.Sprintf("%s is opened dual-stack to check it while %s is bound: it binds the port on every IPv4 and IPv6 address", w.addr, other.who)
+		return fmt.Sprintf("%s is opened dual-stack to check it while %s is bound: it binds the port on every IPv4 and IPv6 address", w.label(), other.who)
 	case w.ip.Is4():
-		return fmt.Sprintf("%s binds the port on every IPv4 address", w.addr)
+		return fmt.Sprintf("%s binds the port on every IPv4 address", w.label())
 	}
-	return fmt.Sprintf("%s binds the port on every IPv6 address", w.addr)
+	return fmt.Sprintf("%s binds the port on every IPv6 address", w.label())
 }
 
 // claims collects listen addresses and reports each that cannot bind
 // alongside one claimed before it.
 type claims struct {
-	v    *checker
-	seen []claim
+	// report is told about each conflict.
+	report func(pool, key, reason string)
+	// onlyResolved limits reports to pairs where a side is a host name
+	// that was looked up (the others were reported already).
+	onlyResolved bool
+	seen         []claim
 }
 
 func (cs *claims) add(pool, key string, c claim) {
 	for _, o := range cs.seen {
+		if cs.onlyResolved && c.resolved == "" && o.resolved == "" {
+			continue
+		}
 		clash, why := c.conflict(o)
 		if !clash {
 			continue
 		}
 		switch {
 		case why != "":
-			cs.v.fail(pool, key, "%s overlaps %s, the listen address of %s (%s)", c.addr, o.addr, o.who, why)
+			cs.report(pool, key, fmt.Sprintf("%s overlaps %s, the listen address of %s (%s)", c.label(), o.label(), o.who, why))
 		case c.addr == o.addr:
-			cs.v.fail(pool, key, "%s is also the listen address of %s", c.addr, o.who)
+			cs.report(pool, key, fmt.Sprintf("%s is also the listen address of %s", c.addr, o.who))
 		default:
-			cs.v.fail(pool, key, "%s is the same address as %s, the listen address of %s", c.addr, o.addr, o.who)
+			cs.report(pool, key, fmt.Sprintf("%s is the same address as %s, the listen address of %s", c.label(), o.label(), o.who))
 		}
 		return
 	}
 	cs.seen = append(cs.seen, c)
+}
+
+// resolve gives c, whose host is a name, the address addrs[0..] the
+// listener would bind: the first IPv4 address, else the first, as Go's
+// resolver picks for "tcp" (gnet and net.Listen both use it).
+func (c *claim) resolve(addrs []string) {
+	var first, v4 netip.Addr
+	for _, a := range addrs {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			continue
+		}
+		ip = ip.Unmap()
+		if !first.IsValid() {
+			first = ip
+		}
+		if ip.Is4() && !v4.IsValid() {
+			v4 = ip
+		}
+	}
+	if v4.IsValid() {
+		first = v4
+	}
+	if first.IsValid() {
+		c.ip, c.host, c.resolved = first, "", first.String()
+	}
+}
+
+// label is c's address as given, with what it resolved to.
+func (c claim) label() string {
+	if c.resolved != "" {
+		return c.addr + " (" + c.resolved + ")"
+	}
+	return c.addr
 }
 
 // canonicalListen returns a TCP listen address the way the listeners take

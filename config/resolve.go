@@ -34,6 +34,9 @@ const maxLookups = 16
 // addresses and unix sockets are not looked up. If r is nil,
 // net.DefaultResolver is used.
 //
+// A listen host name that resolves to an address another listener takes
+// (localhost:P beside 127.0.0.1:P) is reported too.
+//
 // These are warnings, not problems: DNS may be different where and when the
 // proxy runs (twemproxy's -t does not look names up at all). A server whose
 // name does not resolve fails every request routed to it until it does; a
@@ -85,6 +88,7 @@ func (c *Config) CheckHosts(ctx context.Context, r Resolver) []Warning {
 	}
 
 	failed := make([]error, len(hosts))
+	found := make([][]string, len(hosts))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, maxLookups)
 	for i, h := range hosts {
@@ -102,7 +106,7 @@ func (c *Config) CheckHosts(ctx context.Context, r Resolver) []Warning {
 			if err == nil && len(addrs) == 0 {
 				err = errors.New("no addresses")
 			}
-			failed[i] = err
+			failed[i], found[i] = err, addrs
 		}()
 	}
 	wg.Wait()
@@ -128,6 +132,34 @@ func (c *Config) CheckHosts(ctx context.Context, r Resolver) []Warning {
 		}
 		warns = append(warns, Warning{File: c.File, Line: c.pos.line(u.pool, u.key), Pool: u.pool, Key: u.key, Reason: reason})
 	}
+
+	// A listen name that resolves may land on an address another listener
+	// takes; the listener would not start.
+	cs := &claims{onlyResolved: true, report: func(pool, key, reason string) {
+		warns = append(warns, Warning{File: c.File, Line: c.pos.line(pool, key), Pool: pool, Key: key,
+			Reason: reason + ": the listener cannot start while the name resolves so"})
+	}}
+	listen := func(pool, key, who, addr string, goNet bool) {
+		l, err := ParseListen(addr)
+		if err != nil {
+			return
+		}
+		cl := newClaim(who, l, goNet)
+		if i, ok := index[cl.host]; ok && cl.host != "" && failed[i] == nil {
+			cl.resolve(found[i])
+		}
+		cs.add(pool, key, cl)
+	}
+	for _, s := range []struct{ key, listen string }{{"admin.listen", c.Admin.Listen}, {"stats.listen", c.Stats.Listen}} {
+		if s.listen != "" {
+			listen("", s.key, s.key, s.listen, true)
+		}
+	}
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		listen(p.Name, "listen", fmt.Sprintf("pool %q", p.Name), p.Listen, false)
+	}
+
 	slices.SortStableFunc(warns, func(a, b Warning) int { return byLine(a.Line, b.Line) })
 	return warns
 }

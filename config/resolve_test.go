@@ -124,3 +124,48 @@ func TestCheckHostsRealResolver(t *testing.T) {
 		t.Logf("the resolver did not answer within %v: %s", DefaultHostCheckTimeout, w[0])
 	}
 }
+
+func TestCheckHostsListenNames(t *testing.T) {
+	const text = `a:
+  listen: LOCALHOST:22121
+  servers:
+   - 127.0.0.1:11211:1
+b:
+  listen: 127.0.0.1:22121
+  servers:
+   - 127.0.0.1:11211:1
+c:
+  listen: 0.0.0.0:22123
+  servers:
+   - 127.0.0.1:11211:1
+d:
+  listen: dual.example:22123
+  servers:
+   - 127.0.0.1:11211:1
+e:
+  listen: v6.example:22123
+  servers:
+   - 127.0.0.1:11211:1
+`
+	path := writeFile(t, text)
+	cfg, _, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeResolver{asked: map[string]int{}, addrs: map[string][]string{
+		"localhost":    {"::1", "127.0.0.1"},
+		"dual.example": {"2001:db8::1", "10.0.0.7"},
+		"v6.example":   {"2001:db8::2"},
+	}}
+	var got []string
+	for _, w := range cfg.CheckHosts(context.Background(), f) {
+		got = append(got, strings.TrimPrefix(w.String(), path))
+	}
+	want := []string{
+		`:6: pool "b": listen: 127.0.0.1:22121 is the same address as LOCALHOST:22121 (127.0.0.1), the listen address of pool "a": the listener cannot start while the name resolves so`,
+		`:14: pool "d": listen: dual.example:22123 (10.0.0.7) overlaps 0.0.0.0:22123, the listen address of pool "c" (0.0.0.0:22123 binds the port on every IPv4 address): the listener cannot start while the name resolves so`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\ngot  %q\nwant %q", got, want)
+	}
+}

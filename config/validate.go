@@ -49,7 +49,7 @@ func (c *Config) check() ([]Problem, []Warning) {
 	}
 	// listeners holds every listen address so far, to catch two that
 	// cannot both bind (see claim).
-	listeners := &claims{v: v}
+	listeners := &claims{report: func(pool, key, reason string) { v.fail(pool, key, "%s", reason) }}
 	for _, s := range []struct{ key, listen string }{{"admin.listen", c.Admin.Listen}, {"stats.listen", c.Stats.Listen}} {
 		if s.listen == "" {
 			continue

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -46,6 +47,12 @@ func TestListenConflictsMatchTheKernel(t *testing.T) {
 		{"admin", "127.0.0.1", "a", "127.0.0.2", false},
 		{"stats", "0.0.0.0", "admin", "::1", true},
 		{"stats", "127.0.0.1", "admin", "::1", false},
+		// Host names: localhost is 127.0.0.1 in /etc/hosts, and Go picks
+		// an IPv4 address first. CheckHosts reports these (a warning).
+		{"a", "localhost", "b", "127.0.0.1", true},
+		{"a", "0.0.0.0", "b", "localhost", true},
+		{"a", "localhost", "b", "::", false},
+		{"admin", "::", "a", "localhost", true},
 	} {
 		name := tc.first + "=" + tc.firstHost + "," + tc.second + "=" + tc.secondHost
 		t.Run(name, func(t *testing.T) {
@@ -74,8 +81,18 @@ func TestListenConflictsMatchTheKernel(t *testing.T) {
 				cfg.Pools = append(cfg.Pools, p)
 			}
 			verr := cfg.Validate()
+			if verr == nil {
+				// A name is looked up, and a conflict is then a warning.
+				ctx, cancel := context.WithTimeout(context.Background(), config.DefaultHostCheckTimeout)
+				for _, w := range cfg.CheckHosts(ctx, nil) {
+					if strings.HasSuffix(w.Key, "listen") {
+						verr = errors.New(w.String())
+					}
+				}
+				cancel()
+			}
 			if got := verr != nil; got != tc.want {
-				t.Errorf("Validate: got %v; want a conflict: %v", verr, tc.want)
+				t.Errorf("Validate and CheckHosts: got %v; want a conflict: %v", verr, tc.want)
 			} else if verr != nil && !strings.Contains(verr.Error(), port) {
 				t.Errorf("Validate: got %q; want it to name the port %s", verr, port)
 			}
