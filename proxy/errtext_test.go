@@ -33,7 +33,8 @@ func TestClientCause(t *testing.T) {
 	l.Close()
 	_, refused := net.DialTimeout("tcp", refusedAddr, 5*time.Second)
 
-	// A peer that resets the connection.
+	// A peer that resets the connection once it has read a byte (so the
+	// reset comes after the connect completed).
 	rl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +47,8 @@ func TestClientCause(t *testing.T) {
 		if err != nil {
 			return
 		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.Read(make([]byte, 1))
 		c.(*net.TCPConn).SetLinger(0)
 		c.Close()
 	}()
@@ -54,6 +57,9 @@ func TestClientCause(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
+	if _, err := rc.Write([]byte{'x'}); err != nil {
+		t.Fatal(err)
+	}
 	<-accepted
 	rc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, reset := rc.Read(make([]byte, 1))

@@ -158,8 +158,8 @@ func resolverAddrs(t *testing.T) []string {
 }
 
 // TestClientErrorsNameNoAddress runs cacheproxy as a process over pools
-// whose only server is a name that does not resolve or a port that refuses,
-// and checks the exact error replies on both protocols: the server's
+// whose only server is a name that does not resolve, a port that refuses or
+// a server that resets the connection, and checks the exact error replies on both protocols: the server's
 // configured name and the cause, never the resolver's address or an IP. The
 // full error is in the log.
 func TestClientErrorsNameNoAddress(t *testing.T) {
@@ -180,6 +180,11 @@ func TestClientErrorsNameNoAddress(t *testing.T) {
 		t.Fatalf("this test needs a resolver that answers NXDOMAIN for .invalid names; lookup: %v", lerr)
 	}
 
+	// A server that resets the connection on the first request.
+	reset := testserver.FakeServer(t, func(c net.Conn) {
+		_, _ = c.Read(make([]byte, 512))
+		_ = c.(*net.TCPConn).SetLinger(0)
+	})
 	ports := map[string]string{}
 	var conf strings.Builder
 	conf.WriteString("pools:\n")
@@ -188,6 +193,8 @@ func TestClientErrorsNameNoAddress(t *testing.T) {
 		{"mc_refused", "memcache", refused + ":1 gone"},
 		{"r_dns", "redis", "cacheproxy-test.invalid:6379:1 ghost"},
 		{"r_refused", "redis", refused + ":1 gone"},
+		{"mc_reset", "memcache", reset + ":1 flaky"},
+		{"r_reset", "redis", reset + ":1 flaky"},
 	} {
 		ports[p.name] = "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
 		conf.WriteString("  " + p.name + ":\n    listen: " + ports[p.name] + "\n    protocol: " + p.proto +
@@ -226,6 +233,8 @@ func TestClientErrorsNameNoAddress(t *testing.T) {
 		{"mc_refused", mcGet, "SERVER_ERROR server gone unavailable: connection refused\r\n"},
 		{"r_dns", rGet, "-ERR server ghost unavailable: no such host\r\n"},
 		{"r_refused", rGet, "-ERR server gone unavailable: connection refused\r\n"},
+		{"mc_reset", mcGet, "SERVER_ERROR server flaky connection lost: connection reset\r\n"},
+		{"r_reset", rGet, "-ERR server flaky connection lost: connection reset\r\n"},
 	} {
 		t.Run(tc.pool, func(t *testing.T) {
 			c, err := net.DialTimeout("tcp", ports[tc.pool], 5*time.Second)
@@ -248,7 +257,7 @@ func TestClientErrorsNameNoAddress(t *testing.T) {
 				if got != want {
 					t.Errorf("reply %d: got %q; want %q", i, got, want)
 				}
-				for _, a := range append(resolverAddrs(t), "127.0.0.1", refused) {
+				for _, a := range append(resolverAddrs(t), "127.0.0.1", refused, reset) {
 					if strings.Contains(got, a) {
 						t.Errorf("reply %d %q names %q", i, got, a)
 					}
