@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -208,6 +209,7 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 	for _, w := range checkHosts(cfg, r) {
 		log.Warn("configuration", "warning", w.String())
 	}
+	logFDLimit(log, cfg)
 	if err := serve(ctx, cfg, log, nil); err != nil {
 		log.Error("stopped", "err", err)
 		return exitFailed
@@ -240,6 +242,24 @@ func checkHosts(cfg *config.Config, r config.Resolver) []config.Warning {
 	ctx, cancel := context.WithTimeout(context.Background(), config.DefaultHostCheckTimeout)
 	defer cancel()
 	return cfg.CheckHosts(ctx, r)
+}
+
+// logFDLimit raises the file-descriptor limit and logs it, with the backend
+// connections the configuration may open and the clients that leave room
+// for.
+func logFDLimit(log *slog.Logger, cfg *config.Config) {
+	before, soft, hard, err := raiseFDLimit()
+	if err != nil {
+		log.Warn("file-descriptor limit not raised", "soft_limit", before, "hard_limit", hard, "err", err)
+	}
+	loops := runtime.GOMAXPROCS(0) // the proxy's number of event loops
+	clients, err := cfg.DefaultMaxClients(soft, loops)
+	if err != nil {
+		log.Warn("file-descriptor limit", "soft_limit", soft, "hard_limit", hard, "err", err)
+		return
+	}
+	log.Info("file-descriptor limit", "soft_limit_at_start", before, "soft_limit", soft, "hard_limit", hard,
+		"backend_connections", cfg.BackendConns(loops), "room_for_clients", clients)
 }
 
 // logLevel maps twemproxy's -v scale (0 emergencies only .. 11 everything,
