@@ -18,6 +18,11 @@
 // line, the pool and the key:
 //
 //	config.yaml:14: pool "sessions": servers[2]: weight 0: must be > 0
+//
+// Validate also rejects listen addresses that cannot all bind at once
+// (0.0.0.0:P beside 127.0.0.1:P, one unix socket path twice), which
+// twemproxy's -t passes and its start then fails on. CheckHosts looks up the
+// host names a file uses and warns about those that do not resolve.
 package config
 
 import (

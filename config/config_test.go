@@ -302,7 +302,9 @@ func problems(t *testing.T, err error, file string) []string {
 
 func TestLoadBad(t *testing.T) {
 	hashes := strings.Join(hashring.HashNames(), ", ")
-	const twemproxyRejects, notTwemproxy = 1, -1
+	// twemproxyAccepts marks a file nutcracker -t passes that then fails
+	// when nutcracker starts (we reject it up front).
+	const twemproxyRejects, twemproxyAccepts, notTwemproxy = 1, 0, -1
 	for _, tc := range []struct {
 		name string
 		text string
@@ -333,6 +335,18 @@ func TestLoadBad(t *testing.T) {
 			[]string{`1: pool "a": listen: missing: every pool needs a listen address`}, twemproxyRejects},
 		{"duplicate listen", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n",
 			[]string{`6: pool "b": listen: 127.0.0.1:22121 is also the listen address of pool "a"`}, twemproxyRejects},
+		{"wildcard and loopback listen", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: 0.0.0.0:22121\n  servers:\n   - 127.0.0.1:11211:1\n",
+			[]string{`6: pool "b": listen: 0.0.0.0:22121 overlaps 127.0.0.1:22121, the listen address of pool "a" (0.0.0.0:22121 binds the port on every IPv4 address)`}, twemproxyAccepts},
+		{"loopback after wildcard listen", "a:\n  listen: 0.0.0.0:22121\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n",
+			[]string{`6: pool "b": listen: 127.0.0.1:22121 overlaps 0.0.0.0:22121, the listen address of pool "a" (0.0.0.0:22121 binds the port on every IPv4 address)`}, twemproxyAccepts},
+		{"IPv6 wildcard and loopback listen", "a:\n  listen: ::1:22121\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: :::22121\n  servers:\n   - 127.0.0.1:11211:1\n",
+			[]string{`6: pool "b": listen: [::]:22121 overlaps [::1]:22121, the listen address of pool "a" ([::]:22121 binds the port on every IPv6 address)`}, twemproxyAccepts},
+		{"IPv4-mapped listen", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: \"[::ffff:127.0.0.1]:22121\"\n  servers:\n   - 127.0.0.1:11211:1\n",
+			[]string{`6: pool "b": listen: [::ffff:127.0.0.1]:22121 is the same address as 127.0.0.1:22121, the listen address of pool "a"`}, notTwemproxy},
+		{"same host name listen", "a:\n  listen: LocalHost:22121\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: localhost:22121\n  servers:\n   - 127.0.0.1:11211:1\n",
+			[]string{`6: pool "b": listen: localhost:22121 is the same address as LocalHost:22121, the listen address of pool "a"`}, notTwemproxy},
+		{"duplicate unix listen", "a:\n  listen: /tmp/cacheproxy-test.sock\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: /tmp//cacheproxy-test.sock 0666\n  servers:\n   - 127.0.0.1:11211:1\n",
+			[]string{`6: pool "b": listen: /tmp//cacheproxy-test.sock is the same address as /tmp/cacheproxy-test.sock, the listen address of pool "a"`}, twemproxyAccepts},
 		{"bad listen port", "a:\n  listen: 127.0.0.1:0\n  servers:\n   - 127.0.0.1:11211:1\n",
 			[]string{`2: pool "a": listen: "127.0.0.1:0": port "0": want 1 to 65535`}, twemproxyRejects},
 		{"bad duration", "a:\n  listen: 127.0.0.1:22121\n  timeout: 4 seconds\n  servers:\n   - 127.0.0.1:11211:1\n",
@@ -398,6 +412,10 @@ func TestLoadBad(t *testing.T) {
 			}, notTwemproxy},
 		{"native listen reused by admin", "admin:\n  listen: 127.0.0.1:22121\npools:\n  a:\n    listen: 127.0.0.1:22121\n    servers: [127.0.0.1:11211:1]\n",
 			[]string{`5: pool "a": listen: 127.0.0.1:22121 is also the listen address of admin.listen`}, notTwemproxy},
+		{"native admin wildcard is dual-stack", "admin:\n  listen: 0.0.0.0:22121\npools:\n  a:\n    listen: \"[::1]:22121\"\n    servers: [127.0.0.1:11211:1]\n",
+			[]string{`5: pool "a": listen: [::1]:22121 overlaps 0.0.0.0:22121, the listen address of admin.listen (admin.listen opens 0.0.0.0:22121 dual-stack: it binds the port on every IPv4 and IPv6 address)`}, notTwemproxy},
+		{"native pool wildcard probed while admin is bound", "admin:\n  listen: \"[::1]:22121\"\npools:\n  a:\n    listen: 0.0.0.0:22121\n    servers: [127.0.0.1:11211:1]\n",
+			[]string{`5: pool "a": listen: 0.0.0.0:22121 overlaps [::1]:22121, the listen address of admin.listen (0.0.0.0:22121 is opened dual-stack to check it while admin.listen is bound: it binds the port on every IPv4 and IPv6 address)`}, notTwemproxy},
 		{"native admin unknown key", "admin:\n  port: 9121\npools:\n  a:\n    listen: 127.0.0.1:22121\n    servers: [127.0.0.1:11211:1]\n",
 			[]string{`2: admin.port: unknown key (admin has only listen)`}, notTwemproxy},
 		{"native pools not a map", "pools: [a]\n", []string{`1: pools: must be a mapping of pool names to pools`, `0: no pools`}, notTwemproxy},

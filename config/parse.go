@@ -184,7 +184,7 @@ func (p *parser) section(k, v *yaml.Node, name string) string {
 		p.pos.lines[posKey{"", key}] = k.Line
 		listen, _ = p.str(v, "", key)
 	})
-	return listen
+	return canonicalListen(listen)
 }
 
 func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
@@ -223,6 +223,7 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 		switch key {
 		case "listen":
 			pool.Listen, _ = p.str(v, name, key)
+			pool.Listen = canonicalListen(pool.Listen)
 		case "hash":
 			pool.Hash, _ = p.str(v, name, key)
 		case "hash_tag":

@@ -47,15 +47,9 @@ func (c *Config) check() ([]Problem, []Warning) {
 	if len(c.Pools) == 0 {
 		v.fail("", "", "no pools")
 	}
-	// listeners maps each listen address to who uses it, to catch reuse.
-	listeners := map[string]string{}
-	claim := func(pool, key, addr, who string) {
-		if other, dup := listeners[addr]; dup {
-			v.fail(pool, key, "%s is also the listen address of %s", addr, other)
-			return
-		}
-		listeners[addr] = who
-	}
+	// listeners holds every listen address so far, to catch two that
+	// cannot both bind (see claim).
+	listeners := &claims{report: func(pool, key, reason string) { v.fail(pool, key, "%s", reason) }}
 	for _, s := range []struct{ key, listen string }{{"admin.listen", c.Admin.Listen}, {"stats.listen", c.Stats.Listen}} {
 		if s.listen == "" {
 			continue
@@ -65,7 +59,11 @@ func (c *Config) check() ([]Problem, []Warning) {
 			v.fail("", s.key, "%q: want host:port", s.listen)
 			continue
 		}
-		claim("", s.key, l.Addr, s.key)
+		if l.Addr != s.listen {
+			v.fail("", s.key, "%q: write it %s (IPv6 hosts bracketed, no others)", s.listen, l.Addr)
+			continue
+		}
+		listeners.add("", s.key, newClaim(s.key, l, true)) // Go's net.Listen: a wildcard is dual-stack
 	}
 	names := map[string]bool{}
 	for i := range c.Pools {
@@ -80,8 +78,11 @@ func (c *Config) check() ([]Problem, []Warning) {
 			v.fail(p.Name, "listen", "missing: every pool needs a listen address")
 		} else if l, err := ParseListen(p.Listen); err != nil {
 			v.fail(p.Name, "listen", "%v", err)
+		} else if l.Network == "tcp" && l.Addr != p.Listen {
+			// Load writes it so; a Config built in code may not have.
+			v.fail(p.Name, "listen", "%q: write it %s (IPv6 hosts bracketed, no others)", p.Listen, l.Addr)
 		} else {
-			claim(p.Name, "listen", l.Addr, fmt.Sprintf("pool %q", p.Name))
+			listeners.add(p.Name, "listen", newClaim(fmt.Sprintf("pool %q", p.Name), l, false))
 		}
 		v.pool(p)
 	}

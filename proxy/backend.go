@@ -222,7 +222,7 @@ func (b *backend) dialFailed(att *dialAttempt, err error) {
 	b.retryAt = b.l.now() + int64(backoff)
 	b.failure()
 	b.pr.p.log.Debug("backend connect failed", "pool", b.pr.cfg.Name, "server", b.name(), "error", err)
-	b.failAll(fmt.Sprintf("server %s unavailable: %v", b.name(), unwrapOp(err)))
+	b.failAll(fmt.Sprintf("server %s unavailable: %s", b.name(), clientCause(err)))
 	b.ownerLost("unavailable")
 	b.l.flushClients()
 }
@@ -350,7 +350,7 @@ func (b *backend) lost(c gnet.Conn, err error) {
 	}
 	b.pr.p.log.Debug("backend connection lost", "pool", b.pr.cfg.Name, "server", b.name(), "error", err,
 		"in_flight", inFlight)
-	b.failAll(fmt.Sprintf("server %s connection lost: %v", b.name(), unwrapOp(err)))
+	b.failAll(fmt.Sprintf("server %s connection lost: %s", b.name(), clientCause(err)))
 	b.ownerLost("connection lost")
 	b.l.flushClients()
 }
@@ -418,17 +418,6 @@ func (b *backend) failAll(msg string) {
 		failRequest(r, b.pr, msg)
 		r.inFIFO = false
 		b.l.release(r)
-	}
-}
-
-// unwrapOp strips net.OpError's address prefix, keeping the cause.
-func unwrapOp(err error) error {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err
-		}
-		err = u
 	}
 }
 

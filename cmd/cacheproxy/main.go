@@ -5,8 +5,10 @@
 //	cacheproxy -t -c nutcracker.yml     check a configuration and summarise it
 //	cacheproxy --route KEY -c FILE      print where KEY goes in every pool
 //
-// Exit status: 0 on success, 1 for a bad configuration or a failure while
-// serving, 2 for bad command-line usage.
+// Exit status: 0 on success (a configuration with only warnings, such as a
+// server name that does not resolve, is a success, as with nutcracker -t), 1
+// for a bad configuration or a failure while serving, 2 for bad command-line
+// usage.
 //
 // SIGTERM and SIGINT stop the proxy. SIGHUP (reload) is not handled yet, so
 // it terminates the process (Go's default).
@@ -21,6 +23,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -34,7 +37,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 
 // Exit codes.
@@ -137,8 +140,9 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 }
 
 // run is main without the process: it parses args, writes to stdout and
-// stderr, and returns the exit code.
-func run(args []string, stdout, stderr io.Writer) int {
+// stderr, and returns the exit code. r looks up the servers' host names for
+// -t and at start; nil means net.DefaultResolver.
+func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 	o, code, ok := parseFlags(args, stderr)
 	if !ok {
 		return code
@@ -165,6 +169,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch {
 	case o.testConf:
+		// A name that does not resolve is a warning, and -t still exits 0
+		// (nutcracker -t does not look names up at all).
+		for _, w := range checkHosts(cfg, r) {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "cacheproxy: configuration file '%s' syntax is ok\n", o.confFile)
 		summarize(stdout, cfg)
 		return exitOK
@@ -197,7 +206,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("starting", "version", version(), "config", cfg.File, "pools", len(cfg.Pools))
-	if err := serve(ctx, cfg, log); err != nil {
+	for _, w := range checkHosts(cfg, r) {
+		log.Warn("configuration", "warning", w.String())
+	}
+	logFDLimit(log, cfg)
+	if err := serve(ctx, cfg, log, nil); err != nil {
 		log.Error("stopped", "err", err)
 		return exitFailed
 	}
@@ -220,6 +233,33 @@ func applyFlags(cfg *config.Config, o options) error {
 		}
 	}
 	return nil
+}
+
+// checkHosts looks up every host name in cfg within
+// config.DefaultHostCheckTimeout and returns a warning for each that does
+// not resolve.
+func checkHosts(cfg *config.Config, r config.Resolver) []config.Warning {
+	ctx, cancel := context.WithTimeout(context.Background(), config.DefaultHostCheckTimeout)
+	defer cancel()
+	return cfg.CheckHosts(ctx, r)
+}
+
+// logFDLimit raises the file-descriptor limit and logs it, with the backend
+// connections the configuration may open and the clients that leave room
+// for.
+func logFDLimit(log *slog.Logger, cfg *config.Config) {
+	before, soft, hard, err := raiseFDLimit()
+	if err != nil {
+		log.Warn("file-descriptor limit not raised", "soft_limit", before, "hard_limit", hard, "err", err)
+	}
+	loops := runtime.GOMAXPROCS(0) // the proxy's number of event loops
+	clients, err := cfg.DefaultMaxClients(soft, loops)
+	if err != nil {
+		log.Warn("file-descriptor limit", "soft_limit", soft, "hard_limit", hard, "err", err)
+		return
+	}
+	log.Info("file-descriptor limit", "soft_limit_at_start", before, "soft_limit", soft, "hard_limit", hard,
+		"backend_connections", cfg.BackendConns(loops), "room_for_clients", clients)
 }
 
 // logLevel maps twemproxy's -v scale (0 emergencies only .. 11 everything,

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,7 +149,7 @@ func TestRun(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(tc.args, &stdout, &stderr)
+			code := run(tc.args, &stdout, &stderr, nil)
 			if code != tc.code {
 				t.Errorf("exit: got %d; want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout.String(), stderr.String())
 			}
@@ -188,14 +190,40 @@ func TestEnvironmentOverridesFileButNotFlags(t *testing.T) {
 	t.Setenv("CACHEPROXY_CONF_FILE", path)
 	t.Setenv("CACHEPROXY_ADMIN", "127.0.0.1:9999")
 	var out, errb bytes.Buffer
-	if code := run([]string{"-t"}, &out, &errb); code != 0 {
+	if code := run([]string{"-t"}, &out, &errb, nil); code != 0 {
 		t.Fatalf("-t with CACHEPROXY_CONF_FILE: exit %d; stderr %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "admin 127.0.0.1:9999") {
 		t.Fatalf("CACHEPROXY_ADMIN not applied: %s", out.String())
 	}
 	out.Reset()
-	if code := run([]string{"-t", "--admin", "127.0.0.1:9998"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "admin 127.0.0.1:9998") {
+	if code := run([]string{"-t", "--admin", "127.0.0.1:9998"}, &out, &errb, nil); code != 0 || !strings.Contains(out.String(), "admin 127.0.0.1:9998") {
 		t.Fatalf("--admin must win over CACHEPROXY_ADMIN: exit %d: %s", code, out.String())
+	}
+}
+
+// notFoundResolver says no name resolves, naming a resolver address that a
+// client must never see.
+type notFoundResolver struct{}
+
+func (notFoundResolver) LookupHost(_ context.Context, host string) ([]string, error) {
+	return nil, &net.DNSError{Err: "no such host", Name: host, Server: "10.9.9.9:53", IsNotFound: true}
+}
+
+func TestTestConfWarnsUnresolvable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nutcracker.yml")
+	if err := os.WriteFile(path, []byte("a:\n  listen: 127.0.0.1:22121\n  servers:\n   - cache1.example:11211:1\n   - 127.0.0.1:11212:1 two\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-t", "-c", path}, &stdout, &stderr, notFoundResolver{}); code != 0 {
+		t.Errorf("exit: got %d; want 0 (a warning only)", code)
+	}
+	want := "warning: " + path + `:4: pool "a": servers[0]: server "cache1.example": host "cache1.example" does not resolve (requests to it fail until it resolves): lookup cache1.example on 10.9.9.9:53: no such host` + "\n"
+	if got := stderr.String(); got != want {
+		t.Errorf("stderr:\ngot  %q\nwant %q", got, want)
+	}
+	if !strings.HasPrefix(stdout.String(), "cacheproxy: configuration file '"+path+"' syntax is ok\n") {
+		t.Errorf("stdout: got %q; want syntax is ok", stdout.String())
 	}
 }

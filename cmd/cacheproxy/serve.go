@@ -14,9 +14,10 @@ import (
 )
 
 // serve runs the proxy for cfg until ctx is cancelled (SIGTERM or SIGINT),
-// logging to log. It returns nil after a clean stop.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	p, err := proxy.New(cfg, proxy.Options{Logger: log})
+// logging to log. It returns nil after a clean stop. onListen, if not nil,
+// is called once every listener is up (tests use it).
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, onListen func(addrs []string)) error {
+	p, err := proxy.New(cfg, proxy.Options{Logger: log, OnListen: onListen})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
