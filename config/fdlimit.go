@@ -8,8 +8,19 @@ import (
 // FDReserve is how many file descriptors DefaultMaxClients keeps aside
 // beyond the backend connections: listeners, the admin and stats listeners
 // and their clients, the admin poller's connections to the servers, the log
-// file, the runtime's epoll and event descriptors, DNS lookups.
+// file, the runtime's epoll and event descriptors, DNS lookups. Under a
+// small limit it keeps a quarter of the limit instead, at least
+// minFDReserve.
 const FDReserve = 64
+
+// minFDReserve is the least DefaultMaxClients keeps aside: what a running
+// proxy holds beyond its clients and backends (measured at about 20).
+const minFDReserve = 32
+
+// fdReserve is the reserve for a limit of nofile.
+func fdReserve(nofile uint64) uint64 {
+	return min(FDReserve, max(minFDReserve, nofile/4))
+}
 
 // BackendConns returns how many backend connections the proxy opens at most
 // with loops event loops: every loop keeps server_connections connections to
@@ -36,10 +47,10 @@ func (c *Config) BackendConns(loops int) int {
 // returns an error when nofile leaves no room for clients at all. An
 // unlimited nofile (RLIM_INFINITY) gives math.MaxInt.
 func (c *Config) DefaultMaxClients(nofile uint64, loops int) (int, error) {
-	reserve := uint64(c.BackendConns(loops)) + FDReserve
+	reserve := uint64(c.BackendConns(loops)) + fdReserve(nofile)
 	if nofile <= reserve {
 		return 0, fmt.Errorf("file-descriptor limit %d leaves no room for clients: %d backend connections (%d loops) and %d reserved need %d; raise the limit (ulimit -n, LimitNOFILE=)",
-			nofile, c.BackendConns(loops), max(loops, 1), FDReserve, reserve)
+			nofile, c.BackendConns(loops), max(loops, 1), fdReserve(nofile), reserve)
 	}
 	if n := nofile - reserve; n < math.MaxInt {
 		return int(n), nil

@@ -39,8 +39,11 @@ func TestDefaultMaxClients(t *testing.T) {
 	}{
 		{1024, 4, 1024 - 40 - FDReserve, ""},
 		{1048576, 8, 1048576 - 80 - FDReserve, ""},
-		{40 + FDReserve + 1, 4, 1, ""},
-		{40 + FDReserve, 4, 0, "file-descriptor limit 104 leaves no room for clients: 40 backend connections (4 loops) and 64 reserved need 104; raise the limit (ulimit -n, LimitNOFILE=)"},
+		{40 + FDReserve + 4*FDReserve, 4, 4 * FDReserve, ""}, // the full reserve from 256 on
+		{128, 4, 128 - 40 - minFDReserve, ""},                // a small limit keeps at least 32
+		{200, 4, 200 - 40 - 50, ""},                          // or a quarter
+		{40 + minFDReserve + 1, 4, 1, ""},
+		{40 + minFDReserve, 4, 0, "file-descriptor limit 72 leaves no room for clients: 40 backend connections (4 loops) and 32 reserved need 72; raise the limit (ulimit -n, LimitNOFILE=)"},
 		{math.MaxUint64, 4, math.MaxInt, ""},
 	} {
 		got, err := cfg.DefaultMaxClients(tc.nofile, tc.loops)

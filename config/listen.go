@@ -11,16 +11,14 @@ import (
 // A claimed listen address, for finding two listeners that cannot both bind.
 //
 // What can bind together is what the kernel allows for the sockets the proxy
-// opens. The pools' listeners are gnet's: an IPv4 address gets an AF_INET
-// socket, an IPv6 address an AF_INET6 socket with IPV6_V6ONLY set, both with
-// SO_REUSEADDR. So 0.0.0.0:P takes port P on every IPv4 address and [::]:P on
-// every IPv6 address, and two pools can listen on both. The admin and stats
-// listeners are Go's net.Listen("tcp"), which opens a wildcard (0.0.0.0 or
-// ::) as one dual-stack IPv6 socket: it takes port P on every IPv4 and IPv6
-// address. They are bound before the pools, and the proxy first tries each
-// pool's address with net.Listen too, so against them a pool's wildcard is
-// dual-stack as well. An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is the
-// IPv4 address to both. A host name is compared by name only here:
+// opens. A pool listens on an IPv4 address with an AF_INET socket ("tcp4")
+// and on an IPv6 address with an AF_INET6 socket with IPV6_V6ONLY set
+// ("tcp6"), as twemproxy does. So 0.0.0.0:P takes port P on every IPv4
+// address and [::]:P on every IPv6 address, and two pools can listen on both.
+// The admin and stats listeners are Go's net.Listen("tcp"), which opens a
+// wildcard (0.0.0.0 or ::) as one dual-stack IPv6 socket: it takes port P on
+// every IPv4 and IPv6 address. An IPv4-mapped IPv6 address
+// (::ffff:127.0.0.1) is the IPv4 address to both. A host name is compared by name only here:
 // CheckHosts resolves it.
 type claim struct {
 	who      string // `pool "a"` or "admin.listen", for messages
@@ -86,24 +84,21 @@ func (c claim) conflict(o claim) (bool, string) {
 	if c.ip == o.ip {
 		return true, ""
 	}
-	dual := c.goNet || o.goNet
-	if !c.covers(o.ip, dual) && !o.covers(c.ip, dual) {
+	if !c.covers(o.ip, c.goNet) && !o.covers(c.ip, o.goNet) {
 		return false, ""
 	}
-	return true, wildcardWhy(c, o, dual)
+	return true, wildcardWhy(c, o)
 }
 
 // wildcardWhy explains a conflict that involves a wildcard address.
-func wildcardWhy(a, b claim, dual bool) string {
-	w, other := a, b
-	if !w.ip.IsUnspecified() {
-		w, other = b, a
+func wildcardWhy(a, b claim) string {
+	w := a
+	if !w.ip.IsUnspecified() || !w.goNet && b.ip.IsUnspecified() && b.goNet {
+		w = b
 	}
 	switch {
-	case dual && w.goNet:
+	case w.goNet:
 		return fmt.Sprintf("%s opens %s dual-stack: it binds the port on every IPv4 and IPv6 address", w.who, w.label())
-	case dual:
-		return fmt.Sprintf("%s is opened dual-stack to check it while %s is bound: it binds the port on every IPv4 and IPv6 address", w.label(), other.who)
 	case w.ip.Is4():
 		return fmt.Sprintf("%s binds the port on every IPv4 address", w.label())
 	}

@@ -29,13 +29,6 @@ const (
 	acceptBackoffMax = time.Second
 )
 
-// fdReserve is at most how many descriptors the derived client limit leaves
-// for everything that is not a client (a quarter of the limit, at least 32,
-// when the limit is small): backend connections are added on top, this
-// covers epoll and event descriptors, log files, the admin endpoint and
-// probes.
-const fdReserve = 64
-
 // acceptedConn is the gnet context of a client connection the proxy
 // accepted, until OnOpen replaces it with the client.
 type acceptedConn struct {
@@ -186,23 +179,19 @@ func (p *Proxy) register(ctx context.Context, pr *poolRT, c net.Conn) error {
 }
 
 // deriveMaxClients is the proxy-wide client limit used when none is set:
-// the descriptor limit less the shared backend connections every loop may
-// open and a reserve. It is at least 1.
+// config.DefaultMaxClients for the soft RLIMIT_NOFILE (Go raises it to the
+// hard limit at start). It is at least 1.
 func (p *Proxy) deriveMaxClients() int64 {
 	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == ^uint64(0) {
-		return 0 // unknown or unlimited: no derived limit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0 // unknown: no derived limit
 	}
-	backends := 0
-	for _, pr := range p.pools {
-		conns := max(pr.cfg.ServerConnections, 1)
-		for _, s := range pr.cfg.Servers {
-			backends += conns * (1 + len(s.Replicas))
-		}
+	n, err := p.cfg.DefaultMaxClients(rl.Cur, p.opts.Loops)
+	if err != nil {
+		p.log.Warn("client limit", "max_clients", 1, "error", err)
+		return 1
 	}
-	reserve := min(max(int64(rl.Cur)/4, 32), fdReserve)
-	n := int64(rl.Cur) - reserve - int64(backends*p.opts.Loops)
-	return max(n, 1)
+	return int64(n)
 }
 
 // awaitLoops connects to gnet's private listener and waits until an event

@@ -52,9 +52,9 @@ type Options struct {
 	Tick time.Duration
 	// MaxClients caps open client connections over all pools, so that
 	// clients cannot take the descriptors backend connections need. If
-	// zero, it is derived from RLIMIT_NOFILE: the soft limit less the
-	// backend connections every loop may open and a reserve (64, or a
-	// quarter of a small limit, at least 32). If
+	// zero, it is derived from RLIMIT_NOFILE by config.DefaultMaxClients:
+	// the soft limit less the backend connections every loop may open and
+	// a reserve (64, or a quarter of a small limit, at least 32). If
 	// negative, there is no proxy-wide cap (pools' max_clients still apply).
 	MaxClients int
 	// OnListen, if not nil, is called once every listener accepts

@@ -245,21 +245,16 @@ func checkHosts(cfg *config.Config, r config.Resolver) []config.Warning {
 }
 
 // logFDLimit raises the file-descriptor limit and logs it, with the backend
-// connections the configuration may open and the clients that leave room
-// for.
+// connections the configuration may open. The proxy logs the client limit
+// it derives from it.
 func logFDLimit(log *slog.Logger, cfg *config.Config) {
 	before, soft, hard, err := raiseFDLimit()
 	if err != nil {
 		log.Warn("file-descriptor limit not raised", "soft_limit", before, "hard_limit", hard, "err", err)
 	}
 	loops := runtime.GOMAXPROCS(0) // the proxy's number of event loops
-	clients, err := cfg.DefaultMaxClients(soft, loops)
-	if err != nil {
-		log.Warn("file-descriptor limit", "soft_limit", soft, "hard_limit", hard, "err", err)
-		return
-	}
 	log.Info("file-descriptor limit", "soft_limit_at_start", before, "soft_limit", soft, "hard_limit", hard,
-		"backend_connections", cfg.BackendConns(loops), "room_for_clients", clients)
+		"backend_connections", cfg.BackendConns(loops))
 }
 
 // logLevel maps twemproxy's -v scale (0 emergencies only .. 11 everything,
