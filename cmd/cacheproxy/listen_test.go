@@ -41,7 +41,7 @@ func TestListenConflictsMatchTheKernel(t *testing.T) {
 		{"a", "0.0.0.0", "b", "::1", false},
 		{"admin", "0.0.0.0", "a", "::1", true}, // net.Listen: dual-stack
 		{"admin", "::", "a", "127.0.0.1", true},
-		{"admin", "::1", "a", "0.0.0.0", false}, // the pool's socket is IPv4 only
+		{"admin", "::1", "a", "0.0.0.0", false},  // the pool's socket is IPv4 only
 		{"admin", "127.0.0.1", "a", "::", false}, // and this one IPv6 only
 		{"admin", "::1", "a", "127.0.0.1", false},
 		{"admin", "127.0.0.1", "a", "127.0.0.2", false},
