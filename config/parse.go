@@ -31,6 +31,10 @@ func Load(path string) (*Config, []Warning, error) {
 // Parse is Load for a file's contents; file names the file in messages and
 // becomes Config.File.
 func Parse(file string, data []byte) (*Config, []Warning, error) {
+	if probs := misindentedServers(file, data); len(probs) > 0 {
+		// The YAML parser's own report of these names the wrong line.
+		return nil, nil, &Error{Problems: probs}
+	}
 	p := &parser{file: file, pos: &positions{lines: map[posKey]int{}, bad: map[posKey]bool{}}}
 	cfg := p.parse(data)
 	if cfg != nil {
