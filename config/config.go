@@ -46,6 +46,10 @@ type Config struct {
 	Stats Stats
 	// Pools are the server pools, sorted by Name.
 	Pools []Pool
+	// Nutcracker is true when the file has twemproxy's nutcracker.yml shape
+	// (no top-level pools: key). Such a file has no stats section, so the
+	// command serves stats where nutcracker does unless told otherwise.
+	Nutcracker bool
 
 	// pos maps (pool, key) to the file line it came from, so Validate can
 	// name lines; nil for a Config built in code.

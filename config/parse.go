@@ -107,6 +107,7 @@ func (p *parser) parse(data []byte) *Config {
 			native = true
 		}
 	}
+	cfg.Nutcracker = !native
 	if native {
 		p.native(root, cfg)
 	} else {

@@ -10,8 +10,14 @@
 // for a bad configuration or a failure while serving, 2 for bad command-line
 // usage.
 //
-// SIGTERM and SIGINT stop the proxy. SIGHUP (reload) is not handled yet, so
-// it terminates the process (Go's default).
+// SIGTERM and SIGINT stop the proxy. SIGHUP reopens the -o log file (for
+// logrotate's postrotate, as nutcracker does) and logs that configuration
+// reload is not supported yet. SIGTTIN and SIGTTOU make the log one level
+// more and less verbose (error, warn, info, debug), as in nutcracker.
+//
+// Given a nutcracker.yml and no stats settings, cacheproxy serves the JSON
+// stats on 127.0.0.1:22222 (nutcracker serves 0.0.0.0:22222) and logs so;
+// -s 0 turns them off.
 package main
 
 import (
@@ -71,39 +77,46 @@ type options struct {
 	adminSet  bool
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
+func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	var o options
 	fs := pflag.NewFlagSet("cacheproxy", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	fs.StringVarP(&o.confFile, "conf-file", "c", "config.yaml", "configuration file (nutcracker.yml or the native shape)")
 	fs.BoolVarP(&o.testConf, "test-conf", "t", false, "check the configuration, print its problems or a summary, and exit")
-	fs.IntVarP(&o.statsPort, "stats-port", "s", defaultStatsPort, "serve twemproxy-compatible JSON stats on this TCP port")
+	fs.IntVarP(&o.statsPort, "stats-port", "s", defaultStatsPort, "serve twemproxy-compatible JSON stats on this TCP port; 0 turns them off (a nutcracker.yml gets them on 127.0.0.1:22222 by default)")
 	fs.StringVarP(&o.statsAddr, "stats-addr", "a", defaultStatsAddr, "address for the JSON stats (twemproxy's default is 0.0.0.0)")
 	fs.IntP("stats-interval", "i", 30000, "accepted for twemproxy compatibility; stats are live at each connection")
-	fs.StringVarP(&o.logFile, "output", "o", "", "write the log to this file instead of stderr (as nutcracker -o)")
+	fs.StringVarP(&o.logFile, "output", "o", "", "write the log to this file instead of stderr (as nutcracker -o); SIGHUP reopens it")
 	fs.StringVarP(&o.pidFile, "pid-file", "p", "", "write the process id to this file (as nutcracker -p)")
 	fs.IntP("mbuf-size", "m", 16384, "accepted for twemproxy compatibility; buffers are sized per connection")
 	fs.BoolVarP(&o.daemonize, "daemonize", "d", false, "not supported: run under a supervisor (systemd, a container) instead")
-	fs.IntVarP(&o.verbose, "verbose", "v", 5, "log level, twemproxy's scale: <=3 errors, 4 warnings, 5-6 info, >=7 debug")
+	fs.IntVarP(&o.verbose, "verbose", "v", 5, "log level, twemproxy's scale: <=3 errors, 4 warnings, 5-6 info, >=7 debug; SIGTTIN/SIGTTOU step it up/down")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.StringVar(&o.admin, "admin", "", "admin HTTP address (/metrics, /healthz, /readyz, /debug/pprof/); overrides admin.listen")
 	fs.StringVar(&o.route, "route", "", "print the server KEY goes to in every pool, then exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cacheproxy [-c FILE] [-t] [--route KEY] [-s PORT] [-a ADDR] [-v N] [--admin ADDR] [-V]\n\nOptions:\n")
+	usage := func(w io.Writer) {
+		fs.SetOutput(w)
+		fmt.Fprintf(w, "Usage: cacheproxy [-c FILE] [-t] [--route KEY] [-s PORT] [-a ADDR] [-o FILE] [-p FILE] [-v N] [--admin ADDR] [-V]\n\nOptions:\n")
 		fs.PrintDefaults()
+		fmt.Fprintf(w, "\nSignals: SIGTERM and SIGINT stop; SIGHUP reopens the -o file; SIGTTIN and SIGTTOU raise and lower the log level.\n"+
+			"Migrating from twemproxy: docs/migrating-from-twemproxy.md.\n")
+		fs.SetOutput(stderr)
 	}
+	// Help that was asked for goes to stdout (pflag calls Usage only for
+	// -h and --help); usage after a mistake goes to stderr.
+	fs.Usage = func() { usage(stdout) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return o, exitOK, false
 		}
 		fmt.Fprintf(stderr, "cacheproxy: %v\n", err)
-		fs.Usage()
+		usage(stderr)
 		return o, exitUsage, false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "cacheproxy: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
+		usage(stderr)
 		return o, exitUsage, false
 	}
 	// Settings may also come from the environment (CACHEPROXY_CONF_FILE,
@@ -143,7 +156,7 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 // stderr, and returns the exit code. r looks up the servers' host names for
 // -t and at start; nil means net.DefaultResolver.
 func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
-	o, code, ok := parseFlags(args, stderr)
+	o, code, ok := parseFlags(args, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -156,8 +169,9 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 	for _, w := range warns {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
+	statsDefault := false
 	if err == nil {
-		err = applyFlags(cfg, o)
+		statsDefault, err = applyFlags(cfg, o)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -186,14 +200,15 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 	}
 
 	logOut := stderr
+	var lf *logFile
 	if o.logFile != "" {
-		f, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		lf, err = openLogFile(o.logFile)
 		if err != nil {
-			fmt.Fprintf(stderr, "cacheproxy: log file: %v\n", err)
+			fmt.Fprintf(stderr, "cacheproxy: %v\n", err)
 			return exitFailed
 		}
-		defer f.Close()
-		logOut = f
+		defer lf.Close()
+		logOut = lf
 	}
 	if o.pidFile != "" {
 		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
@@ -202,15 +217,29 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 		}
 		defer os.Remove(o.pidFile)
 	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: logLevel(o.verbose)}))
+	level := new(slog.LevelVar)
+	level.Set(logLevel(o.verbose))
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	stopSignals := watchSignals(ctx, log, lf, level)
+	defer stopSignals()
 	log.Info("starting", "version", version(), "config", cfg.File, "pools", len(cfg.Pools))
+	if statsDefault {
+		log.Info("stats: a nutcracker.yml and no stats settings, so twemproxy JSON stats are served as nutcracker serves them, "+
+			"but on 127.0.0.1 (nutcracker binds 0.0.0.0); -s PORT and -a ADDR change the address, -s 0 turns stats off",
+			"addr", cfg.Stats.Listen)
+	}
 	for _, w := range checkHosts(cfg, r) {
 		log.Warn("configuration", "warning", w.String())
 	}
 	logFDLimit(log, cfg)
 	if err := serve(ctx, cfg, log, nil); err != nil {
+		if statsDefault && errors.Is(err, syscall.EADDRINUSE) {
+			log.Error("stopped", "err", err, "hint", "the default stats address "+cfg.Stats.Listen+
+				" is taken (is nutcracker still running?): choose another with -s PORT, or turn stats off with -s 0")
+			return exitFailed
+		}
 		log.Error("stopped", "err", err)
 		return exitFailed
 	}
@@ -220,19 +249,31 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 
 // applyFlags lets the command line override the file's listeners, then
 // validates again (an override may collide with a pool's listen address).
-func applyFlags(cfg *config.Config, o options) error {
+// A stats port of 0 turns stats off. A nutcracker.yml, which has no stats
+// section, gets nutcracker's stats port on 127.0.0.1 when no stats flag or
+// variable is set; statsDefault reports that.
+func applyFlags(cfg *config.Config, o options) (statsDefault bool, err error) {
 	if o.adminSet {
 		cfg.Admin.Listen = o.admin
 	}
-	if o.statsSet {
+	switch {
+	case o.statsSet && o.statsPort == 0:
+		cfg.Stats.Listen = ""
+	case o.statsSet:
 		cfg.Stats.Listen = net.JoinHostPort(o.statsAddr, strconv.Itoa(o.statsPort))
+	case cfg.Nutcracker:
+		cfg.Stats.Listen = net.JoinHostPort(defaultStatsAddr, strconv.Itoa(defaultStatsPort))
+		statsDefault = true
 	}
-	if o.adminSet || o.statsSet {
+	if o.adminSet || o.statsSet || statsDefault {
 		if err := cfg.Validate(); err != nil {
-			return fmt.Errorf("with the command-line listeners:\n%w", err)
+			if statsDefault && !o.adminSet {
+				return false, fmt.Errorf("with the default stats listener %s (nutcracker's port; -s changes it, -s 0 turns it off):\n%w", cfg.Stats.Listen, err)
+			}
+			return false, fmt.Errorf("with the command-line listeners:\n%w", err)
 		}
 	}
-	return nil
+	return statsDefault, nil
 }
 
 // checkHosts looks up every host name in cfg within

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/cacheproxy/cacheproxy/admin"
 	"github.com/cacheproxy/cacheproxy/config"
@@ -31,26 +28,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, onListen f
 			return fmt.Errorf("admin: %w", err)
 		}
 	}
-	// SIGHUP would end the process by default. Reloading is not
-	// implemented: say so instead of dying or pretending.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	hupDone := make(chan struct{})
-	defer func() { <-hupDone }()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // runs first: ends the SIGHUP goroutine however Run returns
-	go func() {
-		defer close(hupDone)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				log.Warn("SIGHUP received: configuration reload is not supported yet; restart the proxy to apply changes")
-			}
-		}
-	}()
+	defer cancel()
 	admErr := make(chan error, 1)
 	if adm != nil {
 		go func() { admErr <- adm.Run(ctx) }()
