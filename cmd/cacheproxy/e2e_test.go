@@ -25,8 +25,22 @@ import (
 // signals.
 const execMainEnv = "CACHEPROXY_TEST_EXEC_MAIN"
 
+// panicTriggerEnv names a file; when it appears, the process running as
+// cacheproxy panics (TestPanicDumpInLogFile).
+const panicTriggerEnv = "CACHEPROXY_TEST_PANIC_TRIGGER"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(execMainEnv) == "1" {
+		if trigger := os.Getenv(panicTriggerEnv); trigger != "" {
+			go func() {
+				for {
+					if _, err := os.Stat(trigger); err == nil {
+						panic("cacheproxy test panic")
+					}
+					time.Sleep(10 * time.Millisecond) // poll interval
+				}
+			}()
+		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
 	}
 	os.Exit(m.Run())

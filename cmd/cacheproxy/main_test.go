@@ -71,6 +71,8 @@ func TestRun(t *testing.T) {
 	native := write("native.yml", nativeSample)
 	bad := write("bad.yml", badSample)
 	missing := filepath.Join(dir, "missing.yml")
+	statsPool := write("stats-pool.yml", "a:\n  listen: 127.0.0.1:22222\n  servers:\n   - 127.0.0.1:11211:1\n")
+	misindented := write("misindented.yml", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n  - 127.0.0.1:11212:1\n")
 
 	for _, tc := range []struct {
 		name      string
@@ -83,6 +85,7 @@ func TestRun(t *testing.T) {
 	}{
 		{name: "test good nutcracker.yml", args: []string{"-t", "-c", placement}, code: 0,
 			stdout: "cacheproxy: configuration file '" + placement + "' syntax is ok\n" +
+				"stats 127.0.0.1:22222\n" +
 				"pools 2\n" +
 				"pool mc_ketama: memcache listen 127.0.0.1:22121 distribution ketama hash fnv1a_64 servers 3\n" +
 				"  server 127.0.0.1:21211 addr 127.0.0.1:21211 weight 1\n" +
@@ -139,7 +142,19 @@ func TestRun(t *testing.T) {
 			stderrHas: ":5: pool \"a\": servers[0]: weight 0: must be > 0\n"},
 
 		{name: "version", args: []string{"-V"}, code: 0, stdoutHas: "cacheproxy ", stderr: ""},
-		{name: "help", args: []string{"--help"}, code: 0, stdout: "", stderrHas: "--route string"},
+		{name: "help", args: []string{"--help"}, code: 0, stdoutHas: "\n      --route string ", stderr: ""},
+		{name: "help short", args: []string{"-h"}, code: 0, stdoutHas: "Usage: cacheproxy [-c FILE]", stderr: ""},
+		{name: "nutcracker.yml stats off", args: []string{"-t", "-c", placement, "-s", "0"}, code: 0,
+			stdoutHas: "syntax is ok\npools 2\n", stderr: ""},
+		{name: "nutcracker.yml stats address", args: []string{"-t", "-c", placement, "-a", "0.0.0.0"}, code: 0,
+			stdoutHas: "syntax is ok\nstats 0.0.0.0:22222\npools 2\n", stderr: ""},
+		{name: "nutcracker.yml default stats collides", args: []string{"-t", "-c", statsPool}, code: 1, stdout: "",
+			stderr: "with the default stats listener 127.0.0.1:22222 (nutcracker's port; -s changes it, -s 0 turns it off):\n" +
+				statsPool + ":2: pool \"a\": listen: 127.0.0.1:22222 is also the listen address of stats.listen\n" +
+				"cacheproxy: configuration file '" + statsPool + "' syntax is invalid\n"},
+		{name: "mis-indented servers", args: []string{"-t", "-c", misindented}, code: 1, stdout: "",
+			stderr: misindented + ":5: pool \"a\": servers: list item indented 2 spaces where the first item has 3 spaces: indent every item alike\n" +
+				"cacheproxy: configuration file '" + misindented + "' syntax is invalid\n"},
 		{name: "unknown flag", args: []string{"-x"}, code: 2, stdout: "", stderrHas: "cacheproxy: unknown shorthand flag: 'x' in -x\nUsage: cacheproxy"},
 		{name: "daemonize refused", args: []string{"-d", "-c", placement}, code: 2, stdout: "", stderrHas: "-d (daemonize) is not supported"},
 		{name: "nutcracker -m accepted", args: []string{"-t", "-m", "512", "-c", placement}, code: 0, stdoutHas: "syntax is ok"},
