@@ -409,3 +409,80 @@ func TestStepLevel(t *testing.T) {
 		}
 	}
 }
+
+// TestWhatNutcrackerCloses sends the same requests to nutcracker 0.5.0 and
+// to cacheproxy, loading the same pools: nutcracker closes the connection
+// without a reply on each (client libraries' handshakes among them), where
+// cacheproxy answers. docs/migrating-from-twemproxy.md lists them.
+func TestWhatNutcrackerCloses(t *testing.T) {
+	mc, rs := testserver.Memcached(t), testserver.Redis(t)
+	pools := func(m, r string) string {
+		return "m:\n  listen: " + m + "\n  servers:\n   - " + mc.Addr + ":1\n" +
+			"r:\n  listen: " + r + "\n  redis: true\n  servers:\n   - " + rs.Addr + ":1\n"
+	}
+	free := func() string { return "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t)) }
+	ncM, ncR, cpM, cpR := free(), free(), free(), free()
+	testserver.Nutcracker(t, pools(ncM, ncR), ncM, ncR)
+	p := start(t, nil, "-c", writeConf(t, "nutcracker.yml", pools(cpM, cpR)), "-s", "0")
+	waitAccept(t, cpM, p.done, p.stderr)
+	waitAccept(t, cpR, p.done, p.stderr)
+
+	exchange := func(addr, req string) (string, error) {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte(req)); err != nil {
+			return "", err
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		b, err := io.ReadAll(c)
+		return string(b), err
+	}
+	resp := func(args ...string) string {
+		s := "*" + strconv.Itoa(len(args)) + "\r\n"
+		for _, a := range args {
+			s += "$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n"
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name, pool, req, want string // want: cacheproxy's reply, a prefix
+		ncWant                string // nutcracker's reply: "" (closed) but for the controls
+	}{
+		// Controls: nutcracker does answer these, so a closed connection
+		// below is its answer to the request, not to the half-close.
+		{name: "control redis PING", pool: "r", req: resp("PING"), want: "+PONG\r\n", ncWant: "+PONG\r\n"},
+		{name: "control memcache get", pool: "m", req: "get nokey\r\n", want: "END\r\n", ncWant: "END\r\n"},
+		// HELLO 3: -NOPROTO today, a RESP3 map once RESP3 is in (issue 11 item 1).
+		{name: "redis HELLO 3", pool: "r", req: resp("HELLO", "3"), want: ""},
+		{name: "redis HELLO 2", pool: "r", req: resp("HELLO", "2"), want: "*14\r\n$6\r\nserver\r\n"},
+		{name: "redis CLIENT SETINFO", pool: "r", req: resp("CLIENT", "SETINFO", "LIB-NAME", "x"), want: "+OK\r\n"},
+		{name: "redis CLIENT SETNAME", pool: "r", req: resp("CLIENT", "SETNAME", "a"), want: "+OK\r\n"},
+		{name: "redis SELECT 0", pool: "r", req: resp("SELECT", "0"), want: "+OK\r\n"},
+		{name: "redis MULTI", pool: "r", req: resp("MULTI"), want: "+OK\r\n"},
+		{name: "redis INFO", pool: "r", req: resp("INFO"), want: "$"},
+		{name: "redis SCAN", pool: "r", req: resp("SCAN", "0"), want: "*2\r\n$1\r\n0\r\n*0\r\n"},
+		{name: "memcache mg", pool: "m", req: "mg nokey v\r\n", want: "EN\r\n"},
+		{name: "memcache ms", pool: "m", req: "ms k 2\r\nxx\r\n", want: "HD\r\n"},
+		{name: "memcache mn", pool: "m", req: "mn\r\n", want: "MN\r\n"},
+		{name: "memcache gat", pool: "m", req: "gat 0 nokey\r\n", want: "END\r\n"},
+		{name: "memcache stats", pool: "m", req: "stats\r\n", want: "STAT pid "},
+		{name: "memcache verbosity", pool: "m", req: "verbosity 1\r\n", want: "OK\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, cp := ncM, cpM
+			if tc.pool == "r" {
+				nc, cp = ncR, cpR
+			}
+			if got, err := exchange(nc, tc.req); got != tc.ncWant || err != nil {
+				t.Errorf("nutcracker: got %q (%v); want %q, then the connection closed", got, err, tc.ncWant)
+			}
+			if got, err := exchange(cp, tc.req); got == "" || !strings.HasPrefix(got, tc.want) || err != nil {
+				t.Errorf("cacheproxy: got %q (%v); want it to start with %q", got, err, tc.want)
+			}
+		})
+	}
+}
