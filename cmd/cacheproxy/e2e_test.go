@@ -120,7 +120,7 @@ func TestTestConfBinary(t *testing.T) {
 			regexp.QuoteMeta(conflict + `:6: pool "b": listen: 0.0.0.0:` + port + ` overlaps 127.0.0.1:` + port + `, the listen address of pool "a" (0.0.0.0:` + port + ` binds the port on every IPv4 address)` + "\n" +
 				"cacheproxy: configuration file '" + conflict + "' syntax is invalid\n"), 0},
 		{"unresolvable server", unresolvable, 0,
-			"cacheproxy: configuration file '" + unresolvable + "' syntax is ok\npools 1\n" +
+			"cacheproxy: configuration file '" + unresolvable + "' syntax is ok\nstats 127.0.0.1:22222\npools 1\n" +
 				"pool a: memcache listen 127.0.0.1:" + port + " distribution ketama hash fnv1a_64 servers 2\n" +
 				"  server ghost addr cacheproxy-test.invalid:11211 weight 1\n  server gone addr 127.0.0.1:1 weight 1\n",
 			regexp.QuoteMeta("warning: "+unresolvable+`:4: pool "a": servers[0]: server "ghost": host "cacheproxy-test.invalid" `) +

@@ -17,7 +17,8 @@
 //
 // Given a nutcracker.yml and no stats settings, cacheproxy serves the JSON
 // stats on 127.0.0.1:22222 (nutcracker serves 0.0.0.0:22222) and logs so;
-// -s 0 turns them off.
+// -s 0 turns them off. If that port is taken, it serves without stats and
+// logs an error; an address given with -s/-a that cannot be bound is fatal.
 package main
 
 import (
@@ -229,6 +230,13 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 		log.Info("stats: a nutcracker.yml and no stats settings, so twemproxy JSON stats are served as nutcracker serves them, "+
 			"but on 127.0.0.1 (nutcracker binds 0.0.0.0); -s PORT and -a ADDR change the address, -s 0 turns stats off",
 			"addr", cfg.Stats.Listen)
+		// Only the implicit default gives way: a stats address that was
+		// asked for and cannot be bound stops the start.
+		if err := probeListen(cfg.Stats.Listen); err != nil {
+			log.Error("stats: not served: the default stats address is taken (is nutcracker still running?); "+
+				"choose another with -s PORT, or turn stats off with -s 0", "addr", cfg.Stats.Listen, "err", err)
+			cfg.Stats.Listen = ""
+		}
 	}
 	for _, w := range checkHosts(cfg, r) {
 		log.Warn("configuration", "warning", w.String())
@@ -236,6 +244,7 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 	logFDLimit(log, cfg)
 	if err := serve(ctx, cfg, log, nil); err != nil {
 		if statsDefault && errors.Is(err, syscall.EADDRINUSE) {
+			// Taken between probeListen and the bind.
 			log.Error("stopped", "err", err, "hint", "the default stats address "+cfg.Stats.Listen+
 				" is taken (is nutcracker still running?): choose another with -s PORT, or turn stats off with -s 0")
 			return exitFailed
@@ -274,6 +283,15 @@ func applyFlags(cfg *config.Config, o options) (statsDefault bool, err error) {
 		}
 	}
 	return statsDefault, nil
+}
+
+// probeListen reports whether a TCP listener can be opened on addr now.
+func probeListen(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
 }
 
 // checkHosts looks up every host name in cfg within

@@ -136,8 +136,8 @@ func TestNutcrackerStatsDefault(t *testing.T) {
 
 	p := start(t, nil, "-c", path)
 	waitAccept(t, listen, p.done, p.stderr)
-	p.waitFor("stderr", p.stderr, "stats listening")
-	if strings.Contains(p.stderr(), "is taken") {
+	p.waitFor("stderr", p.stderr, "msg=listening pool=a")
+	if strings.Contains(p.stderr(), "stats: not served") {
 		t.Skipf("%s was taken meanwhile:\n%s", def, p.stderr())
 	}
 	want := `level=INFO msg="stats: a nutcracker.yml and no stats settings, so twemproxy JSON stats are served as nutcracker serves them, ` +
@@ -174,6 +174,32 @@ func TestNutcrackerStatsDefault(t *testing.T) {
 	}
 	if !slices.Equal(counters, ncounters) {
 		t.Errorf("pool counters:\ngot  %q\nwant %q (nutcracker's)", counters, ncounters)
+	}
+}
+
+// TestNutcrackerStatsDefaultTaken: when 127.0.0.1:22222 is taken (here by
+// the test), the implicit default gives way: cacheproxy serves the pools
+// without stats and logs why at error level.
+func TestNutcrackerStatsDefaultTaken(t *testing.T) {
+	const def = "127.0.0.1:22222"
+	hold, err := net.Listen("tcp", def)
+	if err != nil {
+		t.Skipf("%s is in use on this machine, and may be released at any time: %v", def, err)
+	}
+	defer hold.Close()
+	mc := testserver.Memcached(t)
+	listen := "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
+	path := writeConf(t, "nutcracker.yml", "a:\n  listen: "+listen+"\n  servers:\n   - "+mc.Addr+":1\n")
+	p := start(t, nil, "-c", path)
+	waitAccept(t, listen, p.done, p.stderr)
+	p.waitFor("stderr", p.stderr, "msg=listening pool=a")
+	want := `level=ERROR msg="stats: not served: the default stats address is taken (is nutcracker still running?); ` +
+		`choose another with -s PORT, or turn stats off with -s 0" addr=127.0.0.1:22222 err="listen tcp 127.0.0.1:22222: bind: address already in use"` + "\n"
+	if !strings.Contains(p.stderr(), want) {
+		t.Errorf("log: want the line\n%q\nin\n%s", want, p.stderr())
+	}
+	if strings.Contains(p.stderr(), "stats listening") {
+		t.Errorf("stats served although the address is taken:\n%s", p.stderr())
 	}
 }
 
