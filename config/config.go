@@ -68,7 +68,9 @@ type Admin struct {
 // Stats configures twemproxy's JSON stats listener.
 type Stats struct {
 	// Listen is the host:port to serve twemproxy-compatible JSON stats on. If
-	// empty, stats are off (unless the -s/-a flags set it).
+	// empty, stats are off (unless the -s/-a flags set it). A nutcracker.yml
+	// has no stats section: the command then defaults it to 127.0.0.1:22222,
+	// nutcracker's port (see Config.Nutcracker).
 	Listen string
 }
 
