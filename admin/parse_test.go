@@ -148,18 +148,6 @@ func FuzzRedisInfo(f *testing.F) {
 		bulk("# Server\r\nrole:master\r\ndb0:keys=1,expires=0\r\n"), "-ERR x\r\n", "$3\r\nab", "$x\r\n")
 }
 
-func TestStatsServerName(t *testing.T) {
-	for _, tt := range []struct{ name, addr, want string }{
-		{"mc1", "127.0.0.1:11211", "mc1"},
-		{"127.0.0.1", "127.0.0.1:11211", "127.0.0.1:11211"},
-		{"127.0.0.1:11212", "127.0.0.1:11212", "127.0.0.1:11212"},
-		{"/tmp/mc.sock:", "/tmp/mc.sock", "/tmp/mc.sock:"},
-	} {
-		if got := statsServerName(tt.name, tt.addr); got != tt.want {
-			t.Errorf("statsServerName(%q, %q): got %q; want %q", tt.name, tt.addr, got, tt.want)
-		}
-	}
-}
 
 func TestTwemproxyJSONValues(t *testing.T) {
 	stats := []proxy.PoolStats{{

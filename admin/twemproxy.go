@@ -114,7 +114,7 @@ func twemproxyJSON(stats []proxy.PoolStats, source, version string, uptime time.
 		w.num("fragments", ps.Fragments)
 		for j := range ps.Servers {
 			ss := &ps.Servers[j]
-			w.open(statsServerName(ss.Name, ss.Addr))
+			w.open(ss.Name) // twemproxy keys a server by its ring name (host alone on port 11211)
 			w.num("server_eof", ss.EOF)
 			w.num("server_err", ss.ConnErrors)
 			w.num("server_timedout", ss.Timeouts)
@@ -138,17 +138,6 @@ func twemproxyJSON(stats []proxy.PoolStats, source, version string, uptime time.
 	}
 	w.b = append(w.b, '}')
 	return w.b
-}
-
-// statsServerName is the key twemproxy uses for a server in its stats: the
-// configured name, else "host:port". config.Server.Name is "host" alone for
-// an unnamed server on port 11211 (a ring-name rule); twemproxy's stats still
-// say "host:port" for it.
-func statsServerName(name, addr string) string {
-	if host, port, err := net.SplitHostPort(addr); err == nil && port == "11211" && name == host {
-		return addr
-	}
-	return name
 }
 
 // jsonWriter appends a JSON object's members in order.

@@ -217,7 +217,7 @@ func TestDescriptorLimit(t *testing.T) {
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	proc := exec.Command("bash", "-c", `ulimit -n 128 && exec "$0" -c "$1"`, bin, confPath)
+	proc := exec.Command("bash", "-c", `ulimit -n 128 && exec "$0" -c "$1" -s 0`, bin, confPath)
 	out, exited := startGroup(t, proc)
 	waitListening(t, listen, out)
 
