@@ -148,7 +148,6 @@ func FuzzRedisInfo(f *testing.F) {
 		bulk("# Server\r\nrole:master\r\ndb0:keys=1,expires=0\r\n"), "-ERR x\r\n", "$3\r\nab", "$x\r\n")
 }
 
-
 func TestTwemproxyJSONValues(t *testing.T) {
 	stats := []proxy.PoolStats{{
 		Name: `we"ird`, ClientConnections: 2, ClientConnectionsTotal: 9, ClientEOF: 6, ClientErrors: 1,
