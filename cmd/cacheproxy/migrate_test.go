@@ -196,7 +196,7 @@ func TestNutcrackerStatsDefaultTaken(t *testing.T) {
 	const def = "127.0.0.1:22222"
 	hold, err := net.Listen("tcp", def)
 	if err != nil {
-		t.Skipf("%s is in use on this machine, and may be released at any time: %v", def, err)
+		t.Fatalf("%s is in use on this machine, and may be released at any time: %v", def, err)
 	}
 	defer hold.Close()
 	mc := testserver.Memcached(t)
