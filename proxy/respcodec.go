@@ -103,6 +103,7 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 			cl.paused = true
 			break
 		}
+		rs.parser.Unauthenticated = !rs.authed
 		n, err := rs.parser.Parse(buf[off:], &rs.req)
 		if err != nil {
 			var pe *resp.Error
@@ -140,9 +141,25 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 		if len(rs.req.Args) == 0 {
 			continue // an empty line or *0: skipped, as Redis does
 		}
+		if securityWarning(rs.req.Args[0]) {
+			// Redis takes "POST" and "Host:" for an HTTP request sent to
+			// it (a cross-protocol attack) and closes the connection
+			// without a reply; so does the proxy, after the replies owed.
+			cl.closeWith(nil)
+			return len(buf)
+		}
 		rc.dispatch(cl, &rs.req)
 	}
 	return off
+}
+
+// securityWarning reports whether name is one Redis refuses as a likely
+// HTTP request ("POST", "Host:", any case, compared as C strings).
+func securityWarning(name []byte) bool {
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return bytes.EqualFold(name, []byte("post")) || bytes.EqualFold(name, []byte("host:"))
 }
 
 // reject answers with an error the proxy makes, counting why. Inside MULTI
