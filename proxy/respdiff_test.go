@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,18 +87,21 @@ func (e *respDiffEnv) reset() {
 	}
 }
 
-// exchange sends stream and the sentinel on a new connection to addr and
+// respExchange sends stream and (when sentinel) the sentinel on a new connection to addr and
 // collects the replies until the sentinel's reply, a close, or (when the
 // server waits on a partial request) respDiffIdle of silence after at least
 // minBytes have arrived.
-func respExchange(t testing.TB, addr string, stream []byte, minBytes int, idle time.Duration) respOutcome {
+func respExchange(t testing.TB, addr string, stream []byte, sentinel bool, minBytes int, idle time.Duration) respOutcome {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, proxytest.Timeout)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	defer c.Close()
-	msg := append(append([]byte(nil), stream...), respSentinel...)
+	msg := append([]byte(nil), stream...)
+	if sentinel {
+		msg = append(msg, respSentinel...)
+	}
 	werr := make(chan error, 1)
 	go func() {
 		_ = c.SetWriteDeadline(time.Now().Add(proxytest.Timeout))
@@ -115,7 +119,7 @@ func respExchange(t testing.TB, addr string, stream []byte, minBytes int, idle t
 		_ = c.SetReadDeadline(time.Now().Add(wait))
 		n, err := c.Read(buf)
 		o.out = append(o.out, buf[:n]...)
-		if bytes.HasSuffix(o.out, []byte(respSentinelReply)) {
+		if sentinel && bytes.HasSuffix(o.out, []byte(respSentinelReply)) {
 			o.out = o.out[:len(o.out)-len(respSentinelReply)]
 			break
 		}
@@ -142,12 +146,12 @@ func respExchange(t testing.TB, addr string, stream []byte, minBytes int, idle t
 func (e *respDiffEnv) compare(stream []byte) (direct, viaProxy respOutcome, same bool) {
 	for _, idle := range []time.Duration{respDiffIdle, 10 * respDiffIdle} {
 		e.reset()
-		direct = respExchange(e.t, e.direct.Addr, stream, 0, idle)
+		direct = respExchange(e.t, e.direct.Addr, stream, true, 0, idle)
 		min := len(direct.out)
 		if !direct.stuck && !direct.closed {
 			min = len(direct.out) + len(respSentinelReply)
 		}
-		viaProxy = respExchange(e.t, e.proxy, stream, min, respDiffIdle)
+		viaProxy = respExchange(e.t, e.proxy, stream, true, min, respDiffIdle)
 		if direct.equal(viaProxy) {
 			return direct, viaProxy, true
 		}
@@ -196,6 +200,9 @@ func (g *respGen) value() string {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = alphabet[g.r.Intn(len(alphabet))]
+		if g.r.Intn(20) == 0 {
+			b[i] = byte(g.r.Intn(256)) // NUL, CR, LF, control and high bytes too
+		}
 	}
 	return string(b)
 }
@@ -205,7 +212,19 @@ func (g *respGen) num() string { return strconv.Itoa(g.r.Intn(20) - 5) }
 // command returns one command's arguments.
 func (g *respGen) command() []string {
 	k := g.key()
-	switch g.r.Intn(40) {
+	switch g.r.Intn(46) {
+	case 40:
+		return []string{"GET"} // arity
+	case 41:
+		return []string{"GET", k, g.value()} // arity
+	case 42: // unknown, the error quotes up to 128 bytes of arguments
+		return []string{"NO" + g.value(), g.value(), strings.Repeat(g.value()+"x", g.r.Intn(40)), g.value()}
+	case 43:
+		return []string{"OBJECT", "ENCODING", k}
+	case 44: // unknown subcommand
+		return []string{"OBJECT", g.value() + "z", k}
+	case 45:
+		return []string{"SETRANGE", k, g.num(), g.value()}
 	case 0:
 		return []string{"SET", k, g.value()}
 	case 1:
@@ -319,15 +338,15 @@ func (g *respGen) encode(dst []byte, args []string) []byte {
 func (g *respGen) inlineArg(dst []byte, a string) []byte {
 	plain := a != ""
 	for i := 0; i < len(a); i++ {
-		switch a[i] {
-		case ' ', '\t', '"', '\'', '\\':
+		switch c := a[i]; {
+		case c <= ' ' || c >= 0x7f, c == '"', c == '\'', c == '\\':
 			plain = false
 		}
 	}
 	if plain && g.r.Intn(4) != 0 {
 		return append(dst, a...)
 	}
-	if g.r.Intn(3) == 0 && !bytes.ContainsAny([]byte(a), "'\\") {
+	if g.r.Intn(3) == 0 && !strings.ContainsAny(a, "'\\\x00\r\n") {
 		return append(append(append(dst, '\''), a...), '\'')
 	}
 	dst = append(dst, '"')
@@ -338,7 +357,7 @@ func (g *respGen) inlineArg(dst []byte, a string) []byte {
 			dst = append(dst, '\\', c)
 		case c == '\t' && g.r.Intn(2) == 0:
 			dst = append(dst, '\\', 't')
-		case g.r.Intn(8) == 0:
+		case c < ' ' && c != '\t' || c >= 0x7f || g.r.Intn(8) == 0:
 			dst = append(dst, fmt.Sprintf("\\x%02x", c)...)
 		default:
 			dst = append(dst, c)

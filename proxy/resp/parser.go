@@ -178,12 +178,6 @@ func (p *Parser) parseMulti(buf []byte, req *Request) (int, error) {
 			}
 			return 0, nil
 		}
-		if i > p.lim.MaxInline {
-			// Redis reads 16 KiB at a time and gives up past 64 KiB
-			// without a '\r'; the proxy's reads are larger, so it
-			// applies the limit to the line itself.
-			return 0, protocolError("too big mbulk count string")
-		}
 		if i+1 >= len(buf) {
 			return 0, nil
 		}
@@ -213,10 +207,6 @@ func (p *Parser) parseMulti(buf []byte, req *Request) (int, error) {
 				return 0, protocolError("too big bulk count string")
 			}
 			return 0, nil
-		}
-		if i > p.lim.MaxInline {
-			p.Reset()
-			return 0, protocolError("too big bulk count string")
 		}
 		if pos+i+1 >= len(buf) {
 			return 0, nil
@@ -264,6 +254,9 @@ func (p *Parser) parseMulti(buf []byte, req *Request) (int, error) {
 
 func (p *Parser) parseInline(buf []byte, req *Request) (int, error) {
 	// processInlineBuffer: the line ends at the first '\n' strchr(3) sees.
+	// Like Redis, the parser gives up only when MaxInline bytes are in
+	// without one: a longer line that arrives whole is read (how much
+	// arrives at once depends on the reads, in Redis as in the proxy).
 	nl := lineEnd(buf, '\n')
 	if nl < 0 {
 		if len(buf) > p.lim.MaxInline {
@@ -274,10 +267,6 @@ func (p *Parser) parseInline(buf []byte, req *Request) (int, error) {
 	line := buf[:nl]
 	if len(line) > 0 && line[len(line)-1] == '\r' {
 		line = line[:len(line)-1]
-	}
-	if len(line) > p.lim.MaxInline {
-		// See parseMulti: the limit applies to the line itself.
-		return 0, protocolError("too big inline request")
 	}
 	args, ok := p.splitArgs(line, req.Args)
 	if !ok {

@@ -119,7 +119,7 @@ func TestParseLimits(t *testing.T) {
 		{"inline at limit", strings.Repeat("a", 16) + "\r\n", []string{"i:" + strings.Repeat("a", 16)}, ""},
 		{"inline at limit waiting for LF", strings.Repeat("a", 16), nil, ""},
 		{"inline past limit waiting for LF", strings.Repeat("a", 16) + "\r", nil, "-ERR Protocol error: too big inline request\r\n"},
-		{"inline too long", strings.Repeat("a", 17) + "\r\n", nil, "-ERR Protocol error: too big inline request\r\n"},
+		{"inline longer than the limit, arriving whole", strings.Repeat("a", 17) + "\r\n", []string{"i:" + strings.Repeat("a", 17)}, ""},
 		{"inline too long, no LF", strings.Repeat("a", 18), nil, "-ERR Protocol error: too big inline request\r\n"},
 		{"mbulk count string", "*" + strings.Repeat("1", 17), nil, "-ERR Protocol error: too big mbulk count string\r\n"},
 		{"bulk count string", "*1\r\n$" + strings.Repeat("1", 17), nil, "-ERR Protocol error: too big bulk count string\r\n"},
