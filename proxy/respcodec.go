@@ -465,9 +465,12 @@ func (rc *respCodec) scan(cl *client, req *resp.Request) {
 func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	// An incomplete reply is always carried over to the start of the next
 	// buffer (backend.onTraffic), so the framing state stays valid.
-	n, rep, err := resp.ParseReplyResume(buf, &b.rstate)
+	n, rep, err := resp.ParseReplyRESP2(buf, &b.rstate)
 	if err != nil || n == 0 {
 		return n, err
+	}
+	if err := replyFits(r, rep); err != nil {
+		return 0, err
 	}
 	if r.internal {
 		if rep.Type == '-' {
@@ -497,6 +500,56 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		r.done = true
 	}
 	return n, nil
+}
+
+// replyFits checks that rep can answer r, the request at the head of the
+// connection's FIFO, where the proxy knows what it asked: the connection
+// handshake, the fragments of split and fanned-out requests (an MGET
+// fragment's array must hold one element per key it asked for), SCAN. An
+// error reply answers anything. A reply that does not fit means the
+// connection is out of step (or the server misbehaves): the caller closes
+// it and fails its requests rather than hand a client someone else's value.
+func replyFits(r *request, rep resp.Reply) error {
+	if rep.Type == '-' {
+		return nil
+	}
+	want := byte(0)
+	count := -1 // the array length wanted, when known
+	switch {
+	case r.internal:
+		want = '+'
+	case r.parent != nil:
+		p := r.parent
+		switch p.merge {
+		case resp.MergeKeyOrder:
+			want, count = '*', 0
+			fi := slices.Index(p.frags, r)
+			for _, k := range p.keyFrag {
+				if k == fi {
+					count++
+				}
+			}
+		case resp.MergeSum:
+			want = ':'
+		case resp.MergeAllOK:
+			want = '+'
+		case resp.MergeConcat, resp.MergeAllArray:
+			want = '*'
+		case resp.MergeAnyNonNull, mergeInfo:
+			want = '$'
+		}
+	case r.merge == resp.MergeScan:
+		want, count = '*', 2
+	}
+	switch {
+	case want == 0:
+		return nil
+	case rep.Type != want:
+		return fmt.Errorf("reply of type %q where %q was due", rep.Type, want)
+	case want == '*' && rep.Len < 0 || count >= 0 && rep.Len != count:
+		return fmt.Errorf("array of %d elements where %d were due", rep.Len, count)
+	}
+	return nil
 }
 
 // scanReply rewrites a server's SCAN reply cursor into the proxy's.
@@ -950,8 +1003,14 @@ func mergeKeyspace(sb *strings.Builder, frags []*request) {
 	}
 }
 
+// pushFrame frames a message on a subscribed connection: in RESP2 an
+// array, nothing else.
 func (rc *respCodec) pushFrame(buf []byte) (int, error) {
-	n, _, err := resp.ParseReply(buf)
+	var st resp.ReplyState
+	n, rep, err := resp.ParseReplyRESP2(buf, &st)
+	if err == nil && n > 0 && (rep.Type != '*' || rep.Len < 1) {
+		return 0, fmt.Errorf("%q reply where no reply was due", rep.Type)
+	}
 	return n, err
 }
 
