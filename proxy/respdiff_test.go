@@ -70,12 +70,29 @@ type respDiffEnv struct {
 
 func newRespDiffEnv(t testing.TB) *respDiffEnv {
 	t.Helper()
-	e := &respDiffEnv{t: t, direct: testserver.Redis(t), behind: testserver.Redis(t)}
+	return newRespDiffEnvAuth(t, "")
+}
+
+// newRespDiffEnvAuth is newRespDiffEnv with both servers, and the proxy's
+// pool, requiring password when it is not empty.
+func newRespDiffEnvAuth(t testing.TB, password string) *respDiffEnv {
+	t.Helper()
+	var args []string
+	if password != "" {
+		args = []string{"--requirepass", password}
+	}
+	e := &respDiffEnv{t: t, direct: testserver.Redis(t, args...), behind: testserver.Redis(t, args...)}
 	pool := proxytest.RedisPool(t, "r", e.behind)
+	pool.RedisAuth = password
 	proxytest.Start(t, proxy.Options{}, pool)
 	e.proxy = pool.Listen
 	e.admin[0] = proxytest.Dial(t, e.direct.Addr)
 	e.admin[1] = proxytest.Dial(t, e.behind.Addr)
+	if password != "" {
+		for _, c := range e.admin {
+			c.RoundTrip("AUTH "+password+"\r\n", "+OK\r\n")
+		}
+	}
 	return e
 }
 

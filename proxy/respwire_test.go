@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -86,6 +87,52 @@ func TestRespWireLikeRedis(t *testing.T) {
 			} else {
 				direct, via, _ = e.compare([]byte(tc.stream))
 			}
+			if !direct.equal(tc.want) {
+				t.Errorf("redis-server: got %v; want %v", direct, tc.want)
+			}
+			if !via.equal(tc.want) {
+				t.Errorf("proxy: got %v; want %v", via, tc.want)
+			}
+		})
+	}
+}
+
+// TestRespWireUnauthenticatedLimits: before AUTH, Redis takes at most 10
+// multibulk arguments of at most 16384 bytes; the proxy, when its pool has a
+// password, applies the same limits with the same words.
+func TestRespWireUnauthenticatedLimits(t *testing.T) {
+	e := newRespDiffEnvAuth(t, "s3cret")
+	const auth = "AUTH s3cret\r\n"
+	mget := func(n int) string {
+		s := "*" + strconv.Itoa(n+1) + "\r\n$4\r\nMGET\r\n"
+		for i := 0; i < n; i++ {
+			s += "$1\r\nk\r\n"
+		}
+		return s
+	}
+	tests := []struct {
+		name, stream string
+		want         respOutcome
+	}{
+		{"NOAUTH", "GET k\r\n" + auth, respOutcome{out: []byte("-NOAUTH Authentication required.\r\n+OK\r\n")}},
+		{"arity before NOAUTH", "GET k k\r\n" + auth, respOutcome{
+			out: []byte("-ERR wrong number of arguments for 'get' command\r\n+OK\r\n")}},
+		{"10 arguments", mget(9) + auth, respOutcome{out: []byte("-NOAUTH Authentication required.\r\n+OK\r\n")}},
+		{"11 arguments", mget(10) + auth, respOutcome{closed: true,
+			out: []byte("-ERR Protocol error: unauthenticated multibulk length\r\n")}},
+		{"11 inline arguments", "MGET k k k k k k k k k k\r\n" + auth, respOutcome{
+			out: []byte("-NOAUTH Authentication required.\r\n+OK\r\n")}},
+		{"11 arguments after AUTH", auth + mget(10), respOutcome{
+			out: []byte("+OK\r\n*10\r\n" + strings.Repeat("$-1\r\n", 10))}},
+		{"16384-byte argument", "*2\r\n$4\r\nAUTH\r\n$16384\r\n" + strings.Repeat("x", 16384) + "\r\n" + auth, respOutcome{
+			out: []byte("-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n")}},
+		{"16385-byte argument", "*2\r\n$4\r\nAUTH\r\n$16385\r\n" + strings.Repeat("x", 16385) + "\r\n" + auth, respOutcome{
+			closed: true, out: []byte("-ERR Protocol error: unauthenticated bulk length\r\n")}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e.t = t
+			direct, via, _ := e.compare([]byte(tc.stream))
 			if !direct.equal(tc.want) {
 				t.Errorf("redis-server: got %v; want %v", direct, tc.want)
 			}

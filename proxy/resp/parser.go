@@ -74,7 +74,7 @@ func protocolError(msg string) *Error {
 // concurrent use; use one per client connection.
 type Parser struct {
 	// Unauthenticated makes the parser apply Redis's limits for a client
-	// that has not authenticated yet (at most 10 arguments of at most 2048
+	// that has not authenticated yet (at most 10 arguments of at most 16384
 	// bytes); the caller sets it while authentication is required.
 	Unauthenticated bool
 
@@ -222,7 +222,7 @@ func (p *Parser) parseMulti(buf []byte, req *Request) (int, error) {
 			p.Reset()
 			return 0, protocolError("invalid bulk length")
 		}
-		if ll > 2048 && p.Unauthenticated {
+		if ll > 16384 && p.Unauthenticated {
 			p.Reset()
 			return 0, protocolError("unauthenticated bulk length")
 		}

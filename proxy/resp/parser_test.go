@@ -284,3 +284,51 @@ func BenchmarkParseGet(b *testing.B) {
 func BenchmarkParseInline(b *testing.B) {
 	benchParse(b, []byte("SET key:000000000042 \"hello world\"\r\n"))
 }
+
+func TestParseUnauthenticated(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string
+		err      string
+	}{
+		{"10 arguments", "*10\r\n" + strings.Repeat("$1\r\nk\r\n", 10), []string{strings.TrimSuffix(strings.Repeat("k|", 10), "|")}, ""},
+		{"11 arguments", "*11\r\n", nil, "-ERR Protocol error: unauthenticated multibulk length\r\n"},
+		{"bad count first", "*x1\r\n", nil, "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"16384 bytes", "*1\r\n$16384\r\n" + strings.Repeat("a", 16384) + "\r\n", []string{strings.Repeat("a", 16384)}, ""},
+		{"16385 bytes", "*1\r\n$16385\r\n", nil, "-ERR Protocol error: unauthenticated bulk length\r\n"},
+		{"inline is not limited", strings.Repeat("a ", 11) + "\r\n", []string{"i:" + strings.TrimSuffix(strings.Repeat("a|", 11), "|")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := NewParser(Limits{})
+			p.Unauthenticated = true
+			got, errReply := parseAll(t, p, []byte(tt.in))
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {
+				t.Errorf("args %q; want %q", got, tt.want)
+			}
+			if errReply != tt.err {
+				t.Errorf("error %q; want %q", errReply, tt.err)
+			}
+		})
+	}
+}
+
+func TestAppendForwardReencodesOddSeparators(t *testing.T) {
+	p := NewParser(Limits{})
+	var req Request
+	in := "*2\rX$3\r\nGET\r\n$1\r\nkXY"
+	n, err := p.Parse([]byte(in), &req)
+	if err != nil || n != len(in) {
+		t.Fatalf("Parse: %d, %v; want %d, nil", n, err, len(in))
+	}
+	if got, want := string(req.AppendForward(nil)), "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"; got != want {
+		t.Fatalf("AppendForward: got %q; want %q", got, want)
+	}
+	in = "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+	if _, err := p.Parse([]byte(in), &req); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(req.AppendForward(nil)); got != in {
+		t.Fatalf("AppendForward of a canonical request: got %q; want it as received", got)
+	}
+}
