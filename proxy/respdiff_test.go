@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand"
 	"net"
 	"os"
@@ -84,6 +85,13 @@ func newRespDiffEnvAuth(t testing.TB, password string) *respDiffEnv {
 	e := &respDiffEnv{t: t, direct: testserver.Redis(t, args...), behind: testserver.Redis(t, args...)}
 	pool := proxytest.RedisPool(t, "r", e.behind)
 	pool.RedisAuth = password
+	// Redis's own limits rather than the proxy's tighter defaults
+	// (documented exceptions: a bulk over limits.max_value_size or a
+	// count over limits.max_multibulk is refused by the proxy where Redis
+	// waits for the data).
+	pool.Limits.MaxValueSize = 512 << 20
+	pool.Limits.MaxMultibulk = math.MaxInt32
+	pool.Limits.MaxClientBuffer = 513 << 20
 	proxytest.Start(t, proxy.Options{}, pool)
 	e.proxy = pool.Listen
 	e.admin[0] = proxytest.Dial(t, e.direct.Addr)
