@@ -52,7 +52,7 @@ func readRespCommand(r *bufio.Reader) ([]string, error) {
 
 // hostileRedis is a fake Redis for the failure paths: GET answers with the
 // reply its key names; MGET answers a one-element array whatever it was
-// asked; anything else +OK.
+// asked; anything else +OK (which cannot answer INCR).
 func hostileRedis(t *testing.T) *testserver.Process {
 	addr := proxytest.FakeServer(t, func(c net.Conn) {
 		r := bufio.NewReader(c)
@@ -79,6 +79,8 @@ func hostileRedis(t *testing.T) *testserver.Process {
 					out = "$1\r\na\r\n$1\r\nb\r\n"
 				case "resp3null":
 					out = "_\r\n"
+				case "int": // an integer cannot answer GET
+					out = ":1\r\n"
 				default:
 					out = "$" + strconv.Itoa(len(args[1])) + "\r\n" + args[1] + "\r\n"
 				}
@@ -109,6 +111,9 @@ func TestRespBackendRepliesThatCannotAnswer(t *testing.T) {
 		{"RESP3 null on a RESP2 connection", "GET resp3null\r\n", failed},
 		{"unknown type byte", "GET badtype\r\n", failed},
 		{"bad bulk length", "GET badlen\r\n", failed},
+		{"integer for GET", "GET int\r\n", failed},
+		{"simple string for INCR", "INCR n\r\n", failed},
+		{"a one-key MGET fits its one-element array", "MGET a\r\n", "*1\r\n$1\r\nx\r\n"},
 		// The push frame fails GET push; the request behind it on the
 		// same connection fails too, rather than take the push's "v".
 		{"request behind a push frame", "GET push\r\nGET mine\r\n", failed},

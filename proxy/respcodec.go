@@ -310,6 +310,12 @@ func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Comma
 func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdClass) {
 	r := cl.l.newRequest()
 	r.class = class
+	if cmd := req.Cmd; cmd != nil {
+		if sub := cmd.Resolve(req.Args); sub != nil {
+			cmd = sub
+		}
+		r.replies = cmd.Replies
+	}
 	cl.push(r)
 	b := cl.l.backendFor(rc.pr, s, cl.id)
 	if class == ClassRead {
@@ -505,8 +511,9 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 // replyFits checks that rep can answer r, the request at the head of the
 // connection's FIFO, where the proxy knows what it asked: the connection
 // handshake, the fragments of split and fanned-out requests (an MGET
-// fragment's array must hold one element per key it asked for), SCAN. An
-// error reply answers anything. A reply that does not fit means the
+// fragment's array must hold one element per key it asked for), SCAN, and
+// the common data commands (resp.Command.Replies: INCR an integer, GET a
+// bulk...). An error reply answers anything. A reply that does not fit means the
 // connection is out of step (or the server misbehaves): the caller closes
 // it and fails its requests rather than hand a client someone else's value.
 func replyFits(r *request, rep resp.Reply) error {
@@ -540,6 +547,8 @@ func replyFits(r *request, rep resp.Reply) error {
 		}
 	case r.merge == resp.MergeScan:
 		want, count = '*', 2
+	case !r.replies.Allows(rep.Type):
+		return fmt.Errorf("reply of type %q cannot answer the request", rep.Type)
 	}
 	switch {
 	case want == 0:
