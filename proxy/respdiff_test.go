@@ -237,7 +237,47 @@ func (g *respGen) num() string { return strconv.Itoa(g.r.Intn(20) - 5) }
 // command returns one command's arguments.
 func (g *respGen) command() []string {
 	k := g.key()
-	switch g.r.Intn(46) {
+	switch g.r.Intn(66) {
+	case 46:
+		return []string{"LPOP", k, g.num()}
+	case 47:
+		return []string{"ZADD", "z", "INCR", g.num(), g.value()}
+	case 48:
+		return []string{"SET", k, g.value(), "GET"}
+	case 49:
+		return []string{"ZRANK", "z", g.value()}
+	case 50:
+		return []string{"SET", k, g.value(), "XX"}
+	case 51:
+		return []string{"HMGET", "h", g.value(), "n"}
+	case 52:
+		return []string{"SMEMBERS", k}
+	case 53:
+		return []string{"GETDEL", k}
+	case 54:
+		return []string{"GETEX", k, "PERSIST"}
+	case 55:
+		return []string{"LINDEX", "l", g.num()}
+	case 56:
+		return []string{"LSET", "l", g.num(), g.value()}
+	case 57:
+		return []string{"INCRBYFLOAT", k, "1.5"}
+	case 58:
+		return []string{"HINCRBYFLOAT", "h", "f", "0.25"}
+	case 59:
+		return []string{"ZPOPMIN", k}
+	case 60:
+		return []string{"ZMSCORE", "z", g.value(), g.value()}
+	case 61:
+		return []string{"SMISMEMBER", "s", g.value(), g.value()}
+	case 62:
+		return []string{"RENAME", g.key(), g.key()}
+	case 63:
+		return []string{"PERSIST", k}
+	case 64:
+		return []string{"LREM", "l", g.num(), g.value()}
+	case 65:
+		return []string{"HKEYS", k}
 	case 40:
 		return []string{"GET"} // arity
 	case 41:
