@@ -705,7 +705,9 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 	var b []byte
 	switch cmd.Name {
 	case "ping":
-		if rs.sub != nil {
+		if len(args) > 2 {
+			b = resp.ErrWrongArity(nil, cmd.Name) // PING checks its own arity (-1 in the table)
+		} else if rs.sub != nil {
 			b = resp.AppendArrayHeader(nil, 2)
 			b = resp.AppendBulkString(b, "pong")
 			if len(args) > 1 {
@@ -794,14 +796,26 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 // auth checks AUTH [user] password against the pool's redis_auth.
 func (rc *respCodec) auth(cl *client, args [][]byte) []byte {
 	want := rc.pr.cfg.RedisAuth
+	if len(args) > 2 {
+		return resp.AppendError(nil, "ERR syntax error")
+	}
+	wrong := resp.AppendError(nil, "WRONGPASS invalid username-password pair or user is disabled.")
 	if want == "" {
-		return resp.AppendError(nil, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		// The default user has no password: the one-argument form is an
+		// error, the two-argument one takes any password for "default".
+		if len(args) == 1 {
+			return resp.AppendError(nil, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		}
+		if string(args[0]) != "default" {
+			return wrong
+		}
+		return resp.AppendSimple(nil, "OK")
 	}
 	pass := args[len(args)-1]
 	if len(args) == 2 && string(args[0]) != "default" ||
 		subtle.ConstantTimeCompare(pass, []byte(want)) != 1 {
-		cl.rs.authed = false
-		return resp.AppendError(nil, "WRONGPASS invalid username-password pair or user is disabled.")
+		// A failed AUTH leaves the client as it was, as in Redis.
+		return wrong
 	}
 	cl.rs.authed = true
 	return resp.AppendSimple(nil, "OK")

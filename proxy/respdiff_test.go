@@ -251,7 +251,7 @@ func (g *respGen) command() []string {
 	case 51:
 		return []string{"HMGET", "h", g.value(), "n"}
 	case 52:
-		return []string{"SMEMBERS", k}
+		return []string{"HLEN", k} // not SMEMBERS: a hashtable set's order differs from server to server
 	case 53:
 		return []string{"GETDEL", k}
 	case 54:

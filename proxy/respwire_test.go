@@ -48,6 +48,12 @@ var respWireCases = []struct {
 		out: []byte("-ERR unknown subcommand 'nosuch'. Try OBJECT HELP.\r\n")}, false},
 	{"arity", "GET\r\nGET a b\r\n", respOutcome{out: []byte("-ERR wrong number of arguments for 'get' command\r\n" +
 		"-ERR wrong number of arguments for 'get' command\r\n")}, false},
+	// Found by the fuzz: PING checks its own arity.
+	{"PING with two arguments", "PING \"\" 0\r\nPING a\r\nPING\r\n", respOutcome{out: []byte(
+		"-ERR wrong number of arguments for 'ping' command\r\n$1\r\na\r\n+PONG\r\n")}, false},
+	{"AUTH without a password configured", "AUTH x\r\nAUTH a b c\r\nAUTH default x\r\nAUTH other x\r\n", respOutcome{out: []byte(
+		"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n" +
+			"-ERR syntax error\r\n+OK\r\n-WRONGPASS invalid username-password pair or user is disabled.\r\n")}, false},
 	{"container alone", "OBJECT\r\n", respOutcome{out: []byte("-ERR wrong number of arguments for 'object' command\r\n")}, false},
 	// Inline commands.
 	{"inline quotes and escapes", "SET k \"\\x41\\x4g\\z\\n\"\r\nGET k\r\n", respOutcome{out: []byte("+OK\r\n$6\r\nAx4gz\n\r\n")}, false},
@@ -120,6 +126,10 @@ func TestRespWireUnauthenticatedLimits(t *testing.T) {
 		{"10 arguments", mget(9) + auth, respOutcome{out: []byte("-NOAUTH Authentication required.\r\n+OK\r\n")}},
 		{"11 arguments", mget(10) + auth, respOutcome{closed: true,
 			out: []byte("-ERR Protocol error: unauthenticated multibulk length\r\n")}},
+		{"AUTH with three arguments", "AUTH a b c\r\n" + auth, respOutcome{out: []byte("-ERR syntax error\r\n+OK\r\n")}},
+		{"a failed AUTH leaves the client authenticated", auth + "AUTH wrong\r\nAUTH default wrong\r\nGET k\r\n", respOutcome{
+			out: []byte("+OK\r\n-WRONGPASS invalid username-password pair or user is disabled.\r\n" +
+				"-WRONGPASS invalid username-password pair or user is disabled.\r\n$-1\r\n")}},
 		{"11 inline arguments", "MGET k k k k k k k k k k\r\n" + auth, respOutcome{
 			out: []byte("-NOAUTH Authentication required.\r\n+OK\r\n")}},
 		{"11 arguments after AUTH", auth + mget(10), respOutcome{
