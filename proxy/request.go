@@ -28,12 +28,13 @@ type request struct {
 	inFIFO  bool // still queued on a backend connection
 	inQueue bool // still in its client's FIFO
 
-	read      bool            // a plain read: read_policy may send it to a replica
-	internal  bool            // sent by the proxy itself (connection handshake); reply checked and dropped
-	dedicated bool            // sent on a client's own connection
-	merge     resp.Merge      // how fragment replies combine (Redis)
-	replies   resp.ReplyTypes // Redis: the reply types that can answer it (0: any)
-	info      int             // Redis INFO: the sections asked for
+	read      bool       // a plain read: read_policy may send it to a replica
+	internal  bool       // sent by the proxy itself (connection handshake); reply checked and dropped
+	dedicated bool       // sent on a client's own connection
+	merge     resp.Merge // how fragment replies combine (Redis)
+	info      int        // Redis INFO: the sections asked for
+	// Redis: the reply types that can answer it (0: any).
+	replies resp.ReplyTypes
 
 	// memcached
 	mc memcache.Request // Cmd, Noreply, Quiet and friends; slices cleared
