@@ -513,9 +513,10 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 // handshake, the fragments of split and fanned-out requests (an MGET
 // fragment's array must hold one element per key it asked for), SCAN, and
 // the common data commands (resp.Command.Replies: INCR an integer, GET a
-// bulk...). An error reply answers anything. A reply that does not fit means the
-// connection is out of step (or the server misbehaves): the caller closes
-// it and fails its requests rather than hand a client someone else's value.
+// bulk...). An error reply answers anything. A reply that does not fit
+// means the connection is out of step (or the server misbehaves): the
+// caller closes it and fails its requests rather than hand a client
+// someone else's value.
 func replyFits(r *request, rep resp.Reply) error {
 	if rep.Type == '-' {
 		return nil
