@@ -1028,11 +1028,12 @@ func mergeKeyspace(sb *strings.Builder, frags []*request) {
 }
 
 // pushFrame frames a message on a subscribed connection: in RESP2 an
-// array, nothing else.
+// array (a message or a confirmation) or an error (a refused subscription),
+// nothing else.
 func (rc *respCodec) pushFrame(buf []byte) (int, error) {
 	var st resp.ReplyState
 	n, rep, err := resp.ParseReplyRESP2(buf, &st)
-	if err == nil && n > 0 && (rep.Type != '*' || rep.Len < 1) {
+	if err == nil && n > 0 && rep.Type != '-' && (rep.Type != '*' || rep.Len < 1) {
 		return 0, fmt.Errorf("%q reply where no reply was due", rep.Type)
 	}
 	return n, err
