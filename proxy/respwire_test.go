@@ -107,7 +107,7 @@ func TestRespWireLikeRedis(t *testing.T) {
 // multibulk arguments of at most 16384 bytes; the proxy, when its pool has a
 // password, applies the same limits with the same words.
 func TestRespWireUnauthenticatedLimits(t *testing.T) {
-	e := newRespDiffEnvAuth(t, "s3cret")
+	e := newRespDiffEnvAuth(t, "s3cret", 1)
 	const auth = "AUTH s3cret\r\n"
 	mget := func(n int) string {
 		s := "*" + strconv.Itoa(n+1) + "\r\n$4\r\nMGET\r\n"
