@@ -121,10 +121,10 @@ func (e *respDiffEnv) reset() {
 	}
 }
 
-// respExchange sends stream and (when sentinel) the sentinel on a new connection to addr and
-// collects the replies until the sentinel's reply, a close, or (when the
-// server waits on a partial request) respDiffIdle of silence after at least
-// minBytes have arrived.
+// respExchange sends stream, and the sentinel when sentinel is set, on a
+// new connection to addr and collects the replies until the sentinel's
+// reply, a close, or (when the server waits on a partial request) idle of
+// silence after at least minBytes have arrived.
 func respExchange(t testing.TB, addr string, stream []byte, sentinel bool, minBytes int, idle time.Duration) respOutcome {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, proxytest.Timeout)
