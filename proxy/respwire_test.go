@@ -42,6 +42,10 @@ var respWireCases = []struct {
 	{"unknown command, long arguments", "NOSUCH " + strings.Repeat("a", 100) + " " + strings.Repeat("b", 100) + " c\r\n",
 		respOutcome{out: []byte("-ERR unknown command 'NOSUCH', with args beginning with: '" + strings.Repeat("a", 100) +
 			"' '" + strings.Repeat("b", 25) + "' \r\n")}, false},
+	{"unknown command, long name", strings.Repeat("x", 200) + " a\r\n", respOutcome{
+		out: []byte("-ERR unknown command '" + strings.Repeat("x", 128) + "', with args beginning with: 'a' \r\n")}, false},
+	{"unknown command, NUL in the first argument", "*3\r\n$2\r\nNO\r\n$2\r\n\x00a\r\n$1\r\nb\r\n", respOutcome{
+		out: []byte("-ERR unknown command 'NO', with args beginning with: '' 'b' \r\n")}, false},
 	{"unknown command, CR LF in name", "*1\r\n$4\r\nA\r\nB\r\n", respOutcome{
 		out: []byte("-ERR unknown command 'A  B', with args beginning with: \r\n")}, false},
 	{"unknown subcommand", "object nosuch k\r\n", respOutcome{
