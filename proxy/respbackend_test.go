@@ -67,6 +67,11 @@ func hostileRedis(t *testing.T) *testserver.Process {
 				out = "+PONG\r\n"
 			case "MGET":
 				out = "*1\r\n$1\r\nx\r\n"
+			case "SUBSCRIBE": // the confirmation, then an integer no one asked for
+				out = "*3\r\n$9\r\nsubscribe\r\n$" + strconv.Itoa(len(args[1])) + "\r\n" + args[1] + "\r\n:1\r\n"
+				if args[1] == "bogus" {
+					out += ":7\r\n"
+				}
 			case "GET":
 				switch args[1] {
 				case "push": // a RESP3 push frame on a RESP2 connection
@@ -148,6 +153,23 @@ func TestRespBackendRepliesThatCannotAnswer(t *testing.T) {
 			c.RoundTrip("GET mine"+strconv.Itoa(i)+"\r\n", "$5\r\n", "mine"+strconv.Itoa(i)+"\r\n")
 		}
 	})
+}
+
+// TestRespBackendSubscribedConnectionStrict: on a subscribed connection a
+// server may send messages (arrays) and errors; anything else ends the
+// connection, and the client, whose subscriptions would silently vanish,
+// is closed with an error naming the server.
+func TestRespBackendSubscribedConnectionStrict(t *testing.T) {
+	pool := proxytest.RedisPool(t, "r", hostileRedis(t))
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send("SUBSCRIBE bogus\r\n")
+	c.Expect("*3\r\n", "$9\r\n", "subscribe\r\n", "$5\r\n", "bogus\r\n", ":1\r\n")
+	c.Expect("-ERR server r1 sent a malformed reply\r\n")
+	_ = c.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+	if n, err := c.R.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read %d more bytes; want the connection closed", n)
+	}
 }
 
 // TestRespBackendMGETFragmentCount: an MGET fragment's array must hold one
