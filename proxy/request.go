@@ -33,6 +33,8 @@ type request struct {
 	dedicated bool       // sent on a client's own connection
 	merge     resp.Merge // how fragment replies combine (Redis)
 	info      int        // Redis INFO: the sections asked for
+	// Redis: the reply types that can answer it (0: any).
+	replies resp.ReplyTypes
 
 	// memcached
 	mc memcache.Request // Cmd, Noreply, Quiet and friends; slices cleared

@@ -117,6 +117,7 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 			cl.paused = true
 			break
 		}
+		rs.parser.Unauthenticated = !rs.authed
 		n, err := rs.parser.Parse(buf[off:], &rs.req)
 		if err != nil {
 			var pe *resp.Error
@@ -170,6 +171,13 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 		if len(rs.req.Args) == 0 {
 			continue // an empty line or *0: skipped, as Redis does
 		}
+		if securityWarning(rs.req.Args[0]) {
+			// Redis takes "POST" and "Host:" for an HTTP request sent to
+			// it (a cross-protocol attack) and closes the connection
+			// without a reply; so does the proxy, after the replies owed.
+			cl.closeWith(nil)
+			return len(buf)
+		}
 		rc.dispatch(cl, &rs.req)
 	}
 	return off
@@ -195,6 +203,15 @@ func (rs *respState) laneOf(req *resp.Request) lane {
 		return laneDedicated
 	}
 	return laneShared
+}
+
+// securityWarning reports whether name is one Redis refuses as a likely
+// HTTP request ("POST", "Host:", any case, compared as C strings).
+func securityWarning(name []byte) bool {
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return bytes.EqualFold(name, []byte("post")) || bytes.EqualFold(name, []byte("host:"))
 }
 
 // reject answers with an error the proxy makes, counting why. Inside MULTI
@@ -345,6 +362,12 @@ func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Comma
 func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdClass) {
 	r := cl.l.newRequest()
 	r.class = class
+	if cmd := req.Cmd; cmd != nil {
+		if sub := cmd.Resolve(req.Args); sub != nil {
+			cmd = sub
+		}
+		r.replies = cmd.Replies
+	}
 	cl.push(r)
 	b := cl.l.backendFor(rc.pr, s, cl.id)
 	if class == ClassRead {
@@ -500,9 +523,12 @@ func (rc *respCodec) scan(cl *client, req *resp.Request) {
 func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	// An incomplete reply is always carried over to the start of the next
 	// buffer (backend.onTraffic), so the framing state stays valid.
-	n, rep, err := resp.ParseReplyResume(buf, &b.rstate)
+	n, rep, err := resp.ParseReplyRESP2(buf, &b.rstate)
 	if err != nil || n == 0 {
 		return n, err
+	}
+	if err := replyFits(r, rep); err != nil {
+		return 0, err
 	}
 	if r.internal {
 		if rep.Type == '-' {
@@ -532,6 +558,60 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		r.done = true
 	}
 	return n, nil
+}
+
+// replyFits checks that rep can answer r, the request at the head of the
+// connection's FIFO, where the proxy knows what it asked: the connection
+// handshake, the fragments of split and fanned-out requests (an MGET
+// fragment's array must hold one element per key it asked for), SCAN, and
+// the common data commands (resp.Command.Replies: INCR an integer, GET a
+// bulk...). An error reply answers anything. A reply that does not fit
+// means the connection is out of step (or the server misbehaves): the
+// caller closes it and fails its requests rather than hand a client
+// someone else's value.
+func replyFits(r *request, rep resp.Reply) error {
+	if rep.Type == '-' {
+		return nil
+	}
+	want := byte(0)
+	count := -1 // the array length wanted, when known
+	switch {
+	case r.internal:
+		want = '+'
+	case r.parent != nil:
+		p := r.parent
+		switch p.merge {
+		case resp.MergeKeyOrder:
+			want, count = '*', 0
+			fi := slices.Index(p.frags, r)
+			for _, k := range p.keyFrag {
+				if k == fi {
+					count++
+				}
+			}
+		case resp.MergeSum:
+			want = ':'
+		case resp.MergeAllOK:
+			want = '+'
+		case resp.MergeConcat, resp.MergeAllArray:
+			want = '*'
+		case resp.MergeAnyNonNull, mergeInfo:
+			want = '$'
+		}
+	case r.merge == resp.MergeScan:
+		want, count = '*', 2
+	case !r.replies.Allows(rep.Type):
+		return fmt.Errorf("reply of type %q cannot answer the request", rep.Type)
+	}
+	switch {
+	case want == 0:
+		return nil
+	case rep.Type != want:
+		return fmt.Errorf("reply of type %q where %q was due", rep.Type, want)
+	case want == '*' && rep.Len < 0 || count >= 0 && rep.Len != count:
+		return fmt.Errorf("array of %d elements where %d were due", rep.Len, count)
+	}
+	return nil
 }
 
 // scanReply rewrites a server's SCAN reply cursor into the proxy's.
@@ -678,7 +758,9 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 	var b []byte
 	switch cmd.Name {
 	case "ping":
-		if rs.sub != nil {
+		if len(args) > 2 {
+			b = resp.ErrWrongArity(nil, cmd.Name) // PING checks its own arity (-1 in the table)
+		} else if rs.sub != nil {
 			b = resp.AppendArrayHeader(nil, 2)
 			b = resp.AppendBulkString(b, "pong")
 			if len(args) > 1 {
@@ -767,14 +849,26 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 // auth checks AUTH [user] password against the pool's redis_auth.
 func (rc *respCodec) auth(cl *client, args [][]byte) []byte {
 	want := rc.pr.cfg.RedisAuth
+	if len(args) > 2 {
+		return resp.AppendError(nil, "ERR syntax error")
+	}
+	wrong := resp.AppendError(nil, "WRONGPASS invalid username-password pair or user is disabled.")
 	if want == "" {
-		return resp.AppendError(nil, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		// The default user has no password: the one-argument form is an
+		// error, the two-argument one takes any password for "default".
+		if len(args) == 1 {
+			return resp.AppendError(nil, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		}
+		if string(args[0]) != "default" {
+			return wrong
+		}
+		return resp.AppendSimple(nil, "OK")
 	}
 	pass := args[len(args)-1]
 	if len(args) == 2 && string(args[0]) != "default" ||
 		subtle.ConstantTimeCompare(pass, []byte(want)) != 1 {
-		cl.rs.authed = false
-		return resp.AppendError(nil, "WRONGPASS invalid username-password pair or user is disabled.")
+		// A failed AUTH leaves the client as it was, as in Redis.
+		return wrong
 	}
 	cl.rs.authed = true
 	return resp.AppendSimple(nil, "OK")
@@ -985,8 +1079,15 @@ func mergeKeyspace(sb *strings.Builder, frags []*request) {
 	}
 }
 
+// pushFrame frames a message on a subscribed connection: in RESP2 an
+// array (a message or a confirmation) or an error (a refused subscription),
+// nothing else.
 func (rc *respCodec) pushFrame(buf []byte) (int, error) {
-	n, _, err := resp.ParseReply(buf)
+	var st resp.ReplyState
+	n, rep, err := resp.ParseReplyRESP2(buf, &st)
+	if err == nil && n > 0 && rep.Type != '-' && (rep.Type != '*' || rep.Len < 1) {
+		return 0, fmt.Errorf("%q reply where no reply was due", rep.Type)
+	}
 	return n, err
 }
 

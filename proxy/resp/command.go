@@ -118,6 +118,9 @@ type Command struct {
 	// Reason says why a ClassUnsupported command cannot work through the
 	// proxy, in words fit for an error reply.
 	Reason string
+	// Replies are the reply types that can answer the command (replies.go);
+	// zero when the proxy does not check.
+	Replies ReplyTypes
 
 	// Parent is the container of a subcommand, nil for top-level commands.
 	Parent *Command
@@ -158,9 +161,11 @@ func newTable() *table {
 		t.byName[c.Name] = c
 		t.count++
 		c.Class, c.Merge, c.Reason = classify(c)
+		c.Replies = replyTypes(c.Name)
 		for _, s := range c.Sub {
 			s.Parent = c
 			s.Class, s.Merge, s.Reason = classify(s)
+			s.Replies = replyTypes(s.Name)
 			t.count++
 		}
 	}

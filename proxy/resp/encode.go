@@ -1,6 +1,9 @@
 package resp
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+)
 
 // AppendError appends an error reply: '-', msg with any CR or LF replaced by
 // a space, CRLF. msg starts with the error code ("ERR ...", "CROSSSLOT ...").
@@ -69,6 +72,7 @@ func AppendArrayHeader(dst []byte, n int) []byte {
 // appendTrunc appends at most max bytes of s, CR and LF as spaces (Redis's
 // "%.128s" followed by its newline scrubbing).
 func appendTrunc(dst, s []byte, max int) []byte {
+	s = cString(s)
 	if len(s) > max {
 		s = s[:max]
 	}
@@ -79,6 +83,14 @@ func appendTrunc(dst, s []byte, max int) []byte {
 		dst = append(dst, c)
 	}
 	return dst
+}
+
+// cString returns s up to its first NUL: what C's %s prints of it.
+func cString(s []byte) []byte {
+	if i := bytes.IndexByte(s, 0); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 // ErrUnknownCommand appends Redis 7's reply to an unknown command: name is
@@ -94,7 +106,7 @@ func ErrUnknownCommand(dst []byte, name []byte, args [][]byte) []byte {
 		if n >= 128 {
 			break
 		}
-		m := min(len(a), 128-n)
+		m := min(len(cString(a)), 128-n)
 		dst = append(dst, '\'')
 		dst = appendTrunc(dst, a, m)
 		dst = append(dst, '\'', ' ')

@@ -40,6 +40,10 @@ type Request struct {
 	Inline bool
 	// Cmd is the top-level table entry for Args[0], nil if unknown.
 	Cmd *Command
+
+	// reencode says Raw has separators other than CRLF, which Redis skips
+	// unchecked; AppendForward then re-encodes the arguments.
+	reencode bool
 }
 
 // Error is a protocol error: Reply is the complete error reply in Redis's
@@ -69,6 +73,11 @@ func protocolError(msg string) *Error {
 // state when the input is discarded instead. A Parser is not safe for
 // concurrent use; use one per client connection.
 type Parser struct {
+	// Unauthenticated makes the parser apply Redis's limits for a client
+	// that has not authenticated yet (at most 10 arguments of at most 16384
+	// bytes); the caller sets it while authentication is required.
+	Unauthenticated bool
+
 	lim Limits
 
 	// Resume state of an incomplete multibulk request; offsets are from the
@@ -78,6 +87,7 @@ type Parser struct {
 	pos     int   // bytes parsed so far
 	offs    []int // start, end of each complete argument
 	need    int
+	odd     bool // a separator was not CRLF: re-encode when forwarding
 
 	scratch []byte // unquoted copies of quoted inline arguments
 }
@@ -98,7 +108,7 @@ func NewParser(l Limits) *Parser {
 
 // Reset forgets a partly parsed request.
 func (p *Parser) Reset() {
-	p.inMulti, p.nargs, p.pos, p.need = false, 0, 0, 0
+	p.inMulti, p.nargs, p.pos, p.need, p.odd = false, 0, 0, 0, false
 	p.offs = p.offs[:0]
 }
 
@@ -118,7 +128,7 @@ func (p *Parser) Need() int { return p.need }
 //     and, when Close is set, closes the connection.
 func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 	req.Args = req.Args[:0]
-	req.Raw, req.Cmd, req.Inline = nil, nil, false
+	req.Raw, req.Cmd, req.Inline, req.reencode = nil, nil, false, false
 	p.need = 0
 	if p.inMulti && p.pos > len(buf) {
 		p.Reset() // not the same input: start over
@@ -132,42 +142,65 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 	return p.parseInline(buf, req)
 }
 
+// lineEnd finds where Redis ends a header line that starts at buf[0]: the
+// first c, as strchr(3) finds it, so a NUL before it hides it (Redis then
+// waits for more input, and finally reports the request as too big). It
+// returns -1 when Redis would not see c yet.
+func lineEnd(buf []byte, c byte) int {
+	for i, b := range buf {
+		switch b {
+		case c:
+			return i
+		case 0:
+			return -1
+		}
+	}
+	return -1
+}
+
+// printable renders a byte for an error message as Redis's
+// addReplyErrorFormat does: CR and LF become spaces.
+func printable(c byte) string {
+	if c == '\r' || c == '\n' {
+		c = ' '
+	}
+	return string([]byte{c})
+}
+
 func (p *Parser) parseMulti(buf []byte, req *Request) (int, error) {
 	if !p.inMulti {
-		i := bytes.IndexByte(buf, '\r')
+		// processMultibulkBuffer: the count line must end in '\r' with a
+		// byte after it (Redis does not check that it is '\n').
+		i := lineEnd(buf, '\r')
 		if i < 0 {
 			if len(buf) > p.lim.MaxInline {
 				return 0, protocolError("too big mbulk count string")
 			}
 			return 0, nil
 		}
-		if i > p.lim.MaxInline {
-			return 0, protocolError("too big mbulk count string")
-		}
 		if i+1 >= len(buf) {
-			return 0, nil // Redis needs a byte after '\r' (and does not check it is '\n')
+			return 0, nil
 		}
 		ll, ok := parseInt(buf[1:i])
 		if !ok || ll > math.MaxInt32 || ll > int64(p.lim.MaxMultibulk) {
 			return 0, protocolError("invalid multibulk length")
+		}
+		if ll > 10 && p.Unauthenticated {
+			return 0, protocolError("unauthenticated multibulk length")
 		}
 		if ll <= 0 {
 			return i + 2, nil
 		}
 		p.inMulti, p.nargs, p.pos = true, int(ll), i+2
 		p.offs = p.offs[:0]
+		p.odd = buf[i+1] != '\n'
 	}
 	for len(p.offs) < 2*p.nargs {
 		pos := p.pos
 		if pos >= len(buf) {
 			return 0, nil
 		}
-		if buf[pos] != '$' {
-			c := buf[pos]
-			p.Reset()
-			return 0, protocolError("expected '$', got '" + string(c) + "'")
-		}
-		i := bytes.IndexByte(buf[pos:], '\r')
+		i := lineEnd(buf[pos:], '\r')
 		if i < 0 {
 			if len(buf)-pos > p.lim.MaxInline {
 				p.Reset()
@@ -175,17 +208,23 @@ func (p *Parser) parseMulti(buf []byte, req *Request) (int, error) {
 			}
 			return 0, nil
 		}
-		if i > p.lim.MaxInline {
-			p.Reset()
-			return 0, protocolError("too big bulk count string")
-		}
 		if pos+i+1 >= len(buf) {
 			return 0, nil
+		}
+		// Only a complete line is checked for its '$', as Redis does.
+		if buf[pos] != '$' {
+			c := buf[pos]
+			p.Reset()
+			return 0, protocolError("expected '$', got '" + printable(c) + "'")
 		}
 		ll, ok := parseInt(buf[pos+1 : pos+i])
 		if !ok || ll < 0 || ll > int64(p.lim.MaxBulk) {
 			p.Reset()
 			return 0, protocolError("invalid bulk length")
+		}
+		if ll > 16384 && p.Unauthenticated {
+			p.Reset()
+			return 0, protocolError("unauthenticated bulk length")
 		}
 		start := pos + i + 2
 		end := start + int(ll)
@@ -193,11 +232,11 @@ func (p *Parser) parseMulti(buf []byte, req *Request) (int, error) {
 			p.need = end + 2
 			return 0, nil
 		}
-		if buf[end] != '\r' || buf[end+1] != '\n' {
-			// Redis skips these two bytes unchecked; a proxy that did would
-			// forward a desynchronised stream, so it stops here.
-			p.Reset()
-			return 0, protocolError("expected '\\r\\n' after bulk data")
+		// Redis skips the byte after the length line's '\r' and the two
+		// bytes after the data without looking at them; so does the
+		// parser, and such a request is re-encoded when forwarded.
+		if buf[pos+i+1] != '\n' || buf[end] != '\r' || buf[end+1] != '\n' {
+			p.odd = true
 		}
 		p.offs = append(p.offs, start, end)
 		p.pos = end + 2
@@ -207,15 +246,20 @@ func (p *Parser) parseMulti(buf []byte, req *Request) (int, error) {
 	}
 	n := p.pos
 	req.Raw = buf[:n:n]
+	req.reencode = p.odd
 	req.Cmd = Lookup(req.Args[0])
 	p.Reset()
 	return n, nil
 }
 
 func (p *Parser) parseInline(buf []byte, req *Request) (int, error) {
-	nl := bytes.IndexByte(buf, '\n')
+	// processInlineBuffer: the line ends at the first '\n' strchr(3) sees.
+	// Like Redis, the parser gives up only when MaxInline bytes are in
+	// without one: a longer line that arrives whole is read (how much
+	// arrives at once depends on the reads, in Redis as in the proxy).
+	nl := lineEnd(buf, '\n')
 	if nl < 0 {
-		if len(buf) > p.lim.MaxInline+1 { // even with a '\r' last, the line is too long
+		if len(buf) > p.lim.MaxInline {
 			return 0, protocolError("too big inline request")
 		}
 		return 0, nil
@@ -223,9 +267,6 @@ func (p *Parser) parseInline(buf []byte, req *Request) (int, error) {
 	line := buf[:nl]
 	if len(line) > 0 && line[len(line)-1] == '\r' {
 		line = line[:len(line)-1]
-	}
-	if len(line) > p.lim.MaxInline {
-		return 0, protocolError("too big inline request")
 	}
 	args, ok := p.splitArgs(line, req.Args)
 	if !ok {
@@ -424,9 +465,10 @@ func parseInt(b []byte) (int64, bool) {
 }
 
 // AppendForward appends the request as it should go to a backend: Raw for a
-// multibulk request, the arguments re-encoded as multibulk for an inline one.
+// multibulk request, the arguments re-encoded as multibulk for an inline one
+// or for one whose separators were not all CRLF.
 func (r *Request) AppendForward(dst []byte) []byte {
-	if !r.Inline {
+	if !r.Inline && !r.reencode {
 		return append(dst, r.Raw...)
 	}
 	return AppendCommand(dst, r.Args...)

@@ -59,7 +59,21 @@ func TestParse(t *testing.T) {
 		{"inline single quotes", `set 'it\'s' 'a\nb'` + "\r\n", []string{"i:set|it's|a\\nb"}, ""},
 		{"inline quote inside token", `set ab"c d"` + "\r\n", []string{"i:set|abc d"}, ""},
 		{"inline empty quoted", `echo ""` + "\r\n", []string{"i:echo|"}, ""},
-		{"inline NUL ends line", "get a\x00b c\r\n", []string{"i:get|a"}, ""},
+		// strchr(3) stops at a NUL: Redis waits for a newline it never sees.
+		{"inline NUL hides the newline", "get a\x00b c\r\nPING\r\n", nil, ""},
+		{"inline NUL after the newline", "get a\r\nb\x00", []string{"i:get|a"}, ""},
+		{"inline vertical tab inside an argument", "get a\vb\r\n", []string{"i:get|a\vb"}, ""},
+		{"inline leading vertical tab skipped", "\v\fget a\r\n", []string{"i:get|a"}, ""},
+		{"multibulk NUL hides the count's CR", "*1\x00\r\n$4\r\nPING\r\n", nil, ""},
+		{"multibulk NUL hides the length's CR", "*1\r\n$4\x00\r\nPING\r\n", nil, ""},
+		{"multibulk NUL in data", "*1\r\n$4\r\nPI\x00G\r\n", []string{"PI\x00G"}, ""},
+		{"count CR then any byte", "*1\rX$4\r\nPING\r\n", []string{"PING"}, ""},
+		{"length CR then any byte", "*1\r\n$4\rXPING\r\n", []string{"PING"}, ""},
+		{"count CR last waits", "*1\r", nil, ""},
+		{"negative count skipped", "*-5\r\n*1\r\n$4\r\nPING\r\n", []string{"PING"}, ""},
+		{"dollar checked only on a whole line", "*1\r\nx", nil, ""},
+		{"CR instead of dollar", "*1\r\n\r\n", nil, "-ERR Protocol error: expected '$', got ' '\r\n"},
+		{"LF instead of dollar", "*1\r\n\nab\r\n", nil, "-ERR Protocol error: expected '$', got ' '\r\n"},
 		{"inline incomplete", "get a", nil, ""},
 		{"unbalanced", `set "a` + "\r\n", nil, "-ERR Protocol error: unbalanced quotes in request\r\n"},
 		{"quote then text", `get "a"b` + "\r\n", nil, "-ERR Protocol error: unbalanced quotes in request\r\n"},
@@ -72,8 +86,10 @@ func TestParse(t *testing.T) {
 		{"bad bulk len", "*1\r\n$x\r\n", nil, "-ERR Protocol error: invalid bulk length\r\n"},
 		{"negative bulk", "*1\r\n$-1\r\n", nil, "-ERR Protocol error: invalid bulk length\r\n"},
 		{"bulk too big", "*1\r\n$536870913\r\n", nil, "-ERR Protocol error: invalid bulk length\r\n"},
-		{"bulk without CRLF", "*1\r\n$3\r\ngetXY", nil, "-ERR Protocol error: expected '\\r\\n' after bulk data\r\n"},
-		{"pipeline then error", "PING\r\n*1\r\nx", []string{"i:PING"}, "-ERR Protocol error: expected '$', got 'x'\r\n"},
+		// Redis skips the two bytes after the data unchecked.
+		{"bulk without CRLF", "*1\r\n$3\r\ngetXY", []string{"get"}, ""},
+		{"bulk without CRLF, next request", "*1\r\n$4\r\nPING\n\n*1\r\n$4\r\nPING\r\n", []string{"PING", "PING"}, ""},
+		{"pipeline then error", "PING\r\n*1\r\nx\r\n", []string{"i:PING"}, "-ERR Protocol error: expected '$', got 'x'\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,10 +117,15 @@ func TestParseLimits(t *testing.T) {
 		{"bulk at limit", "*1\r\n$10\r\n0123456789\r\n", []string{"0123456789"}, ""},
 		{"bulk too big", "*1\r\n$11\r\n", nil, "-ERR Protocol error: invalid bulk length\r\n"},
 		{"inline at limit", strings.Repeat("a", 16) + "\r\n", []string{"i:" + strings.Repeat("a", 16)}, ""},
-		{"inline at limit waiting for LF", strings.Repeat("a", 16) + "\r", nil, ""},
-		{"inline too long", strings.Repeat("a", 17) + "\r\n", nil, "-ERR Protocol error: too big inline request\r\n"},
+		{"inline at limit waiting for LF", strings.Repeat("a", 16), nil, ""},
+		{"inline past limit waiting for LF", strings.Repeat("a", 16) + "\r", nil, "-ERR Protocol error: too big inline request\r\n"},
+		{"inline longer than the limit, arriving whole", strings.Repeat("a", 17) + "\r\n", []string{"i:" + strings.Repeat("a", 17)}, ""},
 		{"inline too long, no LF", strings.Repeat("a", 18), nil, "-ERR Protocol error: too big inline request\r\n"},
 		{"mbulk count string", "*" + strings.Repeat("1", 17), nil, "-ERR Protocol error: too big mbulk count string\r\n"},
+		{"mbulk count line longer than the limit, arriving whole", "*" + strings.Repeat("1", 17) + "\r\n", nil,
+			"-ERR Protocol error: invalid multibulk length\r\n"},
+		{"NUL hides the line end past the limit", "get a\x00" + strings.Repeat("b", 11) + "\r\n", nil,
+			"-ERR Protocol error: too big inline request\r\n"},
 		{"bulk count string", "*1\r\n$" + strings.Repeat("1", 17), nil, "-ERR Protocol error: too big bulk count string\r\n"},
 	}
 	for _, tt := range tests {
@@ -231,7 +252,10 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	lim := Limits{MaxMultibulk: 8, MaxBulk: 64, MaxInline: 32}
+	// MaxInline is out of reach: whether a line longer than it is refused
+	// depends, as in Redis, on how much of it is in when the parser looks
+	// (TestParseLimits covers it).
+	lim := Limits{MaxMultibulk: 8, MaxBulk: 64, MaxInline: 1 << 30}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		want, wantErr := parseAll(t, NewParser(lim), in)
 		for chunk := 1; chunk <= len(in); chunk++ {
@@ -266,4 +290,52 @@ func BenchmarkParseGet(b *testing.B) {
 
 func BenchmarkParseInline(b *testing.B) {
 	benchParse(b, []byte("SET key:000000000042 \"hello world\"\r\n"))
+}
+
+func TestParseUnauthenticated(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string
+		err      string
+	}{
+		{"10 arguments", "*10\r\n" + strings.Repeat("$1\r\nk\r\n", 10), []string{strings.TrimSuffix(strings.Repeat("k|", 10), "|")}, ""},
+		{"11 arguments", "*11\r\n", nil, "-ERR Protocol error: unauthenticated multibulk length\r\n"},
+		{"bad count first", "*x1\r\n", nil, "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"16384 bytes", "*1\r\n$16384\r\n" + strings.Repeat("a", 16384) + "\r\n", []string{strings.Repeat("a", 16384)}, ""},
+		{"16385 bytes", "*1\r\n$16385\r\n", nil, "-ERR Protocol error: unauthenticated bulk length\r\n"},
+		{"inline is not limited", strings.Repeat("a ", 11) + "\r\n", []string{"i:" + strings.TrimSuffix(strings.Repeat("a|", 11), "|")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := NewParser(Limits{})
+			p.Unauthenticated = true
+			got, errReply := parseAll(t, p, []byte(tt.in))
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {
+				t.Errorf("args %q; want %q", got, tt.want)
+			}
+			if errReply != tt.err {
+				t.Errorf("error %q; want %q", errReply, tt.err)
+			}
+		})
+	}
+}
+
+func TestAppendForwardReencodesOddSeparators(t *testing.T) {
+	p := NewParser(Limits{})
+	var req Request
+	in := "*2\rX$3\r\nGET\r\n$1\r\nkXY"
+	n, err := p.Parse([]byte(in), &req)
+	if err != nil || n != len(in) {
+		t.Fatalf("Parse: %d, %v; want %d, nil", n, err, len(in))
+	}
+	if got, want := string(req.AppendForward(nil)), "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"; got != want {
+		t.Fatalf("AppendForward: got %q; want %q", got, want)
+	}
+	in = "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+	if _, err := p.Parse([]byte(in), &req); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(req.AppendForward(nil)); got != in {
+		t.Fatalf("AppendForward of a canonical request: got %q; want it as received", got)
+	}
 }

@@ -62,6 +62,19 @@ func (st *ReplyState) Reset() { *st = ReplyState{} }
 // elements arriving over many reads is framed in linear time). st is reset
 // when a reply is complete or malformed.
 func ParseReplyResume(buf []byte, st *ReplyState) (n int, rep Reply, err error) {
+	return parseReply(buf, st, false)
+}
+
+// ParseReplyRESP2 is ParseReplyResume for a connection that speaks RESP2,
+// as every backend connection of the proxy does (it never sends HELLO 3):
+// a RESP3 type byte at any depth ('>' push, '_' null, '%' map...) is
+// malformed there, for a server that sends one is not answering what the
+// proxy asked.
+func ParseReplyRESP2(buf []byte, st *ReplyState) (n int, rep Reply, err error) {
+	return parseReply(buf, st, true)
+}
+
+func parseReply(buf []byte, st *ReplyState, resp2 bool) (n int, rep Reply, err error) {
 	pending, pos, top := st.pending, st.pos, false
 	if pending == 0 {
 		pending, pos, top = 1, 0, true
@@ -105,6 +118,9 @@ func ParseReplyResume(buf []byte, st *ReplyState) (n int, rep Reply, err error) 
 		line := buf[pos+1 : lineEnd]
 		next := lineEnd + 2
 		r := Reply{Type: t, Data: line}
+		if resp2 && t != '+' && t != '-' && t != ':' && t != '$' && t != '*' {
+			return fail("type byte %q at %d in a RESP2 reply", t, pos)
+		}
 		switch t {
 		case '+', '-', ',', '(':
 		case '_':

@@ -237,3 +237,49 @@ func BenchmarkParseReplyArray(b *testing.B) {
 		}
 	}
 }
+
+func TestReplyTypes(t *testing.T) {
+	tests := []struct {
+		name  string
+		allow string // type bytes allowed, besides '-'
+	}{
+		{"incr", ":"},
+		{"get", "$"},
+		{"set", "+$"},
+		{"lpop", "$*"},
+		{"zadd", ":$"},
+		{"hgetall", "*"},
+		{"object|encoding", "$"},
+		{"eval", "+-:$*"}, // not checked
+	}
+	for _, tt := range tests {
+		c := LookupFull([]byte(tt.name))
+		if c == nil {
+			t.Fatalf("%s: not in the table", tt.name)
+		}
+		for _, ty := range []byte("+-:$*") {
+			want := ty == '-' || strings.IndexByte(tt.allow, ty) >= 0
+			if got := c.Replies.Allows(ty); got != want {
+				t.Errorf("%s allows %q: %v; want %v", tt.name, ty, got, want)
+			}
+		}
+	}
+}
+
+func TestParseReplyRESP2(t *testing.T) {
+	for _, in := range []string{">1\r\n$1\r\nx\r\n", "_\r\n", "%1\r\n+a\r\n+b\r\n", "*2\r\n:1\r\n,1.5\r\n", "#t\r\n", "|1\r\n+a\r\n+b\r\n+c\r\n"} {
+		var st ReplyState
+		if _, _, err := ParseReplyRESP2([]byte(in), &st); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseReplyRESP2(%q): %v; want ErrMalformed", in, err)
+		}
+		if n, _, err := ParseReplyResume([]byte(in), &st); err != nil || n != len(in) {
+			t.Errorf("ParseReplyResume(%q): %d, %v; want %d, nil", in, n, err, len(in))
+		}
+	}
+	for _, in := range []string{"+OK\r\n", "-ERR x\r\n", ":-1\r\n", "$-1\r\n", "*-1\r\n", "*2\r\n$1\r\na\r\n*1\r\n:1\r\n"} {
+		var st ReplyState
+		if n, _, err := ParseReplyRESP2([]byte(in), &st); err != nil || n != len(in) {
+			t.Errorf("ParseReplyRESP2(%q): %d, %v; want %d, nil", in, n, err, len(in))
+		}
+	}
+}
