@@ -52,6 +52,11 @@ type backend struct {
 	// start of rbuf, so a huge reply is not walked again on every read.
 	rstate resp.ReplyState
 	dirty  bool
+	// heard is the loop clock when the server last sent bytes on c: the
+	// timeout runs from the later of it and the head request's send time,
+	// so a server busy delivering a long queue of replies (to a client that
+	// reads them slowly, say) is not taken for a slow one.
+	heard int64
 
 	// owner is the client a dedicated connection belongs to (nil for the
 	// loop's shared connections); push marks a pub/sub connection, whose
@@ -250,6 +255,9 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	buf, _ := c.Peek(-1)
+	if len(buf) > 0 {
+		b.heard = b.l.clock
+	}
 	own := len(b.rbuf) > 0
 	if own {
 		// A partial reply is waiting in rbuf: add to it rather than have
@@ -383,10 +391,14 @@ func (b *backend) detach(c gnet.Conn) {
 	b.rstate.Reset()
 }
 
-// sweep fails everything on b if its oldest request is older than timeout.
+// sweep fails everything on b if the server has owed its oldest request a
+// reply for longer than timeout: measured from when that request was sent
+// or from when the server last sent anything, whichever is later. The
+// server is judged by its own replies, never by how long the proxy took to
+// read them or how long earlier replies in the same pipeline took.
 func (b *backend) sweep(now, timeout int64) {
 	r, ok := b.fifo.Front()
-	if !ok || now-r.sentAt < timeout {
+	if !ok || now-max(r.sentAt, b.heard) < timeout {
 		return
 	}
 	b.counters.timeouts.Add(int64(b.fifo.Len()))
