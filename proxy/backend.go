@@ -57,6 +57,8 @@ type backend struct {
 	// so a server busy delivering a long queue of replies (to a client that
 	// reads them slowly, say) is not taken for a slow one.
 	heard int64
+	// st is the big reply being streamed, if any (see stream.go).
+	st *replyStream
 
 	// owner is the client a dedicated connection belongs to (nil for the
 	// loop's shared connections); push marks a pub/sub connection, whose
@@ -268,6 +270,18 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	off := 0
 	for off < len(buf) {
+		if b.st != nil {
+			n, err := b.stream(buf[off:])
+			off += n
+			if err != nil {
+				b.protocolError(c, err)
+				return gnet.None
+			}
+			if n == 0 {
+				break // the rest of the reply is still to come
+			}
+			continue
+		}
 		r, ok := b.fifo.Front()
 		if !ok && b.push {
 			n, err := b.pr.codec.pushFrame(buf[off:])
@@ -292,16 +306,14 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 			return gnet.None
 		}
 		if n == 0 {
+			if len(buf)-off >= streamMin {
+				b.startStream(r) // big: stream the rest from the reply's start
+				continue
+			}
 			break
 		}
-		b.fifo.Pop()
-		b.inFlight.Add(-1)
-		b.counters.responses.Add(1)
-		b.counters.responseBytes.Add(int64(n))
-		b.counters.latency.observe(b.l.clock - r.sentAt)
-		r.inFIFO = false
+		b.answered(r, n)
 		off += n
-		b.l.release(r)
 	}
 	if own {
 		b.rbuf = b.rbuf[:copy(b.rbuf, b.rbuf[off:])]
@@ -319,6 +331,17 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	b.l.flushClients()
 	return gnet.None
+}
+
+// answered pops r, whose n-byte reply has been delivered, from the FIFO.
+func (b *backend) answered(r *request, n int) {
+	b.fifo.Pop()
+	b.inFlight.Add(-1)
+	b.counters.responses.Add(1)
+	b.counters.responseBytes.Add(int64(n))
+	b.counters.latency.observe(b.l.clock - r.sentAt)
+	r.inFIFO = false
+	b.l.release(r)
 }
 
 // protocolError handles output the codec cannot frame: the stream can't be
@@ -389,6 +412,7 @@ func (b *backend) detach(c gnet.Conn) {
 	b.wbuf = b.wbuf[:0]
 	b.rbuf = b.rbuf[:0]
 	b.rstate.Reset()
+	b.dropStream()
 }
 
 // sweep fails everything on b if the server has owed its oldest request a

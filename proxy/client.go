@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -18,7 +19,20 @@ type client struct {
 	id uint64
 
 	fifo pool.Queue[*request]
-	out  []byte
+	out  []byte // small replies, appended; written at the next flush
+
+	// Output written paced (see pump): big replies queued by reference,
+	// behind what out held when they were queued.
+	pend      [][]byte
+	pendBytes int
+	paced     bool  // in the loop's paced list
+	held      int64 // unsent output charged to max_memory: pend and gnet's buffer
+	sent      int64 // bytes handed to gnet
+	// Drain progress, sampled by the loop's sweep: when the client last
+	// took output (or had none owed), and the counts at the last sample.
+	drainAt  int64
+	lastSent int64
+	lastOut  int
 
 	dirty    bool
 	closed   bool
@@ -44,7 +58,7 @@ func (cl *client) scratch() *mcScratch {
 }
 
 func newClient(l *loop, pr *poolRT, c gnet.Conn, id uint64) *client {
-	cl := &client{l: l, pr: pr, c: c, id: id}
+	cl := &client{l: l, pr: pr, c: c, id: id, drainAt: l.clock}
 	pr.codec.initClient(cl)
 	l.clients[cl] = struct{}{}
 	return cl
@@ -135,7 +149,11 @@ func (cl *client) advance() {
 		pc.requests[r.class].Add(1)
 		pc.latency.observe(cl.l.clock - r.start)
 		if !r.silent {
-			cl.out = append(cl.out, r.reply...)
+			if r.segs != nil || len(r.reply) > bigPiece {
+				cl.queue(r)
+			} else {
+				cl.out = append(cl.out, r.reply...)
+			}
 			emitted = true
 		}
 		cl.l.release(r)
@@ -152,42 +170,157 @@ func (cl *client) advance() {
 	}
 }
 
-// flush writes the pending output.
+// flush writes the pending output: small replies at once, big ones paced.
 func (cl *client) flush() {
-	if cl.closed || len(cl.out) == 0 {
+	if cl.closed {
 		cl.out = cl.out[:0]
 		return
 	}
-	_, err := cl.c.Write(cl.out)
-	cl.l.pools[cl.pr.idx].bytesOut.Add(int64(len(cl.out)))
-	cl.out = cl.out[:0]
-	if cap(cl.out) > 1<<20 {
+	if len(cl.pend) > 0 && len(cl.out) > 0 {
+		cl.pend = append(cl.pend, cl.out) // behind the big replies
+		cl.pendBytes += len(cl.out)
 		cl.out = nil
 	}
-	if err != nil || cl.closed {
+	if len(cl.out) > 0 {
+		cl.write(cl.out)
+		cl.out = cl.out[:0]
+		if cap(cl.out) > 1<<20 {
+			cl.out = nil
+		}
+	}
+	cl.pump()
+	if cl.closed {
 		return
 	}
-	if cl.c.OutboundBuffered() > maxClientOutput {
-		// A client that doesn't read its replies must not hold memory
-		// without bound.
-		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
-		cl.l.p.log.Warn("closing client that does not read its replies", "pool", cl.pr.cfg.Name,
-			"remote", cl.c.RemoteAddr().String(), "buffered", cl.c.OutboundBuffered())
-		cl.close()
-		return
+	cl.account()
+	if len(cl.pend) > 0 {
+		cl.l.pace(cl)
 	}
 	if cl.quitting || cl.draining {
 		cl.maybeClose()
 	}
 }
 
-// maxClientOutput caps a slow reader's unsent replies.
-const maxClientOutput = 64 << 20
+// write hands b to gnet, which sends what the socket takes and buffers the
+// rest.
+func (cl *client) write(b []byte) {
+	_, _ = cl.c.Write(b)
+	cl.sent += int64(len(b))
+	cl.l.pools[cl.pr.idx].bytesOut.Add(int64(len(b)))
+}
+
+// writeThrough writes part of a reply that is streamed from its backend,
+// after the small replies before it.
+func (cl *client) writeThrough(b []byte) {
+	if len(cl.out) > 0 {
+		cl.write(cl.out)
+		cl.out = cl.out[:0]
+	}
+	if !cl.closed {
+		cl.write(b)
+	}
+	if !cl.closed {
+		cl.account()
+	}
+}
+
+// queue moves r's (big) reply to the paced output, by reference; its
+// charge to max_memory moves to the client's.
+func (cl *client) queue(r *request) {
+	if len(cl.out) > 0 {
+		cl.pend = append(cl.pend, cl.out)
+		cl.pendBytes += len(cl.out)
+		cl.out = nil
+	}
+	if r.segs != nil {
+		for _, s := range r.segs {
+			cl.pend = append(cl.pend, s)
+			cl.pendBytes += len(s)
+		}
+		r.segs = nil
+	} else {
+		cl.pend = append(cl.pend, r.reply)
+		cl.pendBytes += len(r.reply)
+		r.reply = nil
+	}
+	cl.l.releaseHeld(r)
+	cl.account()
+}
+
+// Pacing: big output is handed to gnet a chunk at a time, only while gnet's
+// buffer for the client holds less than paceLow, so a reply is not copied
+// whole into that buffer (it is sent from the buffer it arrived in).
+const (
+	paceLow   = 256 << 10
+	paceChunk = 256 << 10
+)
+
+// pump writes queued big output while the client keeps up.
+func (cl *client) pump() {
+	for len(cl.pend) > 0 && !cl.closed && cl.c.OutboundBuffered() < paceLow {
+		seg := cl.pend[0]
+		k := min(len(seg), paceChunk)
+		cl.write(seg[:k])
+		cl.pendBytes -= k
+		if k == len(seg) {
+			cl.pend[0] = nil
+			cl.pend = cl.pend[1:]
+		} else {
+			cl.pend[0] = seg[k:]
+		}
+	}
+	if len(cl.pend) == 0 {
+		cl.pend, cl.pendBytes = nil, 0
+	}
+}
+
+// account updates the client's charge to max_memory: its queued output and
+// what gnet buffers for it.
+func (cl *client) account() {
+	now := int64(cl.pendBytes + cl.c.OutboundBuffered())
+	cl.l.p.mem.adjust(now - cl.held)
+	cl.held = now
+}
+
+// A client is judged by whether it takes its output, not by how much is
+// owed to it: one that has taken none of it for stallTimeout, or none for
+// stallHighTimeout while more than stallHigh is owed, is not reading and is
+// closed.
+const (
+	stallTimeout     = 30 * time.Second
+	stallHigh        = 64 << 20
+	stallHighTimeout = 2 * time.Second
+)
+
+// checkDrain samples the client's drain progress (from the loop's sweep)
+// and closes it if it does not read its replies.
+func (cl *client) checkDrain(now int64) {
+	if cl.closed {
+		return
+	}
+	cl.account()
+	out := cl.c.OutboundBuffered()
+	unsent := cl.pendBytes + out
+	taken := cl.sent - cl.lastSent - int64(out-cl.lastOut) // bytes the socket took since the last sample
+	cl.lastSent, cl.lastOut = cl.sent, out
+	if unsent == 0 || taken > 0 {
+		cl.drainAt = now
+		return
+	}
+	idle := now - cl.drainAt
+	if idle < int64(stallTimeout) && (unsent <= stallHigh || idle < int64(stallHighTimeout)) {
+		return
+	}
+	cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
+	cl.l.p.log.Warn("closing client that does not read its replies", "pool", cl.pr.cfg.Name,
+		"remote", cl.c.RemoteAddr().String(), "unsent", unsent, "idle", time.Duration(idle))
+	cl.close()
+}
 
 // maybeClose closes a quitting client once nothing is owed, and a draining
 // one once it is idle (nothing owed and no unparsed input).
 func (cl *client) maybeClose() {
-	if cl.closed || cl.fifo.Len() > 0 || len(cl.out) > 0 && cl.dirty {
+	if cl.closed || cl.fifo.Len() > 0 || len(cl.out) > 0 && cl.dirty || len(cl.pend) > 0 {
 		return
 	}
 	if !cl.quitting && (!cl.draining || cl.c.InboundBuffered() > 0) {
@@ -234,10 +367,10 @@ func (cl *client) abort(reply []byte) {
 	if cl.closed {
 		return
 	}
-	if cl.fifo.Len() == 0 {
+	if cl.fifo.Len() == 0 && len(cl.pend) == 0 {
 		cl.out = append(cl.out, reply...)
 	}
-	if len(cl.out) > 0 {
+	if len(cl.out) > 0 && len(cl.pend) == 0 {
 		_, _ = cl.c.Write(cl.out)
 		cl.out = cl.out[:0]
 	}
@@ -277,6 +410,9 @@ func (cl *client) onClose(err error) {
 		cl.l.release(r)
 	}
 	cl.out = nil
+	cl.pend, cl.pendBytes = nil, 0
+	cl.l.p.mem.adjust(-cl.held)
+	cl.held = 0
 	// After the FIFO is emptied, so failing the dedicated connections'
 	// requests completes nothing on this client.
 	cl.pr.codec.closeClient(cl)

@@ -76,6 +76,7 @@ type Proxy struct {
 	booted   chan struct{}
 	draining atomic.Bool
 	clients  atomic.Int64 // open client connections
+	mem      memBudget    // reply bytes held, against max_memory
 	nextID   atomic.Uint64
 
 	ctx context.Context // Run's context, for dials and probes
@@ -101,6 +102,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		ctx:    context.Background(),
 		start:  time.Now(),
 	}
+	p.mem.limit = cfg.MemoryBudget()
 	minTimeout := time.Duration(0)
 	for i := range cfg.Pools {
 		pr, err := newPoolRT(p, i, &cfg.Pools[i])
