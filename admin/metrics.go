@@ -61,7 +61,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 
 		requests:      d("requests_total", "Client requests by command class (read, write, multi, fanout, local, invalid).", append(p, "class")),
 		errors:        d("errors_total", "Client requests answered with a proxy-generated error, by command class.", append(p, "class")),
-		rejected:      d("rejected_total", "Requests or clients the proxy refused, by reason (protocol, limit, refused, max_clients, buffer).", append(p, "reason")),
+		rejected:      d("rejected_total", "Requests or clients the proxy refused, by reason (protocol, limit, refused, max_clients, buffer, memory: a reply refused or cut at max_memory).", append(p, "reason")),
 		latency:       d("request_duration_seconds", "Client request latency, from parse to the reply being queued to the client.", p),
 		bytesIn:       d("client_received_bytes_total", "Bytes received from clients.", p),
 		bytesOut:      d("client_sent_bytes_total", "Bytes sent to clients.", p),

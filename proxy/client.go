@@ -283,14 +283,10 @@ func (cl *client) account() {
 }
 
 // A client is judged by whether it takes its output, not by how much is
-// owed to it: one that has taken none of it for stallTimeout, or none for
-// stallHighTimeout while more than stallHigh is owed, is not reading and is
-// closed.
-const (
-	stallTimeout     = 30 * time.Second
-	stallHigh        = 64 << 20
-	stallHighTimeout = 2 * time.Second
-)
+// owed to it: one that has taken none of it for stallTimeout is not reading
+// and is closed. What it may hold meanwhile is bounded by max_memory: past
+// that, its further big replies are refused with an error.
+const stallTimeout = 30 * time.Second
 
 // checkDrain samples the client's drain progress (from the loop's sweep)
 // and closes it if it does not read its replies.
@@ -308,7 +304,7 @@ func (cl *client) checkDrain(now int64) {
 		return
 	}
 	idle := now - cl.drainAt
-	if idle < int64(stallTimeout) && (unsent <= stallHigh || idle < int64(stallHighTimeout)) {
+	if idle < int64(stallTimeout) {
 		return
 	}
 	cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)

@@ -46,6 +46,10 @@ const bigPiece = 64 << 10
 // maxStreamLine bounds a reply line framed by a cursor.
 const maxStreamLine = 64 << 10
 
+// keepingUp is how much unsent output a client may have and still count as
+// keeping up with its replies.
+const keepingUp = 2 * paceLow
+
 // oomMessage is the error a request gets when its reply would take the proxy
 // over max_memory.
 const oomMessage = "out of memory: reply over the proxy's max_memory"
@@ -385,6 +389,10 @@ func (b *backend) decide(st *replyStream, size int) {
 	case r.internal:
 	case r.done || r.parent == nil && (cl == nil || cl.closed) || r.parent != nil && r.parent.cl == nil:
 		st.sink = sinkSkip // nobody is waiting for it
+	case st.alias && r.parent == nil && frontIs(cl, r) && len(cl.pend) == 0 && cl.held <= keepingUp:
+		// Written through to a client that keeps up: held only as long
+		// as the client takes to read it.
+		st.sink = sinkThrough
 	case !b.l.p.mem.fits(int64(size)):
 		b.refuseStream(st)
 	case st.alias && r.parent == nil && frontIs(cl, r) && len(cl.pend) == 0:
@@ -434,8 +442,10 @@ func (b *backend) through(st *replyStream, part []byte) {
 			return
 		}
 	}
+	// Over max_memory, a client that keeps up is let be (it holds next to
+	// nothing); one that does not is where the memory goes.
 	mem := &b.l.p.mem
-	if !mem.over() {
+	if !mem.over() || cl.held <= keepingUp {
 		return
 	}
 	switch {
@@ -449,8 +459,8 @@ func (b *backend) through(st *replyStream, part []byte) {
 		cl.complete(r) // it leaves the backend's FIFO when its reply ends
 	case st.cur.mayCut():
 		// Cut at the end of the current value.
-	case cl.held > 2*paceLow:
-		// Not keeping up, and the reply can't be cut: the client goes.
+	default:
+		// The reply can't be cut: the client goes.
 		b.oom(r)
 		b.l.p.log.Warn("closing client: reply over max_memory and not read", "pool", b.pr.cfg.Name,
 			"remote", cl.c.RemoteAddr().String(), "unsent", cl.held, "max_memory", mem.limit)
