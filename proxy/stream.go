@@ -285,15 +285,21 @@ func (c *respCursor) feed(buf []byte) (int, bool, error) {
 			}
 			continue
 		}
-		line, size, err := nextLine(buf[n:])
-		if err != nil || size == 0 {
-			return n, false, err
+		// A line ends at the first CR, which must be followed by LF (as
+		// resp.ParseReply frames it).
+		i := bytes.IndexByte(buf[n:], '\r')
+		switch {
+		case i < 0 && len(buf)-n > maxStreamLine:
+			return n, false, errStreamLine
+		case i < 0 || n+i+1 >= len(buf):
+			return n, false, nil
+		case i == 0:
+			return n, false, errors.New("empty reply line")
+		case buf[n+i+1] != '\n':
+			return n, false, errors.New("CR without LF in a reply line")
 		}
-		if size < 3 || buf[n+size-2] != '\r' {
-			return n, false, fmt.Errorf("bad reply line %q", clip(buf[n:n+size]))
-		}
-		n += size
-		t, arg := line[0], line[1:]
+		t, arg := buf[n], buf[n+1:n+i]
+		n += i + 2
 		switch t {
 		case '+', '-', ',', '(', '_', '#', ':':
 			c.pending--
