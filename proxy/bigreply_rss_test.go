@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
@@ -28,9 +29,13 @@ import (
 // process could not give (it would count the test client too). The test
 // client never holds a reply whole: it checks it as it reads.
 
-// buildProxy builds cmd/cacheproxy into a temporary directory.
+// buildProxy builds cmd/cacheproxy into a temporary directory, or returns
+// $CACHEPROXY_BIN when set (to measure another build).
 func buildProxy(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("CACHEPROXY_BIN"); bin != "" {
+		return bin
+	}
 	bin := filepath.Join(t.TempDir(), "cacheproxy")
 	goBin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
@@ -131,6 +136,34 @@ func poolConf(maxMemory, name, listen, protocol string, servers ...*testserver.P
 	return b.String()
 }
 
+// spreadKeys picks n keys that the ring of conf's pool places on its
+// servers at most per to a server, so an MGET of them is split in
+// fragments of several values each.
+func spreadKeys(t *testing.T, conf string, n, per int) []string {
+	t.Helper()
+	cfg, _, err := config.Parse("rss.yaml", []byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := cfg.Pools[0].Ring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[int]int{}
+	var keys []string
+	for i := 0; len(keys) < n && i < 10000; i++ {
+		k := fmt.Sprintf("a%d", i)
+		if s := ring.Pick([]byte(k)); count[s] < per {
+			count[s]++
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) < n {
+		t.Fatalf("found %d keys of %d spread over the servers", len(keys), n)
+	}
+	return keys
+}
+
 // patternReader yields n bytes of the repeating pattern.
 type patternReader struct {
 	pat string
@@ -190,9 +223,10 @@ func TestBigReplyPeakRSS(t *testing.T) {
 	t.Run("RedisMGET5x16MiB", func(t *testing.T) {
 		rs := []*testserver.Process{testserver.Redis(t), testserver.Redis(t), testserver.Redis(t)}
 		listen := fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
-		pp := runProxy(t, bin, poolConf("", "r", listen, "redis", rs...), listen)
+		conf := poolConf("", "r", listen, "redis", rs...)
+		pp := runProxy(t, bin, conf, listen)
 		const size = 16 * mib
-		keys := []string{"a0", "a1", "a2", "a3", "a4"}
+		keys := spreadKeys(t, conf, 5, 2)
 		// Each value is made on every server (SETRANGE pads with zeros), so
 		// wherever the ring puts a key, the server has it; nothing big goes
 		// through the proxy before the measurement.

@@ -282,3 +282,32 @@ func TestMemcacheAmplificationBoundedByMaxMemory(t *testing.T) {
 	c.Send("get k\r\n")
 	expectBytes(t, c, mcValue("k", val)+"END\r\n")
 }
+
+// TestRedisMaxMemoryRefusesBigRepliesToAClientThatDoesNotRead: a client
+// pipelines GETs of a 16 MiB value and reads nothing. The first is written
+// through to it; the next ones would take the proxy over max_memory while
+// it has not read the first, so they are answered with the error, in order,
+// and the connection stays in step.
+func TestRedisMaxMemoryRefusesBigRepliesToAClientThatDoesNotRead(t *testing.T) {
+	r := testserver.Redis(t)
+	pc := proxytest.RedisPool(t, "r", r)
+	const limit = 16 << 20
+	p := startConfig(t, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
+	val := bigValue("v", 16<<20)
+	setter := proxytest.Dial(t, pc.Listen)
+	setter.RoundTrip("*3\r\n$3\r\nSET\r\n$1\r\nv\r\n"+respBulk(val), "+OK\r\n")
+	c := proxytest.Dial(t, pc.Listen)
+	c.Send(strings.Repeat("*2\r\n$3\r\nGET\r\n$1\r\nv\r\n", 4) + "*1\r\n$4\r\nPING\r\n")
+	deadline := time.Now().Add(proxytest.Timeout)
+	for p.MemoryRefused() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("refused %d replies for max_memory; want 3", p.MemoryRefused())
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+	const oom = "-ERR out of memory: reply over the proxy's max_memory\r\n"
+	expectBytes(t, c, respBulk(val)+oom+oom+oom+"+PONG\r\n")
+	waitHeld(t, p, 0)
+	c.Send("*2\r\n$3\r\nGET\r\n$1\r\nv\r\n")
+	expectBytes(t, c, respBulk(val))
+}

@@ -93,6 +93,10 @@ type replyCursor interface {
 	feed(buf []byte) (n int, done bool, err error)
 	// need is how many more bytes the reply is known to need.
 	need() int
+	// estimate is the reply's likely total size, given that n bytes of
+	// it have been framed: more than n+need() when it is an aggregate whose
+	// later elements are taken to be the size of the current one.
+	estimate(n int) int
 	// cuttable reports whether the reply may end here with an error line
 	// instead of its remaining bytes (memcached: between VALUE blocks).
 	cuttable() bool
@@ -148,6 +152,8 @@ func nextLine(buf []byte) (line []byte, size int, err error) {
 // END; for the rest, one line.
 type mcCursor struct {
 	cmd   memcache.Command
+	keys  int // keys asked for (get family), for estimate
+	block int // size of the current VALUE block, line included
 	lines int
 	n     int // values framed
 	data  dataState
@@ -156,6 +162,10 @@ type mcCursor struct {
 
 func (c *mcCursor) need() int { return c.data.left + c.data.tail }
 func (c *mcCursor) hits() int { return c.n }
+
+func (c *mcCursor) estimate(n int) int {
+	return n + c.need() + max(c.keys-c.n, 0)*c.block + len("END\r\n")
+}
 
 func (c *mcCursor) mayCut() bool { return c.cmd.Class() == memcache.ClassMultiKey }
 
@@ -202,6 +212,7 @@ func (c *mcCursor) feed(buf []byte) (int, bool, error) {
 				return n, false, fmt.Errorf("bad VALUE line %q", clip(line))
 			}
 			c.data = dataState{left: size, tail: 2}
+			c.block = len(line) + 2 + size + 2
 			c.n++
 		case c.cmd == memcache.CmdMetaGet || c.cmd == memcache.CmdMetaArith:
 			if !first {
@@ -259,10 +270,18 @@ func token(line []byte, i int) (int, bool) {
 type respCursor struct {
 	pending int
 	data    dataState
+	bulk    int // size of the current bulk element, header included
 }
 
 func (c *respCursor) need() int      { return c.data.left + c.data.tail }
 func (c *respCursor) hits() int      { return 0 }
+
+func (c *respCursor) estimate(n int) int {
+	if !c.data.active() {
+		return n + c.need()
+	}
+	return n + c.need() + max(c.pending-1, 0)*c.bulk
+}
 func (c *respCursor) cuttable() bool { return false }
 func (c *respCursor) mayCut() bool   { return false }
 
@@ -312,6 +331,7 @@ func (c *respCursor) feed(buf []byte) (int, bool, error) {
 				c.pending--
 			} else {
 				c.data = dataState{left: l, tail: 2}
+				c.bulk = i + 2 + l + 2
 			}
 		case '*', '~', '>', '%', '|':
 			l, ok := signed(arg)
@@ -347,7 +367,7 @@ func signed(b []byte) (int, bool) {
 // written through to the client as it arrives: not when it may have to be
 // swallowed (noreply, meta q) or rewritten.
 func (m *memcacheCodec) cursor(r *request) (replyCursor, bool) {
-	return &mcCursor{cmd: r.mc.Cmd}, !r.mc.Noreply && !r.mc.Quiet
+	return &mcCursor{cmd: r.mc.Cmd, keys: r.nkeys}, !r.mc.Noreply && !r.mc.Quiet
 }
 
 func (rc *respCodec) cursor(r *request) (replyCursor, bool) {
@@ -480,7 +500,13 @@ func (b *backend) through(st *replyStream, part []byte) {
 func (b *backend) collect(st *replyStream, part []byte) {
 	if want := len(st.coll) + len(part); want > cap(st.coll) {
 		size := want + st.cur.need()
-		if st.cur.hits() > 1 {
+		if est := st.cur.estimate(st.n); est > size && b.l.p.mem.fits(int64(est-cap(st.coll))) {
+			// Room for the elements still to come, taken to be as big
+			// as this one, so a reply of several big values is not
+			// copied at each (what is never written is never resident;
+			// the excess is returned to the budget at the end).
+			size = est
+		} else if st.cur.hits() > 1 {
 			size = max(size, 2*cap(st.coll)) // many values: grow geometrically
 		}
 		delta := int64(size - cap(st.coll))
@@ -546,6 +572,10 @@ func (b *backend) endStream() error {
 		}
 		n, err := b.pr.codec.reply(b, st.coll, r)
 		r.cl = cl
+		if extra := st.held - int64(len(st.coll)); extra > 0 {
+			b.l.p.mem.adjust(-extra) // estimated, never written
+			st.held -= extra
+		}
 		r.held += st.held
 		if err == nil && n != len(st.coll) {
 			err = fmt.Errorf("reply framed at %d bytes by the codec, %d by the stream", n, len(st.coll))

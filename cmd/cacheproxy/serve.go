@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/cacheproxy/cacheproxy/admin"
@@ -13,9 +14,20 @@ import (
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
 
+// runtimeHeadroom is what the Go memory limit allows beyond max_memory: the
+// proxy's own state (connections, buffers, requests in flight).
+const runtimeHeadroom = 256 << 20
+
 // serve runs the proxy for cfg until ctx is cancelled (SIGTERM or SIGINT),
 // logging to log. It returns nil after a clean stop.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// The Go heap may grow to twice what is live before the next
+	// collection. Tie the runtime's soft memory limit to max_memory (plus
+	// room for the proxy's own state), so replies held up to max_memory do
+	// not take the process to twice that. GOMEMLIMIT, when set, wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MemoryBudget() + runtimeHeadroom)
+	}
 	p, err := proxy.New(cfg, proxy.Options{Logger: log})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
