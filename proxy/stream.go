@@ -273,8 +273,8 @@ type respCursor struct {
 	bulk    int // size of the current bulk element, header included
 }
 
-func (c *respCursor) need() int      { return c.data.left + c.data.tail }
-func (c *respCursor) hits() int      { return 0 }
+func (c *respCursor) need() int { return c.data.left + c.data.tail }
+func (c *respCursor) hits() int { return 0 }
 
 func (c *respCursor) estimate(n int) int {
 	if !c.data.active() {
