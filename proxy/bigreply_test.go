@@ -311,3 +311,69 @@ func TestRedisMaxMemoryRefusesBigRepliesToAClientThatDoesNotRead(t *testing.T) {
 	c.Send("*2\r\n$3\r\nGET\r\n$1\r\nv\r\n")
 	expectBytes(t, c, respBulk(val))
 }
+
+// TestClientNotReadingIsPausedNotBuffered: a client that pipelines 2000
+// gets of a 256 KiB value (500 MB) and reads nothing has its requests
+// parsed only while its unsent output is small (and max_in_flight allows);
+// what the proxy holds for it stays within max_memory, the replies past that
+// being errors. Once it reads, every reply arrives, in order.
+func TestClientNotReadingIsPausedNotBuffered(t *testing.T) {
+	mc := testserver.Memcached(t)
+	pc := proxytest.MemcachePool(t, "mc", mc)
+	const limit = 32 << 20
+	p := startConfig(t, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
+	val := bigValue("v", 256<<10)
+	c := proxytest.Dial(t, pc.Listen)
+	c.RoundTrip(fmt.Sprintf("set v 0 0 %d\r\n%s\r\n", len(val), val), "STORED\r\n")
+	const n = 2000
+	go func() {
+		for i := 0; i < n; i++ {
+			if _, err := c.C.Write([]byte("get v\r\n")); err != nil {
+				return
+			}
+		}
+	}()
+	// Wait until the proxy stops taking requests: the server's counts
+	// stand still while the client reads nothing.
+	deadline := time.Now().Add(proxytest.Timeout)
+	last, still, peak := int64(-1), 0, int64(0)
+	for still < 5 {
+		ss := p.Stats()[0].Servers[0]
+		if got := ss.Requests + ss.Responses; got == last {
+			still++
+		} else {
+			last, still = got, 0
+		}
+		peak = max(peak, p.MemoryHeld())
+		if time.Now().After(deadline) {
+			t.Fatalf("requests forwarded still growing: %d", ss.Requests)
+		}
+		time.Sleep(50 * time.Millisecond) // sampling the counters
+	}
+	ss := p.Stats()[0].Servers[0]
+	t.Logf("paused after %d requests forwarded, %d answered; peak held %d bytes", ss.Requests, ss.Responses, peak)
+	if ss.Requests >= n+1 { // the set counts too
+		t.Errorf("forwarded %d requests of a client that reads nothing; want it paused before %d", ss.Requests, n)
+	}
+	if peak > limit+1<<20 {
+		t.Errorf("held %d bytes; want at most max_memory %d and one reply", peak, limit)
+	}
+	const oom = "SERVER_ERROR out of memory: reply over the proxy's max_memory\r\n"
+	values, errs := 0, 0
+	for i := 0; i < n; i++ {
+		switch l := c.Line(); l {
+		case oom:
+			errs++
+		case fmt.Sprintf("VALUE v 0 %d\r\n", len(val)):
+			expectBytes(t, c, val+"\r\nEND\r\n")
+			values++
+		default:
+			t.Fatalf("reply %d: got %q; want the value or %q", i, l, oom)
+		}
+	}
+	t.Logf("%d values, %d refused for max_memory", values, errs)
+	if values == 0 {
+		t.Error("no value served")
+	}
+	c.RoundTrip("get nokey\r\n", "END\r\n")
+}

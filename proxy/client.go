@@ -26,6 +26,7 @@ type client struct {
 	pend      [][]byte
 	pendBytes int
 	paced     bool  // in the loop's paced list
+	outPaused bool  // not parsing input until the client takes its output
 	held      int64 // unsent output charged to max_memory: pend and gnet's buffer
 	sent      int64 // bytes handed to gnet
 	// Drain progress, sampled by the loop's sweep: when the client last
@@ -91,6 +92,13 @@ func (cl *client) onTraffic() gnet.Action {
 		return gnet.None
 	}
 	if cl.paused || cl.waitIdle || avail == 0 || avail < cl.need {
+		return gnet.None
+	}
+	if cl.outFull() {
+		// Back-pressure: no new requests while the client is not taking
+		// its replies; the pacer wakes it once it has taken them.
+		cl.outPaused = true
+		cl.l.pace(cl)
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
@@ -271,6 +279,23 @@ func (cl *client) pump() {
 	}
 	if len(cl.pend) == 0 {
 		cl.pend, cl.pendBytes = nil, 0
+	}
+}
+
+// maxUnsent is how much output a client may have unsent (queued, or in
+// gnet's buffer) before the proxy stops reading its requests.
+const maxUnsent = 16 << 20
+
+// outFull reports whether the client's unsent output is over maxUnsent.
+func (cl *client) outFull() bool {
+	return cl.pendBytes+cl.c.OutboundBuffered() > maxUnsent
+}
+
+// resume wakes a client paused for its output once it has taken it.
+func (cl *client) resume() {
+	if cl.outPaused && !cl.closed && !cl.outFull() {
+		cl.outPaused = false
+		_ = cl.c.Wake(nil) // parse what waited
 	}
 }
 

@@ -26,8 +26,9 @@ type loop struct {
 	flushQueued   bool
 	flushTask     gnet.Runnable
 
-	// paced are the clients with big output still to write (client.pump);
-	// a timer hands pumpTask to the loop while there are any.
+	// paced are the clients with big output still to write (client.pump)
+	// or paused until they take their output; a timer hands pumpTask to the
+	// loop while there are any.
 	paced      []*client
 	pacer      *time.Timer
 	pacerArmed bool
@@ -241,8 +242,9 @@ func (l *loop) pump() {
 	for _, cl := range l.paced {
 		if !cl.closed {
 			cl.flush()
+			cl.resume()
 		}
-		if !cl.closed && len(cl.pend) > 0 {
+		if !cl.closed && (len(cl.pend) > 0 || cl.outPaused) {
 			keep = append(keep, cl)
 		} else {
 			cl.paced = false
