@@ -570,13 +570,13 @@ func (b *backend) endStream() error {
 		if st.alias {
 			r.reply = st.coll[:0]
 		}
-		n, err := b.pr.codec.reply(b, st.coll, r)
-		r.cl = cl
 		if extra := st.held - int64(len(st.coll)); extra > 0 {
 			b.l.p.mem.adjust(-extra) // estimated, never written
 			st.held -= extra
 		}
-		r.held += st.held
+		r.held += st.held // before the codec: a merge may emit it at once
+		n, err := b.pr.codec.reply(b, st.coll, r)
+		r.cl = cl
 		if err == nil && n != len(st.coll) {
 			err = fmt.Errorf("reply framed at %d bytes by the codec, %d by the stream", n, len(st.coll))
 		}
