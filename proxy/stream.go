@@ -614,6 +614,9 @@ func (b *backend) dropStream() {
 // max_memory.
 func (p *Proxy) MemoryHeld() int64 { return p.mem.used.Load() }
 
+// MemoryLimit returns max_memory, the bound on reply bytes held.
+func (p *Proxy) MemoryLimit() int64 { return p.mem.limit }
+
 // MemoryRefused returns how many replies were refused or cut because they
 // would have taken the proxy over max_memory.
 func (p *Proxy) MemoryRefused() int64 { return p.mem.refused.Load() }
