@@ -287,6 +287,24 @@ func TestBigReplyPeakRSS(t *testing.T) {
 		}
 	})
 
+	t.Run("Memcache400x1MiBRead", func(t *testing.T) {
+		mc := testserver.Memcached(t, "-I", "2m")
+		listen := fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+		pp := runProxy(t, bin, poolConf("", "mc", listen, "memcache", mc), listen)
+		val := bigValue("k", mib)
+		c := proxytest.Dial(t, listen)
+		c.RoundTrip(fmt.Sprintf("set k 0 0 %d\r\n%s\r\n", len(val), val), "STORED\r\n")
+		before := pp.peakRSS(t)
+		c.Send("get" + strings.Repeat(" k", 400) + "\r\n")
+		block := mcValue("k", val)
+		expectStream(t, c.C, c.R, io.MultiReader(&patternReader{pat: block, n: 400 * len(block)}, strings.NewReader("END\r\n")), 400*len(block)+5)
+		peak := pp.peakRSS(t)
+		t.Logf("get k x 400 (1 MiB), read: peak RSS %.1f MiB (%.1f MiB before) for a 400 MiB reply", float64(peak)/mib, float64(before)/mib)
+		if peak >= 2*mib*64 {
+			t.Errorf("peak RSS %d bytes for a reply streamed to a reading client; want under 128 MiB", peak)
+		}
+	})
+
 	t.Run("Memcache400x1MiBNotRead", func(t *testing.T) {
 		mc := testserver.Memcached(t, "-I", "2m")
 		listen := fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
