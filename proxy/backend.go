@@ -273,6 +273,11 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 		if b.st != nil {
 			n, err := b.stream(buf[off:])
 			off += n
+			if b.c != c {
+				// Closing a client that owned this (dedicated)
+				// connection closed it too.
+				return gnet.None
+			}
 			if err != nil {
 				b.protocolError(c, err)
 				return gnet.None

@@ -442,6 +442,9 @@ func (b *backend) stream(buf []byte) (int, error) {
 	case sinkCollect:
 		b.collect(st, buf[:n])
 	}
+	if b.st != st {
+		return n, nil // dropped: the connection went with a client it served
+	}
 	if err != nil {
 		return n, err
 	}
