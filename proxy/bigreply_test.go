@@ -374,3 +374,40 @@ func TestClientNotReadingIsPausedNotBuffered(t *testing.T) {
 	}
 	c.RoundTrip("get nokey\r\n", "END\r\n")
 }
+
+// TestRedisReplyOverMaxMemoryToAClientNotReadingClosesIt: a RESP reply can't
+// be cut, so a client that does not read a reply bigger than max_memory is
+// closed once the proxy holds more than max_memory for it; the proxy then
+// holds nothing and serves other clients.
+func TestRedisReplyOverMaxMemoryToAClientNotReadingClosesIt(t *testing.T) {
+	r := testserver.Redis(t)
+	pc := proxytest.RedisPool(t, "r", r)
+	const limit = 4 << 20
+	p := startConfig(t, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
+	val := bigValue("v", 32<<20)
+	other := proxytest.Dial(t, r.Addr) // set it directly: the value is over max_value_size
+	other.RoundTrip("*3\r\n$3\r\nSET\r\n$1\r\nv\r\n"+respBulk(val), "+OK\r\n")
+	c := proxytest.Dial(t, pc.Listen)
+	c.Send("*2\r\n$3\r\nGET\r\n$1\r\nv\r\n")
+	deadline := time.Now().Add(proxytest.Timeout)
+	for p.MemoryRefused() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("reply never refused for max_memory")
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+	_ = c.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+	n, err := io.Copy(io.Discard, c.R)
+	if err != nil {
+		t.Fatalf("after %d bytes: %v; want the connection closed", n, err)
+	}
+	if n >= int64(len(respBulk(val))) {
+		t.Fatalf("got %d bytes, the whole reply; want it cut short by a close", n)
+	}
+	waitHeld(t, p, 0)
+	d := proxytest.Dial(t, pc.Listen)
+	d.RoundTrip("*1\r\n$4\r\nPING\r\n", "+PONG\r\n")
+	if got := p.Stats()[0].Rejected[proxy.RejectMemory]; got != 1 {
+		t.Errorf("rejected memory = %d; want 1", got)
+	}
+}
