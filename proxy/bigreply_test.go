@@ -385,7 +385,7 @@ func TestRedisReplyOverMaxMemoryToAClientNotReadingClosesIt(t *testing.T) {
 	const limit = 2 << 20
 	p := startConfig(t, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
 	val := bigValue("v", 16<<20)       // more than the kernel's buffers take, and than limit
-	other := proxytest.Dial(t, r.Addr) // set it directly: the value is over max_value_size
+	other := proxytest.Dial(t, r.Addr) // set on the server itself
 	other.RoundTrip("*3\r\n$3\r\nSET\r\n$1\r\nv\r\n"+respBulk(val), "+OK\r\n")
 	c := proxytest.Dial(t, pc.Listen)
 	c.Send("*2\r\n$3\r\nGET\r\n$1\r\nv\r\n")
