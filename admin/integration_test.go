@@ -130,6 +130,12 @@ func TestMetricsKnownTraffic(t *testing.T) {
 	if got := m.must(t, "cacheproxy_build_info", "version", "v-test"); got != 1 {
 		t.Errorf("build_info: got %v; want 1", got)
 	}
+	if got := m.must(t, "cacheproxy_memory_limit_bytes"); got != float64(config.DefaultMaxMemory()) {
+		t.Errorf("memory_limit_bytes: got %v; want the default max_memory %d", got, config.DefaultMaxMemory())
+	}
+	if got := m.must(t, "cacheproxy_rejected_total", append(pl, "reason", "memory")...); got != 0 {
+		t.Errorf("rejected_total{reason=memory}: got %v; want 0", got)
+	}
 	if _, ok := m["go_goroutines"]; !ok {
 		t.Errorf("no go_goroutines: Go collector not registered")
 	}

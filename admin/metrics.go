@@ -27,6 +27,7 @@ type statsCollector struct {
 	bounds  []float64
 
 	buildInfo, uptime, ready *prometheus.Desc
+	memHeld, memLimit        *prometheus.Desc
 
 	// Pool level: {pool} plus class or reason.
 	requests, errors, rejected                        *prometheus.Desc
@@ -59,10 +60,12 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		buildInfo: d("build_info", "Always 1; the version label is the proxy's version.", []string{"version"}),
 		uptime:    d("uptime_seconds", "Seconds since the proxy started.", nil),
 		ready:     d("ready", "1 when the proxy is ready (every listener up, every pool has a server not ejected), else 0.", nil),
+		memHeld:   d("memory_held_bytes", "Reply bytes the proxy holds now (collected replies, queued output, output clients have not read), counted against max_memory.", nil),
+		memLimit:  d("memory_limit_bytes", "max_memory: the most reply bytes the proxy holds before refusing big replies.", nil),
 
 		requests:      d("requests_total", "Client requests by command class (read, write, multi, fanout, local, invalid).", append(p, "class")),
 		errors:        d("errors_total", "Client requests answered with a proxy-generated error, by command class.", append(p, "class")),
-		rejected:      d("rejected_total", "Requests or clients the proxy refused, by reason (protocol, limit, refused, max_clients, buffer).", append(p, "reason")),
+		rejected:      d("rejected_total", "Requests or clients the proxy refused, by reason (protocol, limit, refused, max_clients, buffer, memory: a reply refused or cut at max_memory).", append(p, "reason")),
 		latency:       d("request_duration_seconds", "Client request latency, from parse to the reply being queued to the client.", p),
 		bytesIn:       d("client_received_bytes_total", "Bytes received from clients.", p),
 		bytesOut:      d("client_sent_bytes_total", "Bytes sent to clients.", p),
@@ -94,10 +97,19 @@ func newStatsCollector(src Source, version string) *statsCollector {
 	}
 }
 
+// memorySource is the part of a Source that reports max_memory figures
+// (proxy.Proxy does; test fakes need not).
+type memorySource interface {
+	MemoryHeld() int64
+	MemoryLimit() int64
+}
+
+var _ memorySource = (*proxy.Proxy)(nil)
+
 // Describe implements prometheus.Collector.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.buildInfo, c.uptime, c.ready,
+		c.buildInfo, c.uptime, c.ready, c.memHeld, c.memLimit,
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
 		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
@@ -120,6 +132,10 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.buildInfo, 1, c.version)
 	gauge(c.uptime, c.src.Uptime().Seconds())
 	gauge(c.ready, b2f(c.src.Ready()))
+	if m, ok := c.src.(memorySource); ok {
+		gauge(c.memHeld, float64(m.MemoryHeld()))
+		gauge(c.memLimit, float64(m.MemoryLimit()))
+	}
 	for _, ps := range c.src.Stats() {
 		pn := ps.Name
 		for cl := range ps.Requests {

@@ -28,6 +28,7 @@ package config
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -50,10 +51,60 @@ type Config struct {
 	// (no top-level pools: key). Such a file has no stats section, so the
 	// command serves stats where nutcracker does unless told otherwise.
 	Nutcracker bool
+	// MaxMemory bounds the reply bytes the whole proxy holds at once (partial
+	// replies collected from servers, replies waiting for their turn, and
+	// output queued to clients that read slowly). A reply that would take the
+	// proxy over it is answered with an out-of-memory error instead. If zero,
+	// DefaultMaxMemory() is used. Native shape only: top-level max_memory.
+	MaxMemory int64
 
 	// pos maps (pool, key) to the file line it came from, so Validate can
 	// name lines; nil for a Config built in code.
 	pos *positions
+}
+
+// DefaultMaxMemoryCap is the default max_memory when the process has no
+// smaller memory limit (see DefaultMaxMemory).
+const DefaultMaxMemoryCap = 1 << 30
+
+// MinMaxMemory is the smallest max_memory accepted.
+const MinMaxMemory = 1 << 20
+
+// DefaultMaxMemory returns the max_memory used when none is configured:
+// 1 GiB, or half the cgroup v2 memory limit (memory.max) when that is
+// smaller, so the proxy refuses replies well before the kernel would kill it.
+func DefaultMaxMemory() int64 {
+	return defaultMaxMemory(cgroupMemoryMax())
+}
+
+func defaultMaxMemory(cgroupMax int64) int64 {
+	m := int64(DefaultMaxMemoryCap)
+	if cgroupMax > 0 && cgroupMax/2 < m {
+		m = max(cgroupMax/2, MinMaxMemory)
+	}
+	return m
+}
+
+// cgroupMemoryMax reads the cgroup v2 memory limit of the process, 0 when
+// there is none (or it cannot be read).
+func cgroupMemoryMax() int64 {
+	data, err := os.ReadFile("/sys/fs/cgroup/memory.max")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil { // "max": no limit
+		return 0
+	}
+	return n
+}
+
+// MemoryBudget is MaxMemory, or DefaultMaxMemory() when it is zero.
+func (c *Config) MemoryBudget() int64 {
+	if c.MaxMemory > 0 {
+		return c.MaxMemory
+	}
+	return DefaultMaxMemory()
 }
 
 // Admin configures the admin HTTP listener (/metrics, /healthz, /readyz,

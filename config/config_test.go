@@ -387,7 +387,7 @@ func TestLoadBad(t *testing.T) {
 
 		// The native shape.
 		{"native unknown top-level key", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers: [127.0.0.1:11211:1]\nlogging: {}\n",
-			[]string{`5: logging: unknown key (the top level of the native shape has admin, stats and pools)`}, notTwemproxy},
+			[]string{`5: logging: unknown key (the top level of the native shape has admin, stats, max_memory and pools)`}, notTwemproxy},
 		{"native protocol conflicts with redis", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: memcache\n    redis: true\n    servers: [127.0.0.1:11211:1]\n",
 			[]string{`5: pool "a": redis: redis: true conflicts with protocol: memcache`}, notTwemproxy},
 		{"native unknown protocol", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: http\n    servers: [127.0.0.1:11211:1]\n",
@@ -675,5 +675,47 @@ func TestAllowCommands(t *testing.T) {
 	bad := writeFile(t, "pools:\n  r:\n    listen: 127.0.0.1:6390\n    protocol: redis\n    allow_commands: flushdb\n    servers: [\"127.0.0.1:6379:1\"]\n")
 	if _, _, err := Load(bad); err == nil || !strings.Contains(err.Error(), "allow_commands: want a list") {
 		t.Errorf("scalar allow_commands: got %v; want a 'want a list' error", err)
+	}
+}
+
+func TestMaxMemory(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want int64
+		err  string
+	}{
+		{"max_memory: 256MiB\n", 256 << 20, ""},
+		{"max_memory: 2GiB\n", 2 << 30, ""},
+		{"", 0, ""},
+		{"max_memory: 1000\n", 0, "max_memory: 1000: must be at least 1048576 (1MiB), or 0 for the default"},
+		{"max_memory: lots\n", 0, `max_memory: "lots": want an integer, optionally followed by KiB, MiB or GiB`},
+	} {
+		src := tc.yaml + "pools:\n  mc:\n    listen: 127.0.0.1:22121\n    servers:\n      - 127.0.0.1:11211:1\n"
+		cfg, _, err := Parse("t.yaml", []byte(src))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: got error %v; want one containing %q", tc.yaml, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if cfg.MaxMemory != tc.want {
+			t.Errorf("%q: got MaxMemory %d; want %d", tc.yaml, cfg.MaxMemory, tc.want)
+		}
+	}
+}
+
+func TestDefaultMaxMemory(t *testing.T) {
+	for _, tc := range []struct{ cgroup, want int64 }{
+		{0, 1 << 30},
+		{8 << 30, 1 << 30},
+		{512 << 20, 256 << 20},
+		{1 << 20, 1 << 20},
+	} {
+		if got := defaultMaxMemory(tc.cgroup); got != tc.want {
+			t.Errorf("defaultMaxMemory(%d) = %d; want %d", tc.cgroup, got, tc.want)
+		}
 	}
 }

@@ -167,8 +167,20 @@ func (p *parser) native(root *yaml.Node, cfg *Config) {
 			cfg.Admin.Listen = p.section(k, v, "admin")
 		case "stats":
 			cfg.Stats.Listen = p.section(k, v, "stats")
+		case "max_memory":
+			p.pos.lines[posKey{"", "max_memory"}] = k.Line
+			s, ok := p.scalar(v, "", "max_memory")
+			if !ok {
+				return
+			}
+			n, err := parseSize(s)
+			if err != nil {
+				p.fail(v, "", "max_memory", "%v", err)
+				return
+			}
+			cfg.MaxMemory = int64(n)
 		default:
-			p.fail(k, "", k.Value, "unknown key (the top level of the native shape has admin, stats and pools)")
+			p.fail(k, "", k.Value, "unknown key (the top level of the native shape has admin, stats, max_memory and pools)")
 		}
 	})
 }

@@ -65,6 +65,9 @@ func (c *Config) check() ([]Problem, []Warning) {
 		}
 		listeners.add("", s.key, newClaim(s.key, l, true)) // Go's net.Listen: a wildcard is dual-stack
 	}
+	if c.MaxMemory != 0 && c.MaxMemory < MinMaxMemory {
+		v.fail("", "max_memory", "%d: must be at least %d (1MiB), or 0 for the default", c.MaxMemory, MinMaxMemory)
+	}
 	names := map[string]bool{}
 	for i := range c.Pools {
 		p := &c.Pools[i]

@@ -52,6 +52,13 @@ type backend struct {
 	// start of rbuf, so a huge reply is not walked again on every read.
 	rstate resp.ReplyState
 	dirty  bool
+	// heard is the loop clock when the server last sent bytes on c: the
+	// timeout runs from the later of it and the head request's send time,
+	// so a server busy delivering a long queue of replies (to a client that
+	// reads them slowly, say) is not taken for a slow one.
+	heard int64
+	// st is the big reply being streamed, if any (see stream.go).
+	st *replyStream
 
 	// owner is the client a dedicated connection belongs to (nil for the
 	// loop's shared connections); push marks a pub/sub connection, whose
@@ -250,6 +257,9 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	buf, _ := c.Peek(-1)
+	if len(buf) > 0 {
+		b.heard = b.l.clock
+	}
 	own := len(b.rbuf) > 0
 	if own {
 		// A partial reply is waiting in rbuf: add to it rather than have
@@ -260,6 +270,23 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	off := 0
 	for off < len(buf) {
+		if b.st != nil {
+			n, err := b.stream(buf[off:])
+			off += n
+			if b.c != c {
+				// Closing a client that owned this (dedicated)
+				// connection closed it too.
+				return gnet.None
+			}
+			if err != nil {
+				b.protocolError(c, err)
+				return gnet.None
+			}
+			if n == 0 {
+				break // the rest of the reply is still to come
+			}
+			continue
+		}
 		r, ok := b.fifo.Front()
 		if !ok && b.push {
 			n, err := b.pr.codec.pushFrame(buf[off:])
@@ -284,16 +311,14 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 			return gnet.None
 		}
 		if n == 0 {
+			if len(buf)-off >= streamMin {
+				b.startStream(r) // big: stream the rest from the reply's start
+				continue
+			}
 			break
 		}
-		b.fifo.Pop()
-		b.inFlight.Add(-1)
-		b.counters.responses.Add(1)
-		b.counters.responseBytes.Add(int64(n))
-		b.counters.latency.observe(b.l.clock - r.sentAt)
-		r.inFIFO = false
+		b.answered(r, n)
 		off += n
-		b.l.release(r)
 	}
 	if own {
 		b.rbuf = b.rbuf[:copy(b.rbuf, b.rbuf[off:])]
@@ -311,6 +336,17 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	b.l.flushClients()
 	return gnet.None
+}
+
+// answered pops r, whose n-byte reply has been delivered, from the FIFO.
+func (b *backend) answered(r *request, n int) {
+	b.fifo.Pop()
+	b.inFlight.Add(-1)
+	b.counters.responses.Add(1)
+	b.counters.responseBytes.Add(int64(n))
+	b.counters.latency.observe(b.l.clock - r.sentAt)
+	r.inFIFO = false
+	b.l.release(r)
 }
 
 // protocolError handles output the codec cannot frame: the stream can't be
@@ -381,12 +417,17 @@ func (b *backend) detach(c gnet.Conn) {
 	b.wbuf = b.wbuf[:0]
 	b.rbuf = b.rbuf[:0]
 	b.rstate.Reset()
+	b.dropStream()
 }
 
-// sweep fails everything on b if its oldest request is older than timeout.
+// sweep fails everything on b if the server has owed its oldest request a
+// reply for longer than timeout: measured from when that request was sent
+// or from when the server last sent anything, whichever is later. The
+// server is judged by its own replies, never by how long the proxy took to
+// read them or how long earlier replies in the same pipeline took.
 func (b *backend) sweep(now, timeout int64) {
 	r, ok := b.fifo.Front()
-	if !ok || now-r.sentAt < timeout {
+	if !ok || now-max(r.sentAt, b.heard) < timeout {
 		return
 	}
 	b.counters.timeouts.Add(int64(b.fifo.Len()))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -16,6 +17,9 @@ type client struct {
 	l  *loop
 	pr *poolRT
 	c  gnet.Conn // never used once half is set: gnet has closed it
+	// w is where output goes and how the client is woken: c, or once the
+	// client closed its writing side with replies owed, half.
+	w  clientConn
 	id uint64
 	// raddr and laddr are the connection's addresses, kept for messages
 	// and CLIENT INFO after gnet let go of the connection.
@@ -25,7 +29,21 @@ type client struct {
 	half *halfClosed
 
 	fifo pool.Queue[*request]
-	out  []byte
+	out  []byte // small replies, appended; written at the next flush
+
+	// Output written paced (see pump): big replies queued by reference,
+	// behind what out held when they were queued.
+	pend      [][]byte
+	pendBytes int
+	paced     bool  // in the loop's paced list
+	outPaused bool  // not parsing input until the client takes its output
+	held      int64 // unsent output charged to max_memory: pend and gnet's buffer
+	sent      int64 // bytes handed to gnet
+	// Drain progress, sampled by the loop's sweep: when the client last
+	// took output (or had none owed), and the counts at the last sample.
+	drainAt  int64
+	lastSent int64
+	lastOut  int
 
 	dirty    bool
 	closed   bool
@@ -37,12 +55,23 @@ type client struct {
 	// have drained since; gnet does not say).
 	backlogged bool
 	need       int // bytes the parser needs before it can make progress
-	skip       int // input bytes still to discard (an oversized value)
+	skip     int  // input bytes still to discard (an oversized value)
 
 	mp   *memcache.Parser
 	mreq memcache.Request
 	msc  *mcScratch
 	rs   *respState
+}
+
+// clientConn is what a client uses of its connection for output: gnet's
+// connection, or the writer of a half-closed client (halfclose.go).
+type clientConn interface {
+	// Write sends b, keeping what cannot go at once; b may be reused.
+	Write(b []byte) (int, error)
+	// OutboundBuffered is how much written output is not sent yet.
+	OutboundBuffered() int
+	// Wake has the loop parse the client's input again.
+	Wake(cb gnet.AsyncCallback) error
 }
 
 // scratch returns the client's routing scratch space.
@@ -54,7 +83,7 @@ func (cl *client) scratch() *mcScratch {
 }
 
 func newClient(l *loop, pr *poolRT, c gnet.Conn, id uint64) *client {
-	cl := &client{l: l, pr: pr, c: c, id: id, raddr: c.RemoteAddr(), laddr: c.LocalAddr()}
+	cl := &client{l: l, pr: pr, c: c, w: c, id: id, raddr: c.RemoteAddr(), laddr: c.LocalAddr(), drainAt: l.clock}
 	pr.codec.initClient(cl)
 	l.clients[cl] = struct{}{}
 	return cl
@@ -87,6 +116,13 @@ func (cl *client) onTraffic() gnet.Action {
 		return gnet.None
 	}
 	if cl.paused || cl.waitIdle || avail == 0 || avail < cl.need {
+		return gnet.None
+	}
+	if cl.outFull() {
+		// Back-pressure: no new requests while the client is not taking
+		// its replies; the pacer wakes it once it has taken them.
+		cl.outPaused = true
+		cl.l.pace(cl)
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
@@ -145,7 +181,11 @@ func (cl *client) advance() {
 		pc.requests[r.class].Add(1)
 		pc.latency.observe(cl.l.clock - r.start)
 		if !r.silent {
-			cl.out = append(cl.out, r.reply...)
+			if r.segs != nil || len(r.reply) > bigPiece {
+				cl.queue(r)
+			} else {
+				cl.out = append(cl.out, r.reply...)
+			}
 			emitted = true
 		}
 		cl.l.release(r)
@@ -155,72 +195,186 @@ func (cl *client) advance() {
 	}
 	if cl.paused && cl.fifo.Len() <= cl.pr.cfg.Limits.MaxInFlight/2 || cl.waitIdle && cl.fifo.Len() == 0 {
 		cl.paused, cl.waitIdle = false, false
-		cl.wake() // parse what was left in the input
+		_ = cl.w.Wake(nil) // parse what was left in the input
 	}
 	if cl.quitting || cl.draining || cl.half != nil {
 		cl.maybeClose()
 	}
 }
 
-// wake has the loop parse input left while the client was paused.
-func (cl *client) wake() {
-	if cl.half != nil {
-		_ = cl.l.el.Execute(cl.l.p.ctx, cl.half.resumed)
-		return
-	}
-	_ = cl.c.Wake(nil)
-}
-
-// flush writes the pending output.
+// flush writes the pending output: small replies at once, big ones paced.
 func (cl *client) flush() {
-	if cl.closed || len(cl.out) == 0 {
+	if cl.closed {
 		cl.out = cl.out[:0]
 		return
 	}
-	if h := cl.half; h != nil {
-		cl.l.pools[cl.pr.idx].bytesOut.Add(int64(len(cl.out)))
-		h.send(cl.out)
+	if len(cl.pend) > 0 && len(cl.out) > 0 {
+		cl.pend = append(cl.pend, cl.out) // behind the big replies
+		cl.pendBytes += len(cl.out)
 		cl.out = nil
-		if h.failed.Load() {
-			cl.close()
-			return
+	}
+	if len(cl.out) > 0 {
+		cl.write(cl.out)
+		cl.out = cl.out[:0]
+		if cap(cl.out) > 1<<20 {
+			cl.out = nil
 		}
-		cl.maybeClose()
+	}
+	cl.pump()
+	if cl.closed {
 		return
 	}
-	_, err := cl.c.Write(cl.out)
-	cl.l.pools[cl.pr.idx].bytesOut.Add(int64(len(cl.out)))
-	cl.out = cl.out[:0]
-	if cap(cl.out) > 1<<20 {
-		cl.out = nil
+	cl.account()
+	if len(cl.pend) > 0 {
+		cl.l.pace(cl)
 	}
-	if err != nil || cl.closed {
+	if h := cl.half; h != nil && h.failed.Load() {
+		cl.close() // the half-closed client stopped taking its replies
 		return
 	}
-	unsent := cl.c.OutboundBuffered()
-	cl.backlogged = unsent > 0
-	if unsent > maxClientOutput {
-		// A client that doesn't read its replies must not hold memory
-		// without bound.
-		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
-		cl.l.p.log.Warn("closing client that does not read its replies", "pool", cl.pr.cfg.Name,
-			"remote", cl.raddr.String(), "buffered", unsent)
-		cl.close()
-		return
-	}
-	if cl.quitting || cl.draining {
+	if cl.quitting || cl.draining || cl.half != nil {
 		cl.maybeClose()
 	}
 }
 
-// maxClientOutput caps a slow reader's unsent replies.
-const maxClientOutput = 64 << 20
+// write hands b to gnet, which sends what the socket takes and buffers the
+// rest.
+func (cl *client) write(b []byte) {
+	_, _ = cl.w.Write(b)
+	cl.sent += int64(len(b))
+	cl.l.pools[cl.pr.idx].bytesOut.Add(int64(len(b)))
+}
+
+// writeThrough writes part of a reply that is streamed from its backend,
+// after the small replies before it.
+func (cl *client) writeThrough(b []byte) {
+	if len(cl.out) > 0 {
+		cl.write(cl.out)
+		cl.out = cl.out[:0]
+	}
+	if !cl.closed {
+		cl.write(b)
+	}
+	if !cl.closed {
+		cl.account()
+	}
+}
+
+// queue moves r's (big) reply to the paced output, by reference; its
+// charge to max_memory moves to the client's.
+func (cl *client) queue(r *request) {
+	if len(cl.out) > 0 {
+		cl.pend = append(cl.pend, cl.out)
+		cl.pendBytes += len(cl.out)
+		cl.out = nil
+	}
+	if r.segs != nil {
+		for _, s := range r.segs {
+			cl.pend = append(cl.pend, s)
+			cl.pendBytes += len(s)
+		}
+		r.segs = nil
+	} else {
+		cl.pend = append(cl.pend, r.reply)
+		cl.pendBytes += len(r.reply)
+		r.reply = nil
+	}
+	cl.l.releaseHeld(r)
+	cl.account()
+}
+
+// Pacing: big output is handed to gnet a chunk at a time, only while gnet's
+// buffer for the client holds less than paceLow, so a reply is not copied
+// whole into that buffer (it is sent from the buffer it arrived in).
+const (
+	paceLow   = 256 << 10
+	paceChunk = 256 << 10
+)
+
+// pump writes queued big output while the client keeps up.
+func (cl *client) pump() {
+	for len(cl.pend) > 0 && !cl.closed && cl.w.OutboundBuffered() < paceLow {
+		seg := cl.pend[0]
+		k := min(len(seg), paceChunk)
+		cl.write(seg[:k])
+		cl.pendBytes -= k
+		if k == len(seg) {
+			cl.pend[0] = nil
+			cl.pend = cl.pend[1:]
+		} else {
+			cl.pend[0] = seg[k:]
+		}
+	}
+	if len(cl.pend) == 0 {
+		cl.pend, cl.pendBytes = nil, 0
+	}
+}
+
+// maxUnsent is how much output a client may have unsent (queued, or in
+// gnet's buffer) before the proxy stops reading its requests.
+const maxUnsent = 16 << 20
+
+// outFull reports whether the client's unsent output is over maxUnsent.
+func (cl *client) outFull() bool {
+	return cl.pendBytes+cl.w.OutboundBuffered() > maxUnsent
+}
+
+// resume wakes a client paused for its output once it has taken it.
+func (cl *client) resume() {
+	if cl.outPaused && !cl.closed && !cl.outFull() {
+		cl.outPaused = false
+		_ = cl.w.Wake(nil) // parse what waited
+	}
+}
+
+// account updates the client's charge to max_memory: its queued output and
+// what gnet buffers for it.
+func (cl *client) account() {
+	out := cl.w.OutboundBuffered()
+	if cl.half == nil {
+		cl.backlogged = out > 0
+	}
+	now := int64(cl.pendBytes + out)
+	cl.l.p.mem.adjust(now - cl.held)
+	cl.held = now
+}
+
+// A client is judged by whether it takes its output, not by how much is
+// owed to it: one that has taken none of it for stallTimeout is not reading
+// and is closed. What it may hold meanwhile is bounded by max_memory: past
+// that, its further big replies are refused with an error.
+const stallTimeout = 30 * time.Second
+
+// checkDrain samples the client's drain progress (from the loop's sweep)
+// and closes it if it does not read its replies.
+func (cl *client) checkDrain(now int64) {
+	if cl.closed {
+		return
+	}
+	cl.account()
+	out := cl.w.OutboundBuffered()
+	unsent := cl.pendBytes + out
+	taken := cl.sent - cl.lastSent - int64(out-cl.lastOut) // bytes the socket took since the last sample
+	cl.lastSent, cl.lastOut = cl.sent, out
+	if unsent == 0 || taken > 0 {
+		cl.drainAt = now
+		return
+	}
+	idle := now - cl.drainAt
+	if idle < int64(stallTimeout) {
+		return
+	}
+	cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
+	cl.l.p.log.Warn("closing client that does not read its replies", "pool", cl.pr.cfg.Name,
+		"remote", cl.raddr.String(), "unsent", unsent, "idle", time.Duration(idle))
+	cl.close()
+}
 
 // maybeClose closes a quitting client once nothing is owed, a draining one
 // once it is idle (nothing owed and no unparsed input), and a half-closed
 // one once nothing is owed and its input is used up.
 func (cl *client) maybeClose() {
-	if cl.closed || cl.fifo.Len() > 0 || len(cl.out) > 0 && cl.dirty {
+	if cl.closed || cl.fifo.Len() > 0 || len(cl.out) > 0 && cl.dirty || len(cl.pend) > 0 {
 		return
 	}
 	if h := cl.half; h != nil {
@@ -230,21 +384,11 @@ func (cl *client) maybeClose() {
 	} else if !cl.quitting && (!cl.draining || cl.c.InboundBuffered() > 0) {
 		return
 	}
-	cl.write(cl.out)
-	cl.out = cl.out[:0]
+	if len(cl.out) > 0 {
+		_, _ = cl.w.Write(cl.out)
+		cl.out = cl.out[:0]
+	}
 	cl.close()
-}
-
-// write writes b to the client now (a final reply before a close).
-func (cl *client) write(b []byte) {
-	if len(b) == 0 {
-		return
-	}
-	if cl.half != nil {
-		cl.half.send(append([]byte(nil), b...))
-		return
-	}
-	_, _ = cl.c.Write(b)
 }
 
 // closeWith queues a final reply (written before everything owed is
@@ -281,11 +425,13 @@ func (cl *client) abort(reply []byte) {
 	if cl.closed {
 		return
 	}
-	if cl.fifo.Len() == 0 {
+	if cl.fifo.Len() == 0 && len(cl.pend) == 0 {
 		cl.out = append(cl.out, reply...)
 	}
-	cl.write(cl.out)
-	cl.out = cl.out[:0]
+	if len(cl.out) > 0 && len(cl.pend) == 0 {
+		_, _ = cl.w.Write(cl.out)
+		cl.out = cl.out[:0]
+	}
 	cl.close()
 }
 
@@ -342,6 +488,9 @@ func (cl *client) finish(err error) {
 		cl.l.release(r)
 	}
 	cl.out = nil
+	cl.pend, cl.pendBytes = nil, 0
+	cl.l.p.mem.adjust(-cl.held)
+	cl.held = 0
 	// After the FIFO is emptied, so failing the dedicated connections'
 	// requests completes nothing on this client.
 	cl.pr.codec.closeClient(cl)

@@ -14,6 +14,10 @@ type codec interface {
 	// one, delivers it; n is 0 when the reply is incomplete. An error means
 	// the backend's stream can't be trusted any more.
 	reply(b *backend, buf []byte, r *request) (n int, err error)
+	// cursor returns an incremental framer for r's reply (a big one, see
+	// stream.go) and whether the reply may be written through to the
+	// client as it arrives (false when it may be swallowed or rewritten).
+	cursor(r *request) (cur replyCursor, through bool)
 	// merge builds a split or fanned-out request's reply once its last
 	// fragment is done; p's client is still there.
 	merge(p *request)

@@ -30,6 +30,12 @@
 // shut down its writing side with replies owed lives on, written through a
 // duplicate of its socket, until it has every reply (halfclose.go).
 //
+// Big replies (over 64 KiB, stream.go) are not gathered whole: a cursor frames
+// them as they arrive; at the head of the client's FIFO they are written
+// through, otherwise collected once at their announced size and queued to the
+// client by reference, written paced (client.pump). max_memory bounds every
+// reply byte held; past it a reply is refused, or cut where memcached would.
+//
 // Failures: a backend connection that errors, closes or times out fails every
 // request in flight on it with a protocol error reply (SERVER_ERROR / -ERR),
 // is closed, and counts toward the server's ejection (package pool). A

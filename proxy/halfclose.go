@@ -29,34 +29,36 @@ import (
 // the stream.
 
 // halfWriteTimeout bounds each write to a half-closed client: one that stops
-// reading is dropped after it.
-const halfWriteTimeout = 30 * time.Second
+// reading is dropped after it (as stallTimeout drops any client that takes
+// none of its output).
+const halfWriteTimeout = stallTimeout
 
 // halfClosed is the write side of a client whose peer closed its own.
 type halfClosed struct {
 	conn net.Conn // a duplicate of the client's socket
 	in   []byte   // input not yet parsed when gnet closed the connection
 
-	mu      sync.Mutex
-	queue   [][]byte // written in order by run
-	queued  int      // bytes in queue
-	ending  bool     // nothing more will be queued
-	wake    chan struct{}
-	failed  atomic.Bool // a write failed: output is dropped
+	mu     sync.Mutex
+	queue  [][]byte     // written in order by run
+	queued atomic.Int64 // bytes queued and not yet written
+	ending bool         // nothing more will be queued
+	signal chan struct{}
+	failed atomic.Bool // a write failed: output is dropped
+
+	el      gnet.EventLoop
+	ctx     context.Context
 	resumed gnet.Runnable
 }
+
+var _ clientConn = (*halfClosed)(nil)
 
 // detach keeps cl alive after gnet's read EOF on c if replies are owed. It
 // runs inside OnClose, before gnet closes the descriptor, and reports
 // whether cl lives on.
 func (cl *client) detach(c gnet.Conn) bool {
-	pendingInput := (cl.paused || cl.waitIdle) && c.InboundBuffered() > 0
-	if cl.fifo.Len() == 0 && len(cl.out) == 0 && !pendingInput {
+	pendingInput := (cl.paused || cl.waitIdle || cl.outPaused) && c.InboundBuffered() > 0
+	if cl.fifo.Len() == 0 && len(cl.out) == 0 && len(cl.pend) == 0 && !pendingInput {
 		return false
-	}
-	if len(cl.out) > 0 {
-		_, _ = c.Write(cl.out)
-		cl.out = cl.out[:0]
 	}
 	_ = c.Flush()
 	// gnet discards its unsent output when it sees the peer's shutdown
@@ -73,7 +75,8 @@ func (cl *client) detach(c gnet.Conn) bool {
 			"remote", cl.raddr.String(), "owed", cl.fifo.Len(), "error", err)
 		return false
 	}
-	h := &halfClosed{conn: nc, wake: make(chan struct{}, 1)}
+	p := cl.l.p
+	h := &halfClosed{conn: nc, signal: make(chan struct{}, 1), el: cl.l.el, ctx: p.ctx}
 	if pendingInput {
 		in, _ := c.Peek(-1)
 		h.in = append([]byte(nil), in...)
@@ -83,8 +86,8 @@ func (cl *client) detach(c gnet.Conn) bool {
 		cl.resumeHalf()
 		return nil
 	})
-	cl.half = h
-	p := cl.l.p
+	cl.half, cl.w = h, h
+	cl.outPaused = false // resumeHalf parses what waited, once owed replies allow
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -108,18 +111,27 @@ func dupConn(fd int) (net.Conn, error) {
 	return nc, nil
 }
 
-// send queues b, which the writer now owns.
-func (h *halfClosed) send(b []byte) {
+// Write queues a copy of b for the writer.
+func (h *halfClosed) Write(b []byte) (int, error) {
 	if len(b) == 0 {
-		return
+		return 0, nil
 	}
 	h.mu.Lock()
 	if !h.failed.Load() && !h.ending {
-		h.queue = append(h.queue, b)
-		h.queued += len(b)
+		h.queue = append(h.queue, append([]byte(nil), b...))
+		h.queued.Add(int64(len(b)))
 	}
 	h.mu.Unlock()
-	h.signal()
+	h.wake()
+	return len(b), nil
+}
+
+// OutboundBuffered is how much is queued and not yet written.
+func (h *halfClosed) OutboundBuffered() int { return int(h.queued.Load()) }
+
+// Wake has the loop parse the input the client left (resumeHalf).
+func (h *halfClosed) Wake(gnet.AsyncCallback) error {
+	return h.el.Execute(h.ctx, h.resumed)
 }
 
 // end tells the writer that nothing more comes: it closes the socket once
@@ -128,12 +140,12 @@ func (h *halfClosed) end() {
 	h.mu.Lock()
 	h.ending = true
 	h.mu.Unlock()
-	h.signal()
+	h.wake()
 }
 
-func (h *halfClosed) signal() {
+func (h *halfClosed) wake() {
 	select {
-	case h.wake <- struct{}{}:
+	case h.signal <- struct{}{}:
 	default:
 	}
 }
@@ -146,7 +158,7 @@ func (h *halfClosed) run(ctx context.Context) {
 	for {
 		h.mu.Lock()
 		batch, ending := h.queue, h.ending
-		h.queue, h.queued = nil, 0
+		h.queue = nil
 		h.mu.Unlock()
 		for _, b := range batch {
 			_ = h.conn.SetWriteDeadline(time.Now().Add(halfWriteTimeout))
@@ -154,6 +166,7 @@ func (h *halfClosed) run(ctx context.Context) {
 				h.failed.Store(true)
 				return
 			}
+			h.queued.Add(-int64(len(b)))
 		}
 		if ending && len(batch) == 0 {
 			return
@@ -162,7 +175,7 @@ func (h *halfClosed) run(ctx context.Context) {
 			continue // more may have come while writing
 		}
 		select {
-		case <-h.wake:
+		case <-h.signal:
 		case <-ctx.Done():
 			return
 		}
@@ -179,13 +192,18 @@ func (cl *client) resumeHalf() {
 	if cl.quitting {
 		h.in = nil
 	}
+	if len(h.in) > 0 && !cl.paused && !cl.waitIdle && cl.outFull() {
+		cl.outPaused = true // as onTraffic: not while its output waits
+		cl.l.pace(cl)
+		return
+	}
 	if !cl.paused && !cl.waitIdle && len(h.in) > 0 {
 		n := cl.pr.codec.serve(cl, h.in)
 		if cl.closed {
 			return
 		}
 		h.in = h.in[min(n, len(h.in)):]
-		if !cl.paused && !cl.waitIdle {
+		if !cl.paused && !cl.waitIdle && !cl.outPaused {
 			h.in = nil // an incomplete request that can never complete
 		}
 	}

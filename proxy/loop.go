@@ -26,6 +26,14 @@ type loop struct {
 	flushQueued   bool
 	flushTask     gnet.Runnable
 
+	// paced are the clients with big output still to write (client.pump)
+	// or paused until they take their output; a timer hands pumpTask to the
+	// loop while there are any.
+	paced      []*client
+	pacer      *time.Timer
+	pacerArmed bool
+	pumpTask   gnet.Runnable
+
 	clients map[*client]struct{}
 	free    []*request
 	pools   []poolCounters // per pool, indexed like Proxy.pools
@@ -40,6 +48,12 @@ func newLoop(p *Proxy, el gnet.EventLoop) *loop {
 		l.flushQueued = false
 		l.tick()
 		l.flush()
+		return nil
+	})
+	l.pumpTask = gnet.RunnableFunc(func(context.Context) error {
+		l.pacerArmed = false
+		l.tick()
+		l.pump()
 		return nil
 	})
 	l.backends = make([][]*backend, len(p.pools))
@@ -194,10 +208,64 @@ func (l *loop) flushClients() {
 	l.dirtyClients = l.dirtyClients[:0]
 }
 
-// sweep fails requests that have waited longer than their pool's timeout.
+// pacerInterval is how often clients with paced output are given more of it.
+const pacerInterval = 500 * time.Microsecond
+
+// pace puts cl in the paced list and arms the pacer.
+func (l *loop) pace(cl *client) {
+	if !cl.paced {
+		cl.paced = true
+		l.paced = append(l.paced, cl)
+	}
+	if l.pacerArmed {
+		return
+	}
+	l.pacerArmed = true
+	if l.pacer == nil {
+		l.pacer = time.AfterFunc(pacerInterval, l.firePacer)
+	} else {
+		l.pacer.Reset(pacerInterval)
+	}
+}
+
+// firePacer runs on the timer's goroutine: it hands pumpTask to the loop.
+func (l *loop) firePacer() {
+	if l.p.ctx.Err() != nil {
+		return
+	}
+	_ = l.el.Execute(l.p.ctx, l.pumpTask)
+}
+
+// pump gives every paced client more of its output.
+func (l *loop) pump() {
+	keep := l.paced[:0]
+	for _, cl := range l.paced {
+		if !cl.closed {
+			cl.flush()
+			cl.resume()
+		}
+		if !cl.closed && (len(cl.pend) > 0 || cl.outPaused) {
+			keep = append(keep, cl)
+		} else {
+			cl.paced = false
+		}
+	}
+	clear(l.paced[len(keep):])
+	l.paced = keep
+	if len(keep) > 0 && !l.pacerArmed {
+		l.pacerArmed = true
+		l.pacer.Reset(pacerInterval)
+	}
+}
+
+// sweep fails requests that have waited longer than their pool's timeout,
+// and closes clients that do not read their replies.
 func (l *loop) sweep() {
 	l.tick()
 	now := l.clock
+	for cl := range l.clients {
+		cl.checkDrain(now)
+	}
 	for i, pr := range l.p.pools {
 		t := pr.cfg.Timeout
 		if t <= 0 {
@@ -225,6 +293,18 @@ func (l *loop) drain() {
 	l.flush()
 }
 
+// releaseHeld returns the bytes charged for r's reply and its fragments'
+// to the budget.
+func (l *loop) releaseHeld(r *request) {
+	n := r.held
+	r.held = 0
+	for _, f := range r.frags {
+		n += f.held
+		f.held = 0
+	}
+	l.p.mem.adjust(-n)
+}
+
 // newRequest returns a cleared request from the free list.
 func (l *loop) newRequest() *request {
 	if n := len(l.free); n > 0 {
@@ -250,6 +330,7 @@ func (l *loop) release(r *request) {
 			return
 		}
 	}
+	l.releaseHeld(r)
 	for i, f := range r.frags {
 		r.frags[i] = nil
 		f.reset()

@@ -371,11 +371,17 @@ func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 			break
 		}
 	}
+	if f := oomFragment(p); f != nil {
+		cl.l.pools[m.pr.idx].errors[p.class].Add(1)
+		p.reply = append(p.reply, f.reply...)
+		return
+	}
 	if allFailed && len(p.frags) > 0 {
 		cl.l.pools[m.pr.idx].errors[p.class].Add(1)
 		p.reply = append(p.reply, p.frags[0].reply...)
 		return
 	}
+	w := replyBuilder{r: p}
 	sc := cl.scratch()
 	sc.cursor = sc.cursor[:0]
 	for range p.frags {
@@ -399,11 +405,12 @@ func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 			continue
 		}
 		if bytes.Equal(key, p.key(i)) {
-			p.reply = append(p.reply, body[:n]...)
+			w.add(body[:n])
 			sc.cursor[fi] += n
 		}
 	}
-	p.reply = append(p.reply, "END\r\n"...)
+	w.add([]byte("END\r\n"))
+	w.done()
 }
 
 // stats answers "stats" with the proxy's own counters.

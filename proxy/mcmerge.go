@@ -44,3 +44,52 @@ func valueBlock(body []byte) (key []byte, n int, ok bool) {
 	}
 	return key, n, true
 }
+
+// replyBuilder appends the pieces of a merged reply to r.reply, until the
+// first piece bigger than bigPiece: from then on the reply is kept in r.segs,
+// big pieces by reference (fragments' replies that big are never recycled,
+// see loop.release) and small ones copied, so a merge of big fragments does
+// not copy them.
+type replyBuilder struct {
+	r     *request
+	small []byte
+}
+
+// add appends b.
+func (w *replyBuilder) add(b []byte) {
+	r := w.r
+	switch {
+	case r.segs == nil && len(b) <= bigPiece:
+		r.reply = append(r.reply, b...)
+	case len(b) <= bigPiece:
+		w.small = append(w.small, b...)
+	default:
+		if r.segs == nil {
+			r.segs = append(r.segs, append([]byte(nil), r.reply...)) // r.reply is recycled
+		} else if len(w.small) > 0 {
+			r.segs = append(r.segs, w.small)
+			w.small = nil
+		}
+		r.segs = append(r.segs, b)
+	}
+}
+
+// done finishes the reply.
+func (w *replyBuilder) done() {
+	if w.r.segs != nil && len(w.small) > 0 {
+		w.r.segs = append(w.r.segs, w.small)
+		w.small = nil
+	}
+}
+
+// oomFragment returns a fragment of p refused for max_memory, if any: its
+// error is then the reply to the whole request, rather than its keys
+// turning into misses.
+func oomFragment(p *request) *request {
+	for _, f := range p.frags {
+		if f.oom {
+			return f
+		}
+	}
+	return nil
+}

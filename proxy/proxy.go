@@ -85,6 +85,7 @@ type Proxy struct {
 	// or derived from the descriptor limit.
 	maxClients       int64
 	maxClientsSource string
+	mem              memBudget // reply bytes held, against max_memory
 	nextID           atomic.Uint64
 
 	ctx context.Context // Run's context, for dials and probes
@@ -109,6 +110,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		ctx:   context.Background(),
 		start: time.Now(),
 	}
+	p.mem.limit = cfg.MemoryBudget()
 	minTimeout := time.Duration(0)
 	for i := range cfg.Pools {
 		pr, err := newPoolRT(p, i, &cfg.Pools[i])

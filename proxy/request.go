@@ -44,6 +44,15 @@ type request struct {
 	keyFrag []int
 	// replyStatus of a memcached reply (for merges of flush_all).
 	ok bool
+
+	// segs, when not nil, is the reply in pieces (a merge of big
+	// fragments): small pieces copied, big ones referring to fragments'
+	// replies, which are never recycled. reply is then unused.
+	segs [][]byte
+	// held is how many bytes of reply are charged to max_memory.
+	held int64
+	// oom: the reply was refused or cut for max_memory.
+	oom bool
 }
 
 // reset clears r for reuse, keeping its buffers.

@@ -677,13 +677,17 @@ func (rc *respCodec) mergeOK(cl *client, p *request) {
 			rs.iters = append(rs.iters, resp.NewElements(f.reply))
 		}
 		p.reply = resp.AppendArrayHeader(p.reply, len(p.keyFrag))
+		w := replyBuilder{r: p} // big values are not copied
 		for _, fi := range p.keyFrag {
 			if rs.iters[fi].Next() {
-				p.reply = append(p.reply, rs.iters[fi].Elem()...)
-			} else {
+				w.add(rs.iters[fi].Elem())
+			} else if p.segs == nil {
 				p.reply = resp.AppendNullBulk(p.reply)
+			} else {
+				w.add(resp.AppendNullBulk(nil))
 			}
 		}
+		w.done()
 	case resp.MergeSum:
 		var sum int64
 		for _, f := range p.frags {

@@ -446,7 +446,7 @@ func (rc *respCodec) flushPush(cl *client) {
 		}
 		if cl.waitIdle && cl.fifo.Len() == 0 {
 			cl.waitIdle = false
-			cl.wake() // parse what waited for the confirmations
+			_ = cl.w.Wake(nil) // parse what waited for the confirmations
 		}
 	}
 }

@@ -131,12 +131,15 @@ const (
 	RejectMaxClients
 	// RejectBuffer is a client closed for exceeding its input or output buffer.
 	RejectBuffer
+	// RejectMemory is a reply refused or cut because it would take the
+	// proxy over max_memory.
+	RejectMemory
 	numReject
 )
 
 // String returns the reason's metric label.
 func (r RejectReason) String() string {
-	return [...]string{"protocol", "limit", "refused", "max_clients", "buffer"}[r]
+	return [...]string{"protocol", "limit", "refused", "max_clients", "buffer", "memory"}[r]
 }
 
 // PoolStats is a snapshot of one pool's counters, summed over event loops.
