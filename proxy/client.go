@@ -55,7 +55,7 @@ type client struct {
 	// have drained since; gnet does not say).
 	backlogged bool
 	need       int // bytes the parser needs before it can make progress
-	skip     int  // input bytes still to discard (an oversized value)
+	skip       int // input bytes still to discard (an oversized value)
 
 	mp   *memcache.Parser
 	mreq memcache.Request
