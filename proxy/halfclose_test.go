@@ -161,3 +161,43 @@ func waitClients(t *testing.T, p *proxy.Proxy, n int64) {
 		time.Sleep(5 * time.Millisecond) // poll interval
 	}
 }
+
+// TestHalfCloseBigReplies: replies big enough to be streamed and paced (over
+// 64 KiB) reach a client that closed its writing side, whole and in order.
+func TestHalfCloseBigReplies(t *testing.T) {
+	mc1, mc2 := testserver.Memcached(t), testserver.Memcached(t)
+	pool := proxytest.MemcachePool(t, "mc", mc1, mc2)
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	var req, want strings.Builder
+	keys := []string{"big-a", "big-b", "big-c", "big-d"}
+	for i, k := range keys {
+		v := strings.Repeat(string(rune('a'+i)), 300<<10+i)
+		fmt.Fprintf(&req, "set %s 0 0 %d\r\n%s\r\n", k, len(v), v)
+		want.WriteString("STORED\r\n")
+	}
+	req.WriteString("get " + strings.Join(keys, " ") + "\r\n")
+	for i, k := range keys {
+		fmt.Fprintf(&want, "VALUE %s 0 %d\r\n%s\r\n", k, 300<<10+i, strings.Repeat(string(rune('a'+i)), 300<<10+i))
+	}
+	want.WriteString("END\r\n")
+	for i := len(keys) - 1; i >= 0; i-- {
+		fmt.Fprintf(&req, "get %s\r\n", keys[i])
+		fmt.Fprintf(&want, "VALUE %s 0 %d\r\n%s\r\nEND\r\n", keys[i], 300<<10+i, strings.Repeat(string(rune('a'+i)), 300<<10+i))
+	}
+	for range 3 {
+		if got := halfCloseExchange(t, pool.Listen, req.String()); got != want.String() {
+			t.Fatalf("big replies after shutdown: got %d bytes; want %d (first difference at %d)",
+				len(got), want.Len(), firstDiff(got, want.String()))
+		}
+	}
+	waitClients(t, p, 0)
+}
+
+func firstDiff(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
