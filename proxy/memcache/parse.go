@@ -413,7 +413,12 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		return p.complete(buf, hdr, req)
 
 	case CmdVersion, CmdQuit:
-		// memcached ignores any arguments.
+		// memcached 1.6 ignores any arguments; the proxy, which answers
+		// these itself, keeps the older ERROR (memccapable expects it from
+		// a server whose version is below 1.x, as the proxy's is).
+		if nt != 1 {
+			return 0, skipErr(KindError, "", hdr)
+		}
 		return p.complete(buf, hdr, req)
 
 	case CmdVerbosity:
