@@ -25,7 +25,8 @@ const (
 // Limits bounds what the parser accepts. Zero fields take the defaults above.
 type Limits struct {
 	// MaxKeyLength is the longest key in bytes (as sent on the wire, so a
-	// base64 key is measured encoded, as memcached does). If zero, 250.
+	// base64 key is measured encoded, as memcached does). If zero or more
+	// than 250, 250.
 	MaxKeyLength int
 	// MaxValueSize is the largest data block of a storage command. A larger
 	// one gets "SERVER_ERROR object too large for cache" and is swallowed.
@@ -41,7 +42,12 @@ type Limits struct {
 }
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxKeyLength <= 0 {
+	if l.MaxKeyLength <= 0 || l.MaxKeyLength > DefaultMaxKeyLength {
+		// Never more than memcached's own 250: memcached refuses a longer
+		// key, and for get/gets/gat/gats it then also discards the unsent
+		// replies to the requests before it on the connection (1.6.18,
+		// conn_release_items), which on a shared backend connection would
+		// take other clients' replies.
 		l.MaxKeyLength = DefaultMaxKeyLength
 	}
 	if l.MaxValueSize <= 0 {
