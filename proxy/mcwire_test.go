@@ -1,0 +1,186 @@
+package proxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
+	"github.com/cacheproxy/cacheproxy/proxy"
+)
+
+// mcHostile is input that once desynchronised the shared backend
+// connection, or whose reply count depends on reading the line exactly as
+// memcached does. Each entry is followed by "mn\r\n" on the wire, so the
+// replies of every entry can be told apart.
+var mcHostile = []string{
+	"incr zz 1 noreply\x00\r\n",                   // noreply ends at the NUL for memcached
+	"incr zz 1 noreply\x00junk\r\n",               // everything after a NUL is ignored
+	"decr zz 1\tx noreply\r\n",                    // strtoull stops at the tab
+	"incr zz x noreply\r\n",                       // a refused noreply command is silent
+	"set zz 0 0 abc noreply\r\n",                  // silent, and there is no data block
+	"set zz 0 0 2 noreply\r\nabcd\r\n",            // bad chunk: silent, block skipped
+	"set zz 0 0 2\r\nabcd\r\n",                    // bad chunk: CLIENT_ERROR, block skipped
+	"set zz 0 0 4294967297\r\nx\r\n",              // 32-bit truncation: a 1-byte block
+	"set zz 0 0 1 noreply\r\nx\r\n",               // plain noreply
+	"delete zz 5 noreply\r\n",                     // usage error, silent
+	"touch zz x noreply\r\n",                      // silent
+	"flush_all noreply noreply\r\n",               // silent error, nothing flushed
+	"mg zz q q v\r\n",                             // duplicate flag: memcached's error
+	"mg zz q v\r\n",                               // quiet miss: nothing
+	"ms zz 1 q q\r\nx\r\n",                        // duplicate flag, block swallowed
+	"ms zz 1 q\r\nxyz",                            // bad chunk in quiet mode: an error
+	"md zz q\r\n",                                 // quiet: nothing
+	"ma zz q N0 J5\r\n",                           // quiet success: nothing
+	"mg zz " + strings.Repeat("v ", 20) + "q\r\n", // too many flags
+	"get \x10zz \x01\x02\r\n",                     // control bytes are key bytes
+	"gat 10\r\n",                                  // no keys: END
+	"\r\n",                                        // ERROR
+	"get " + strings.Repeat("k", 251) + "\r\n",
+}
+
+// TestMcHostileInputKeepsOtherClientsRight: while one client sends the
+// hostile lines above on the same backend connection, another client's
+// incr sees exactly its own values, and the hostile client gets exactly
+// what memcached itself answers.
+func TestMcHostileInputKeepsOtherClientsRight(t *testing.T) {
+	mc := testserver.Memcached(t)
+	direct := testserver.Memcached(t)
+	pool := proxytest.MemcachePool(t, "mc", mc)
+	proxytest.Start(t, proxy.Options{Loops: 1}, pool) // one loop, one backend connection
+
+	a := proxytest.Dial(t, pool.Listen)
+	a.RoundTrip("set ctrA 0 0 1\r\n0\r\n", "STORED\r\n")
+	b := proxytest.Dial(t, pool.Listen)
+
+	const rounds = 300
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r := bufio.NewReader(a.C)
+		for i := 1; i <= rounds; i++ {
+			if _, err := io.WriteString(a.C, "incr ctrA 1\r\n"); err != nil {
+				errs <- err
+				return
+			}
+			_ = a.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+			got, err := r.ReadString('\n')
+			if want := strconv.Itoa(i) + "\r\n"; err != nil || got != want {
+				errs <- fmt.Errorf("incr ctrA #%d: got %q (%v); want %q", i, got, err, want)
+				return
+			}
+		}
+	}()
+	// The hostile client's replies, compared entry by entry with a
+	// memcached reached directly.
+	for round := 0; round < 10; round++ {
+		for _, in := range mcHostile {
+			marker := fmt.Sprintf("h%dx%d", round, len(in))
+			got, err := mcdiffRun(pool.Listen, []byte(in+"mn\r\n"), marker)
+			if err != nil {
+				t.Fatalf("through the proxy, %q: %v", in, err)
+			}
+			want, err := mcdiffRun(direct.Addr, []byte(in+"mn\r\n"), marker)
+			if err != nil {
+				t.Fatalf("direct, %q: %v", in, err)
+			}
+			if got != want {
+				t.Fatalf("%q: got %q; want %q (memcached)", in, got, want)
+			}
+		}
+		// and the same bytes pipelined on the long-lived connection
+		b.Send(strings.Join(mcHostile, "") + "mn\r\n")
+		for {
+			if l := b.Line(); l == "MN\r\n" {
+				break
+			}
+		}
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	a.RoundTrip("get ctrA\r\n", "VALUE ctrA 0 3\r\n", strconv.Itoa(rounds)+"\r\n", "END\r\n")
+}
+
+// TestMcWrongReplyTypeFailsConnection: a backend reply whose type cannot
+// answer the request at the head of the connection's FIFO closes that
+// connection and fails every request in flight on it with SERVER_ERROR,
+// never a value; the next request gets a new connection.
+func TestMcWrongReplyTypeFailsConnection(t *testing.T) {
+	wrong := map[string]string{
+		"decr": "VALUE k 0 1\r\nx\r\nEND\r\n",
+		"incr": "STORED\r\n",
+		"get":  "STORED\r\n",
+		"set":  "42\r\n",
+		"mg":   "STORED\r\n",
+	}
+	var mu sync.Mutex
+	conns, closed := 0, 0
+	addr := proxytest.FakeServer(t, func(c net.Conn) {
+		mu.Lock()
+		conns++
+		mu.Unlock()
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				mu.Lock()
+				closed++
+				mu.Unlock()
+				return
+			}
+			f := strings.Fields(line)
+			switch {
+			case len(f) > 0 && f[0] == "version":
+				_, _ = io.WriteString(c, "VERSION fake\r\n")
+			case len(f) > 1 && f[0] == "get" && f[1] == "good":
+				_, _ = io.WriteString(c, "END\r\n")
+			case len(f) > 0 && f[0] == "set":
+				_, _ = r.ReadString('\n') // the data block
+				_, _ = io.WriteString(c, wrong["set"])
+			case len(f) > 0:
+				// Hold the reply to "hold" so the next request queues
+				// behind it, then answer both, the first wrongly.
+				if f[0] == "incr" && len(f) > 1 && f[1] == "hold" {
+					next, _ := r.ReadString('\n')
+					_ = next
+					_, _ = io.WriteString(c, wrong["incr"]+"5\r\n")
+					continue
+				}
+				_, _ = io.WriteString(c, wrong[f[0]])
+			}
+		}
+	})
+	pool := proxytest.MemcachePool(t, "mc")
+	pool.Servers = []config.Server{{Name: "mc1", Addr: addr, Network: "tcp", Weight: 1}}
+	pool.ServerFailureLimit = 1000 // stay up: every request must reach the fake
+	proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	const fail = "SERVER_ERROR server mc1 sent a malformed reply\r\n"
+	c.RoundTrip("decr k 1\r\n", fail)
+	c.RoundTrip("get k\r\n", fail)
+	c.RoundTrip("set k 0 0 1\r\nx\r\n", fail)
+	c.RoundTrip("mg k v\r\n", fail)
+	// Two in flight: the wrong reply to the first fails both, although the
+	// second one's reply ("5") would have looked right.
+	c.RoundTrip("incr hold 1\r\nincr k 1\r\n", fail, fail)
+	c.RoundTrip("get good\r\n", "END\r\n")
+	mu.Lock()
+	defer mu.Unlock()
+	if conns < 6 || closed < 5 {
+		t.Fatalf("backend connections: %d opened, %d closed; want one closed per wrong reply", conns, closed)
+	}
+}
