@@ -2,9 +2,13 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,5 +186,53 @@ func TestMcWrongReplyTypeFailsConnection(t *testing.T) {
 	defer mu.Unlock()
 	if conns < 6 || closed < 5 {
 		t.Fatalf("backend connections: %d opened, %d closed; want one closed per wrong reply", conns, closed)
+	}
+}
+
+// TestMcMemcaslapThroughProxy: memcaslap prefixes control bytes to every
+// key; through the proxy its requests reach the backend (its op count
+// equals the backend's cmd_get + cmd_set) and it sees no error.
+func TestMcMemcaslapThroughProxy(t *testing.T) {
+	bin := testserver.Require(t, "memcaslap")
+	mc := testserver.Memcached(t)
+	pool := proxytest.MemcachePool(t, "mc", mc)
+	proxytest.Start(t, proxy.Options{}, pool)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ops = 20000
+	out, err := exec.CommandContext(ctx, bin, "-s", pool.Listen, "-x", strconv.Itoa(ops), "-T", "2", "-c", "8").CombinedOutput()
+	if err != nil {
+		t.Fatalf("memcaslap: %v\n%s", err, out)
+	}
+	field := func(name string) int {
+		m := regexp.MustCompile(`(?m)` + name + `:? (\d+)`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("memcaslap output has no %q:\n%s", name, out)
+		}
+		v, _ := strconv.Atoi(string(m[1]))
+		return v
+	}
+	if got := field("Ops"); got != ops {
+		t.Fatalf("memcaslap ran %d ops; want %d:\n%s", got, ops, out)
+	}
+	if bytes.Contains(bytes.ToLower(out), []byte("error")) || field("get_misses") != 0 {
+		t.Fatalf("memcaslap saw errors or misses:\n%s", out)
+	}
+	c := proxytest.Dial(t, mc.Addr)
+	c.Send("stats\r\n")
+	st := map[string]int{}
+	for {
+		l := c.Line()
+		if l == "END\r\n" {
+			break
+		}
+		f := strings.Fields(l)
+		if len(f) == 3 {
+			st[f[1]], _ = strconv.Atoi(f[2])
+		}
+	}
+	if got := st["cmd_get"] + st["cmd_set"]; got != ops || st["cmd_get"] != field("cmd_get") {
+		t.Fatalf("backend cmd_get %d + cmd_set %d = %d; want memcaslap's %d ops (its cmd_get %d)",
+			st["cmd_get"], st["cmd_set"], got, ops, field("cmd_get"))
 	}
 }
