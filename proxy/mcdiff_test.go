@@ -310,7 +310,16 @@ func (g *mcdiffGen) stream() []string {
 		}
 		ps = append(ps, p)
 	}
-	return ps
+	if g.r.IntN(2) == 0 {
+		return ps
+	}
+	// Mutations across request boundaries, then one piece per line so
+	// that minimize can still drop lines.
+	all := strings.Join(ps, "")
+	for i := 1 + g.r.IntN(5); i > 0; i-- {
+		all = g.mutate(all)
+	}
+	return strings.SplitAfter(all, "\n")
 }
 
 // mcdiffStream joins pieces and appends the filler that completes any data

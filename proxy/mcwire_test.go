@@ -236,3 +236,50 @@ func TestMcMemcaslapThroughProxy(t *testing.T) {
 			st["cmd_get"], st["cmd_set"], got, ops, field("cmd_get"))
 	}
 }
+
+// mcDiffRegressions are the minimal inputs the differential fuzz (and the
+// issue) found, each compared as the fuzz compares: direct vs through the
+// proxy, byte for byte. proxy, when set, is the proxy's documented answer
+// where it differs from memcached on purpose (docs/commands.md).
+var mcDiffRegressions = []struct {
+	name, in, proxy string
+}{
+	{"noreply ends at NUL", "incr zz 1 noreply\x00\r\nincr zz 1\r\n", ""},
+	{"noreply after NUL junk", "set zz 0 0 1\r\n5\r\nincr zz 1 noreply\x00junk\r\nget zz\r\n", ""},
+	// seed 6246: "delete noreply" deletes the key "noreply"; it was read as
+	// a noreply delete without a key.
+	{"delete noreply is a key", "delete noreply\r\n", ""},
+	{"refused noreply is silent", "incr zz x noreply\r\nset zz 0 0 abc noreply\r\ntouch zz x noreply\r\nmn\r\n", ""},
+	{"storage refusal skips the line only", "set zz 0 0 x\r\nget zz\r\n", ""},
+	{"bad chunk skips line and block", "set zz 0 0 2\r\nabcd\r\nget zz\r\n", ""},
+	{"bad chunk under noreply", "set zz 0 0 2 noreply\r\nabcdget zz\r\n", ""},
+	{"32-bit truncated length", "set zz 0 0 4294967297\r\nx\r\nget zz\r\n", ""},
+	{"numbers as strtol reads them", "set zz \t1 +0 1\r\n7\r\nincr zz 1\tx\r\ngets zz\r\n", ""},
+	{"control bytes in keys", "set \x10zz 0 0 1\r\nx\r\nget \x10zz \x01\x7f\r\n", ""},
+	{"quiet duplicate flag", "mg zz q q v\r\nms zz 1 q q\r\nx\r\nmn\r\n", ""},
+	{"quiet with too many flags", "mg zz " + strings.Repeat("v ", 20) + "q\r\nmn\r\n", ""},
+	{"quiet ms bad chunk", "ms zz 1 q\r\nxyzmn\r\n", ""},
+	{"gat without keys", "gat 10\r\ngats 0\r\n", ""},
+	{"HTTP closes", "GET / HTTP/1.1\r\n", ""},
+	{"unknown meta", "mx zz\r\nme\r\n", ""},
+	// memcached 1.6.18 also drops the unsent EN of the mg before it.
+	{"get with a long key", "mg lkmiss h\r\nget " + strings.Repeat("k", 251) + "\r\n", "EN\r\nCLIENT_ERROR bad command line format\r\n"},
+}
+
+func TestMcDiffRegressions(t *testing.T) {
+	p := newMcdiffPair(t)
+	for i, c := range mcDiffRegressions {
+		marker := "r" + strconv.Itoa(i)
+		d, x, err := p.compare([]byte(c.in), marker)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		want := d
+		if c.proxy != "" {
+			want = c.proxy
+		}
+		if x != want {
+			t.Errorf("%s: %q through the proxy: got %q; want %q (memcached: %q)", c.name, c.in, x, want, d)
+		}
+	}
+}

@@ -140,7 +140,7 @@ func TestErrorsMatchMemcached(t *testing.T) {
 		"get \x10k \x01\x02\r\n", "set \x10k 0 0 1\r\nz\r\n", "get \x10k\r\n", "set k\t 0\t 0 1\r\nz\r\n",
 		"incr zz 1 noreply\x00\r\n", "set k 99999999999 0 1\r\na\r\n", "set k 0 0 4294967297\r\na\r\n",
 		"flush_all 0 x\r\n", "verbosity 1 x\r\n", "touch n 4294967297\r\n", "incr n +1\r\n", "decr n \t1\r\n",
-		"get k\x00junk\r\n", "delete n 0\r\n", "incr zz 1\tx noreply\x00\r\n",
+		"get k\x00junk\r\n", "delete n 0\r\n", "delete noreply\r\n", "incr zz 1\tx noreply\x00\r\n",
 	}
 	for _, in := range good {
 		p := NewParser(Limits{})

@@ -369,6 +369,9 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		if nt < 2 || nt > 4 {
 			return 0, skipErr(KindError, "", hdr)
 		}
+		// memcached looks for noreply only after the key: "delete noreply"
+		// deletes the key "noreply".
+		noreply = noreply && nt > 2
 		if nt > 2 {
 			hold0 := string(toks[2]) == "0"
 			if !(nt == 3 && (hold0 || noreply)) && !(nt == 4 && hold0 && noreply) {

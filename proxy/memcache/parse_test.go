@@ -48,6 +48,7 @@ var goodCases = []struct {
 	{"delete k\r\n", parseWant{cmd: CmdDelete, keys: []string{"k"}}},
 	{"delete k 0\r\n", parseWant{cmd: CmdDelete, keys: []string{"k"}}},
 	{"delete k noreply\r\n", parseWant{cmd: CmdDelete, keys: []string{"k"}, noreply: true}},
+	{"delete noreply\r\n", parseWant{cmd: CmdDelete, keys: []string{"noreply"}}},
 	{"delete k 0 noreply\r\n", parseWant{cmd: CmdDelete, keys: []string{"k"}, noreply: true}},
 	{"incr k 5\r\n", parseWant{cmd: CmdIncr, keys: []string{"k"}}},
 	{"decr k 18446744073709551615 noreply\r\n", parseWant{cmd: CmdDecr, keys: []string{"k"}, noreply: true}},
