@@ -56,12 +56,17 @@ func newMcdiffPair(t testing.TB) mcdiffPair {
 // returns every reply byte up to the marker's reply, or up to the close
 // (then ending in "<EOF>").
 func mcdiffRun(addr string, stream []byte, marker string) (string, error) {
+	return mcdiffRunWithin(addr, stream, marker, proxytest.Timeout)
+}
+
+// mcdiffRunWithin is mcdiffRun with a deadline for the whole exchange.
+func mcdiffRunWithin(addr string, stream []byte, marker string, within time.Duration) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(proxytest.Timeout))
+	_ = c.SetDeadline(time.Now().Add(within))
 	end := "md __mcdiff_end O" + marker + "\r\n"
 	want := "NF O" + marker + "\r\n"
 	werr := make(chan error, 1)
@@ -93,11 +98,15 @@ func isReset(err error) bool {
 
 // compare runs stream against both sides at once and reports a difference.
 func (p mcdiffPair) compare(stream []byte, marker string) (direct, proxied string, err error) {
+	return p.compareWithin(stream, marker, proxytest.Timeout)
+}
+
+func (p mcdiffPair) compareWithin(stream []byte, marker string, within time.Duration) (direct, proxied string, err error) {
 	var wg sync.WaitGroup
 	var derr, perr error
 	wg.Add(2)
-	go func() { defer wg.Done(); direct, derr = mcdiffRun(p.direct, stream, marker) }()
-	go func() { defer wg.Done(); proxied, perr = mcdiffRun(p.proxied, stream, marker) }()
+	go func() { defer wg.Done(); direct, derr = mcdiffRunWithin(p.direct, stream, marker, within) }()
+	go func() { defer wg.Done(); proxied, perr = mcdiffRunWithin(p.proxied, stream, marker, within) }()
 	wg.Wait()
 	if derr != nil {
 		return direct, proxied, fmt.Errorf("direct: %w", derr)
@@ -376,9 +385,10 @@ func mcdiffStreamWhy(pieces []string) (stream []byte, why string) {
 			}
 		}
 	}
-	// "\n" lines are answered ERROR (or end a block as a bad chunk): the
+	// One "\n" may end a line still open, open+2 complete its block; the
+	// other "\n" lines are answered ERROR (or end a block as a bad chunk): the
 	// same bytes reach both sides, so the same replies come back.
-	return append(s, bytes.Repeat([]byte("\n"), open+2)...), ""
+	return append(s, bytes.Repeat([]byte("\n"), open+3)...), ""
 }
 
 func digitRuns(s []byte) []string {
@@ -398,15 +408,28 @@ func digitRuns(s []byte) []string {
 	return runs
 }
 
-// minimize removes pieces while the stream still diverges.
+// minimize removes pieces while the stream still diverges (the same way:
+// both sides answering, or the same side failing), for at most a minute.
 func (p mcdiffPair) minimize(pieces []string, marker string) []string {
+	s, _ := mcdiffStream(pieces)
+	_, _, err0 := p.compareWithin(s, marker, 3*time.Second)
+	kind := func(err error) string {
+		if err == nil {
+			return ""
+		}
+		return strings.SplitN(err.Error(), ":", 2)[0] // "direct" or "proxied"
+	}
+	deadline := time.Now().Add(time.Minute)
 	diverges := func(ps []string) bool {
 		s, ok := mcdiffStream(ps)
-		if !ok {
+		if !ok || time.Now().After(deadline) {
 			return false
 		}
-		d, x, err := p.compare(s, marker)
-		return err != nil || d != x
+		d, x, err := p.compareWithin(s, marker, 3*time.Second)
+		if err != nil || err0 != nil {
+			return kind(err) == kind(err0)
+		}
+		return d != x
 	}
 	for changed := true; changed; {
 		changed = false
@@ -470,6 +493,7 @@ func TestMcDiffFuzz(t *testing.T) {
 			continue
 		}
 		failures++
+		t.Logf("seed %d diverges (err %v):\n stream:  %q\n direct:  %q\n proxied: %q", s, err, stream, d, x)
 		min := p.minimize(pieces, marker)
 		ms, _ := mcdiffStream(min)
 		d2, x2, err2 := p.compare(ms, marker)
