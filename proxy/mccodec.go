@@ -86,7 +86,11 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 				cl.closeWith(reply)
 				return len(buf)
 			}
-			m.reject(cl, pe.Reply)
+			if pe.Answer {
+				m.local(cl, pe.Reply, false)
+			} else {
+				m.reject(cl, pe.Reply)
+			}
 			off += pe.Skip
 			continue
 		}

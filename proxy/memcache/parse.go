@@ -115,6 +115,9 @@ type Error struct {
 	// protocol, bad data chunk terminator, overlong line): write Reply, if
 	// any, then close the connection.
 	Close bool
+	// Answer reports that Reply is memcached's ordinary answer, not an
+	// error (END for gat/gats without keys): nothing is refused.
+	Answer bool
 
 	why string
 }
@@ -318,7 +321,7 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 			req.Exptime = toks[1]
 			if nt == 2 {
 				// memcached answers an empty END.
-				return 0, &Error{Reply: []byte("END\r\n"), Skip: hdr, why: "gat without keys"}
+				return 0, &Error{Reply: []byte("END\r\n"), Skip: hdr, Answer: true, why: "gat without keys"}
 			}
 		}
 		if over || nt-first > p.lim.MaxKeys {
