@@ -70,6 +70,10 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 			break
 		}
 		n, err := cl.mp.Parse(buf[off:], &cl.mreq)
+		// Whatever an earlier incomplete parse needed is stale now: a
+		// refused block (bad chunk) must not leave its size behind, or
+		// the client stalls waiting for input that never comes.
+		cl.need = 0
 		if err != nil {
 			var pe *memcache.Error
 			if !errors.As(err, &pe) || pe.Close || pe.Skip <= 0 {
@@ -98,7 +102,6 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 			cl.need = cl.mp.Need()
 			break
 		}
-		cl.need = 0
 		m.dispatch(cl, &cl.mreq)
 		off += n
 	}
