@@ -302,3 +302,43 @@ func TestMcRefusedBlockDoesNotStallClient(t *testing.T) {
 	c.Expect("CLIENT_ERROR bad data chunk\r\n")
 	c.RoundTrip("get k\r\n", "END\r\n")
 }
+
+// TestMcControlByteKeysAcrossServers: keys with control bytes, tabs, DEL and
+// UTF-8 are stored on the server they hash to and a multi-key get over
+// three servers returns every value, in key order.
+func TestMcControlByteKeysAcrossServers(t *testing.T) {
+	var mcs []*testserver.Process
+	for i := 0; i < 3; i++ {
+		mcs = append(mcs, testserver.Memcached(t))
+	}
+	pool := proxytest.MemcachePool(t, "mc", mcs...)
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	var keys []string
+	for i := 0; i < 24; i++ {
+		k := fmt.Sprintf("\x10\x10k%d\x01\t\x7f\xc3\xa9%c", i, 'a'+i)
+		keys = append(keys, k)
+		c.RoundTrip(fmt.Sprintf("set %s 0 0 %d\r\n%d\r\n", k, len(strconv.Itoa(i)), i), "STORED\r\n")
+	}
+	c.Send("get " + strings.Join(keys, " ") + "\r\n")
+	for i, k := range keys {
+		// (proxytest's ReadGet splits keys at tabs; these hold tabs.)
+		v := strconv.Itoa(i)
+		c.Expect(fmt.Sprintf("VALUE %s 0 %d\r\n", k, len(v)), v+"\r\n")
+	}
+	c.Expect("END\r\n")
+	// Every server got some of them: the keys were routed, not refused.
+	for _, mc := range mcs {
+		d := proxytest.Dial(t, mc.Addr)
+		d.Send("stats\r\n")
+		items := -1
+		for l := d.Line(); l != "END\r\n"; l = d.Line() {
+			if f := strings.Fields(l); len(f) == 3 && f[1] == "curr_items" {
+				items, _ = strconv.Atoi(f[2])
+			}
+		}
+		if items <= 0 {
+			t.Fatalf("server %s holds %d items; want some of the 24", mc.Addr, items)
+		}
+	}
+}
