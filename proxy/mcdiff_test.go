@@ -73,8 +73,22 @@ func mcdiffRunWithin(addr string, stream []byte, marker string, within time.Dura
 	want := "NF O" + marker + "\r\n"
 	werr := make(chan error, 1)
 	go func() {
-		_, err := c.Write(append(append([]byte(nil), stream...), end...))
-		werr <- err
+		// Written in pieces of 1 byte to 8 KiB (the same pieces on both
+		// sides), so requests and blocks reach the parser split.
+		all := append(append([]byte(nil), stream...), end...)
+		r := rand.New(rand.NewPCG(uint64(len(all)), 7))
+		for len(all) > 0 {
+			n := min(len(all), 1+r.IntN(8<<10))
+			if r.IntN(2) == 0 {
+				n = len(all)
+			}
+			if _, err := c.Write(all[:n]); err != nil {
+				werr <- err
+				return
+			}
+			all = all[n:]
+		}
+		werr <- nil
 	}()
 	var got []byte
 	buf := make([]byte, 64<<10)
