@@ -70,6 +70,10 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 			break
 		}
 		n, err := cl.mp.Parse(buf[off:], &cl.mreq)
+		// Whatever an earlier incomplete parse needed is stale now: a
+		// refused block (bad chunk) must not leave its size behind, or
+		// the client stalls waiting for input that never comes.
+		cl.need = 0
 		if err != nil {
 			var pe *memcache.Error
 			if !errors.As(err, &pe) || pe.Close || pe.Skip <= 0 {
@@ -86,7 +90,11 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 				cl.closeWith(reply)
 				return len(buf)
 			}
-			m.reject(cl, pe.Reply)
+			if pe.Answer {
+				m.local(cl, pe.Reply, false)
+			} else {
+				m.reject(cl, pe.Reply)
+			}
 			off += pe.Skip
 			continue
 		}
@@ -94,7 +102,6 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 			cl.need = cl.mp.Need()
 			break
 		}
-		cl.need = 0
 		m.dispatch(cl, &cl.mreq)
 		off += n
 	}
@@ -283,9 +290,17 @@ func (m *memcacheCodec) forwardAll(cl *client, req *memcache.Request) {
 
 // reply frames a backend reply for r and delivers it.
 func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
-	n, rep, err := memcache.ParseReply(buf, r.mc.Cmd)
+	parse := memcache.ParseReply
+	if r.mc.Quiet {
+		parse = memcache.ParseQuietReply // the request went with "mn" after it
+	}
+	n, rep, err := parse(buf, r.mc.Cmd)
 	if err != nil || n == 0 {
 		return n, err
+	}
+	deliver := buf[:n]
+	if r.mc.Quiet {
+		deliver = buf[:rep.Body]
 	}
 	if r.nkeys > 0 && !rep.Status.IsError() {
 		sc := &b.counters
@@ -315,11 +330,11 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		r.silent = true
 	case cl != nil && !cl.closed && cl.fifo.Len() > 0 && frontIs(cl, r):
 		// At the head: straight to the output, skipping a copy.
-		cl.out = append(cl.out, buf[:n]...)
+		cl.out = append(cl.out, deliver...)
 		r.silent = true
 		cl.l.markClient(cl)
 	default:
-		r.reply = append(r.reply[:0], buf[:n]...)
+		r.reply = append(r.reply[:0], deliver...)
 	}
 	if cl != nil {
 		cl.complete(r)

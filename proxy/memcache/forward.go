@@ -2,43 +2,37 @@ package memcache
 
 import "encoding/base64"
 
-// AppendForward appends the request as the backend must see it: identical
-// to Raw except that a text command's noreply and the meta q flag are
-// removed, so the backend answers exactly one reply per request. When a
-// token is removed the line is rewritten with single spaces and "\r\n".
+// AppendForward appends the request as the backend must see it, so that
+// the backend answers exactly one reply per request:
+//
+//   - a text command with noreply is sent without its final "noreply"
+//     token (the line as memcached reads it, rejoined with single spaces);
+//     the codec drops the reply;
+//   - a meta command with the q flag is sent as it is, followed by "mn":
+//     memcached answers whatever q leaves (nothing, or one reply) and then
+//     MN, so the reply count never depends on how q is read;
+//   - everything else is sent byte for byte as received.
+//
 // It does not allocate when dst has the capacity.
 func (r *Request) AppendForward(dst []byte) []byte {
-	if !r.Noreply && !r.Quiet {
+	switch {
+	case r.Quiet:
+		dst = append(dst, r.Raw...)
+		return append(dst, QuietSentinel...)
+	case !r.Noreply:
 		return append(dst, r.Raw...)
 	}
-	line := r.Raw[:r.hdr]
-	for len(line) > 0 && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
-		line = line[:len(line)-1]
-	}
-	flagsFrom := 2 // meta: first token that may be a flag
-	if r.Cmd == CmdMetaSet {
-		flagsFrom = 3
-	}
-	last := -1 // index of the token to drop for noreply
-	if r.Noreply {
-		last = 0
-		for pos := 0; ; last++ {
-			var t []byte
-			if t, pos = nextToken(line, pos); t == nil {
-				break
-			}
-		}
-		last-- // the last token is "noreply"
-	}
-	i := 0
-	for pos := 0; ; i++ {
+	line := r.Raw[:r.line]
+	n := 0 // tokens in line
+	for pos := 0; ; n++ {
 		var t []byte
 		if t, pos = nextToken(line, pos); t == nil {
 			break
 		}
-		if i == last || (r.Quiet && i >= flagsFrom && t[0] == 'q') {
-			continue
-		}
+	}
+	for i, pos := 0, 0; i < n-1; i++ { // all but the final "noreply"
+		var t []byte
+		t, pos = nextToken(line, pos)
 		if i > 0 {
 			dst = append(dst, ' ')
 		}
@@ -47,6 +41,10 @@ func (r *Request) AppendForward(dst []byte) []byte {
 	dst = append(dst, '\r', '\n')
 	return append(dst, r.Raw[r.hdr:]...)
 }
+
+// QuietSentinel is what AppendForward sends after a quiet (q) meta request:
+// its MN reply closes whatever the request answered.
+const QuietSentinel = "mn\r\n"
 
 // AppendMultiGet appends a get/gets/gat/gats request for the keys r.Keys[i]
 // for i in idx (in that order), with gat's exptime, as one line. It does not

@@ -12,11 +12,15 @@ func TestAppendForward(t *testing.T) {
 		{"delete k 0 noreply\r\n", "delete k 0\r\n"},
 		{"incr k 1 noreply\r\n", "incr k 1\r\n"},
 		{"flush_all noreply\r\n", "flush_all\r\n"},
-		{"mg k q v\r\n", "mg k v\r\n"},
-		{"mg k v q Oq1 q\r\n", "mg k v Oq1\r\n"},
-		{"mg q q\r\n", "mg q\r\n"},
-		{"ms k 1 q T0\r\nq\r\n", "ms k 1 T0\r\nq\r\n"},
-		{"md k q\r\n", "md k\r\n"},
+		{"mg k q v\r\n", "mg k q v\r\nmn\r\n"},
+		{"mg k v q Oq1 q\r\n", "mg k v q Oq1 q\r\nmn\r\n"},
+		{"mg q q\r\n", "mg q q\r\nmn\r\n"},
+		{"ms k 1 q T0\r\nq\r\n", "ms k 1 q T0\r\nq\r\nmn\r\n"},
+		{"md k q\r\n", "md k q\r\nmn\r\n"},
+		{"incr zz 1 noreply\x00\r\n", "incr zz 1\r\n"},
+		{"incr zz 1 noreply\x00junk\r\n", "incr zz 1\r\n"},
+		{"set k\x10 0 0 1 noreply\r\r\nx\r\n", "set k\x10 0 0 1 noreply\r\r\nx\r\n"},
+		{"touch \x10k 1 noreply\n", "touch \x10k 1\r\n"},
 	}
 	p := NewParser(Limits{})
 	var req Request

@@ -58,6 +58,7 @@ func parseAll(in []byte, chunk int) string {
 				panic("Raw does not match consumed bytes")
 			}
 			fwd := req.AppendForward(nil)
+			checkForward(&req, fwd)
 			fmt.Fprintf(&out, "req %v %q keys %q nr %v q %v b %v val %q args %q fwd %q\n",
 				req.Cmd, req.Raw, req.Keys, req.Noreply, req.Quiet, req.Base64, req.Value, req.Args, fwd)
 			buf = buf[n:]
@@ -76,6 +77,31 @@ func parseAll(in []byte, chunk int) string {
 	return out.String()
 }
 
+// checkForward panics unless what the backend is sent reads, as a fresh
+// parser reads it, as the same request: same command, keys and value, and
+// no noreply (the backend must answer); a quiet meta request is sent as it
+// is followed by "mn".
+func checkForward(req *Request, fwd []byte) {
+	if req.Cmd.Class() == ClassLocal {
+		return
+	}
+	p := NewParser(Limits{MaxKeyLength: 16, MaxValueSize: 64, MaxLineLength: 128, MaxKeys: 4})
+	var r Request
+	n, err := p.Parse(fwd, &r)
+	want := len(fwd)
+	if req.Quiet {
+		want -= len(QuietSentinel)
+		if !bytes.HasSuffix(fwd, []byte(QuietSentinel)) {
+			panic(fmt.Sprintf("quiet %q forwarded without mn: %q", req.Raw, fwd))
+		}
+	}
+	if err != nil || n != want || r.Cmd != req.Cmd || r.Noreply || r.Quiet != req.Quiet ||
+		!bytes.Equal(r.Value, req.Value) || fmt.Sprintf("%q", r.Keys) != fmt.Sprintf("%q", req.Keys) {
+		panic(fmt.Sprintf("%q forwarded as %q, which reads as %v %q nr %v (n %d of %d, err %v)",
+			req.Raw, fwd, r.Cmd, r.Keys, r.Noreply, n, want, err))
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, c := range goodCases {
 		f.Add([]byte(c.in))
@@ -85,6 +111,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("get a b\r\nset k 0 0 3 noreply\r\nabc\r\nmg a q v\r\nms a 2 q\nhi\r\nmn\r\n"))
 	f.Add([]byte("set k 0 0 100\r\nxx\r\nget a\r\nbogus\r\nget a\r\n"))
+	f.Add([]byte("incr zz 1 noreply\x00\r\nset \x10k 0 0 2 noreply\x00x\r\nab\r\ndelete noreply\r\nmg k q q\r\n"))
+	f.Add([]byte("set k \t1 +0 4294967297\r\nx\r\nset k 0 0 1 noreply\r\nxyzset k 0 0 a noreply\r\nGET / HTTP/1.1\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		whole := parseAll(in, 0)
 		for _, chunk := range []int{1, 2, 3, 7} {

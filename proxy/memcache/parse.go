@@ -3,7 +3,7 @@ package memcache
 import (
 	"bytes"
 	"encoding/base64"
-	"strconv"
+	"math"
 )
 
 // Default limits, used for the zero fields of Limits.
@@ -25,7 +25,8 @@ const (
 // Limits bounds what the parser accepts. Zero fields take the defaults above.
 type Limits struct {
 	// MaxKeyLength is the longest key in bytes (as sent on the wire, so a
-	// base64 key is measured encoded, as memcached does). If zero, 250.
+	// base64 key is measured encoded, as memcached does). If zero or more
+	// than 250, 250.
 	MaxKeyLength int
 	// MaxValueSize is the largest data block of a storage command. A larger
 	// one gets "SERVER_ERROR object too large for cache" and is swallowed.
@@ -41,7 +42,12 @@ type Limits struct {
 }
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxKeyLength <= 0 {
+	if l.MaxKeyLength <= 0 || l.MaxKeyLength > DefaultMaxKeyLength {
+		// Never more than memcached's own 250: memcached refuses a longer
+		// key, and for get/gets/gat/gats it then also discards the unsent
+		// replies to the requests before it on the connection (1.6.18,
+		// conn_release_items), which on a shared backend connection would
+		// take other clients' replies.
 		l.MaxKeyLength = DefaultMaxKeyLength
 	}
 	if l.MaxValueSize <= 0 {
@@ -85,7 +91,8 @@ type Request struct {
 	// arguments, and "get", "cluster" for config get.
 	Args [][]byte
 
-	hdr int // length of the command line including its terminator
+	hdr  int // length of the command line including its terminator
+	line int // length of the line as memcached reads it (no terminator, cut at a NUL)
 }
 
 func (r *Request) reset() {
@@ -108,6 +115,9 @@ type Error struct {
 	// protocol, bad data chunk terminator, overlong line): write Reply, if
 	// any, then close the connection.
 	Close bool
+	// Answer reports that Reply is memcached's ordinary answer, not an
+	// error (END for gat/gats without keys): nothing is refused.
+	Answer bool
 
 	why string
 }
@@ -130,7 +140,6 @@ const (
 	msgTooLarge        = "object too large for cache"
 	msgBadBase64       = "error decoding key"
 	msgTooManyKeys     = "too many keys"
-	msgLineTooLong     = "line too long"
 	msgNotSupported    = "command not supported by proxy"
 	protocolBinaryByte = 0x80
 )
@@ -154,7 +163,23 @@ type Parser struct {
 	need int
 	toks [][]byte
 	b64  []byte
+	// ascii is set once the connection has sent a byte: memcached picks
+	// the binary protocol by the first byte of a connection only.
+	ascii bool
 }
+
+// memcached 1.6.18's limits on a command line.
+const (
+	// maxTokens is memcached's MAX_TOKENS: 23 tokens and a final one
+	// holding the rest of the line.
+	maxTokens = 24
+	// maxMetaTokens is memcached's MFLAG_MAX_OPT_LENGTH: a meta command
+	// with more tokens (the final one counted) is refused.
+	maxMetaTokens = 20
+	// memcachedLineLimit is the length past which memcached closes a
+	// connection whose line has no "\n" yet, unless it is a get or gets.
+	memcachedLineLimit = 2048
+)
 
 // NewParser returns a parser enforcing l (zero fields take the defaults).
 func NewParser(l Limits) *Parser {
@@ -176,38 +201,51 @@ func (p *Parser) Need() int { return p.need }
 //     must reach (0 if unknown).
 //   - bad input: err is an *Error saying what to reply and what to skip.
 //
-// Lines end in "\r\n" or a bare "\n", as memcached accepts; data blocks must
-// end in "\r\n". Tokens are separated by runs of spaces.
+// The request is read exactly as memcached 1.6.18 reads it (proto_text.c):
+// a line ends at "\n", one "\r" before it is dropped (unless the line is
+// just "\r"), and the line ends at its first NUL byte; tokens are split on
+// spaces only, so a key is any bytes but space, CR, LF and NUL, up to
+// MaxKeyLength. Numbers are read as memcached's safe_strtol family reads
+// them (leading white space, a sign, trailing white space after the digits,
+// 64-bit values truncated to the field). "noreply" is the last token,
+// compared whole. A refused request gets memcached's own reply, or none when
+// memcached would stay silent (a noreply command that fails after its token
+// count checked out), and skips what memcached skips: the line, or the line
+// and data block when memcached swallows the block too. A data block not
+// followed by "\r\n" is answered "CLIENT_ERROR bad data chunk" (silently
+// with noreply) and skipped, as memcached does. Meta commands other than
+// ms are forwarded as they are once they have a key: memcached itself
+// answers their errors, one reply each.
 //
-// Where the proxy deliberately differs from memcached 1.6.18:
-//   - keys with control characters (bytes below 0x21 and 0x7f) are refused
-//     with "CLIENT_ERROR bad command line format"; memcached only splits on
-//     spaces and would accept them;
-//   - a storage command refused for a bad key or argument has its data block
-//     swallowed whenever its length parsed, so the client gets exactly one
-//     reply; memcached skips only the line and then answers the data block
-//     as a command (usually "ERROR");
-//   - a data block not followed by "\r\n" closes the connection after
-//     "CLIENT_ERROR bad data chunk"; memcached swallows length+2 bytes and
-//     carries on, which rarely resynchronises;
-//   - a line longer than MaxLineLength closes with "CLIENT_ERROR line too
-//     long"; memcached closes silently (except for long gets);
+// Where the proxy deliberately differs from memcached 1.6.18 (all of them
+// requests the proxy answers itself, never forwards):
 //   - commands the proxy refuses (shutdown, slabs, lru_crawler, lru, watch,
-//     cache_memlimit, extstore, ...) get "CLIENT_ERROR command not supported
-//     by proxy" and the connection stays usable;
+//     cache_memlimit, extstore, bget, ...) get "CLIENT_ERROR command not
+//     supported by proxy" and the connection stays usable;
+//   - version, verbosity, stats, quit, mn and config get cluster are
+//     answered by the proxy (see the codec);
 //   - get/gets/gat/gats with more than MaxKeys keys get "CLIENT_ERROR too
-//     many keys";
-//   - "gat <exptime>" without keys gets "ERROR" (memcached answers "END"), so
-//     a multi-key request always has at least one key.
+//     many keys", and a line longer than MaxLineLength closes the
+//     connection (memcached reads get lines without bound);
+//   - a gat/gats line longer than 2048 bytes is read (memcached closes the
+//     connection when such a line is not complete within 2048 bytes);
+//   - a get-family request with a key too long is refused before any key is
+//     looked up, so no key of it is touched (memcached touches the keys
+//     before the long one, then answers the same CLIENT_ERROR);
+//   - a storage command whose data block exceeds MaxValueSize is answered
+//     "SERVER_ERROR object too large for cache" by the proxy (memcached's
+//     words; its own limit is -I and counts the item header);
+//   - a first byte 0x80 (binary protocol) on a connection closes it.
 func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 	req.reset()
 	p.need = 0
 	if len(buf) == 0 {
 		return 0, nil
 	}
-	if buf[0] == protocolBinaryByte {
+	if buf[0] == protocolBinaryByte && !p.ascii {
 		return 0, closeErr(KindClientError, "", "binary protocol is not supported")
 	}
+	p.ascii = true
 	search := buf
 	if len(search) > p.lim.MaxLineLength {
 		search = search[:p.lim.MaxLineLength]
@@ -215,57 +253,82 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 	eol := bytes.IndexByte(search, '\n')
 	if eol < 0 {
 		if len(buf) >= p.lim.MaxLineLength {
-			return 0, closeErr(KindClientError, msgLineTooLong, "command line too long")
+			return 0, closeErr(KindClientError, "", "command line too long")
+		}
+		if len(buf) > memcachedLineLimit && !longLineOK(buf) {
+			return 0, closeErr(KindClientError, "", "command line too long")
 		}
 		return 0, nil
 	}
+	if eol > memcachedLineLimit && !longLineOK(buf) {
+		return 0, closeErr(KindClientError, "", "command line too long")
+	}
 	hdr := eol + 1
 	line := buf[:eol]
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		line = line[:len(line)-1]
+	if eol > 1 && line[eol-1] == '\r' {
+		line = line[:eol-1]
+	}
+	if i := bytes.IndexByte(line, 0); i >= 0 {
+		line = line[:i] // memcached reads the line as a C string
 	}
 	req.hdr = hdr
-	// Enough tokens for the longest get plus the name and gat's exptime, and
-	// never fewer than memcached's own 24-token limit for other commands.
-	maxToks := max(p.lim.MaxKeys+2, 32)
-	toks, over := p.tokenize(line, maxToks)
-	if len(toks) == 0 {
+	req.line = len(line)
+	toks, over := p.tokenize(line, max(p.lim.MaxKeys+2, maxTokens))
+	nt := len(toks)
+	// memcached's token count: at most 23 tokens and a final one (the
+	// unread rest of the line, or none).
+	mcn := min(nt, maxTokens-1) + 1
+	if nt == 0 || len(toks[0]) < 2 {
 		return 0, skipErr(KindError, "", hdr)
 	}
-	cmd, refused := lookupCommand(toks[0])
+	name := toks[0]
+	if name[0] == 'm' && len(name) == 2 {
+		return p.parseMeta(buf, hdr, toks, mcn, req)
+	}
+	cmd, refused := lookupCommand(name)
 	if refused {
 		return 0, skipErr(KindClientError, msgNotSupported, hdr)
 	}
 	if cmd == CmdNone {
+		if !isDispatched(name[0]) && bytes.HasPrefix(toks[mcn-2], []byte("HTTP/")) {
+			// memcached closes on what looks like an HTTP request.
+			return 0, closeErr(KindClientError, "", "HTTP request")
+		}
 		return 0, skipErr(KindError, "", hdr)
 	}
 	req.Cmd = cmd
-	nt := len(toks)
-	if over && cmd.Class() != ClassMultiKey {
-		return 0, skipErr(KindError, "", hdr)
+	// noreply as set_noreply_maybe reads it: the last token, compared whole.
+	noreply := nt > 1 && nt < maxTokens && string(toks[nt-1]) == "noreply"
+	// fail refuses the line (or more) with msg, silently under noreply.
+	fail := func(kind ErrorKind, msg string, skip int) (int, error) {
+		if noreply {
+			return 0, &Error{Skip: skip, why: msg + " (noreply)"}
+		}
+		return 0, skipErr(kind, msg, skip)
 	}
 
 	switch cmd {
 	case CmdGet, CmdGets, CmdGat, CmdGats:
+		if nt < 2 {
+			return 0, skipErr(KindError, "", hdr)
+		}
 		first := 1
 		if cmd == CmdGat || cmd == CmdGats {
 			first = 2
-			if nt < 2 {
-				return 0, skipErr(KindError, "", hdr)
-			}
-			if !validInt32(toks[1]) {
+			if _, ok := safeStrtol(toks[1]); !ok {
 				return 0, skipErr(KindClientError, msgBadExptime, hdr)
 			}
 			req.Exptime = toks[1]
-		}
-		if nt <= first {
-			return 0, skipErr(KindError, "", hdr)
+			if nt == 2 {
+				// memcached answers an empty END.
+				return 0, &Error{Reply: []byte("END\r\n"), Skip: hdr, Answer: true, why: "gat without keys"}
+			}
 		}
 		if over || nt-first > p.lim.MaxKeys {
 			return 0, skipErr(KindClientError, msgTooManyKeys, hdr)
 		}
 		for _, k := range toks[first:] {
-			if !p.validKey(k) {
+			if len(k) > p.lim.MaxKeyLength {
 				return 0, skipErr(KindClientError, msgBadFormat, hdr)
 			}
 		}
@@ -280,38 +343,48 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		if nt != args && nt != args+1 {
 			return 0, skipErr(KindError, "", hdr)
 		}
-		vlen, ok := parseInt32(toks[4])
-		if !ok || vlen < 0 {
-			return 0, skipErr(KindClientError, msgBadFormat, hdr)
+		if len(toks[1]) > p.lim.MaxKeyLength {
+			return fail(KindClientError, msgBadFormat, hdr)
 		}
-		skip := hdr + vlen + 2
-		if !p.validKey(toks[1]) || !validUint(toks[2], 32) || !validInt32(toks[3]) ||
-			(cmd == CmdCas && !validUint(toks[5], 64)) {
-			return 0, skipErr(KindClientError, msgBadFormat, skip)
+		_, ok1 := safeStrtoul(toks[2])
+		_, ok2 := safeStrtol(toks[3])
+		vlen32, ok3 := safeStrtol(toks[4])
+		if !ok1 || !ok2 || !ok3 {
+			return fail(KindClientError, msgBadFormat, hdr)
 		}
+		if cmd == CmdCas {
+			if _, ok := safeStrtoull(toks[5]); !ok {
+				return fail(KindClientError, msgBadFormat, hdr)
+			}
+		}
+		if vlen32 < 0 || vlen32 > 1<<31-1-2 {
+			return fail(KindClientError, msgBadFormat, hdr)
+		}
+		vlen := int(vlen32)
 		if vlen > p.lim.MaxValueSize {
-			return 0, skipErr(KindServerError, msgTooLarge, skip)
+			return fail(KindServerError, msgTooLarge, hdr+vlen+2)
 		}
-		req.Noreply = nt == args+1 && string(toks[args]) == "noreply"
+		req.Noreply = noreply
 		req.Keys = append(req.Keys, toks[1])
-		return p.data(buf, hdr, vlen, req)
+		return p.data(buf, hdr, vlen, req, true)
 
 	case CmdDelete:
 		if nt < 2 || nt > 4 {
 			return 0, skipErr(KindError, "", hdr)
 		}
-		switch {
-		case nt == 3 && string(toks[2]) == "noreply":
-			req.Noreply = true
-		case nt == 3 && string(toks[2]) == "0":
-		case nt == 4 && string(toks[2]) == "0" && string(toks[3]) == "noreply":
-			req.Noreply = true
-		case nt != 2:
-			return 0, skipErr(KindClientError, msgBadDelete, hdr)
+		// memcached looks for noreply only after the key: "delete noreply"
+		// deletes the key "noreply".
+		noreply = noreply && nt > 2
+		if nt > 2 {
+			hold0 := string(toks[2]) == "0"
+			if !(nt == 3 && (hold0 || noreply)) && !(nt == 4 && hold0 && noreply) {
+				return fail(KindClientError, msgBadDelete, hdr)
+			}
 		}
-		if !p.validKey(toks[1]) {
-			return 0, skipErr(KindClientError, msgBadFormat, hdr)
+		if len(toks[1]) > p.lim.MaxKeyLength {
+			return fail(KindClientError, msgBadFormat, hdr)
 		}
+		req.Noreply = noreply
 		req.Keys = append(req.Keys, toks[1])
 		return p.complete(buf, hdr, req)
 
@@ -319,18 +392,18 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		if nt != 3 && nt != 4 {
 			return 0, skipErr(KindError, "", hdr)
 		}
-		if !p.validKey(toks[1]) {
-			return 0, skipErr(KindClientError, msgBadFormat, hdr)
+		if len(toks[1]) > p.lim.MaxKeyLength {
+			return fail(KindClientError, msgBadFormat, hdr)
 		}
 		if cmd == CmdTouch {
-			if !validInt32(toks[2]) {
-				return 0, skipErr(KindClientError, msgBadExptime, hdr)
+			if _, ok := safeStrtol(toks[2]); !ok {
+				return fail(KindClientError, msgBadExptime, hdr)
 			}
 			req.Exptime = toks[2]
-		} else if !validUint(toks[2], 64) {
-			return 0, skipErr(KindClientError, msgBadDelta, hdr)
+		} else if _, ok := safeStrtoull(toks[2]); !ok {
+			return fail(KindClientError, msgBadDelta, hdr)
 		}
-		req.Noreply = nt == 4 && string(toks[3]) == "noreply"
+		req.Noreply = noreply
 		req.Keys = append(req.Keys, toks[1])
 		return p.complete(buf, hdr, req)
 
@@ -338,47 +411,42 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		if nt > 3 {
 			return 0, skipErr(KindError, "", hdr)
 		}
-		rest := toks[1:]
-		if len(rest) > 0 && string(rest[len(rest)-1]) == "noreply" {
-			req.Noreply = true
-			rest = rest[:len(rest)-1]
+		plain := 1
+		if noreply {
+			plain = 2
 		}
-		if len(rest) > 1 {
-			return 0, skipErr(KindError, "", hdr)
+		if nt != plain {
+			if _, ok := safeStrtol(toks[1]); !ok {
+				return fail(KindClientError, msgBadExptime, hdr)
+			}
+			req.Args = append(req.Args, toks[1])
 		}
-		if len(rest) == 1 && !validInt32(rest[0]) {
-			return 0, skipErr(KindClientError, msgBadExptime, hdr)
-		}
-		req.Args = append(req.Args, rest...)
+		req.Noreply = noreply
 		return p.complete(buf, hdr, req)
 
 	case CmdVersion, CmdQuit:
+		// memcached 1.6 ignores any arguments; the proxy, which answers
+		// these itself, keeps the older ERROR (memccapable expects it from
+		// a server whose version is below 1.x, as the proxy's is).
 		if nt != 1 {
 			return 0, skipErr(KindError, "", hdr)
 		}
 		return p.complete(buf, hdr, req)
 
 	case CmdVerbosity:
-		// "verbosity <level> [noreply]", as memcached 1.6 reads it: a bare
-		// "verbosity noreply" is a silent no-op, a non-numeric level a
-		// CLIENT_ERROR.
 		if nt != 2 && nt != 3 {
 			return 0, skipErr(KindError, "", hdr)
 		}
-		if nt == 2 && string(toks[1]) == "noreply" {
-			req.Noreply = true
-			return p.complete(buf, hdr, req)
+		if _, ok := safeStrtoul(toks[1]); !ok {
+			return fail(KindClientError, msgBadFormat, hdr)
 		}
-		if !digits(toks[1]) {
-			return 0, skipErr(KindClientError, "bad command line format", hdr)
-		}
-		req.Noreply = nt == 3 && string(toks[2]) == "noreply"
+		req.Noreply = noreply
 		req.Args = append(req.Args, toks[1])
 		return p.complete(buf, hdr, req)
 
 	case CmdStats:
-		// stats takes no noreply: memcached answers ERROR.
-		if nt > 1 && string(toks[nt-1]) == "noreply" {
+		// stats takes no noreply: the proxy answers ERROR.
+		if noreply {
 			return 0, skipErr(KindError, "", hdr)
 		}
 		req.Args = append(req.Args, toks[1:]...)
@@ -390,55 +458,66 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		}
 		req.Args = append(req.Args, toks[1:]...)
 		return p.complete(buf, hdr, req)
-
-	case CmdMetaNoop:
-		return p.complete(buf, hdr, req)
-
-	case CmdMetaGet, CmdMetaDelete, CmdMetaArith, CmdMetaDebug:
-		if nt < 2 {
-			return 0, skipErr(KindError, "", hdr)
-		}
-		if e := p.metaKey(toks, 2, req, hdr); e != nil {
-			return 0, e
-		}
-		return p.complete(buf, hdr, req)
-
-	case CmdMetaSet:
-		if nt < 2 {
-			return 0, skipErr(KindError, "", hdr)
-		}
-		if nt < 3 {
-			return 0, skipErr(KindClientError, msgBadFormat, hdr)
-		}
-		vlen, ok := parseInt32(toks[2])
-		if !ok || vlen < 0 {
-			return 0, skipErr(KindClientError, msgBadFormat, hdr)
-		}
-		skip := hdr + vlen + 2
-		if e := p.metaKey(toks, 3, req, skip); e != nil {
-			return 0, e
-		}
-		if vlen > p.lim.MaxValueSize {
-			return 0, skipErr(KindServerError, msgTooLarge, skip)
-		}
-		return p.data(buf, hdr, vlen, req)
 	}
 	return 0, skipErr(KindError, "", hdr)
 }
 
-// metaKey validates a meta command's key and scans its flags (from token
-// index flags on) for b and q. skip is what to discard on error.
-func (p *Parser) metaKey(toks [][]byte, flags int, req *Request, skip int) *Error {
-	key := toks[1]
-	if !p.validKey(key) {
-		return skipErr(KindClientError, msgBadFormat, skip)
+// isDispatched reports whether memcached dispatches commands starting with
+// c by their first byte (and answers ERROR to unknown ones there, never
+// closing for HTTP).
+func isDispatched(c byte) bool {
+	switch c {
+	case 'g', 's', 'a', 'c', 'i', 'd', 't':
+		return true
 	}
-	for _, f := range toks[flags:] {
-		switch f[0] {
-		case 'b':
-			req.Base64 = true
-		case 'q':
-			if req.Cmd != CmdMetaDebug {
+	return false
+}
+
+// parseMeta parses the meta commands (two-letter names starting with m).
+// Once a meta command has its key it is forwarded as it is: memcached
+// checks its flags and answers one reply, errors included (the q flag is
+// handled by the codec). Only ms needs reading here, for its data block.
+func (p *Parser) parseMeta(buf []byte, hdr int, toks [][]byte, mcn int, req *Request) (int, error) {
+	nt := len(toks)
+	switch toks[0][1] {
+	case 'g':
+		req.Cmd = CmdMetaGet
+	case 's':
+		req.Cmd = CmdMetaSet
+	case 'd':
+		req.Cmd = CmdMetaDelete
+	case 'a':
+		req.Cmd = CmdMetaArith
+	case 'e':
+		req.Cmd = CmdMetaDebug
+	case 'n':
+		req.Cmd = CmdMetaNoop
+		return p.complete(buf, hdr, req)
+	default:
+		return 0, skipErr(KindError, "", hdr)
+	}
+	if nt < 2 {
+		if req.Cmd == CmdMetaDebug {
+			return 0, skipErr(KindClientError, msgBadFormat, hdr)
+		}
+		return 0, skipErr(KindError, "", hdr)
+	}
+	key := toks[1]
+	if len(key) > p.lim.MaxKeyLength {
+		return 0, skipErr(KindClientError, msgBadFormat, hdr)
+	}
+	flags := 2
+	if req.Cmd == CmdMetaSet {
+		flags = 3
+	}
+	if req.Cmd == CmdMetaDebug {
+		req.Base64 = nt >= 3 && string(toks[2]) == "b"
+	} else if mcn <= maxMetaTokens {
+		for _, f := range toks[min(flags, nt):] {
+			switch f[0] {
+			case 'b':
+				req.Base64 = true
+			case 'q':
 				req.Quiet = true
 			}
 		}
@@ -447,11 +526,55 @@ func (p *Parser) metaKey(toks [][]byte, flags int, req *Request, skip int) *Erro
 		var err error
 		p.b64, err = base64.StdEncoding.AppendDecode(p.b64[:0], key)
 		if err != nil || len(p.b64) == 0 {
-			return skipErr(KindClientError, msgBadBase64, skip)
+			req.Base64 = false // memcached refuses it; any server will say so
 		}
 	}
 	req.Keys = append(req.Keys, key)
-	return nil
+	if req.Cmd != CmdMetaSet {
+		return p.complete(buf, hdr, req)
+	}
+	if nt == 2 {
+		req.reset()
+		return 0, skipErr(KindClientError, msgBadFormat, hdr)
+	}
+	if mcn > maxMetaTokens {
+		req.reset()
+		return 0, skipErr(KindClientError, "options flags too long", hdr)
+	}
+	vlen32, ok := safeStrtol(toks[2])
+	if !ok || vlen32 < 0 || vlen32 > 1<<31-1-2 {
+		req.reset()
+		return 0, skipErr(KindClientError, msgBadFormat, hdr)
+	}
+	vlen := int(vlen32)
+	if vlen > p.lim.MaxValueSize {
+		req.reset()
+		return 0, skipErr(KindServerError, msgTooLarge, hdr+vlen+2)
+	}
+	// memcached reads the block whatever its flags say and answers one
+	// reply (CLIENT_ERROR bad data chunk for a bad terminator): forward it.
+	return p.data(buf, hdr, vlen, req, false)
+}
+
+// longLineOK reports whether a line longer than memcached's 2048-byte
+// limit may still be read: a get-family request (memcached reads long get
+// and gets lines; the proxy reads gat and gats too), after at most 100
+// leading spaces.
+func longLineOK(buf []byte) bool {
+	i := 0
+	for i < len(buf) && i <= 100 && buf[i] == ' ' {
+		i++
+	}
+	if i > 100 {
+		return false
+	}
+	b := buf[i:]
+	for _, pre := range []string{"get ", "gets ", "gat ", "gats "} {
+		if bytes.HasPrefix(b, []byte(pre)) {
+			return true
+		}
+	}
+	return false
 }
 
 // complete finishes a request without a data block.
@@ -460,19 +583,24 @@ func (p *Parser) complete(buf []byte, hdr int, req *Request) (int, error) {
 	return hdr, nil
 }
 
-// data finishes a storage request whose block is vlen bytes.
-func (p *Parser) data(buf []byte, hdr, vlen int, req *Request) (int, error) {
+// data finishes a storage request whose block is vlen bytes. With check, a
+// block not followed by "\r\n" is refused as memcached refuses it: "CLIENT_ERROR
+// bad data chunk" (nothing under noreply), the line and block skipped.
+func (p *Parser) data(buf []byte, hdr, vlen int, req *Request, check bool) (int, error) {
 	total := hdr + vlen + 2
 	if len(buf) < total {
 		p.need = total
 		req.reset()
 		return 0, nil
 	}
-	if buf[total-2] != '\r' || buf[total-1] != '\n' {
+	if check && (buf[total-2] != '\r' || buf[total-1] != '\n') {
+		noreply := req.Noreply
 		req.reset()
-		return 0, closeErr(KindClientError, msgBadChunk, "data block not terminated by \\r\\n")
+		if noreply {
+			return 0, &Error{Skip: total, why: msgBadChunk + " (noreply)"}
+		}
+		return 0, skipErr(KindClientError, msgBadChunk, total)
 	}
-	req.hdr = hdr
 	req.Value = buf[hdr : hdr+vlen]
 	req.Raw = buf[:total]
 	return total, nil
@@ -514,18 +642,6 @@ func nextToken(line []byte, pos int) ([]byte, int) {
 	return line[start:pos], pos
 }
 
-func (p *Parser) validKey(k []byte) bool {
-	if len(k) == 0 || len(k) > p.lim.MaxKeyLength {
-		return false
-	}
-	for _, c := range k {
-		if c <= ' ' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // parseInt32 parses an optionally signed decimal that fits in int32.
 func parseInt32(b []byte) (int, bool) {
 	if len(b) == 0 || len(b) > 11 {
@@ -555,34 +671,80 @@ func parseInt32(b []byte) (int, bool) {
 	return v, true
 }
 
-func validInt32(b []byte) bool {
-	_, ok := parseInt32(b)
-	return ok
-}
+// isCSpace is C's isspace in the C locale.
+func isCSpace(c byte) bool { return c == ' ' || (c >= '\t' && c <= '\r') }
 
-// validUint reports whether b is an unsigned decimal fitting in bits.
-func validUint(b []byte, bits int) bool {
-	if len(b) == 0 || len(b) > 20 {
-		return false
+// strto reads tok as glibc's strtol (signed) or strtoul (unsigned) read a
+// NUL-terminated token in base 10, with memcached's safe_strto* check of
+// what follows: ok is false when no digit was read, when the value is out
+// of the 64-bit range (ERANGE), or when the digits are followed by anything
+// but the token's end or white space. v holds the 64-bit result (for
+// strtoul, a negative number wraps as C's does); neg reports a '-' sign.
+func strto(tok []byte, signed bool) (v uint64, neg bool, ok bool) {
+	i := 0
+	for i < len(tok) && isCSpace(tok[i]) {
+		i++
 	}
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
+	if i < len(tok) && (tok[i] == '+' || tok[i] == '-') {
+		neg = tok[i] == '-'
+		i++
+	}
+	start := i
+	var mag uint64
+	overflow := false
+	for i < len(tok) && tok[i] >= '0' && tok[i] <= '9' {
+		d := uint64(tok[i] - '0')
+		if mag > (math.MaxUint64-d)/10 {
+			overflow = true
+		} else {
+			mag = mag*10 + d
+		}
+		i++
+	}
+	if i == start {
+		return 0, false, false // str == endptr
+	}
+	if signed {
+		limit := uint64(math.MaxInt64)
+		if neg {
+			limit++
+		}
+		if mag > limit {
+			overflow = true
 		}
 	}
-	_, err := strconv.ParseUint(string(b), 10, bits) // string(b) does not escape: no allocation
-	return err == nil
+	if overflow {
+		return 0, false, false // ERANGE
+	}
+	if i < len(tok) && !isCSpace(tok[i]) {
+		return 0, false, false
+	}
+	if neg {
+		mag = -mag
+	}
+	return mag, neg, true
 }
 
-// digits reports whether b is a non-empty run of ASCII digits.
-func digits(b []byte) bool {
-	if len(b) == 0 {
-		return false
+// safeStrtol is memcached's safe_strtol: strtol, then truncated to int32
+// without a range check, as memcached does.
+func safeStrtol(tok []byte) (int32, bool) {
+	v, _, ok := strto(tok, true)
+	return int32(v), ok
+}
+
+// safeStrtoull is memcached's safe_strtoull: strtoull, refusing a value
+// that is negative as a signed number when the token holds a '-'.
+func safeStrtoull(tok []byte) (uint64, bool) {
+	v, _, ok := strto(tok, false)
+	if !ok || (int64(v) < 0 && bytes.IndexByte(tok, '-') >= 0) {
+		return 0, false
 	}
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
+	return v, true
+}
+
+// safeStrtoul is memcached's safe_strtoul: as safeStrtoull (unsigned long
+// is 64 bits), then truncated to uint32.
+func safeStrtoul(tok []byte) (uint32, bool) {
+	v, ok := safeStrtoull(tok)
+	return uint32(v), ok
 }

@@ -173,6 +173,35 @@ func ParseReply(buf []byte, cmd Command) (n int, rep Reply, err error) {
 	return 0, Reply{}, fmt.Errorf("%w: %q for %s", ErrMalformedReply, clip(line), cmd)
 }
 
+// ParseQuietReply frames the reply to a quiet (q) meta request that
+// AppendForward sent followed by "mn": nothing or one reply to cmd, then
+// "MN". n covers both; rep describes the first reply, with Body its length
+// (the bytes the client gets), or is Reply{Status: StatusMN} when q left
+// nothing to answer. Anything else between the request's reply and MN is
+// malformed.
+func ParseQuietReply(buf []byte, cmd Command) (n int, rep Reply, err error) {
+	line, next, err := replyLine(buf, 0)
+	if next == 0 || err != nil {
+		return 0, Reply{}, err
+	}
+	if string(line) == "MN" {
+		return next, Reply{Status: StatusMN}, nil
+	}
+	n, rep, err = ParseReply(buf, cmd)
+	if n == 0 || err != nil {
+		return 0, Reply{}, err
+	}
+	line, next, err = replyLine(buf, n)
+	if next == 0 || err != nil {
+		return 0, Reply{}, err
+	}
+	if string(line) != "MN" {
+		return 0, Reply{}, fmt.Errorf("%w: %q after the reply to a quiet %s, want MN", ErrMalformedReply, clip(line), cmd)
+	}
+	rep.Body = n
+	return next, rep, nil
+}
+
 func one(n int, s Status) (int, Reply, error) { return n, Reply{Status: s, Body: n}, nil }
 
 // replyLine returns the line starting at off (without its terminator) and
@@ -194,12 +223,16 @@ func replyLine(buf []byte, off int) (line []byte, next int, err error) {
 }
 
 func errorStatus(line []byte) Status {
-	switch {
-	case bytes.HasPrefix(line, []byte("ERROR")):
+	word := line
+	if i := bytes.IndexByte(line, ' '); i >= 0 {
+		word = line[:i]
+	}
+	switch string(word) {
+	case "ERROR":
 		return StatusError
-	case bytes.HasPrefix(line, []byte("CLIENT_ERROR")):
+	case "CLIENT_ERROR":
 		return StatusClientError
-	case bytes.HasPrefix(line, []byte("SERVER_ERROR")):
+	case "SERVER_ERROR":
 		return StatusServerError
 	}
 	return StatusNone
@@ -314,27 +347,18 @@ func clip(b []byte) []byte {
 }
 
 // Suppress reports whether the client asked not to see rep, the backend's
-// reply to req (which AppendForward sent without noreply or q):
+// reply to req (sent by AppendForward):
 //
-//   - text noreply: every reply except SERVER_ERROR, as memcached 1.6 does
-//     (it drops even CLIENT_ERROR for noreply, but sends out-of-memory and
-//     similar SERVER_ERRORs regardless);
-//   - meta q, as memcached 1.6.18 answers: mg drops EN; ms and md drop HD;
-//     ma drops HD and VA (its successes). Errors are never suppressed.
+//   - text noreply: every reply, as memcached 1.6.18 does (out_string
+//     drops even CLIENT_ERROR and SERVER_ERROR for noreply);
+//   - meta q: the request was sent as it is and memcached applied q
+//     itself; only a bare MN (from ParseQuietReply) is dropped.
 func Suppress(req *Request, rep Reply) bool {
 	if req.Noreply {
-		return rep.Status != StatusServerError
+		return true
 	}
-	if !req.Quiet {
-		return false
-	}
-	switch req.Cmd {
-	case CmdMetaGet:
-		return rep.Status == StatusEN
-	case CmdMetaSet, CmdMetaDelete:
-		return rep.Status == StatusHD
-	case CmdMetaArith:
-		return rep.Status == StatusHD || rep.Status == StatusVA
+	if req.Quiet {
+		return rep.Status == StatusMN
 	}
 	return false
 }
