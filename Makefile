@@ -5,7 +5,7 @@ PKGS      := ./...
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 CONFIG    ?= config.yaml
 
-.PHONY: all build run test test-short lint vet fmt bench bench-go bench-quick fuzz clean
+.PHONY: all build run test test-short lint vet fmt bench bench-go bench-quick fuzz fuzz-diff clean
 
 all: build
 
@@ -55,6 +55,14 @@ fuzz:
 	    echo "== $$spec $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$spec || exit 1; \
 	  done; \
 	done
+
+# Long differential fuzz against real servers: the same mutated request
+# streams to memcached / redis-server directly and through the proxy must get
+# the same bytes back (docs/testing.md). A short run is part of make test.
+DIFFTIME ?= 10m
+fuzz-diff:
+	MCDIFF_DURATION=$(DIFFTIME) $(GO) test -count=1 -v -timeout 0 -run '^TestMcDiffFuzz$$' ./proxy
+	RESPDIFF_DURATION=$(DIFFTIME) $(GO) test -count=1 -v -timeout 0 -run '^TestRespDiffFuzz' ./proxy
 
 clean:
 	rm -rf $(BIN)

@@ -126,6 +126,7 @@ func (cl *client) onTraffic() gnet.Action {
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
+	cl.need = 0 // met; serve sets it again if it stops at an incomplete request
 	n := cl.pr.codec.serve(cl, buf)
 	if !cl.closed && n > 0 {
 		cl.l.pools[cl.pr.idx].bytesIn.Add(int64(min(n, len(buf))))

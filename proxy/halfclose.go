@@ -198,6 +198,7 @@ func (cl *client) resumeHalf() {
 		return
 	}
 	if !cl.paused && !cl.waitIdle && len(h.in) > 0 {
+		cl.need = 0
 		n := cl.pr.codec.serve(cl, h.in)
 		if cl.closed {
 			return
