@@ -172,10 +172,21 @@ func (p *Proxy) register(ctx context.Context, pr *poolRT, c net.Conn) error {
 		_ = c.Close()
 		return err
 	}
-	if res := <-ch; res.Err != nil {
+	return enrolled(ctx, ch)
+}
+
+// enrolled waits for the result of enrolling a connection in an event loop.
+// It gives up when ctx ends: a loop that stopped meanwhile never answers.
+func enrolled(ctx context.Context, ch <-chan gnet.RegisteredResult) error {
+	select {
+	case res, ok := <-ch:
+		if !ok {
+			return errors.New("enroll: no result")
+		}
 		return res.Err
+	case <-ctx.Done():
+		return fmt.Errorf("enroll: %w", ctx.Err())
 	}
-	return nil
 }
 
 // deriveMaxClients is the proxy-wide client limit used when none is set:

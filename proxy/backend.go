@@ -176,11 +176,7 @@ func (b *backend) connect() {
 			var ch <-chan gnet.RegisteredResult
 			ch, err = b.l.el.Enroll(gnet.NewContext(p.ctx, att), nc)
 			if err == nil {
-				if res, ok := <-ch; !ok {
-					err = errors.New("enroll: no result")
-				} else {
-					err = res.Err
-				}
+				err = enrolled(p.ctx, ch)
 			} else {
 				nc.Close()
 			}
