@@ -226,6 +226,15 @@ func (cl *client) flush() {
 		return
 	}
 	cl.account()
+	if cl.held > pushOutputLimit && cl.rs != nil && cl.rs.sub != nil && cl.rs.sub.count() > 0 {
+		// A subscriber has no requests to pause: messages pile up for
+		// as long as it reads slower than they are published.
+		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
+		cl.l.p.log.Warn("closing subscriber over the pub/sub output limit", "pool", cl.pr.cfg.Name,
+			"remote", cl.raddr.String(), "unsent", cl.held, "limit", pushOutputLimit)
+		cl.close()
+		return
+	}
 	if len(cl.pend) > 0 {
 		cl.l.pace(cl)
 	}
@@ -298,6 +307,9 @@ func (cl *client) pump() {
 		seg := cl.pend[0]
 		k := min(len(seg), paceChunk)
 		cl.write(seg[:k])
+		if cl.closed {
+			return // the write failed and gnet closed the client (finish dropped pend)
+		}
 		cl.pendBytes -= k
 		if k == len(seg) {
 			cl.pend[0] = nil
@@ -310,6 +322,10 @@ func (cl *client) pump() {
 		cl.pend, cl.pendBytes = nil, 0
 	}
 }
+
+// pushOutputLimit caps a subscribed client's unsent output, as Redis's
+// default client-output-buffer-limit for pub/sub clients (32mb hard) does.
+const pushOutputLimit = 32 << 20
 
 // maxUnsent is how much output a client may have unsent (queued, or in
 // gnet's buffer) before the proxy stops reading its requests.

@@ -60,6 +60,12 @@ func (cl *client) detach(c gnet.Conn) bool {
 	if cl.fifo.Len() == 0 && len(cl.out) == 0 && len(cl.pend) == 0 && !pendingInput {
 		return false
 	}
+	if cl.waitsOnServer() {
+		// Redis frees a client at EOF even while it is blocked or
+		// subscribed; kept alive, a BLPOP would take the next element
+		// pushed and write it to nobody.
+		return false
+	}
 	_ = c.Flush()
 	// gnet discards its unsent output when it sees the peer's shutdown
 	// without readable data, so output pending at the last write cannot be
@@ -93,7 +99,28 @@ func (cl *client) detach(c gnet.Conn) bool {
 		defer p.wg.Done()
 		h.run(p.ctx)
 	}()
+	if pendingInput {
+		_ = h.Wake(nil) // resumeHalf pauses again if it must
+	}
 	return true
+}
+
+// waitsOnServer reports whether cl has a Redis blocking command in flight
+// (on its own connection, counted as a read; transactions count as writes)
+// or is subscribed.
+func (cl *client) waitsOnServer() bool {
+	if cl.rs == nil {
+		return false
+	}
+	if cl.rs.sub != nil && cl.rs.sub.count() > 0 {
+		return true
+	}
+	for i := range cl.fifo.Len() {
+		if r := cl.fifo.At(i); r.dedicated && !r.done && r.class == ClassRead {
+			return true
+		}
+	}
+	return false
 }
 
 // dupConn returns a net.Conn on a duplicate of descriptor fd.

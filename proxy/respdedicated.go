@@ -180,6 +180,8 @@ func (rc *respCodec) dedicatedCommand(cl *client, req *resp.Request, cmd *resp.C
 			rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
 			return
 		}
+		// ClassRead marks a blocking command among a client's dedicated
+		// requests (transactions send ClassWrite): see waitsOnServer.
 		rc.sendDedicated(cl, nil, req, max(s, 0), ClassRead, false)
 	}
 }
