@@ -40,3 +40,28 @@ func TestRedisOrderAcrossConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisLocalCommandsInsideMulti: PING, ECHO and TIME inside MULTI are
+// queued and answered in EXEC's array, as redis-server does (the proxy used
+// to answer them at once, so the client took +PONG for its +QUEUED); other
+// proxy-answered commands are refused there and abort the transaction.
+func TestRedisLocalCommandsInsideMulti(t *testing.T) {
+	r := testserver.Redis(t)
+	pool := proxytest.RedisPool(t, "r", r)
+	proxytest.Start(t, proxy.Options{}, pool)
+	req := "MULTI\r\nPING\r\nECHO hi\r\nSET a 1\r\nPING x\r\nEXEC\r\n"
+	want := "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*4\r\n+PONG\r\n$2\r\nhi\r\n+OK\r\n$1\r\nx\r\n"
+	for _, addr := range []string{r.Addr, pool.Listen} {
+		c := proxytest.Dial(t, addr)
+		c.Send(req)
+		if got := c.ReadN(len(want)); got != want {
+			t.Errorf("%s: got %q; want %q", addr, got, want)
+		}
+	}
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send("MULTI\r\nCLIENT GETNAME\r\nEXEC\r\nPING\r\n")
+	c.Expect("+OK\r\n",
+		"-ERR command 'client|getname' can not be used in a transaction through the proxy\r\n",
+		"-EXECABORT Transaction discarded because of previous errors.\r\n",
+		"+PONG\r\n")
+}

@@ -276,6 +276,22 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 			}
 		}
 	}
+	if t := rs.txn; t != nil && t.inMulti && cmd.Class == resp.ClassLocal {
+		// Inside MULTI Redis queues these too (+QUEUED) and answers them
+		// in EXEC's array: answered here, the client would take +PONG for
+		// the QUEUED it expects.
+		switch cmd.Name {
+		case "ping", "echo", "time":
+			rc.txnCommand(cl, req, cmd) // any server answers them
+			return
+		case "quit", "reset":
+			// As before: they end the transaction with the connection.
+		default:
+			rc.reject(cl, resp.AppendError(nil, "ERR command '"+cmd.Name+
+				"' can not be used in a transaction through the proxy"), RejectRefused)
+			return
+		}
+	}
 	if rs.txn != nil && cmd.Class != resp.ClassLocal {
 		rc.txnCommand(cl, req, cmd)
 		return
