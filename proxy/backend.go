@@ -43,6 +43,10 @@ type backend struct {
 	state   int
 	gen     uint64 // dial attempt generation; stale attempts are closed
 	fails   int    // consecutive connect failures, for backoff
+	// cause is why the connection last failed, in words safe for clients
+	// ("connection refused", "handshake refused: WRONGPASS ..."); requests
+	// refused while the server is in backoff are told it.
+	cause string
 	retryAt int64  // loop clock; in stateDown, fail fast until then
 
 	fifo pool.Queue[*request]
@@ -135,10 +139,18 @@ func (b *backend) unavailable() {
 	b.l.pools[b.pr.idx].forwardError.Add(1)
 }
 
-// refuse fails r at once because b is down.
+// refuse fails r at once because b is down, saying why and when the next
+// attempt is due.
 func (b *backend) refuse(r *request) {
 	b.unavailable()
-	failRequest(r, b.pr, "server "+b.name()+" unavailable")
+	msg := "server " + b.name() + " unavailable"
+	if b.cause != "" {
+		msg += ": " + b.cause
+	}
+	if wait := time.Duration(b.retryAt - b.l.now()); b.state == stateDown && wait > 0 {
+		msg += ", retry in " + max(wait.Round(10*time.Millisecond), 10*time.Millisecond).String()
+	}
+	failRequest(r, b.pr, msg)
 }
 
 // enqueue queues r toward this backend. The caller has appended r's bytes
@@ -202,6 +214,7 @@ func (b *backend) onOpen(c gnet.Conn, att *dialAttempt) {
 	b.state = stateConnected
 	b.connected.Store(true)
 	b.fails = 0
+	b.cause = ""
 	if len(b.wbuf) > 0 {
 		b.l.markBackend(b)
 		if b.l.p.opts.FlushMode == FlushPerCallback {
@@ -225,7 +238,8 @@ func (b *backend) dialFailed(att *dialAttempt, err error) {
 	b.retryAt = b.l.now() + int64(backoff)
 	b.failure()
 	b.pr.p.log.Debug("backend connect failed", "pool", b.pr.cfg.Name, "server", b.name(), "error", err)
-	b.failAll(fmt.Sprintf("server %s unavailable: %s", b.name(), clientCause(err)))
+	b.cause = clientCause(err)
+	b.failAll(fmt.Sprintf("server %s unavailable: %s", b.name(), b.cause))
 	b.ownerLost("unavailable")
 	b.l.flushClients()
 }
@@ -352,7 +366,16 @@ func (b *backend) protocolError(c gnet.Conn, err error) {
 	b.detach(c)
 	_ = b.l.el.Close(c)
 	b.failure()
-	b.failAll(fmt.Sprintf("server %s sent a malformed reply", b.name()))
+	var hs *handshakeError
+	if errors.As(err, &hs) {
+		// The server's own words (WRONGPASS, NOAUTH, ...): they name no
+		// address, and say what to fix.
+		b.cause = "handshake refused: " + hs.reply
+		b.failAll(fmt.Sprintf("server %s refused the connection handshake: %s", b.name(), hs.reply))
+	} else {
+		b.cause = "malformed reply"
+		b.failAll(fmt.Sprintf("server %s sent a malformed reply", b.name()))
+	}
 	b.ownerLost("sent a malformed reply")
 	b.l.flushClients()
 }
@@ -382,6 +405,7 @@ func (b *backend) lost(c gnet.Conn, err error) {
 	}
 	b.pr.p.log.Debug("backend connection lost", "pool", b.pr.cfg.Name, "server", b.name(), "error", err,
 		"in_flight", inFlight)
+	b.cause = "connection lost: " + clientCause(err)
 	b.failAll(fmt.Sprintf("server %s connection lost: %s", b.name(), clientCause(err)))
 	b.ownerLost("connection lost")
 	b.l.flushClients()

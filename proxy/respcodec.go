@@ -548,7 +548,7 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	}
 	if r.internal {
 		if rep.Type == '-' {
-			return 0, errors.New("handshake refused: " + string(rep.Data))
+			return 0, &handshakeError{reply: string(rep.Data)}
 		}
 		r.done = true
 		return n, nil
@@ -1132,3 +1132,9 @@ func (rc *respCodec) inSession(cl *client) bool {
 	t := cl.rs.txn
 	return t != nil && (t.multiSent || t.watchFirst) || cl.rs.sub != nil
 }
+
+// handshakeError is a server's error reply to the connection handshake
+// (AUTH redis_auth, SELECT redis_db).
+type handshakeError struct{ reply string }
+
+func (e *handshakeError) Error() string { return "handshake refused: " + e.reply }
