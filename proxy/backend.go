@@ -39,15 +39,15 @@ type backend struct {
 	addr    string // where to connect
 	network string
 
-	c       gnet.Conn // nil unless connected
-	state   int
-	gen     uint64 // dial attempt generation; stale attempts are closed
-	fails   int    // consecutive connect failures, for backoff
+	c     gnet.Conn // nil unless connected
+	state int
+	gen   uint64 // dial attempt generation; stale attempts are closed
+	fails int    // consecutive connect failures, for backoff
 	// cause is why the connection last failed, in words safe for clients
 	// ("connection refused", "handshake refused: WRONGPASS ..."); requests
 	// refused while the server is in backoff are told it.
-	cause string
-	retryAt int64  // loop clock; in stateDown, fail fast until then
+	cause   string
+	retryAt int64 // loop clock; in stateDown, fail fast until then
 
 	fifo pool.Queue[*request]
 	wbuf []byte
