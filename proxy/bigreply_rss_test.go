@@ -29,26 +29,6 @@ import (
 // process could not give (it would count the test client too). The test
 // client never holds a reply whole: it checks it as it reads.
 
-// buildProxy builds cmd/cacheproxy into a temporary directory, or returns
-// $CACHEPROXY_BIN when set (to measure another build).
-func buildProxy(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("CACHEPROXY_BIN"); bin != "" {
-		return bin
-	}
-	bin := filepath.Join(t.TempDir(), "cacheproxy")
-	goBin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "go"
-	}
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/cacheproxy/cacheproxy/cmd/cacheproxy")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // proxyProc is a cacheproxy subprocess.
 type proxyProc struct {
 	cmd    *exec.Cmd
@@ -218,7 +198,7 @@ const mib = 1 << 20
 // below 2x; 400 x 1 MiB asked in one request by a client that does not read
 // is bounded by max_memory with an error.
 func TestBigReplyPeakRSS(t *testing.T) {
-	bin := buildProxy(t)
+	bin := testserver.BuildCacheproxy(t)
 
 	t.Run("RedisMGET5x16MiB", func(t *testing.T) {
 		rs := []*testserver.Process{testserver.Redis(t), testserver.Redis(t), testserver.Redis(t)}

@@ -12,8 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -215,27 +213,10 @@ func TestClientErrorsNameNoAddress(t *testing.T) {
 			"\n    timeout: 2s\n    servers:\n      - " + p.server + "\n")
 	}
 	path := writeConf(t, "config.yaml", conf.String())
-	cmd := command("-c", path, "-v", "7")
-	var logBuf bytes.Buffer
-	var mu sync.Mutex
-	cmd.Stderr = &lockedWriter{mu: &mu, w: &logBuf}
-	log := func() string { mu.Lock(); defer mu.Unlock(); return logBuf.String() }
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	p := start(t, nil, "-c", path, "-v", "7")
+	log := p.stderr
 	for _, addr := range ports {
-		waitAccept(t, addr, done, log)
+		waitAccept(t, addr, p.done, log)
 	}
 
 	mcGet := "get foo\r\n"
@@ -285,17 +266,6 @@ func TestClientErrorsNameNoAddress(t *testing.T) {
 			t.Errorf("log: want %q in it; got %s", want, log())
 		}
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w *lockedWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(b)
 }
 
 // waitAccept polls addr until it accepts, failing if the process exits.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,8 +23,7 @@ type proc struct {
 	t    *testing.T
 	cmd  *os.Process
 	done chan error
-	mu   sync.Mutex
-	err  bytes.Buffer
+	err  testserver.SyncBuffer
 }
 
 // start runs cacheproxy with args and stops it (SIGTERM, then SIGKILL) in
@@ -36,7 +33,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	cmd := command(args...)
 	cmd.Env = append(cmd.Env, env...)
 	p := &proc{t: t, done: make(chan error, 1)}
-	cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.err}
+	cmd.Stderr = &p.err
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +51,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	return p
 }
 
-func (p *proc) stderr() string { p.mu.Lock(); defer p.mu.Unlock(); return p.err.String() }
+func (p *proc) stderr() string { return p.err.String() }
 
 // waitFor polls text() until it contains want, failing the test after a
 // deadline or if the process exits first.

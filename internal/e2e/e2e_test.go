@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,41 +34,11 @@ func root(t *testing.T) string {
 	return dir
 }
 
-// buildProxy builds cmd/cacheproxy into a temporary directory.
-func buildProxy(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "cacheproxy")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/cacheproxy")
-	cmd.Dir = root(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/cacheproxy: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startGroup starts cmd in its own process group and stops the group (SIGINT,
 // then SIGKILL) in the test's cleanup.
-func startGroup(t *testing.T, cmd *exec.Cmd) (*lockedBuffer, <-chan struct{}) {
+func startGroup(t *testing.T, cmd *exec.Cmd) (*testserver.SyncBuffer, <-chan struct{}) {
 	t.Helper()
-	out := &lockedBuffer{}
+	out := &testserver.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -92,7 +60,7 @@ func startGroup(t *testing.T, cmd *exec.Cmd) (*lockedBuffer, <-chan struct{}) {
 }
 
 // waitListening polls addr until it accepts a connection.
-func waitListening(t *testing.T, addr string, out *lockedBuffer) {
+func waitListening(t *testing.T, addr string, out *testserver.SyncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -121,7 +89,7 @@ func TestQuickStart(t *testing.T) {
 		testserver.Require(t, b)
 	}
 	dir := root(t)
-	bin := buildProxy(t)
+	bin := testserver.BuildCacheproxy(t)
 
 	// config.yaml with every loopback port moved to a free one.
 	conf, err := os.ReadFile(filepath.Join(dir, "config.yaml"))
@@ -210,7 +178,7 @@ func readmeCommands(t *testing.T, readme string) []string {
 // once the others leave.
 func TestDescriptorLimit(t *testing.T) {
 	mc := testserver.Memcached(t)
-	bin := buildProxy(t)
+	bin := testserver.BuildCacheproxy(t)
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	confPath := filepath.Join(t.TempDir(), "nutcracker.yml")
 	conf := fmt.Sprintf("mc:\n  listen: %s\n  hash: fnv1a_64\n  distribution: ketama\n  servers:\n   - %s:1\n", listen, mc.Addr)

@@ -7,7 +7,6 @@
 package testserver
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -81,7 +80,7 @@ type Process struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	done   chan struct{}
-	output *bytes.Buffer
+	output *SyncBuffer
 }
 
 // Memcached starts a memcached on a free loopback port. Extra args are
@@ -168,8 +167,8 @@ func startOnFreePort(t testing.TB, name, path string, args func(port int) []stri
 
 func (p *Process) start() error {
 	cmd := exec.Command(p.path, p.args...)
-	out := &bytes.Buffer{}
-	cmd.Stdout = &syncWriter{b: out, mu: &p.mu}
+	out := &SyncBuffer{}
+	cmd.Stdout = out
 	cmd.Stderr = cmd.Stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -181,17 +180,6 @@ func (p *Process) start() error {
 	p.cmd, p.done, p.output = cmd, done, out
 	p.mu.Unlock()
 	return nil
-}
-
-type syncWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w *syncWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(b)
 }
 
 // waitReady polls addr until it accepts a TCP connection, the process exits,
