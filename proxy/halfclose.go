@@ -106,7 +106,6 @@ func (cl *client) detach(c gnet.Conn) bool {
 }
 
 // waitsOnServer reports whether cl has a Redis blocking command in flight
-// (on its own connection, counted as a read; transactions count as writes)
 // or is subscribed.
 func (cl *client) waitsOnServer() bool {
 	if cl.rs == nil {
@@ -116,7 +115,7 @@ func (cl *client) waitsOnServer() bool {
 		return true
 	}
 	for i := range cl.fifo.Len() {
-		if r := cl.fifo.At(i); r.dedicated && !r.done && r.class == ClassRead {
+		if r := cl.fifo.At(i); r.blocking && !r.done {
 			return true
 		}
 	}

@@ -31,6 +31,7 @@ type request struct {
 	read      bool       // a plain read: read_policy may send it to a replica
 	internal  bool       // sent by the proxy itself (connection handshake); reply checked and dropped
 	dedicated bool       // sent on a client's own connection
+	blocking  bool       // a blocking command (BLPOP, XREAD BLOCK, ...), on a dedicated connection
 	merge     resp.Merge // how fragment replies combine (Redis)
 	info      int        // Redis INFO: the sections asked for
 	// Redis: the reply types that can answer it (0: any).

@@ -107,8 +107,9 @@ func (rc *respCodec) resetSession(cl *client) {
 }
 
 // sendDedicated queues req on the client's connection to s and the reply
-// goes to the client.
-func (rc *respCodec) sendDedicated(cl *client, args [][]byte, raw *resp.Request, s int, class CmdClass, internal bool) {
+// goes to the client. It returns the request queued, or nil when the
+// server is down and the request already failed (and was recycled).
+func (rc *respCodec) sendDedicated(cl *client, args [][]byte, raw *resp.Request, s int, class CmdClass, internal bool) *request {
 	b := rc.dedicatedConn(cl, s, false)
 	r := cl.l.newRequest()
 	r.class = class
@@ -120,7 +121,7 @@ func (rc *respCodec) sendDedicated(cl *client, args [][]byte, raw *resp.Request,
 	}
 	if !b.usable() {
 		b.refuse(r)
-		return
+		return nil
 	}
 	n := len(b.wbuf)
 	if raw != nil {
@@ -129,6 +130,7 @@ func (rc *respCodec) sendDedicated(cl *client, args [][]byte, raw *resp.Request,
 		b.wbuf = resp.AppendCommand(b.wbuf, args...)
 	}
 	b.enqueue(r, len(b.wbuf)-n)
+	return r
 }
 
 // dedicatedCommand handles MULTI, EXEC, DISCARD, WATCH, UNWATCH, blocking
@@ -180,9 +182,9 @@ func (rc *respCodec) dedicatedCommand(cl *client, req *resp.Request, cmd *resp.C
 			rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
 			return
 		}
-		// ClassRead marks a blocking command among a client's dedicated
-		// requests (transactions send ClassWrite): see waitsOnServer.
-		rc.sendDedicated(cl, nil, req, max(s, 0), ClassRead, false)
+		if r := rc.sendDedicated(cl, nil, req, max(s, 0), ClassRead, false); r != nil {
+			r.blocking = true // see waitsOnServer
+		}
 	}
 }
 
