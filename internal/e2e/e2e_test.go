@@ -85,7 +85,7 @@ var loopbackPort = regexp.MustCompile(`127\.0\.0\.1:(\d+)`)
 // `make run`'s script starts the backends config.yaml names and the proxy,
 // then the README's two client commands give the answers a user expects.
 func TestQuickStart(t *testing.T) {
-	for _, b := range []string{"memcached", "redis-server", "redis-cli", "nc"} {
+	for _, b := range []string{"memcached", "redis-server", "redis-cli", "nc", "curl"} {
 		testserver.Require(t, b)
 	}
 	dir := root(t)
@@ -144,6 +144,28 @@ func TestQuickStart(t *testing.T) {
 		cancel()
 		if err != nil || string(got) != want[i] {
 			t.Errorf("README command %q: got %q (err %v); want %q\nrun-local output:\n%s", cmds[i], got, err, want[i], out)
+		}
+	}
+
+	// The commands the paragraph after the block names.
+	for _, tc := range []struct{ cmd, want string }{
+		{"curl -s 127.0.0.1:9121/readyz", "ready\n"},
+		{"bin/cacheproxy --route KEY -c config.yaml", "pool redis"},
+	} {
+		if !strings.Contains(string(readme), "`"+tc.cmd+"`") {
+			t.Errorf("README no longer shows `%s`; update this test", tc.cmd)
+			continue
+		}
+		c := strings.ReplaceAll(tc.cmd, "bin/cacheproxy", bin)
+		c = strings.ReplaceAll(c, "config.yaml", confPath)
+		for old, p := range ports {
+			c = strings.ReplaceAll(c, "127.0.0.1:"+old, "127.0.0.1:"+p)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		got, err := exec.CommandContext(ctx, "bash", "-c", c).CombinedOutput()
+		cancel()
+		if err != nil || !strings.Contains(string(got), tc.want) {
+			t.Errorf("README command %q: got %q (err %v); want %q in it", tc.cmd, got, err, tc.want)
 		}
 	}
 }

@@ -32,6 +32,7 @@ var packages = map[string]string{
 	"memccapable":  "libmemcached-tools",
 	"memcaslap":    "libmemcached-tools",
 	"nc":           "netcat-openbsd",
+	"curl":         "curl",
 }
 
 // Require returns the path of binary, or fails the test with a message
