@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -60,36 +59,6 @@ func TestSlowClientDoesNotTimeOutHealthyServers(t *testing.T) {
 			t.Errorf("server %s: got state %v; want %v", s.Name, s.State, pool.StateUp)
 		}
 	}
-}
-
-// startConfig runs a proxy for cfg until the test ends (proxytest.Start, for
-// a configuration with proxy-wide keys such as max_memory).
-func startConfig(t *testing.T, cfg *config.Config) *proxy.Proxy {
-	t.Helper()
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	p, err := proxy.New(cfg, proxy.Options{Logger: proxytest.Logger()})
-	if err != nil {
-		t.Fatalf("proxy.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("proxy.Run: %v", err)
-		}
-	})
-	deadline := time.Now().Add(proxytest.Timeout)
-	for !p.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy not ready after %v", proxytest.Timeout)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
-	return p
 }
 
 // bigValue is n bytes that name key and their own offset, so a reply cut,
@@ -232,7 +201,7 @@ func TestMemcacheAmplificationBoundedByMaxMemory(t *testing.T) {
 	mc := testserver.Memcached(t, "-I", "2m")
 	pc := proxytest.MemcachePool(t, "mc", mc)
 	const limit = 16 << 20
-	p := startConfig(t, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
+	p := proxytest.StartConfig(t, proxy.Options{}, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
 	c := proxytest.Dial(t, pc.Listen)
 	val := bigValue("k", 1<<20)
 	c.RoundTrip(fmt.Sprintf("set k 0 0 %d\r\n%s\r\n", len(val), val), "STORED\r\n")
@@ -251,23 +220,11 @@ func TestMemcacheAmplificationBoundedByMaxMemory(t *testing.T) {
 	if peak > limit+2<<20 {
 		t.Errorf("proxy held %d reply bytes; want at most max_memory %d + one value", peak, limit)
 	}
-	const oom = "SERVER_ERROR out of memory: reply over the proxy's max_memory\r\n"
-	values := 0
-	for {
-		l := c.Line()
-		if l == oom {
-			break
-		}
-		if l != fmt.Sprintf("VALUE k 0 %d\r\n", len(val)) {
-			t.Fatalf("got %q; want a VALUE line or %q", l, oom)
-		}
-		expectBytes(t, c, val+"\r\n")
-		values++
-	}
+	values := readCutGet(t, c, "k", val)
 	if values == 0 || values >= 400 {
 		t.Errorf("got %d values before the error; want some, not all 400", values)
 	}
-	c.Expect(oom)
+	c.Expect(oomReply)
 	t.Logf("first reply cut after %d values; peak held %d", values, peak)
 	if got := p.Stats()[0].Rejected[proxy.RejectMemory]; got != 2 {
 		t.Errorf("rejected memory = %d; want 2", got)
@@ -289,7 +246,7 @@ func TestRedisMaxMemoryRefusesBigRepliesToAClientThatDoesNotRead(t *testing.T) {
 	r := testserver.Redis(t)
 	pc := proxytest.RedisPool(t, "r", r)
 	const limit = 16 << 20
-	p := startConfig(t, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
+	p := proxytest.StartConfig(t, proxy.Options{}, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
 	val := bigValue("v", 16<<20)
 	setter := proxytest.Dial(t, pc.Listen)
 	setter.RoundTrip("*3\r\n$3\r\nSET\r\n$1\r\nv\r\n"+respBulk(val), "+OK\r\n")
@@ -318,7 +275,7 @@ func TestClientNotReadingIsPausedNotBuffered(t *testing.T) {
 	mc := testserver.Memcached(t)
 	pc := proxytest.MemcachePool(t, "mc", mc)
 	const limit = 32 << 20
-	p := startConfig(t, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
+	p := proxytest.StartConfig(t, proxy.Options{}, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
 	val := bigValue("v", 256<<10)
 	c := proxytest.Dial(t, pc.Listen)
 	c.RoundTrip(fmt.Sprintf("set v 0 0 %d\r\n%s\r\n", len(val), val), "STORED\r\n")
@@ -355,17 +312,16 @@ func TestClientNotReadingIsPausedNotBuffered(t *testing.T) {
 	if peak > limit+1<<20 {
 		t.Errorf("held %d bytes; want at most max_memory %d and one reply", peak, limit)
 	}
-	const oom = "SERVER_ERROR out of memory: reply over the proxy's max_memory\r\n"
 	values, errs := 0, 0
 	for i := 0; i < n; i++ {
 		switch l := c.Line(); l {
-		case oom:
+		case oomReply:
 			errs++
 		case fmt.Sprintf("VALUE v 0 %d\r\n", len(val)):
 			expectBytes(t, c, val+"\r\nEND\r\n")
 			values++
 		default:
-			t.Fatalf("reply %d: got %q; want the value or %q", i, l, oom)
+			t.Fatalf("reply %d: got %q; want the value or %q", i, l, oomReply)
 		}
 	}
 	t.Logf("%d values, %d refused for max_memory", values, errs)
@@ -383,7 +339,7 @@ func TestRedisReplyOverMaxMemoryToAClientNotReadingClosesIt(t *testing.T) {
 	r := testserver.Redis(t)
 	pc := proxytest.RedisPool(t, "r", r)
 	const limit = 2 << 20
-	p := startConfig(t, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
+	p := proxytest.StartConfig(t, proxy.Options{}, &config.Config{MaxMemory: limit, Pools: []config.Pool{pc}})
 	val := bigValue("v", 16<<20)       // more than the kernel's buffers take, and than limit
 	other := proxytest.Dial(t, r.Addr) // set on the server itself
 	other.RoundTrip("*3\r\n$3\r\nSET\r\n$1\r\nv\r\n"+respBulk(val), "+OK\r\n")
@@ -409,5 +365,27 @@ func TestRedisReplyOverMaxMemoryToAClientNotReadingClosesIt(t *testing.T) {
 	d.RoundTrip("*1\r\n$4\r\nPING\r\n", "+PONG\r\n")
 	if got := p.Stats()[0].Rejected[proxy.RejectMemory]; got != 1 {
 		t.Errorf("rejected memory = %d; want 1", got)
+	}
+}
+
+// oomReply ends a memcached get reply cut for max_memory, and answers a
+// request refused for it.
+const oomReply = "SERVER_ERROR out of memory: reply over the proxy's max_memory\r\n"
+
+// readCutGet reads the values of key (each val) of a get reply until the
+// out-of-memory line that cut it, and returns how many came.
+func readCutGet(t *testing.T, c *proxytest.Conn, key, val string) int {
+	t.Helper()
+	values := 0
+	for {
+		l := c.Line()
+		if l == oomReply {
+			return values
+		}
+		if l != fmt.Sprintf("VALUE %s 0 %d\r\n", key, len(val)) {
+			t.Fatalf("got %q; want a VALUE line or %q", l, oomReply)
+		}
+		expectBytes(t, c, val+"\r\n")
+		values++
 	}
 }

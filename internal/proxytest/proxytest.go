@@ -67,7 +67,13 @@ func Logger() *slog.Logger {
 // at zero).
 func Start(t testing.TB, opts proxy.Options, pools ...config.Pool) *proxy.Proxy {
 	t.Helper()
-	cfg := &config.Config{Pools: pools}
+	return StartConfig(t, opts, &config.Config{Pools: pools})
+}
+
+// StartConfig is Start for a whole configuration (proxy-wide keys such as
+// max_memory).
+func StartConfig(t testing.TB, opts proxy.Options, cfg *config.Config) *proxy.Proxy {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
