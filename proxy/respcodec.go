@@ -287,8 +287,7 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		case "quit", "reset":
 			// As before: they end the transaction with the connection.
 		default:
-			rc.reject(cl, resp.AppendError(nil, "ERR command '"+cmd.Name+
-				"' can not be used in a transaction through the proxy"), RejectRefused)
+			rc.txnRefuse(cl, "command '"+cmd.Name+"' can not be used in a transaction through the proxy")
 			return
 		}
 	}

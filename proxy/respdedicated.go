@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
@@ -21,6 +22,24 @@ type txnState struct {
 	multiSent  bool // MULTI forwarded to the pinned server
 	aborted    bool // a command was refused: EXEC must fail
 	watchFirst bool // WATCH pinned the server before MULTI
+	// What pinned the server, for messages: its first key, or (a keyless
+	// command such as PING first) that command's name.
+	firstKey []byte
+	firstCmd string
+	// Why the transaction is doomed, for EXEC's EXECABORT: keys refused
+	// because they go to another server than the pinned one, commands
+	// whose own keys span servers, and other refusals, in order.
+	away     []keyPlace
+	awayMore int // keys refused beyond those in away
+	spanned  []string
+	refused  []string
+	example  [2]string // two keys on different servers, for the hash tag hint
+}
+
+// keyPlace is a key and the server it hashes to.
+type keyPlace struct {
+	key    string
+	server int
 }
 
 // pubsubState is a subscribed client's subscriptions and the (un)subscribe
@@ -156,11 +175,15 @@ func (rc *respCodec) dedicatedCommand(cl *client, req *resp.Request, cmd *resp.C
 	case "watch":
 		s := rc.keyServer(cl, req)
 		if s == -2 || rs.txn != nil && rs.txn.server >= 0 && s != rs.txn.server {
-			rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
+			// Refused, but as in Redis a failed WATCH dooms nothing.
+			rc.reject(cl, resp.AppendError(nil, "CROSSSLOT "+rc.crossText(cl, rs.txn, cmd.Name, req, false)), RejectRefused)
 			return
 		}
 		if rs.txn == nil {
-			rs.txn = &txnState{server: s}
+			rs.txn = &txnState{server: -1}
+		}
+		if rs.txn.server < 0 {
+			rs.txn.firstKey = append([]byte(nil), req.Args[rs.keyIdx[0]]...)
 		}
 		rs.txn.server = s
 		rs.txn.watchFirst = true
@@ -211,7 +234,7 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 		}
 		switch {
 		case t.aborted && cmd.Name == "exec":
-			rc.local(cl, resp.AppendError(nil, "EXECABORT Transaction discarded because of previous errors."))
+			rc.local(cl, resp.AppendError(nil, rc.execAbortText(t)))
 		case cmd.Name == "exec":
 			rc.local(cl, resp.AppendArrayHeader(nil, 0))
 		default:
@@ -246,25 +269,202 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 	var s int
 	switch cmd.Class {
 	case resp.ClassFanout, resp.ClassRefused, resp.ClassUnsupported:
-		t.aborted = true
-		rc.reject(cl, resp.AppendError(nil, "ERR command '"+cmd.Name+"' can not be used in a transaction through the proxy"), RejectRefused)
+		rc.txnRefuse(cl, "command '"+cmd.Name+"' can not be used in a transaction through the proxy")
 		return
 	default:
 		s = rc.keyServer(cl, req)
 	}
 	if s == -2 || s >= 0 && t.server >= 0 && s != t.server {
+		// Refused while queueing: as in Redis, the transaction is doomed
+		// and EXEC says why.
 		t.aborted = true
-		rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
+		rc.reject(cl, resp.AppendError(nil, "CROSSSLOT "+rc.crossText(cl, t, cmd.Name, req, true)), RejectRefused)
 		return
 	}
 	if t.server < 0 {
 		t.server = max(s, 0)
+		if s >= 0 {
+			t.firstKey = append([]byte(nil), req.Args[cl.rs.keyIdx[0]]...)
+		} else {
+			t.firstCmd = cmd.Name
+		}
 	}
 	if !t.multiSent {
 		t.multiSent = true
 		rc.sendDedicated(cl, [][]byte{[]byte("MULTI")}, nil, t.server, ClassWrite, true)
 	}
 	rc.sendDedicated(cl, nil, req, t.server, ClassWrite, false)
+}
+
+// txnRefuse refuses a command queued inside MULTI with "ERR <why>"; as in
+// Redis, a command refused while queueing dooms the transaction, and EXEC
+// repeats why.
+func (rc *respCodec) txnRefuse(cl *client, why string) {
+	if t := cl.rs.txn; t != nil {
+		t.aborted = true
+		if len(t.refused) < maxKeysInMessage && !slices.Contains(t.refused, why) {
+			t.refused = append(t.refused, why)
+		}
+	}
+	rc.reject(cl, resp.AppendError(nil, "ERR "+why), RejectRefused)
+}
+
+// Error messages about keys on other servers quote at most
+// maxKeysInMessage keys, each clipped to maxKeyInMessage bytes.
+const (
+	maxKeysInMessage = 8
+	maxKeyInMessage  = 64
+)
+
+// quoteKey quotes a key for an error message, clipped.
+func quoteKey(k string) string {
+	if len(k) > maxKeyInMessage {
+		return "'" + k[:maxKeyInMessage] + "...'"
+	}
+	return "'" + k + "'"
+}
+
+// crossText explains why req (command name) cannot join transaction t (nil:
+// none yet) and how to fix it: the keys that go to another server than the
+// one t runs on, or, when t has no server yet, where the keys of req go.
+// When record is set, t remembers the explanation for EXEC.
+func (rc *respCodec) crossText(cl *client, t *txnState, name string, req *resp.Request, record bool) string {
+	var places []keyPlace
+	for _, i := range cl.rs.keyIdx {
+		places = append(places, keyPlace{key: string(req.Args[i]), server: max(rc.pr.pick(req.Args[i]), 0)})
+	}
+	var msg string
+	var example [2]string
+	if t != nil && t.server >= 0 {
+		var away []keyPlace
+		for _, kp := range places {
+			if kp.server != t.server {
+				away = append(away, kp)
+			}
+		}
+		example = [2]string{string(t.firstKey), away[0].key}
+		if t.firstKey == nil && len(places) > len(away) {
+			example[0] = places[slices.IndexFunc(places, func(kp keyPlace) bool { return kp.server == t.server })].key
+		}
+		msg = rc.awayText(t, away, 0)
+		if record {
+			for _, kp := range away {
+				switch {
+				case slices.Contains(t.away, kp):
+				case len(t.away) < maxKeysInMessage:
+					t.away = append(t.away, kp)
+				default:
+					t.awayMore++
+				}
+			}
+		}
+	} else {
+		msg = rc.spanText(name, places)
+		other := slices.IndexFunc(places, func(kp keyPlace) bool { return kp.server != places[0].server })
+		example = [2]string{places[0].key, places[other].key}
+		if record && len(t.spanned) < maxKeysInMessage {
+			t.spanned = append(t.spanned, msg)
+		}
+	}
+	if record && t.example[1] == "" {
+		t.example = example
+	}
+	return msg + "; " + rc.tagHint(example)
+}
+
+// awayText: key 'user:2' goes to server redis-2 but this transaction runs on
+// redis-1 (its first key 'user:1'). more counts keys not listed.
+func (rc *respCodec) awayText(t *txnState, away []keyPlace, more int) string {
+	var sb strings.Builder
+	for i, kp := range away {
+		if i == maxKeysInMessage {
+			more += len(away) - i
+			break
+		}
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("key " + quoteKey(kp.key) + " goes to server " + rc.pr.names[kp.server])
+	}
+	if more > 0 {
+		sb.WriteString(" and " + strconv.Itoa(more) + " more keys to other servers")
+	}
+	sb.WriteString(" but this transaction runs on " + rc.pr.names[t.server])
+	switch {
+	case t.firstKey != nil:
+		sb.WriteString(" (its first key " + quoteKey(string(t.firstKey)) + ")")
+	case t.firstCmd != "":
+		sb.WriteString(" (where its first command, '" + t.firstCmd + "', went)")
+	}
+	return sb.String()
+}
+
+// spanText: keys of 'mset' go to different servers: 'user:1' to redis-1,
+// 'user:2' to redis-2, and a transaction runs on one server.
+func (rc *respCodec) spanText(name string, places []keyPlace) string {
+	var sb strings.Builder
+	sb.WriteString("keys of '" + name + "' go to different servers: ")
+	for i, kp := range places {
+		if i == maxKeysInMessage {
+			sb.WriteString(", and " + strconv.Itoa(len(places)-i) + " more")
+			break
+		}
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(quoteKey(kp.key) + " to " + rc.pr.names[kp.server])
+	}
+	sb.WriteString(", and a transaction runs on one server")
+	return sb.String()
+}
+
+// tagHint says how to keep keys that change together on one server:
+// put keys that must change together under one hash tag, e.g. {user}:1 and
+// {user}:2 (this pool's hash_tag is "{}"). The example is made from
+// example's two keys.
+func (rc *respCodec) tagHint(example [2]string) string {
+	tag := rc.pr.cfg.HashTag
+	where := "this pool's hash_tag is \"" + tag + "\""
+	if len(tag) != 2 {
+		tag = "{}"
+		where = "this pool has no hash_tag; set hash_tag: \"{}\""
+	}
+	a, b := tagged(example[0], example[1], tag)
+	return "put keys that must change together under one hash tag, e.g. " + a + " and " + b + " (" + where + ")"
+}
+
+// tagged returns keys a and b under one hash tag (two characters): their
+// common prefix before a ':' when they have one ({user}:1 and {user}:2 for
+// user:1 and user:2), else a tag of its own ({tag}:a and {tag}:b).
+func tagged(a, b, tag string) (string, string) {
+	if a == "" || b == "" {
+		a, b = "user:1", "user:2"
+	}
+	i, j := strings.IndexByte(a, ':'), strings.IndexByte(b, ':')
+	if i > 0 && i == j && a[:i] == b[:j] {
+		return tag[:1] + a[:i] + tag[1:] + a[i:], tag[:1] + b[:j] + tag[1:] + b[j:]
+	}
+	return tag[:1] + "tag" + tag[1:] + ":" + a, tag[:1] + "tag" + tag[1:] + ":" + b
+}
+
+// execAbortText is EXEC's answer to a doomed transaction: Redis's
+// EXECABORT sentence (clients match on its start) and why, so a client
+// that shows only EXEC's error tells the user what happened.
+func (rc *respCodec) execAbortText(t *txnState) string {
+	const prefix = "EXECABORT Transaction discarded because of previous errors"
+	var parts []string
+	if len(t.away) > 0 {
+		parts = append(parts, rc.awayText(t, t.away, t.awayMore))
+	}
+	parts = append(parts, t.spanned...)
+	if len(parts) > 0 {
+		parts = append(parts, rc.tagHint(t.example))
+	}
+	parts = append(parts, t.refused...)
+	if len(parts) == 0 {
+		return prefix + "."
+	}
+	return prefix + ": " + strings.Join(parts, "; ")
 }
 
 // allowedSubscribed lists the commands a subscribed client may send.
