@@ -62,6 +62,6 @@ func TestRedisLocalCommandsInsideMulti(t *testing.T) {
 	c.Send("MULTI\r\nCLIENT GETNAME\r\nEXEC\r\nPING\r\n")
 	c.Expect("+OK\r\n",
 		"-ERR command 'client|getname' can not be used in a transaction through the proxy\r\n",
-		"-EXECABORT Transaction discarded because of previous errors.\r\n",
+		"-EXECABORT Transaction discarded because of previous errors: command 'client|getname' can not be used in a transaction through the proxy\r\n",
 		"+PONG\r\n")
 }

@@ -219,7 +219,7 @@ func securityWarning(name []byte) bool {
 // Redis does for a command refused while queueing.
 func (rc *respCodec) reject(cl *client, reply []byte, reason RejectReason) {
 	if t := cl.rs.txn; t != nil && t.inMulti {
-		t.aborted = true
+		t.abort(reply)
 	}
 	cl.refuse(reason, reply)
 }
@@ -287,7 +287,8 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		case "quit", "reset":
 			// As before: they end the transaction with the connection.
 		default:
-			rc.txnRefuse(cl, "command '"+cmd.Name+"' can not be used in a transaction through the proxy")
+			rc.reject(cl, resp.AppendError(nil, "ERR command '"+cmd.Name+
+				"' can not be used in a transaction through the proxy"), RejectRefused)
 			return
 		}
 	}

@@ -269,15 +269,14 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 	var s int
 	switch cmd.Class {
 	case resp.ClassFanout, resp.ClassRefused, resp.ClassUnsupported:
-		rc.txnRefuse(cl, "command '"+cmd.Name+"' can not be used in a transaction through the proxy")
+		rc.reject(cl, resp.AppendError(nil, "ERR command '"+cmd.Name+"' can not be used in a transaction through the proxy"), RejectRefused)
 		return
 	default:
 		s = rc.keyServer(cl, req)
 	}
 	if s == -2 || s >= 0 && t.server >= 0 && s != t.server {
 		// Refused while queueing: as in Redis, the transaction is doomed
-		// and EXEC says why.
-		t.aborted = true
+		// (reject) and EXEC says why.
 		rc.reject(cl, resp.AppendError(nil, "CROSSSLOT "+rc.crossText(cl, t, cmd.Name, req, true)), RejectRefused)
 		return
 	}
@@ -296,17 +295,19 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 	rc.sendDedicated(cl, nil, req, t.server, ClassWrite, false)
 }
 
-// txnRefuse refuses a command queued inside MULTI with "ERR <why>"; as in
-// Redis, a command refused while queueing dooms the transaction, and EXEC
-// repeats why.
-func (rc *respCodec) txnRefuse(cl *client, why string) {
-	if t := cl.rs.txn; t != nil {
-		t.aborted = true
-		if len(t.refused) < maxKeysInMessage && !slices.Contains(t.refused, why) {
-			t.refused = append(t.refused, why)
-		}
+// abort dooms the transaction for a command refused while queueing (the
+// error reply the client got), as Redis does; EXEC repeats why. A
+// CROSSSLOT refusal was noted in detail by crossText.
+func (t *txnState) abort(reply []byte) {
+	t.aborted = true
+	why := strings.TrimSuffix(strings.TrimPrefix(string(reply), "-"), "\r\n")
+	if strings.HasPrefix(why, "CROSSSLOT ") {
+		return
 	}
-	rc.reject(cl, resp.AppendError(nil, "ERR "+why), RejectRefused)
+	why = strings.TrimPrefix(why, "ERR ")
+	if len(t.refused) < maxKeysInMessage && !slices.Contains(t.refused, why) {
+		t.refused = append(t.refused, why)
+	}
 }
 
 // Error messages about keys on other servers quote at most
