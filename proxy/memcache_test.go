@@ -273,7 +273,6 @@ func TestMemcacheBackendKilledFailsFastThenRecovers(t *testing.T) {
 	mcs := threeMemcached(t)
 	pool := proxytest.MemcachePool(t, "mc", mcs...)
 	pool.AutoEjectHosts = false
-	pool.Timeout = time.Second
 	proxytest.Start(t, proxy.Options{}, pool)
 	ring, _ := pool.Ring()
 	keyOn := func(s int) string {

@@ -23,20 +23,28 @@ import (
 // Timeout bounds every read, write and wait of this package.
 const Timeout = 15 * time.Second
 
+// PoolTimeout is the server timeout of the pools this package builds: long
+// enough that a loaded CI machine (2 cores shared by several test runs, a
+// concurrent benchmark) never fails a healthy server's request on it, and
+// shorter than Timeout, so a request that does time out is answered before
+// a test gives up reading. A test of timeouts sets its own short timeout.
+const PoolTimeout = 10 * time.Second
+
 // MemcachePool returns a memcache pool over backends (servers named mc1,
-// mc2, ...) listening on a free loopback port, hash murmur, timeout 2s.
+// mc2, ...) listening on a free loopback port, hash murmur, timeout
+// PoolTimeout.
 func MemcachePool(t testing.TB, name string, backends ...*testserver.Process) config.Pool {
 	t.Helper()
 	return pool(t, name, config.ProtocolMemcache, "mc", backends)
 }
 
 // RedisPool returns a redis pool over backends (servers named r1, r2, ...)
-// listening on a free loopback port, hash murmur, hash tag "{}", timeout 5s.
+// listening on a free loopback port, hash murmur, hash tag "{}", timeout
+// PoolTimeout.
 func RedisPool(t testing.TB, name string, backends ...*testserver.Process) config.Pool {
 	t.Helper()
 	p := pool(t, name, config.ProtocolRedis, "r", backends)
 	p.HashTag = "{}"
-	p.Timeout = 5 * time.Second
 	return p
 }
 
@@ -44,7 +52,7 @@ func pool(t testing.TB, name string, proto config.Protocol, prefix string, backe
 	p := config.NewPool(name, proto)
 	p.Listen = "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
 	p.Hash = "murmur"
-	p.Timeout = 2 * time.Second
+	p.Timeout = PoolTimeout
 	for i, b := range backends {
 		p.Servers = append(p.Servers, config.Server{
 			Name: fmt.Sprintf("%s%d", prefix, i+1), Addr: b.Addr, Network: "tcp", Weight: 1,
