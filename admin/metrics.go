@@ -42,6 +42,7 @@ type statsCollector struct {
 	srvLatency                                                   *prometheus.Desc
 	srvErrors, srvTimeouts, srvEOF, srvConnErrors                *prometheus.Desc
 	srvHits, srvMisses                                           *prometheus.Desc
+	srvFragmentErrors                                            *prometheus.Desc
 	srvConns, srvInFlight                                        *prometheus.Desc
 	srvEjections, srvFailures, srvUp, srvState                   *prometheus.Desc
 }
@@ -88,12 +89,14 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		srvConnErrors:    d("server_connection_errors_total", "Backend connect failures and I/O errors.", ps),
 		srvHits:          d("server_hits_total", "Retrieval keys answered with a value by the server, as seen in its replies.", ps),
 		srvMisses:        d("server_misses_total", "Retrieval keys answered with a miss by the server, as seen in its replies.", ps),
-		srvConns:         d("server_connections", "Backend connections open now.", ps),
-		srvInFlight:      d("server_in_flight", "Requests sent to the server and not yet answered.", ps),
-		srvEjections:     d("server_ejections_total", "Times the server was ejected from the ring.", ps),
-		srvFailures:      d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", ps),
-		srvUp:            d("server_up", "1 when the server's state is up, 0 when failing or ejected.", ps),
-		srvState:         d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(ps, "state")),
+		srvFragmentErrors: d("fragment_errors_total", "Fragments of multi-key requests (memcached get/gets/gat/gats, Redis MGET, MSET, DEL...) "+
+			"sent to the server that failed (down, timeout, connection lost, error reply): a memcached client got misses for their keys, a Redis client the error.", ps),
+		srvConns:     d("server_connections", "Backend connections open now.", ps),
+		srvInFlight:  d("server_in_flight", "Requests sent to the server and not yet answered.", ps),
+		srvEjections: d("server_ejections_total", "Times the server was ejected from the ring.", ps),
+		srvFailures:  d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", ps),
+		srvUp:        d("server_up", "1 when the server's state is up, 0 when failing or ejected.", ps),
+		srvState:     d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(ps, "state")),
 	}
 }
 
@@ -113,7 +116,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
 		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
-		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses,
+		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
 	} {
 		ch <- d
@@ -170,6 +173,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.srvConnErrors, ss.ConnErrors, pn, sn)
 			counter(c.srvHits, ss.Hits, pn, sn)
 			counter(c.srvMisses, ss.Misses, pn, sn)
+			counter(c.srvFragmentErrors, ss.FragmentErrors, pn, sn)
 			gauge(c.srvConns, float64(ss.Connections), pn, sn)
 			gauge(c.srvInFlight, float64(ss.InFlight), pn, sn)
 			counter(c.srvEjections, ss.Ejections, pn, sn)

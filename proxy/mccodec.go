@@ -381,9 +381,10 @@ func (m *memcacheCodec) merge(p *request) {
 func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 	allFailed := true
 	for _, f := range p.frags {
-		if !f.failed {
+		if f.failed {
+			fragmentFailed(cl, m.pr, f, p.mc.Cmd.String())
+		} else {
 			allFailed = false
-			break
 		}
 	}
 	if f := oomFragment(p); f != nil {

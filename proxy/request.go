@@ -33,6 +33,7 @@ type request struct {
 	dedicated bool       // sent on a client's own connection
 	blocking  bool       // a blocking command (BLPOP, XREAD BLOCK, ...), on a dedicated connection
 	merge     resp.Merge // how fragment replies combine (Redis)
+	name      string     // a split Redis request's command, for the log
 	info      int        // Redis INFO: the sections asked for
 	// Redis: the reply types that can answer it (0: any).
 	replies resp.ReplyTypes

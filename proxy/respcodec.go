@@ -436,6 +436,7 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 	parent := l.newRequest()
 	parent.class = ClassMulti
 	parent.merge = cmd.Merge
+	parent.name = cmd.Name
 	cl.push(parent)
 	if cap(rs.fragOf) < nServers {
 		rs.fragOf = make([]int, nServers)
@@ -668,8 +669,12 @@ func (rc *respCodec) merge(p *request) {
 	var firstErr []byte
 	for _, f := range p.frags {
 		if f.failed {
-			firstErr = f.reply
-			break
+			if firstErr == nil {
+				firstErr = f.reply
+			}
+			if p.class == ClassMulti {
+				fragmentFailed(cl, rc.pr, f, p.name)
+			}
 		}
 	}
 	switch {

@@ -1,6 +1,10 @@
 package proxy
 
 import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -97,7 +101,12 @@ type serverCounters struct {
 	connErrors    counter // connect failures and I/O errors
 	hits          counter
 	misses        counter
-	latency       histogram
+	// fragmentErrors counts fragments of multi-key requests that failed
+	// (server down, timeout, connection lost, an error reply); their keys
+	// were answered as misses (memcached) or the request with the error
+	// (Redis).
+	fragmentErrors counter
+	latency        histogram
 }
 
 // poolCounters are one loop's counters for one pool.
@@ -182,7 +191,13 @@ type ServerStats struct {
 	EOF           int64
 	ConnErrors    int64
 	Hits, Misses  int64
-	Latency       Histogram
+	// FragmentErrors counts fragments of multi-key requests (memcached
+	// get/gets/gat/gats, Redis MGET, MSET, DEL...) sent to the server that
+	// failed: the server was down or timed out, the connection was lost,
+	// or it answered an error. A memcached client got misses for their
+	// keys; a Redis client got the error.
+	FragmentErrors int64
+	Latency        Histogram
 }
 
 // Stats returns a snapshot of every pool's counters. It is safe to call from
@@ -244,11 +259,32 @@ func (p *Proxy) Stats() []PoolStats {
 				ss.ConnErrors += sc.connErrors.Load()
 				ss.Hits += sc.hits.Load()
 				ss.Misses += sc.misses.Load()
+				ss.FragmentErrors += sc.fragmentErrors.Load()
 				sc.latency.addTo(&ss.Latency)
 			}
 		}
 	}
 	return out
+}
+
+// fragmentFailed counts a failed fragment f of a multi-key request (cmd)
+// of client cl against its server, and logs it at debug level: a client
+// that asked for many keys gets misses (memcached) for them, which the
+// counter and the log line make visible.
+func fragmentFailed(cl *client, pr *poolRT, f *request, cmd string) {
+	l := cl.l
+	l.backendFor(pr, f.server, cl.id).counters.fragmentErrors.Add(1)
+	if log := l.p.log; log.Enabled(context.Background(), slog.LevelDebug) {
+		fi, keys := slices.Index(f.parent.frags, f), 0
+		for _, k := range f.parent.keyFrag {
+			if k == fi {
+				keys++
+			}
+		}
+		cause := f.reply[:min(len(f.reply), 256)]
+		log.Debug("multi-key fragment failed", "pool", pr.cfg.Name, "server", pr.names[f.server],
+			"command", cmd, "keys", keys, "cause", strings.TrimSpace(strings.TrimPrefix(string(cause), "-")))
+	}
 }
 
 // Uptime returns how long the proxy has run.
