@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,11 +64,14 @@ type Options struct {
 // Proxy serves every pool of a configuration. Create it with New and start
 // it with Run.
 type Proxy struct {
-	cfg   *config.Config
 	opts  Options
 	log   *slog.Logger
-	pools []*poolRT
 	start time.Time
+	// pools are every pool the proxy has served, indexed by poolLive.idx:
+	// a reload appends added pools and marks removed ones, never reorders.
+	// Written under reloadMu; read anywhere.
+	pools    atomic.Pointer[[]*poolLive]
+	reloadMu sync.Mutex // serialises Reload (and Run's start against it)
 
 	mu    sync.Mutex // guards loops
 	loops map[gnet.EventLoop]*loop
@@ -90,6 +92,11 @@ type Proxy struct {
 
 	ctx context.Context // Run's context, for dials and probes
 	wg  sync.WaitGroup  // dial goroutines
+	bg  sync.WaitGroup  // health goroutines and the tick loop
+	acc sync.WaitGroup  // accept loops
+	// serving is set while Run has its listeners up: Reload starts what it
+	// adds (listeners, health) only then. Guarded by reloadMu.
+	serving bool
 }
 
 // New checks cfg and builds a Proxy. It starts nothing.
@@ -104,7 +111,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		opts.DrainTimeout = 10 * time.Second
 	}
 	p := &Proxy{
-		cfg: cfg, opts: opts, log: opts.Logger,
+		opts: opts, log: opts.Logger,
 		loops:  map[gnet.EventLoop]*loop{},
 		booted: make(chan struct{}), running: make(chan struct{}),
 		ctx:   context.Background(),
@@ -112,12 +119,14 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	p.mem.limit = cfg.MemoryBudget()
 	minTimeout := time.Duration(0)
+	var pools []*poolLive
 	for i := range cfg.Pools {
-		pr, err := newPoolRT(p, i, &cfg.Pools[i])
+		live, err := newPoolLive(p, i, &cfg.Pools[i])
 		if err != nil {
 			return nil, fmt.Errorf("pool %q: %w", cfg.Pools[i].Name, err)
 		}
-		p.pools = append(p.pools, pr)
+		pools = append(pools, live)
+		p.pools.Store(&pools)
 		if t := cfg.Pools[i].Timeout; t > 0 && (minTimeout == 0 || t < minTimeout) {
 			minTimeout = t
 		}
@@ -132,19 +141,9 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	case opts.MaxClients > 0:
 		p.maxClients, p.maxClientsSource = int64(opts.MaxClients), "option"
 	case opts.MaxClients == 0:
-		p.maxClients, p.maxClientsSource = p.deriveMaxClients(), "RLIMIT_NOFILE"
+		p.maxClients, p.maxClientsSource = p.deriveMaxClients(cfg), "RLIMIT_NOFILE"
 	}
 	return p, nil
-}
-
-// listenNetwork splits a configured listen address into a network and an
-// address: a path (optionally followed by a permission) is a unix socket.
-func listenNetwork(listen string) (network, addr string) {
-	if strings.HasPrefix(listen, "/") {
-		path, _, _ := strings.Cut(listen, " ")
-		return "unix", path
-	}
-	return "tcp", listen
 }
 
 // Run serves until ctx is done, then drains: it stops taking new clients,
@@ -155,13 +154,20 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 	p.ctx = runCtx
 
+	p.reloadMu.Lock()
 	lns, err := p.listen(runCtx)
+	p.reloadMu.Unlock()
 	if err != nil {
 		return err
 	}
 	closeListeners := func() {
-		for _, ln := range lns {
-			_ = ln.Close()
+		p.reloadMu.Lock()
+		defer p.reloadMu.Unlock()
+		p.serving = false
+		for _, live := range p.poolList() {
+			if live.ln != nil {
+				_ = live.ln.Close()
+			}
 		}
 	}
 	defer closeListeners()
@@ -200,16 +206,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err := p.awaitLoops(private, engErr); err != nil {
 		return err
 	}
-	var acc sync.WaitGroup
-	for i, pr := range p.pools {
-		acc.Add(1)
-		go func() { defer acc.Done(); p.acceptLoop(runCtx, pr, lns[i]) }()
+	p.reloadMu.Lock()
+	p.serving = true
+	for _, live := range p.poolList() {
+		p.serve(live)
 	}
-	defer acc.Wait()
-	for _, pr := range p.pools {
-		p.log.Info("listening", "pool", pr.cfg.Name, "listen", pr.cfg.Listen, "protocol", string(pr.cfg.Protocol),
-			"servers", len(pr.cfg.Servers), "distribution", pr.cfg.Distribution)
-	}
+	p.reloadMu.Unlock()
+	defer p.acc.Wait()
 	if p.maxClients > 0 {
 		p.log.Info("client limit", "max_clients", p.maxClients, "source", p.maxClientsSource)
 	}
@@ -217,13 +220,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.opts.OnListen(addrs)
 	}
 
-	var bg sync.WaitGroup
-	for _, pr := range p.pools {
-		bg.Add(1)
-		go func() { defer bg.Done(); _ = pr.health.Run(runCtx, 0) }()
-	}
-	bg.Add(1)
-	go func() { defer bg.Done(); p.tickLoop(runCtx) }()
+	p.bg.Add(1)
+	go func() { defer p.bg.Done(); p.tickLoop(runCtx) }()
 
 	select {
 	case err = <-engErr:
@@ -245,10 +243,31 @@ func (p *Proxy) Run(ctx context.Context) error {
 		err = <-engErr
 	}
 	cancel()
-	bg.Wait()
+	p.bg.Wait()
 	p.wg.Wait()
 	p.log.Info("shutdown complete")
 	return err
+}
+
+// poolList returns every pool, removed ones included, indexed by
+// poolLive.idx.
+func (p *Proxy) poolList() []*poolLive {
+	if ps := p.pools.Load(); ps != nil {
+		return *ps
+	}
+	return nil
+}
+
+// serve starts accepting clients of pool live on its listener and runs its
+// health goroutine. Called with reloadMu held, once Run listens.
+func (p *Proxy) serve(live *poolLive) {
+	pr := live.cur.Load()
+	ln := live.ln
+	p.acc.Add(1)
+	go func() { defer p.acc.Done(); p.acceptLoop(p.ctx, live, ln) }()
+	live.runHealth(pr)
+	p.log.Info("listening", "pool", pr.cfg.Name, "listen", pr.cfg.Listen, "protocol", string(pr.cfg.Protocol),
+		"servers", len(pr.cfg.Servers), "distribution", pr.cfg.Distribution)
 }
 
 // drain stops taking clients and waits (bounded) for open clients to receive
@@ -304,16 +323,17 @@ func (p *Proxy) loopFor(el gnet.EventLoop) *loop {
 	if l == nil {
 		l = newLoop(p, el)
 		p.loops[el] = l
-		l.preconnect()
 	}
 	return l
 }
 
 // Pools returns the names of the pools served, in configuration order.
 func (p *Proxy) Pools() []string {
-	names := make([]string, len(p.pools))
-	for i, pr := range p.pools {
-		names[i] = pr.cfg.Name
+	var names []string
+	for _, live := range p.poolList() {
+		if !live.removed.Load() {
+			names = append(names, live.name)
+		}
 	}
 	return names
 }
@@ -345,24 +365,29 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		if p.draining.Load() {
 			return nil, gnet.Close
 		}
-		pr := ctx.pr
+		live := ctx.live
+		pr := live.cur.Load()
+		if live.removed.Load() {
+			return nil, gnet.Close
+		}
 		if max := p.maxClients; max > 0 && p.clients.Load() >= max {
 			p.log.Warn("client refused: proxy-wide client limit reached", "pool", pr.cfg.Name, "limit", max,
 				"source", p.maxClientsSource)
 			if l := p.loopFor(c.EventLoop()); l != nil {
-				l.pools[pr.idx].rejected[RejectMaxClients].Add(1)
+				l.counters(pr.idx).rejected[RejectMaxClients].Add(1)
 			}
 			return pr.codec.errorReply(nil, "too many clients"), gnet.Close
 		}
-		if max := pr.cfg.Limits.MaxClients; max > 0 && pr.clients.Load() >= int64(max) {
+		if max := pr.cfg.Limits.MaxClients; max > 0 && live.clients.Load() >= int64(max) {
 			p.log.Warn("client refused: max_clients reached", "pool", pr.cfg.Name, "max_clients", max)
 			if l := p.loopFor(c.EventLoop()); l != nil {
-				l.pools[pr.idx].rejected[RejectMaxClients].Add(1)
+				l.counters(pr.idx).rejected[RejectMaxClients].Add(1)
 			}
 			return pr.codec.errorReply(nil, "too many clients"), gnet.Close
 		}
-		pr.clients.Add(1)
+		live.clients.Add(1)
 		l := p.loopFor(c.EventLoop())
+		pr = l.version(live)
 		cl := newClient(l, pr, c, p.nextID.Add(1))
 		c.SetContext(cl)
 		p.clients.Add(1)

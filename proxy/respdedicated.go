@@ -119,17 +119,14 @@ func (rc *respCodec) sendDedicated(cl *client, args [][]byte, raw *resp.Request,
 	} else {
 		cl.push(r)
 	}
-	if !b.usable() {
-		b.refuse(r)
+	if !sendOn(b, r, func(dst []byte, _ int) []byte {
+		if raw != nil {
+			return raw.AppendForward(dst)
+		}
+		return resp.AppendCommand(dst, args...)
+	}, -1) {
 		return nil
 	}
-	n := len(b.wbuf)
-	if raw != nil {
-		b.wbuf = raw.AppendForward(b.wbuf)
-	} else {
-		b.wbuf = resp.AppendCommand(b.wbuf, args...)
-	}
-	b.enqueue(r, len(b.wbuf)-n)
 	return r
 }
 
@@ -182,7 +179,10 @@ func (rc *respCodec) dedicatedCommand(cl *client, req *resp.Request, cmd *resp.C
 			rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
 			return
 		}
-		if r := rc.sendDedicated(cl, nil, req, max(s, 0), ClassRead, false); r != nil {
+		if s < 0 {
+			s = rc.pr.anyServer()
+		}
+		if r := rc.sendDedicated(cl, nil, req, s, ClassRead, false); r != nil {
 			r.blocking = true // see waitsOnServer
 		}
 	}
@@ -258,7 +258,13 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 		return
 	}
 	if t.server < 0 {
-		t.server = max(s, 0)
+		t.server = s
+		if s < 0 {
+			t.server = rc.pr.anyServer()
+		}
+	}
+	if cmd.Flags&resp.FlagReadonly == 0 {
+		rc.writtenKeys(cl, req) // queued in the transaction: written at EXEC
 	}
 	if !t.multiSent {
 		t.multiSent = true
@@ -293,10 +299,7 @@ func (rc *respCodec) subscribe(cl *client, req *resp.Request, cmd *resp.Command)
 	kind := strings.ToLower(cmd.Name)
 	wire := []byte(strings.ToUpper(cmd.Name))
 	pattern := kind == "psubscribe" || kind == "punsubscribe"
-	all := make([]int, len(rc.pr.cfg.Servers))
-	for i := range all {
-		all[i] = i
-	}
+	all := slices.Clone(rc.pr.slot)
 	// A channel lives on the server it hashes to (PUBLISH goes there too),
 	// a pattern on every server.
 	where := func(name []byte) []int {

@@ -95,6 +95,7 @@ type serverCounters struct {
 	timeouts      counter
 	eof           counter // connections closed by the server
 	connErrors    counter // connect failures and I/O errors
+	dials         counter // connection attempts
 	hits          counter
 	misses        counter
 	latency       histogram
@@ -181,8 +182,11 @@ type ServerStats struct {
 	Timeouts      int64
 	EOF           int64
 	ConnErrors    int64
-	Hits, Misses  int64
-	Latency       Histogram
+	// Dials counts connection attempts to the server (all loops): a reload
+	// that keeps a server keeps its connections and does not add to it.
+	Dials        int64
+	Hits, Misses int64
+	Latency      Histogram
 }
 
 // Stats returns a snapshot of every pool's counters. It is safe to call from
@@ -195,9 +199,15 @@ func (p *Proxy) Stats() []PoolStats {
 		loops = append(loops, l)
 	}
 	p.mu.Unlock()
-	out := make([]PoolStats, len(p.pools))
-	for i, pr := range p.pools {
-		ps := &out[i]
+	var out []PoolStats
+	for _, live := range p.poolList() {
+		if live.removed.Load() {
+			continue
+		}
+		i := live.idx
+		pr := live.cur.Load()
+		out = append(out, PoolStats{})
+		ps := &out[len(out)-1]
 		ps.Name, ps.Protocol = pr.cfg.Name, string(pr.cfg.Protocol)
 		ps.Servers = make([]ServerStats, len(pr.cfg.Servers))
 		for s, srv := range pr.cfg.Servers {
@@ -208,9 +218,16 @@ func (p *Proxy) Stats() []PoolStats {
 			ss.EjectedAt = pr.health.EjectedAt(s)
 			ss.Failures = pr.health.Failures(s)
 		}
-		ps.AcceptErrors = pr.acceptErrors.Load()
+		ps.AcceptErrors = live.acceptErrors.Load()
 		for _, l := range loops {
-			pc := &l.pools[i]
+			l.mu.Lock()
+			if i >= len(l.pools) {
+				l.mu.Unlock()
+				continue
+			}
+			pc := l.pools[i]
+			bs := l.backends[i]
+			l.mu.Unlock()
 			ps.ClientConnections += pc.clientConns.Load()
 			ps.ClientConnectionsTotal += pc.clientTotal.Load()
 			ps.ClientEOF += pc.clientEOF.Load()
@@ -227,8 +244,12 @@ func (p *Proxy) Stats() []PoolStats {
 			ps.BytesOut += pc.bytesOut.Load()
 			ps.ForwardErrors += pc.forwardError.Load()
 			pc.latency.addTo(&ps.Latency)
-			for _, b := range l.backends[i] {
-				ss := &ps.Servers[b.server]
+			for _, b := range bs {
+				si := pr.indexOf(sOf(b))
+				if si < 0 {
+					continue // not in the current version (or a slot it lacks)
+				}
+				ss := &ps.Servers[si]
 				sc := &b.counters
 				if b.connected.Load() {
 					ss.Connections++
@@ -242,6 +263,7 @@ func (p *Proxy) Stats() []PoolStats {
 				ss.Timeouts += sc.timeouts.Load()
 				ss.EOF += sc.eof.Load()
 				ss.ConnErrors += sc.connErrors.Load()
+				ss.Dials += sc.dials.Load()
 				ss.Hits += sc.hits.Load()
 				ss.Misses += sc.misses.Load()
 				sc.latency.addTo(&ss.Latency)
@@ -249,6 +271,14 @@ func (p *Proxy) Stats() []PoolStats {
 		}
 	}
 	return out
+}
+
+// sOf is b's slot, or -1 for a nil entry (a slot the loop's version lacks).
+func sOf(b *backend) int {
+	if b == nil {
+		return -1
+	}
+	return b.server
 }
 
 // Uptime returns how long the proxy has run.
@@ -265,7 +295,11 @@ func (p *Proxy) Ready() bool {
 	if p.draining.Load() {
 		return false
 	}
-	for _, pr := range p.pools {
+	for _, live := range p.poolList() {
+		if live.removed.Load() {
+			continue
+		}
+		pr := live.cur.Load()
 		ok := false
 		for s := range pr.cfg.Servers {
 			if pr.health.State(s) != pool.StateEjected {
