@@ -188,10 +188,11 @@ func (b *backend) connect() {
 	att := &dialAttempt{b: b, gen: b.gen}
 	p := b.l.p
 	network, addr := b.network, b.addr
+	dialer := &b.pr.dialer // b.pr may change (loop.adopt) while the dial runs
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		nc, err := b.pr.dialer.DialContext(p.ctx, network, addr)
+		nc, err := dialer.DialContext(p.ctx, network, addr)
 		if err == nil {
 			var ch <-chan gnet.RegisteredResult
 			ch, err = b.l.el.Enroll(gnet.NewContext(p.ctx, att), nc)

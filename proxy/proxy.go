@@ -70,7 +70,9 @@ type Proxy struct {
 	// pools are every pool the proxy has served, indexed by poolLive.idx:
 	// a reload appends added pools and marks removed ones, never reorders.
 	// Written under reloadMu; read anywhere.
-	pools    atomic.Pointer[[]*poolLive]
+	pools atomic.Pointer[[]*poolLive]
+	// active are the pools served now, in configuration order.
+	active   atomic.Pointer[[]*poolLive]
 	reloadMu sync.Mutex // serialises Reload (and Run's start against it)
 
 	mu    sync.Mutex // guards loops
@@ -127,6 +129,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		}
 		pools = append(pools, live)
 		p.pools.Store(&pools)
+		p.active.Store(&pools)
 		if t := cfg.Pools[i].Timeout; t > 0 && (minTimeout == 0 || t < minTimeout) {
 			minTimeout = t
 		}
@@ -330,12 +333,18 @@ func (p *Proxy) loopFor(el gnet.EventLoop) *loop {
 // Pools returns the names of the pools served, in configuration order.
 func (p *Proxy) Pools() []string {
 	var names []string
-	for _, live := range p.poolList() {
-		if !live.removed.Load() {
-			names = append(names, live.name)
-		}
+	for _, live := range p.activePools() {
+		names = append(names, live.name)
 	}
 	return names
+}
+
+// activePools returns the pools served now, in configuration order.
+func (p *Proxy) activePools() []*poolLive {
+	if ps := p.active.Load(); ps != nil {
+		return *ps
+	}
+	return nil
 }
 
 // handler adapts gnet's callbacks to clients and backends.

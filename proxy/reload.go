@@ -49,6 +49,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		}
 	}
 	seen := map[string]bool{}
+	order := make([]*poolLive, len(cfg.Pools)) // the new active list, filled below
 	for i := range cfg.Pools {
 		pc := &cfg.Pools[i]
 		seen[pc.Name] = true
@@ -71,6 +72,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 			return fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 		changes = append(changes, change{live, next})
+		order[i] = live
 	}
 	for _, live := range p.poolList() {
 		if !live.removed.Load() && !seen[live.name] {
@@ -85,6 +87,11 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 			return fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 		fresh = append(fresh, live)
+		for i := range cfg.Pools {
+			if &cfg.Pools[i] == pc {
+				order[i] = live
+			}
+		}
 	}
 	if p.serving {
 		// Listen before anything changes, so that a port in use refuses
@@ -121,6 +128,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 	}
 	pools = append(pools, fresh...)
 	p.pools.Store(&pools)
+	p.active.Store(&order)
 	if p.serving {
 		for _, live := range fresh {
 			p.serve(live)

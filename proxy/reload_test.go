@@ -238,6 +238,7 @@ func TestReloadMemcacheFlip(t *testing.T) {
 	all := base.Servers
 	cfg3 := withServers(base, all, 3)
 	p := proxytest.StartConfig(t, proxy.Options{Loops: 2}, cfg3)
+	idle := statValue(t, mcs[3].Addr, "curr_connections") // the fourth server before it is listed
 	st, stop := startLoad(t, base.Listen, 16, false)
 	st.waitOps(t, 500) // every loop has dialed every server by now
 	before := dials(p, "mc")
@@ -267,6 +268,123 @@ func TestReloadMemcacheFlip(t *testing.T) {
 	if items, hits := statValue(t, mcs[3].Addr, "curr_items"), statValue(t, mcs[3].Addr, "get_hits"); items == 0 || hits == 0 {
 		t.Errorf("fourth server: curr_items %d, get_hits %d; want both > 0", items, hits)
 	}
+	// The last reload took the fourth server out: the proxy's connections
+	// to it close (their replies were all in).
+	deadline := time.Now().Add(proxytest.Timeout)
+	for n := statValue(t, mcs[3].Addr, "curr_connections"); n != idle; n = statValue(t, mcs[3].Addr, "curr_connections") {
+		if time.Now().After(deadline) {
+			t.Fatalf("fourth server, removed: %d connections; want %d as before it was listed", n, idle)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}
+
+// expectClosed fails unless the proxy closes c (after the lines want).
+func expectClosed(t *testing.T, c *proxytest.Conn) {
+	t.Helper()
+	_ = c.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+	if line, err := c.R.ReadString('\n'); err != io.EOF {
+		t.Fatalf("got %q, %v; want the connection closed (EOF)", line, err)
+	}
+}
+
+// TestReloadPools: a reload adds a pool (it listens and serves), removes one
+// (it stops accepting, its idle clients are closed), moves one to another
+// listen address (remove plus add), and refuses, changing nothing, what
+// cannot change live.
+func TestReloadPools(t *testing.T) {
+	mc := testserver.Memcached(t)
+	a := proxytest.MemcachePool(t, "a", mc)
+	b := proxytest.MemcachePool(t, "b", mc)
+	p := proxytest.StartConfig(t, proxy.Options{Loops: 2}, &config.Config{Pools: []config.Pool{a, b}})
+	ca := proxytest.Dial(t, a.Listen)
+	ca.RoundTrip("set k 0 0 1\r\nx\r\n", "STORED\r\n")
+	cb := proxytest.Dial(t, b.Listen)
+	cb.RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "x\r\n", "END\r\n")
+
+	// b goes, c comes.
+	c := proxytest.MemcachePool(t, "c", mc)
+	if err := p.Reload(&config.Config{Pools: []config.Pool{a, c}}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	expectClosed(t, cb)
+	if conn, err := net.DialTimeout("tcp", b.Listen, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("removed pool b still accepts on %s", b.Listen)
+	}
+	cc := proxytest.Dial(t, c.Listen)
+	cc.RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "x\r\n", "END\r\n")
+	ca.RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "x\r\n", "END\r\n")
+	if got, want := strings.Join(p.Pools(), ","), "a,c"; got != want {
+		t.Errorf("pools %q; want %q", got, want)
+	}
+
+	// a moves: its clients are drained, the new address serves.
+	moved := proxytest.MemcachePool(t, "a", mc)
+	if err := p.Reload(&config.Config{Pools: []config.Pool{moved, c}}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	expectClosed(t, ca)
+	proxytest.Dial(t, moved.Listen).RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "x\r\n", "END\r\n")
+
+	// Refused, and nothing applied: a protocol change, a port in use, a
+	// server_connections change.
+	redisC := c
+	redisC.Protocol = config.ProtocolRedis
+	redisC.Limits = config.DefaultLimits(config.ProtocolRedis)
+	busy := proxytest.MemcachePool(t, "d", mc)
+	busy.Listen = moved.Listen
+	conns := c
+	conns.ServerConnections = 2
+	for _, tc := range []struct {
+		cfg  *config.Config
+		want string
+	}{
+		{&config.Config{Pools: []config.Pool{moved, redisC}}, "pool c: protocol cannot change live"},
+		{&config.Config{Pools: []config.Pool{proxytest.MemcachePool(t, "a", mc), busy, c}}, "listen"},
+		{&config.Config{Pools: []config.Pool{moved, conns}}, "pool c: server_connections cannot change live"},
+	} {
+		err := p.Reload(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("reload: got %v; want an error with %q", err, tc.want)
+		}
+	}
+	if got, want := strings.Join(p.Pools(), ","), "a,c"; got != want {
+		t.Errorf("after refused reloads: pools %q; want %q", got, want)
+	}
+	cc.RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "x\r\n", "END\r\n")
+	proxytest.Dial(t, moved.Listen).RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "x\r\n", "END\r\n")
+}
+
+// TestReloadConcurrent: Reload calls from many goroutines are serialised
+// while clients are served.
+func TestReloadConcurrent(t *testing.T) {
+	mc1, mc2 := testserver.Memcached(t), testserver.Memcached(t)
+	base := proxytest.MemcachePool(t, "mc", mc1, mc2)
+	all := base.Servers
+	p := proxytest.StartConfig(t, proxy.Options{Loops: 2}, withServers(base, all, 2))
+	st, stop := startLoad(t, base.Listen, 4, false)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 8 {
+				if err := p.Reload(withServers(base, all, 1+(g+i)%2)); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("reload: %v", err)
+	}
+	st.waitOps(t, 50)
+	stop()
+	st.check(t)
 }
 
 // TestReloadRedis: the same flips for a Redis pool, with a client inside

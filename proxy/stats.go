@@ -200,10 +200,7 @@ func (p *Proxy) Stats() []PoolStats {
 	}
 	p.mu.Unlock()
 	var out []PoolStats
-	for _, live := range p.poolList() {
-		if live.removed.Load() {
-			continue
-		}
+	for _, live := range p.activePools() {
 		i := live.idx
 		pr := live.cur.Load()
 		out = append(out, PoolStats{})
@@ -295,10 +292,7 @@ func (p *Proxy) Ready() bool {
 	if p.draining.Load() {
 		return false
 	}
-	for _, live := range p.poolList() {
-		if live.removed.Load() {
-			continue
-		}
+	for _, live := range p.activePools() {
 		pr := live.cur.Load()
 		ok := false
 		for s := range pr.cfg.Servers {
