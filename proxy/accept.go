@@ -41,7 +41,7 @@ type acceptedConn struct {
 // held.
 func (p *Proxy) listen(ctx context.Context) ([]net.Listener, error) {
 	var lns []net.Listener
-	for _, live := range p.poolList() {
+	for _, live := range p.activePools() {
 		ln, err := listenPool(ctx, live.cur.Load())
 		if err != nil {
 			for _, l := range lns {
