@@ -25,6 +25,13 @@ import (
 // listen address changed is removed and added. Its protocol,
 // server_connections and the proxy's max_memory cannot change live.
 //
+// Limits that the request parsers enforce (max_value_size, max_multibulk,
+// and memcache's max_key_length) apply to clients that connect after the
+// reload; the others at once. A Redis transaction whose keys now live on
+// another server is aborted (CROSSSLOT, then EXECABORT at EXEC); one whose
+// server keeps them goes on. A subscription stays on the server it was made
+// on.
+//
 // Before Run, Reload only replaces the configuration Run will serve.
 // Concurrent calls are serialised.
 func (p *Proxy) Reload(cfg *config.Config) error {

@@ -509,3 +509,52 @@ func TestReloadNoLeak(t *testing.T) {
 	stop()
 	st.check(t)
 }
+
+// TestReloadKeepsHealth: a server ejected before a reload stays ejected
+// after it (health carries over by server name) while its keys are served
+// by the others, and the reload's other change (a timeout) applies.
+func TestReloadKeepsHealth(t *testing.T) {
+	mc1, mc2 := testserver.Memcached(t), testserver.Memcached(t)
+	pc := proxytest.MemcachePool(t, "mc", mc1, mc2)
+	pc.AutoEjectHosts = true
+	pc.ServerFailureLimit = 1
+	pc.ServerRetryTimeout = time.Hour // no re-admission during the test
+	p := proxytest.StartConfig(t, proxy.Options{Loops: 1}, &config.Config{Pools: []config.Pool{pc}})
+	ring, err := pc.Ring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := "h" + strconv.Itoa(i); ring.Pick([]byte(k)) == 0 {
+			key = k
+		}
+	}
+	c := proxytest.Dial(t, pc.Listen)
+	mc1.Kill()
+	deadline := time.Now().Add(proxytest.Timeout)
+	for {
+		c.Send("set " + key + " 0 0 1\r\nx\r\n")
+		if c.Line() == "STORED\r\n" {
+			break // ejected: the key went to mc2
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("dead server never ejected")
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	state := func() string {
+		s := p.Stats()[0].Servers[0]
+		return fmt.Sprintf("%s %v ejections %d", s.Name, s.State, s.Ejections)
+	}
+	before := state()
+	next := pc
+	next.Timeout = 3 * time.Second
+	if err := p.Reload(&config.Config{Pools: []config.Pool{next}}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if got := state(); got != before || !strings.Contains(got, "ejected ejections 1") {
+		t.Errorf("after reload: %q; want %q, ejected once", got, before)
+	}
+	c.RoundTrip("get "+key+"\r\n", "VALUE "+key+" 0 1\r\n", "x\r\n", "END\r\n")
+}
