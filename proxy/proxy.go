@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,12 +129,13 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("pool %q: %w", cfg.Pools[i].Name, err)
 		}
 		pools = append(pools, live)
-		p.pools.Store(&pools)
-		p.active.Store(&pools)
 		if t := cfg.Pools[i].Timeout; t > 0 && (minTimeout == 0 || t < minTimeout) {
 			minTimeout = t
 		}
 	}
+	active := slices.Clone(pools)
+	p.pools.Store(&pools)
+	p.active.Store(&active)
 	if p.opts.Tick <= 0 {
 		p.opts.Tick = 100 * time.Millisecond
 		if minTimeout > 0 {
@@ -211,7 +213,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	p.reloadMu.Lock()
 	p.serving = true
-	for _, live := range p.poolList() {
+	for _, live := range p.activePools() {
 		p.serve(live)
 	}
 	p.reloadMu.Unlock()

@@ -558,3 +558,35 @@ func TestReloadKeepsHealth(t *testing.T) {
 	}
 	c.RoundTrip("get "+key+"\r\n", "VALUE "+key+" 0 1\r\n", "x\r\n", "END\r\n")
 }
+
+// TestReloadBeforeRun: a Reload before Run replaces what Run will serve.
+func TestReloadBeforeRun(t *testing.T) {
+	mc := testserver.Memcached(t)
+	a := proxytest.MemcachePool(t, "a", mc)
+	b := proxytest.MemcachePool(t, "b", mc)
+	p, err := proxy.New(&config.Config{Pools: []config.Pool{a}}, proxy.Options{Loops: 1, Logger: proxytest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Reload(&config.Config{Pools: []config.Pool{b}}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	proxytest.WaitAccept(t, b.Listen, done)
+	proxytest.Dial(t, b.Listen).RoundTrip("version\r\n", "VERSION "+proxy.Version+"\r\n")
+	if conn, err := net.DialTimeout("tcp", a.Listen, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("pool a, removed before Run, accepts on %s", a.Listen)
+	}
+	if got := strings.Join(p.Pools(), ","); got != "b" {
+		t.Errorf("pools %q; want %q", got, "b")
+	}
+}
