@@ -590,3 +590,53 @@ func TestReloadBeforeRun(t *testing.T) {
 		t.Errorf("pools %q; want %q", got, "b")
 	}
 }
+
+// TestReloadInFlightFinishes: a request in flight to a server that a reload
+// removes gets that server's reply; then the connection to it closes, and
+// the next request goes to the new server. (The old server is a fake that
+// answers when told to.)
+func TestReloadInFlightFinishes(t *testing.T) {
+	got := make(chan string, 1)
+	release := make(chan struct{})
+	closed := make(chan struct{})
+	fake := proxytest.FakeServer(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		got <- line
+		<-release
+		_, _ = io.WriteString(c, "VALUE k 0 3\r\nold\r\nEND\r\n")
+		if _, err := r.ReadString('\n'); err == io.EOF {
+			close(closed)
+		}
+	})
+	mc := testserver.Memcached(t)
+	pc := proxytest.MemcachePool(t, "mc", mc)
+	pc.Servers = []config.Server{{Name: "fake", Addr: fake, Network: "tcp", Weight: 1}}
+	p := proxytest.StartConfig(t, proxy.Options{Loops: 1}, &config.Config{Pools: []config.Pool{pc}})
+	c := proxytest.Dial(t, pc.Listen)
+	c.Send("get k\r\n")
+	select {
+	case line := <-got:
+		if line != "get k\r\n" {
+			t.Fatalf("fake server got %q; want %q", line, "get k\r\n")
+		}
+	case <-time.After(proxytest.Timeout):
+		t.Fatal("request never reached the fake server")
+	}
+	next := proxytest.MemcachePool(t, "mc", mc)
+	next.Listen = pc.Listen
+	if err := p.Reload(&config.Config{Pools: []config.Pool{next}}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	close(release)
+	c.Expect("VALUE k 0 3\r\n", "old\r\n", "END\r\n")
+	select {
+	case <-closed:
+	case <-time.After(proxytest.Timeout):
+		t.Fatal("connection to the removed server not closed")
+	}
+	c.RoundTrip("get k\r\n", "END\r\n")
+}
