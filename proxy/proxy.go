@@ -48,7 +48,8 @@ type Options struct {
 	// receive the replies they are owed. If zero, 10s is used.
 	DrainTimeout time.Duration
 	// Tick is how often timeouts are swept. If zero, a tenth of the shortest
-	// pool timeout is used, clamped to [5ms, 100ms].
+	// pool timeout is used, clamped to [5ms, 100ms] (and worked out again
+	// by Reload).
 	Tick time.Duration
 	// MaxClients caps open client connections over all pools, so that
 	// clients cannot take the descriptors backend connections need. If
@@ -96,7 +97,9 @@ type Proxy struct {
 	ctx context.Context // Run's context, for dials and probes
 	wg  sync.WaitGroup  // dial goroutines
 	bg  sync.WaitGroup  // health goroutines and the tick loop
-	acc sync.WaitGroup  // accept loops
+	// tick is how often timeouts are swept, in ns (sweepEvery).
+	tick atomic.Int64
+	acc  sync.WaitGroup // accept loops
 	// serving is set while Run has its listeners up: Reload starts what it
 	// adds (listeners, health) only then. Guarded by reloadMu.
 	serving bool
@@ -121,7 +124,6 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		start: time.Now(),
 	}
 	p.mem.limit = cfg.MemoryBudget()
-	minTimeout := time.Duration(0)
 	var pools []*poolLive
 	for i := range cfg.Pools {
 		live, err := newPoolLive(p, i, &cfg.Pools[i])
@@ -129,19 +131,11 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("pool %q: %w", cfg.Pools[i].Name, err)
 		}
 		pools = append(pools, live)
-		if t := cfg.Pools[i].Timeout; t > 0 && (minTimeout == 0 || t < minTimeout) {
-			minTimeout = t
-		}
 	}
 	active := slices.Clone(pools)
 	p.pools.Store(&pools)
 	p.active.Store(&active)
-	if p.opts.Tick <= 0 {
-		p.opts.Tick = 100 * time.Millisecond
-		if minTimeout > 0 {
-			p.opts.Tick = min(max(minTimeout/10, 5*time.Millisecond), 100*time.Millisecond)
-		}
-	}
+	p.tick.Store(int64(p.sweepEvery()))
 	switch {
 	case opts.MaxClients > 0:
 		p.maxClients, p.maxClientsSource = int64(opts.MaxClients), "option"
@@ -290,9 +284,29 @@ func (p *Proxy) drain() {
 	}
 }
 
-// tickLoop hands a timeout sweep to every loop each tick.
+// sweepEvery is how often timeouts are swept: Options.Tick, else a tenth of
+// the shortest timeout of the pools served, clamped to [5ms, 100ms].
+func (p *Proxy) sweepEvery() time.Duration {
+	if p.opts.Tick > 0 {
+		return p.opts.Tick
+	}
+	minTimeout := time.Duration(0)
+	for _, live := range p.activePools() {
+		if t := live.cur.Load().cfg.Timeout; t > 0 && (minTimeout == 0 || t < minTimeout) {
+			minTimeout = t
+		}
+	}
+	if minTimeout == 0 {
+		return 100 * time.Millisecond
+	}
+	return min(max(minTimeout/10, 5*time.Millisecond), 100*time.Millisecond)
+}
+
+// tickLoop hands a timeout sweep to every loop each tick (p.tick, which a
+// reload may change).
 func (p *Proxy) tickLoop(ctx context.Context) {
-	t := time.NewTicker(p.opts.Tick)
+	every := time.Duration(p.tick.Load())
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -300,6 +314,10 @@ func (p *Proxy) tickLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			p.forEachLoop(func(l *loop) { l.sweep() })
+			if d := time.Duration(p.tick.Load()); d != every {
+				every = d
+				t.Reset(every)
+			}
 		}
 	}
 }

@@ -141,6 +141,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 			p.serve(live)
 		}
 	}
+	p.tick.Store(int64(p.sweepEvery()))
 	// Each loop adopts the new versions on its own goroutine (clients also
 	// do at their next read): connections to removed servers retire now
 	// rather than at the next request.
