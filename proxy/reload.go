@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cacheproxy/cacheproxy/config"
 )
@@ -131,7 +132,12 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		if live.stopHealth != nil {
 			live.stopHealth()
 		}
-		p.log.Info("pool removed; draining its clients", "pool", live.name, "clients", live.clients.Load())
+		p.log.Info("pool removed; draining its clients", "pool", live.name, "clients", live.clients.Load(),
+			"timeout", p.opts.DrainTimeout)
+		if p.serving {
+			p.bg.Add(1)
+			go func() { defer p.bg.Done(); p.drainDeadline(live) }()
+		}
 	}
 	pools = append(pools, fresh...)
 	p.pools.Store(&pools)
@@ -196,4 +202,28 @@ func (l *loop) hasClients(live *poolLive) bool {
 		}
 	}
 	return false
+}
+
+// drainDeadline closes the clients of removed pool live still open after
+// Options.DrainTimeout (owed replies that never came: a blocking command, a
+// server that does not answer), as shutdown does.
+func (p *Proxy) drainDeadline(live *poolLive) {
+	t := time.NewTimer(p.opts.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-p.ctx.Done():
+		return
+	case <-t.C:
+	}
+	if n := live.clients.Load(); n > 0 {
+		p.log.Warn("removed pool: drain timeout; closing clients with replies owed", "pool", live.name, "clients", n)
+		p.forEachLoop(func(l *loop) {
+			for cl := range l.clients {
+				if cl.pr.live == live {
+					cl.abort(cl.pr.codec.errorReply(nil, "pool removed by a configuration reload"))
+				}
+			}
+			l.flush()
+		})
+	}
 }

@@ -640,3 +640,32 @@ func TestReloadInFlightFinishes(t *testing.T) {
 	}
 	c.RoundTrip("get k\r\n", "END\r\n")
 }
+
+// TestReloadRemovedPoolDrainTimeout: a client of a removed pool that is owed
+// a reply that never comes is closed after Options.DrainTimeout.
+func TestReloadRemovedPoolDrainTimeout(t *testing.T) {
+	held := make(chan struct{})
+	fake := proxytest.FakeServer(t, func(c net.Conn) {
+		_, _ = bufio.NewReader(c).ReadString('\n')
+		close(held)
+		_, _ = io.Copy(io.Discard, c) // never answers
+	})
+	gone := proxytest.MemcachePool(t, "gone", testserver.Memcached(t))
+	gone.Timeout = 0 // wait forever
+	gone.Servers = []config.Server{{Name: "silent", Addr: fake, Network: "tcp", Weight: 1}}
+	stays := proxytest.MemcachePool(t, "stays", testserver.Memcached(t))
+	p := proxytest.StartConfig(t, proxy.Options{Loops: 1, DrainTimeout: 200 * time.Millisecond},
+		&config.Config{Pools: []config.Pool{gone, stays}})
+	c := proxytest.Dial(t, gone.Listen)
+	c.Send("get k\r\n")
+	select {
+	case <-held:
+	case <-time.After(proxytest.Timeout):
+		t.Fatal("request never reached the silent server")
+	}
+	if err := p.Reload(&config.Config{Pools: []config.Pool{stays}}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	expectClosed(t, c)
+	proxytest.Dial(t, stays.Listen).RoundTrip("get k\r\n", "END\r\n")
+}
