@@ -669,3 +669,50 @@ func TestReloadRemovedPoolDrainTimeout(t *testing.T) {
 	expectClosed(t, c)
 	proxytest.Dial(t, stays.Listen).RoundTrip("get k\r\n", "END\r\n")
 }
+
+// TestReloadRedisDBNewConnectionsOnly: a reload that changes redis_db (and
+// adds a server) applies it to new backend connections only: the kept
+// connection to r1 goes on in the old database, the new one to r2 selects
+// the new database.
+func TestReloadRedisDBNewConnectionsOnly(t *testing.T) {
+	r1, r2 := testserver.Redis(t), testserver.Redis(t)
+	base := proxytest.RedisPool(t, "r", r1, r2)
+	all := base.Servers
+	base.RedisDB = 3
+	p := proxytest.StartConfig(t, proxy.Options{Loops: 1}, withServers(base, all, 1))
+	c := proxytest.Dial(t, base.Listen)
+	c.RoundTrip(respCmd("SET", "first", "1"), "+OK\r\n")
+	before := dials(p, "r")["r1"]
+
+	next := withServers(base, all, 2)
+	next.Pools[0].RedisDB = 5
+	if err := p.Reload(next); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	ring, err := next.Pools[0].Ring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[int]string{}
+	for i := 0; len(keys) < 2; i++ {
+		k := "k" + strconv.Itoa(i)
+		if _, ok := keys[ring.Pick([]byte(k))]; !ok {
+			keys[ring.Pick([]byte(k))] = k
+		}
+	}
+	for _, k := range keys {
+		c.RoundTrip(respCmd("SET", k, "v"), "+OK\r\n")
+	}
+	if after := dials(p, "r")["r1"]; after != before {
+		t.Errorf("dials to r1: %d before the reload, %d after; want the same", before, after)
+	}
+	for _, tc := range []struct {
+		srv *testserver.Process
+		key string
+		db  string
+	}{{r1, keys[0], "3"}, {r2, keys[1], "5"}} {
+		d := proxytest.Dial(t, tc.srv.Addr)
+		d.RoundTrip(respCmd("SELECT", tc.db), "+OK\r\n")
+		d.RoundTrip(respCmd("GET", tc.key), "$1\r\n", "v\r\n")
+	}
+}
