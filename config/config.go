@@ -185,7 +185,9 @@ type Pool struct {
 	// Timeout bounds how long a request may wait for its server's reply. 0
 	// (the default, as in twemproxy) waits forever.
 	Timeout time.Duration
-	// Backlog is the listen backlog. Default 512.
+	// Backlog is twemproxy's listen backlog. It is accepted for
+	// compatibility and not applied: listeners always use the system's
+	// maximum (net.core.somaxconn). Default 512.
 	Backlog int
 	// Preconnect connects to every server at start instead of on first use.
 	// Default false.
@@ -307,6 +309,19 @@ type Server struct {
 	// Replicas are the addresses of the server's replicas ("host:port" or a
 	// unix socket path). Native shape only.
 	Replicas []string
+}
+
+// Clone returns a deep copy of p: no slice of the copy shares memory with
+// p's, so the proxy can keep it while the caller reuses its Config.
+func (p *Pool) Clone() Pool {
+	c := *p
+	c.AllowCommands = append([]string(nil), p.AllowCommands...)
+	c.Servers = make([]Server, len(p.Servers))
+	for i, s := range p.Servers {
+		s.Replicas = append([]string(nil), s.Replicas...)
+		c.Servers[i] = s
+	}
+	return c
 }
 
 // RingServers returns the pool's servers as the ring sees them, in

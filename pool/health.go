@@ -143,6 +143,32 @@ func (h *Health) Success(i int) {
 	}
 }
 
+// Inherit gives server i the state server j of prev is in: consecutive and
+// total failures, ejections and, for an ejected server, its retry time. A
+// reloaded pool calls it, before Run, for each server it keeps, so that a
+// reload neither forgives nor forgets a failing server.
+func (h *Health) Inherit(i int, prev *Health, j int) {
+	src, dst := &prev.servers[j], &h.servers[i]
+	dst.failures.Store(src.failures.Load())
+	dst.total.Store(src.total.Load())
+	dst.ejects.Store(src.ejects.Load())
+	dst.ejectAt.Store(src.ejectAt.Load())
+	st := src.state.Load()
+	prev.mu.Lock()
+	retry := prev.retryAt[j]
+	prev.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if State(st) == StateEjected && State(dst.state.Load()) != StateEjected {
+		if h.ejectedN >= len(h.servers)-1 {
+			return // never eject the last live server
+		}
+		h.ejectedN++
+		h.retryAt[i] = retry
+	}
+	dst.state.Store(st)
+}
+
 // State returns server i's state.
 func (h *Health) State(i int) State { return State(h.servers[i].state.Load()) }
 

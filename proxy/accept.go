@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/cacheproxy/cacheproxy/config"
 )
 
 // The proxy accepts client connections itself, in one goroutine per pool
@@ -32,30 +34,52 @@ const (
 // acceptedConn is the gnet context of a client connection the proxy
 // accepted, until OnOpen replaces it with the client.
 type acceptedConn struct {
-	pr *poolRT
+	live *poolLive
 }
 
-// listen opens every pool's listener.
+// listen opens every pool's listener (poolLive.ln). Called with reloadMu
+// held.
 func (p *Proxy) listen(ctx context.Context) ([]net.Listener, error) {
-	lc := net.ListenConfig{KeepAlive: time.Minute}
-	lns := make([]net.Listener, 0, len(p.pools))
-	for _, pr := range p.pools {
-		network, addr := listenNetwork(pr.cfg.Listen)
-		if network == "unix" {
-			removeStaleSocket(addr)
-		} else {
-			network = tcpFamily(addr)
-		}
-		ln, err := lc.Listen(ctx, network, addr)
+	var lns []net.Listener
+	for _, live := range p.activePools() {
+		ln, err := listenPool(ctx, live.cur.Load())
 		if err != nil {
 			for _, l := range lns {
 				_ = l.Close()
 			}
-			return nil, fmt.Errorf("pool %q: listen %s: %w", pr.cfg.Name, addr, err)
+			return nil, err
 		}
+		live.ln = ln
 		lns = append(lns, ln)
 	}
 	return lns, nil
+}
+
+// listenPool opens pool pr's listener. A unix socket gets the permissions
+// its listen line gives ("/path.sock 0666"), if any.
+func listenPool(ctx context.Context, pr *poolRT) (net.Listener, error) {
+	la, err := config.ParseListen(pr.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("pool %q: listen: %w", pr.cfg.Name, err)
+	}
+	network := la.Network
+	if network == "unix" {
+		removeStaleSocket(la.Addr)
+	} else {
+		network = tcpFamily(la.Addr)
+	}
+	lc := net.ListenConfig{KeepAlive: time.Minute}
+	ln, err := lc.Listen(ctx, network, la.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("pool %q: listen %s: %w", pr.cfg.Name, la.Addr, err)
+	}
+	if la.Network == "unix" && la.Perm != 0 {
+		if err := os.Chmod(la.Addr, la.Perm); err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("pool %q: listen %s: permissions: %w", pr.cfg.Name, la.Addr, err)
+		}
+	}
+	return ln, nil
 }
 
 // tcpFamily is the network to listen on addr with: an IPv4 address gets an
@@ -89,8 +113,8 @@ func removeStaleSocket(path string) {
 }
 
 // acceptLoop accepts clients on ln for pool pr until ln is closed.
-func (p *Proxy) acceptLoop(ctx context.Context, pr *poolRT, ln net.Listener) {
-	ep := episode{p: p, pr: pr}
+func (p *Proxy) acceptLoop(ctx context.Context, live *poolLive, ln net.Listener) {
+	ep := episode{p: p, live: live}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -116,9 +140,9 @@ func (p *Proxy) acceptLoop(ctx context.Context, pr *poolRT, ln net.Listener) {
 			}
 		}
 		ep.recovered()
-		if err := p.register(ctx, pr, c); err != nil {
-			pr.acceptErrors.Add(1)
-			p.log.Warn("client connection not registered", "pool", pr.cfg.Name, "error", err)
+		if err := p.register(ctx, live, c); err != nil {
+			live.acceptErrors.Add(1)
+			p.log.Warn("client connection not registered", "pool", live.name, "error", err)
 		}
 	}
 }
@@ -127,7 +151,7 @@ func (p *Proxy) acceptLoop(ctx context.Context, pr *poolRT, ln net.Listener) {
 // its start and end, and retried after a doubling backoff.
 type episode struct {
 	p       *Proxy
-	pr      *poolRT
+	live    *poolLive
 	failed  int64
 	backoff time.Duration
 }
@@ -135,11 +159,11 @@ type episode struct {
 // fail counts a failure and waits out the backoff; it reports false if ctx
 // ended meanwhile.
 func (e *episode) fail(ctx context.Context, err error) bool {
-	e.pr.acceptErrors.Add(1)
+	e.live.acceptErrors.Add(1)
 	e.failed++
 	if e.failed == 1 {
 		e.p.log.Error("accepting clients failed; retrying with backoff while serving open clients",
-			"pool", e.pr.cfg.Name, "listen", e.pr.cfg.Listen, "error", err, "clients", e.p.clients.Load())
+			"pool", e.live.name, "listen", e.live.cur.Load().cfg.Listen, "error", err, "clients", e.p.clients.Load())
 	}
 	e.backoff = min(max(2*e.backoff, acceptBackoffMin), acceptBackoffMax)
 	t := time.NewTimer(e.backoff)
@@ -155,7 +179,7 @@ func (e *episode) fail(ctx context.Context, err error) bool {
 // recovered ends an episode, if one was running.
 func (e *episode) recovered() {
 	if e.failed > 0 {
-		e.p.log.Info("accepting clients again", "pool", e.pr.cfg.Name, "failed_attempts", e.failed)
+		e.p.log.Info("accepting clients again", "pool", e.live.name, "failed_attempts", e.failed)
 		e.failed, e.backoff = 0, 0
 	}
 }
@@ -163,8 +187,8 @@ func (e *episode) recovered() {
 // register hands an accepted connection to an event loop and waits until
 // the loop has opened it (or failed to). gnet duplicates the descriptor and
 // closes c.
-func (p *Proxy) register(ctx context.Context, pr *poolRT, c net.Conn) error {
-	rctx := gnet.NewNetConnContext(gnet.NewContext(ctx, &acceptedConn{pr: pr}), c)
+func (p *Proxy) register(ctx context.Context, live *poolLive, c net.Conn) error {
+	rctx := gnet.NewNetConnContext(gnet.NewContext(ctx, &acceptedConn{live: live}), c)
 	p.regMu.Lock()
 	ch, err := p.eng.Register(rctx)
 	p.regMu.Unlock()
@@ -192,12 +216,12 @@ func enrolled(ctx context.Context, ch <-chan gnet.RegisteredResult) error {
 // deriveMaxClients is the proxy-wide client limit used when none is set:
 // config.DefaultMaxClients for the soft RLIMIT_NOFILE (Go raises it to the
 // hard limit at start). It is at least 1.
-func (p *Proxy) deriveMaxClients() int64 {
+func (p *Proxy) deriveMaxClients(cfg *config.Config) int64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 0 // unknown: no derived limit
 	}
-	n, err := p.cfg.DefaultMaxClients(rl.Cur, p.opts.Loops)
+	n, err := cfg.DefaultMaxClients(rl.Cur, p.opts.Loops)
 	if err != nil {
 		p.log.Warn("client limit", "max_clients", 1, "error", err)
 		return 1

@@ -32,9 +32,12 @@ const (
 
 // backend is one pipelined connection from one loop to one server.
 type backend struct {
-	l       *loop
+	l *loop
+	// pr is the pool version the connection follows (the loop's, updated
+	// when it adopts a new one; a dedicated connection's stays the one it
+	// was opened under).
 	pr      *poolRT
-	server  int
+	server  int    // slot (see poolLive)
 	replica int    // -1 for the primary, else the index in the server's replicas
 	addr    string // where to connect
 	network string
@@ -69,6 +72,9 @@ type backend struct {
 	// replies are not matched to requests.
 	owner *client
 	push  bool
+	// retired: a reload removed the server; the connection closes once it
+	// owes nothing (loop.retire).
+	retired bool
 
 	counters  serverCounters
 	connected atomic.Bool // mirrors state == stateConnected, for Stats
@@ -82,13 +88,14 @@ type dialAttempt struct {
 }
 
 func newBackend(l *loop, pr *poolRT, server int) *backend {
-	s := pr.cfg.Servers[server]
-	return &backend{l: l, pr: pr, server: server, replica: -1, addr: s.Addr, network: s.Network}
+	s := pr.slots[server]
+	return &backend{l: l, pr: pr, server: server, replica: -1, addr: s.addr, network: s.network}
 }
 
-// newReplicaBackend is a connection to replica i of server.
+// newReplicaBackend is a connection to replica i of server (a slot the
+// version lists).
 func newReplicaBackend(l *loop, pr *poolRT, server, i int) *backend {
-	addr := pr.cfg.Servers[server].Replicas[i]
+	addr := pr.cfg.Servers[pr.indexOf(server)].Replicas[i]
 	network := "tcp"
 	if strings.HasPrefix(addr, "/") {
 		network = "unix"
@@ -99,22 +106,22 @@ func newReplicaBackend(l *loop, pr *poolRT, server, i int) *backend {
 // name names the connection's server (and replica) in messages.
 func (b *backend) name() string {
 	if b.replica >= 0 {
-		return b.pr.names[b.server] + " replica " + b.addr
+		return b.pr.slots[b.server].name + " replica " + b.addr
 	}
-	return b.pr.names[b.server]
+	return b.pr.slots[b.server].name
 }
 
 // failure counts a failure toward the server's ejection; a replica's
 // failures only make its own connection back off.
 func (b *backend) failure() {
 	if b.replica < 0 {
-		b.pr.health.Failure(b.server)
+		b.pr.live.failure(b.server)
 	}
 }
 
 func (b *backend) success() {
 	if b.replica < 0 {
-		b.pr.health.Success(b.server)
+		b.pr.live.success(b.server)
 	}
 }
 
@@ -136,7 +143,7 @@ func (b *backend) usable() bool {
 
 // unavailable counts a request failed at once because b is down.
 func (b *backend) unavailable() {
-	b.l.pools[b.pr.idx].forwardError.Add(1)
+	b.l.counters(b.pr.idx).forwardError.Add(1)
 }
 
 // refuse fails r at once because b is down, saying why and when the next
@@ -176,14 +183,16 @@ func (b *backend) connect() {
 	}
 	b.state = stateConnecting
 	b.gen++
+	b.counters.dials.Add(1)
 	b.pr.codec.onConnect(b)
 	att := &dialAttempt{b: b, gen: b.gen}
 	p := b.l.p
 	network, addr := b.network, b.addr
+	dialer := &b.pr.dialer // b.pr may change (loop.adopt) while the dial runs
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		nc, err := b.pr.dialer.DialContext(p.ctx, network, addr)
+		nc, err := dialer.DialContext(p.ctx, network, addr)
 		if err == nil {
 			var ch <-chan gnet.RegisteredResult
 			ch, err = b.l.el.Enroll(gnet.NewContext(p.ctx, att), nc)
@@ -345,7 +354,26 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 		b.success()
 	}
 	b.l.flushClients()
+	if b.retired {
+		b.closeIfIdle()
+	}
 	return gnet.None
+}
+
+// closeIfIdle closes a connection that owes no replies (a retired one) and
+// reports whether it is closed.
+func (b *backend) closeIfIdle() bool {
+	if b.fifo.Len() > 0 || b.st != nil {
+		return false
+	}
+	if c := b.c; c != nil {
+		b.detach(c)
+		_ = b.l.el.Close(c)
+	} else if b.state == stateConnecting {
+		b.gen++ // the dial still running is abandoned; onOpen closes it
+		b.state = stateIdle
+	}
+	return true
 }
 
 // answered pops r, whose n-byte reply has been delivered, from the FIFO.

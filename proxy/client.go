@@ -126,7 +126,8 @@ func (cl *client) onTraffic() gnet.Action {
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
-	cl.need = 0 // met; serve sets it again if it stops at an incomplete request
+	cl.need = 0                      // met; serve sets it again if it stops at an incomplete request
+	cl.pr = cl.l.version(cl.pr.live) // a reload applies from the next request on
 	n := cl.pr.codec.serve(cl, buf)
 	if !cl.closed && n > 0 {
 		cl.l.pools[cl.pr.idx].bytesIn.Add(int64(min(n, len(buf))))
@@ -178,7 +179,7 @@ func (cl *client) advance() {
 		}
 		cl.fifo.Pop()
 		r.inQueue = false
-		pc := &cl.l.pools[cl.pr.idx]
+		pc := cl.l.pools[cl.pr.idx]
 		pc.requests[r.class].Add(1)
 		pc.latency.observe(cl.l.clock - r.start)
 		if !r.silent {
@@ -429,7 +430,7 @@ func (cl *client) answer(class CmdClass, reply []byte, silent bool) {
 // refuse answers a request the proxy will not serve with reply, counting
 // why.
 func (cl *client) refuse(reason RejectReason, reply []byte) {
-	pc := &cl.l.pools[cl.pr.idx]
+	pc := cl.l.pools[cl.pr.idx]
 	pc.rejected[reason].Add(1)
 	pc.errors[ClassInvalid].Add(1)
 	cl.answer(ClassInvalid, reply, false)
@@ -485,9 +486,9 @@ func (cl *client) finish(err error) {
 		return
 	}
 	cl.closed = true
-	cl.pr.clients.Add(-1)
+	cl.pr.live.clients.Add(-1)
 	cl.l.p.clients.Add(-1)
-	pc := &cl.l.pools[cl.pr.idx]
+	pc := cl.l.pools[cl.pr.idx]
 	pc.clientConns.Add(-1)
 	if err == nil || errors.Is(err, io.EOF) {
 		pc.clientEOF.Add(1)

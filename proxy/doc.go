@@ -2,10 +2,11 @@
 // pool's listener; each event loop owns its clients, its backend connections
 // and its scratch space, so the hot path takes no locks.
 //
-//	client ──► OnTraffic(client)            parse every complete request in place
-//	             │ codec.serve              (proxy/memcache or proxy/resp)
-//	             │  route: ring.Pick(key) ─► server, conn = client id % server_connections
-//	             │  local commands answered at once (version, stats, mn, ...)
+//	client ──► OnTraffic(client)            adopt the pool's current version, then
+//	             │ codec.serve              parse every complete request in place
+//	             │                          (proxy/memcache or proxy/resp); local
+//	             │                          commands answered at once (version, mn, ...)
+//	             │ routing seam (route.go)  see below
 //	             ▼
 //	           request ──► client FIFO      replies leave only from the head: in order
 //	             │
@@ -19,6 +20,44 @@
 //	             ▼
 //	           client FIFO head done? ──►  append to the client's output, one write per
 //	                                        client per callback
+//
+// The routing seam. Every forwarded request of both protocols leaves through
+// route.go; the codecs keep parsing, splitting keys by server, framing,
+// merging and error replies:
+//
+//	codec (mccodec.go, respcodec.go, respdedicated.go)
+//	  │ pr.pick(key) ─────────────► slot   ring index (configuration order) → slot
+//	  │ pr.written(key | nil) ────► (nothing yet: the near cache's invalidation)
+//	  │                              every keyed write, script keys, queued
+//	  │                              transaction commands, flushes (nil)
+//	  ├─ one server:  route(cl, pr, r, slot, read, frame)
+//	  ├─ several:     newFragment / fanoutFragments ─► sendFragments ─► route per fragment
+//	  └─ client's own connection (MULTI, blocking, pub/sub): sendOn(b, r, frame)
+//	                     │
+//	  route: read? loop.readBackendFor (read_policy, replicas) : loop.backendFor
+//	         (connection = client id % server_connections)
+//	  sendOn: server down? fail r now (refuse) : frame into b.wbuf, b.enqueue(r)
+//
+// Pool versions and reload (pool.go, loop.go, reload.go). A pool is a
+// poolLive (name, listener, client count, stable server slots: one per server
+// name+address for the pool's life) holding its current version, a poolRT,
+// behind an atomic pointer. A version is immutable: a copy of the pool's
+// configuration, its ring, health, codec, dialer. Reload builds new versions
+// (health carried over by server name), and, if every pool can take its
+// change, publishes them:
+//
+//	Reload ──► newVersion(cfg, prev) ──► live.cur.Store(v2) ──► health(v1) stops
+//	                                          │
+//	        each loop, on its own goroutine (Execute, or a client's next read):
+//	        loop.version ─► adopt(v2): connections by slot
+//	             kept slot ─────► same backend (no re-dial), follows v2
+//	             new slot ──────► new backend (dialed on first use / preconnect)
+//	             removed slot ──► retired: closes once its FIFO is empty
+//	        clients switch to v2 before parsing their next request; a request
+//	        parsed under v1 finishes on the backend it was queued on.
+//
+// A removed pool stops accepting and its clients drain as on shutdown; its
+// connections retire once the loop has none of its clients left.
 //
 // Accepting: the proxy accepts clients itself, one goroutine per pool
 // listener, and hands each connection to an event loop (Engine.Register):

@@ -225,6 +225,7 @@ func (cl *client) resumeHalf() {
 	}
 	if !cl.paused && !cl.waitIdle && len(h.in) > 0 {
 		cl.need = 0
+		cl.pr = cl.l.version(cl.pr.live) // a reload applies from the next request on
 		n := cl.pr.codec.serve(cl, h.in)
 		if cl.closed {
 			return

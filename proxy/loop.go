@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -15,11 +16,23 @@ type loop struct {
 	p  *Proxy
 	el gnet.EventLoop
 
-	// backends[pool][server*conns+conn] are this loop's backend connections.
+	// mu guards changes to the per-pool slices below (pools, vers,
+	// backends, replicas), which only the loop's goroutine makes, against
+	// Stats, which reads them from other goroutines. The loop's own reads
+	// take no lock.
+	mu sync.Mutex
+	// vers[pool] is the version of each pool this loop's connections
+	// follow (nil: none yet); clients adopt it at their next read.
+	vers []*poolRT
+	// backends[pool][slot*conns+conn] are this loop's backend connections
+	// (nil for a slot the version does not list).
 	backends [][]*backend
-	// replicas[pool][server][replica*conns+conn] are its connections to
+	// replicas[pool][slot][replica*conns+conn] are its connections to
 	// replicas, for read_policy.
 	replicas [][][]*backend
+	// retired are connections to servers a reload removed, still owed
+	// replies: each closes once its last reply is in (or it fails).
+	retired []*backend
 
 	dirtyBackends []*backend
 	dirtyClients  []*client
@@ -36,14 +49,14 @@ type loop struct {
 
 	clients map[*client]struct{}
 	free    []*request
-	pools   []poolCounters // per pool, indexed like Proxy.pools
+	pools   []*poolCounters // per pool, indexed like Proxy.pools
 	// clock is the loop's time in ns since the proxy started, read once at
 	// the start of each callback; request timestamps and latencies use it.
 	clock int64
 }
 
 func newLoop(p *Proxy, el gnet.EventLoop) *loop {
-	l := &loop{p: p, el: el, clients: map[*client]struct{}{}, pools: make([]poolCounters, len(p.pools))}
+	l := &loop{p: p, el: el, clients: map[*client]struct{}{}}
 	l.flushTask = gnet.RunnableFunc(func(context.Context) error {
 		l.flushQueued = false
 		l.tick()
@@ -56,40 +69,125 @@ func newLoop(p *Proxy, el gnet.EventLoop) *loop {
 		l.pump()
 		return nil
 	})
-	l.backends = make([][]*backend, len(p.pools))
-	for i, pr := range p.pools {
-		conns := max(pr.cfg.ServerConnections, 1)
-		bs := make([]*backend, len(pr.cfg.Servers)*conns)
-		for s := range pr.cfg.Servers {
-			for c := 0; c < conns; c++ {
-				bs[s*conns+c] = newBackend(l, pr, s)
-			}
-		}
-		l.backends[i] = bs
-		rs := make([][]*backend, len(pr.cfg.Servers))
-		for s, srv := range pr.cfg.Servers {
-			for r := range srv.Replicas {
-				for c := 0; c < conns; c++ {
-					rs[s] = append(rs[s], newReplicaBackend(l, pr, s, r))
-				}
-			}
-		}
-		l.replicas = append(l.replicas, rs)
+	for _, live := range p.poolList() {
+		l.version(live)
 	}
 	return l
 }
 
-// preconnect dials every backend of the pools configured with preconnect.
-// Called once when the loop state is created (under Proxy.mu, from the
-// loop's goroutine); dials run in their own goroutines.
-func (l *loop) preconnect() {
-	for i, pr := range l.p.pools {
-		if !pr.cfg.Preconnect {
-			continue
+// counters returns the loop's counters of pool idx.
+func (l *loop) counters(idx int) *poolCounters {
+	l.grow(idx)
+	return l.pools[idx]
+}
+
+// grow makes room in the per-pool slices for pool idx.
+func (l *loop) grow(idx int) {
+	if idx < len(l.pools) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(l.pools) <= idx {
+		l.pools = append(l.pools, &poolCounters{})
+		l.vers = append(l.vers, nil)
+		l.backends = append(l.backends, nil)
+		l.replicas = append(l.replicas, nil)
+	}
+}
+
+// version returns the current version of pool live, which the loop's
+// connections then follow: the first call after a reload adopts it (on the
+// loop's goroutine, never blocking).
+func (l *loop) version(live *poolLive) *poolRT {
+	cur := live.cur.Load()
+	if live.idx < len(l.vers) && l.vers[live.idx] == cur {
+		return cur
+	}
+	l.adopt(cur)
+	return cur
+}
+
+// adopt makes the loop's connections follow version pr of its pool:
+// connections to servers (slots) it keeps carry over, servers it adds get
+// connections (dialed now for a preconnect pool), and connections to
+// servers it removes retire: each closes once the replies it is owed are in.
+func (l *loop) adopt(pr *poolRT) {
+	i := pr.idx
+	l.grow(i)
+	conns := pr.conns
+	old := l.backends[i]
+	bs := make([]*backend, len(pr.slots)*conns)
+	copy(bs, old)
+	rs := make([][]*backend, len(pr.slots))
+	copy(rs, l.replicas[i])
+	var dial []*backend
+	for slot := range pr.slots {
+		ci := pr.indexOf(slot)
+		for c := 0; c < conns; c++ {
+			b := bs[slot*conns+c]
+			switch {
+			case ci < 0 && b != nil:
+				l.retire(b)
+				bs[slot*conns+c] = nil
+			case ci >= 0 && b == nil:
+				b = newBackend(l, pr, slot)
+				bs[slot*conns+c] = b
+				dial = append(dial, b)
+			case b != nil:
+				b.pr = pr
+			}
 		}
-		for _, b := range l.backends[i] {
+		var want []string
+		if ci >= 0 {
+			want = pr.cfg.Servers[ci].Replicas
+		}
+		if !sameReplicas(rs[slot], want, conns) {
+			for _, b := range rs[slot] {
+				l.retire(b)
+			}
+			rs[slot] = nil
+			for r := range want {
+				for c := 0; c < conns; c++ {
+					rs[slot] = append(rs[slot], newReplicaBackend(l, pr, slot, r))
+				}
+			}
+		} else {
+			for _, b := range rs[slot] {
+				b.pr = pr
+			}
+		}
+	}
+	l.mu.Lock()
+	l.backends[i], l.replicas[i], l.vers[i] = bs, rs, pr
+	l.mu.Unlock()
+	if pr.cfg.Preconnect && !pr.live.removed.Load() {
+		for _, b := range dial {
 			b.connect()
 		}
+	}
+}
+
+// sameReplicas reports whether the replica connections have ("conns" per
+// replica, in order) go to the addresses in want.
+func sameReplicas(have []*backend, want []string, conns int) bool {
+	if len(have) != len(want)*conns {
+		return false
+	}
+	for k, b := range have {
+		if b.addr != want[k/conns] {
+			return false
+		}
+	}
+	return true
+}
+
+// retire takes b out of service: it closes now if it owes nothing, else
+// once its last reply is in.
+func (l *loop) retire(b *backend) {
+	b.retired = true
+	if !b.closeIfIdle() {
+		l.retired = append(l.retired, b)
 	}
 }
 
@@ -97,7 +195,7 @@ func (l *loop) preconnect() {
 // uses: the same one for every request of that client, so its writes and
 // reads stay ordered.
 func (l *loop) backendFor(pr *poolRT, s int, id uint64) *backend {
-	conns := max(pr.cfg.ServerConnections, 1)
+	conns := pr.conns
 	return l.backends[pr.idx][s*conns+int(id%uint64(conns))]
 }
 
@@ -110,7 +208,7 @@ func (l *loop) readBackendFor(pr *poolRT, s int, id uint64) *backend {
 	if len(reps) == 0 {
 		return primary
 	}
-	conns := uint64(max(pr.cfg.ServerConnections, 1))
+	conns := uint64(pr.conns)
 	n := uint64(len(reps)) / conns // replicas
 	pickReplica := func(skip uint64) *backend {
 		r := (id/conns + skip) % n
@@ -259,20 +357,26 @@ func (l *loop) pump() {
 }
 
 // sweep fails requests that have waited longer than their pool's timeout,
-// and closes clients that do not read their replies.
+// closes clients that do not read their replies, and closes retired
+// connections that owe nothing any more.
 func (l *loop) sweep() {
 	l.tick()
 	now := l.clock
 	for cl := range l.clients {
 		cl.checkDrain(now)
 	}
-	for i, pr := range l.p.pools {
+	for i, pr := range l.vers {
+		if pr == nil {
+			continue
+		}
 		t := pr.cfg.Timeout
 		if t <= 0 {
 			continue
 		}
 		for _, b := range l.backends[i] {
-			b.sweep(now, int64(t))
+			if b != nil {
+				b.sweep(now, int64(t))
+			}
 		}
 		for _, rs := range l.replicas[i] {
 			for _, b := range rs {
@@ -280,6 +384,22 @@ func (l *loop) sweep() {
 			}
 		}
 	}
+	for i, pr := range l.vers {
+		if pr != nil && pr.live.removed.Load() && !l.hasClients(pr.live) {
+			l.retirePool(i)
+		}
+	}
+	keep := l.retired[:0]
+	for _, b := range l.retired {
+		if t := b.pr.cfg.Timeout; t > 0 {
+			b.sweep(now, int64(t))
+		}
+		if !b.closeIfIdle() {
+			keep = append(keep, b)
+		}
+	}
+	clear(l.retired[len(keep):])
+	l.retired = keep
 	l.flush()
 }
 
@@ -289,6 +409,17 @@ func (l *loop) drain() {
 	for cl := range l.clients {
 		cl.draining = true
 		cl.maybeClose()
+	}
+	l.flush()
+}
+
+// drainPool is drain for the clients of one (removed) pool.
+func (l *loop) drainPool(live *poolLive) {
+	for cl := range l.clients {
+		if cl.pr.live == live {
+			cl.draining = true
+			cl.maybeClose()
+		}
 	}
 	l.flush()
 }

@@ -83,7 +83,7 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 				} else {
 					reply = memcache.AppendError(nil, memcache.KindClientError, err.Error())
 				}
-				pc := &cl.l.pools[m.pr.idx]
+				pc := cl.l.pools[m.pr.idx]
 				pc.rejected[RejectProtocol].Add(1)
 				pc.errors[ClassInvalid].Add(1)
 				pc.clientErr.Add(1)
@@ -152,14 +152,14 @@ func (m *memcacheCodec) local(cl *client, reply []byte, silent bool) {
 func (m *memcacheCodec) answer(cl *client, req *memcache.Request) {
 	switch req.Cmd {
 	case memcache.CmdVersion:
-		m.local(cl, []byte("VERSION "+Version+"\r\n"), false)
+		m.local(cl, memcache.AppendVersion(nil, Version), false)
 	case memcache.CmdVerbosity:
-		m.local(cl, []byte("OK\r\n"), req.Noreply)
+		m.local(cl, memcache.AppendOK(nil), req.Noreply)
 	case memcache.CmdQuit:
 		cl.quitting = true
 		cl.maybeClose()
 	case memcache.CmdMetaNoop:
-		m.local(cl, []byte("MN\r\n"), false)
+		m.local(cl, memcache.AppendMetaNoop(nil), false)
 	case memcache.CmdStats:
 		m.local(cl, m.stats(cl, req), false)
 	case memcache.CmdConfigGet:
@@ -187,17 +187,14 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		failRequest(r, m.pr, "no server available")
 		return
 	}
-	b := l.backendFor(m.pr, s, cl.id)
-	if req.Cmd == memcache.CmdGet {
-		b = l.readBackendFor(m.pr, s, cl.id)
+	if r.class == ClassWrite {
+		for _, k := range req.Keys {
+			m.pr.written(k)
+		}
 	}
-	if !b.usable() {
-		b.refuse(r)
-		return
-	}
-	n := len(b.wbuf)
-	b.wbuf = req.AppendForward(b.wbuf)
-	b.enqueue(r, len(b.wbuf)-n)
+	route(cl, m.pr, r, s, req.Cmd == memcache.CmdGet, func(dst []byte, _ int) []byte {
+		return req.AppendForward(dst)
+	}, -1)
 }
 
 // forwardMulti splits get/gets/gat/gats over the servers of its keys.
@@ -207,7 +204,7 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 		return
 	}
 	sc := cl.scratch()
-	nServers := len(m.pr.cfg.Servers)
+	nServers := len(m.pr.slots) // fragOf is indexed by slot
 	sc.servers = sc.servers[:0]
 	same := true
 	for i := range req.Keys {
@@ -245,13 +242,9 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 		if fi < 0 {
 			fi = len(parent.frags)
 			sc.fragOf[s] = fi
-			f := l.newRequest()
-			f.parent = parent
+			f := newFragment(l, parent, s)
 			f.mc = header(req)
-			f.server = s
-			f.class = ClassMulti
 			f.read = req.Cmd == memcache.CmdGet
-			parent.frags = append(parent.frags, f)
 			if len(sc.fragIdx) <= fi {
 				sc.fragIdx = append(sc.fragIdx, nil)
 			}
@@ -261,8 +254,8 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 		parent.keyFrag = append(parent.keyFrag, fi)
 		parent.frags[fi].nkeys++
 	}
-	sendFragments(cl, m.pr, parent, func(b *backend, fi int) {
-		b.wbuf = req.AppendMultiGet(b.wbuf, sc.fragIdx[fi])
+	sendFragments(cl, m.pr, parent, func(dst []byte, fi int) []byte {
+		return req.AppendMultiGet(dst, sc.fragIdx[fi])
 	})
 }
 
@@ -273,18 +266,13 @@ func (m *memcacheCodec) forwardAll(cl *client, req *memcache.Request) {
 	parent.mc = header(req)
 	parent.class = ClassFanout
 	cl.push(parent)
-	for s := range m.pr.cfg.Servers {
-		if m.pr.health.State(s) == pool.StateEjected { // ejected: it takes no keys
-			continue
-		}
-		f := l.newRequest()
-		f.parent = parent
+	fanoutFragments(l, m.pr, parent, true) // an ejected server takes no keys
+	for _, f := range parent.frags {
 		f.mc = header(req)
-		f.server = s
-		parent.frags = append(parent.frags, f)
 	}
-	sendFragments(cl, m.pr, parent, func(b *backend, _ int) {
-		b.wbuf = req.AppendForward(b.wbuf)
+	m.pr.written(nil)
+	sendFragments(cl, m.pr, parent, func(dst []byte, _ int) []byte {
+		return req.AppendForward(dst)
 	})
 }
 
@@ -432,7 +420,12 @@ func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 // stats answers "stats" with the proxy's own counters.
 func (m *memcacheCodec) stats(cl *client, _ *memcache.Request) []byte {
 	p := cl.l.p
-	ps := p.Stats()[m.pr.idx]
+	var ps PoolStats
+	for _, st := range p.Stats() {
+		if st.Name == m.pr.cfg.Name {
+			ps = st
+		}
+	}
 	var requests, errs, timeouts, hits, misses, ejected int64
 	for c := range ps.Requests {
 		requests += ps.Requests[c]

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,35 +16,116 @@ import (
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
 
-// poolRT is a configured pool at run time: its ring (swapped atomically when
-// servers are ejected or re-admitted), its servers' health and its codec.
-type poolRT struct {
-	p      *Proxy
-	idx    int
-	cfg    *config.Pool
-	ring   atomic.Pointer[ringBox]
-	health *pool.Health
-	codec  codec
-	names  []string // "name" or "addr" per server, for messages
-	dialer net.Dialer
+// A pool lives in two parts. poolLive is what stays for the pool's whole
+// life: its name, listener, client count and the stable slot numbers of the
+// servers it has ever had. poolRT is one version of its settings (a
+// snapshot): a proxy-owned copy of its configuration, the ring, health,
+// codec and dialer built from it. A version is immutable once published in
+// poolLive.cur, except its ring (swapped when its health ejects or
+// re-admits a server) and health's counters; a reload publishes a new one.
+//
+// Servers are numbered by slot, not by configuration index: a slot stands for
+// one server identity (name and address) for the pool's life, so requests,
+// transactions, subscriptions and the loops' backend connections keep
+// referring to the same server across versions. Slot numbers are used
+// everywhere in the data path; configuration indexes only by the ring and
+// health, and pick maps one to the other.
+
+// serverID is a server's identity: a slot, and the connections to it, carry
+// over to a new version that lists a server with the same name and address.
+type serverID struct{ name, addr string }
+
+// slotInfo describes the server of one slot.
+type slotInfo struct {
+	name, addr, network string
+}
+
+// poolLive is the part of a pool that outlives its versions.
+type poolLive struct {
+	p    *Proxy
+	idx  int
+	name string
+	cur  atomic.Pointer[poolRT] // the current version
 	// clients counts open client connections, for Limits.MaxClients.
 	clients atomic.Int64
 	// acceptErrors counts failed accepts and registrations on the pool's
 	// listener.
 	acceptErrors atomic.Int64
+	// removed is set when a reload takes the pool away: its listener is
+	// closed and its clients are drained.
+	removed atomic.Bool
+
+	// Guarded by Proxy.reloadMu.
+	slotOf     map[serverID]int
+	slots      []slotInfo         // append-only; versions share prefixes of it
+	stopHealth context.CancelFunc // stops the current version's health goroutine
+	ln         net.Listener       // nil until Run (or Reload) listens
+}
+
+// poolRT is one version of a pool (see poolLive).
+type poolRT struct {
+	p    *Proxy
+	idx  int
+	live *poolLive
+	// cfg is the proxy's own copy of the pool's configuration.
+	cfg    *config.Pool
+	ring   atomic.Pointer[ringBox]
+	health *pool.Health
+	codec  codec
+	names  []string // "name" or "addr" per server (configuration order), for messages
+	dialer net.Dialer
 	// allow holds the refused-by-default commands the configuration opens.
 	allow map[string]struct{}
+	// conns is the number of connections per server and loop.
+	conns int
+	// slot maps a configuration index to its server's slot; index maps a
+	// slot back (-1: this version does not list it); slots describes every
+	// slot known when the version was built.
+	slot  []int
+	index []int
+	slots []slotInfo
 }
 
 type ringBox struct{ r hashring.Ring }
 
-func newPoolRT(p *Proxy, idx int, cfg *config.Pool) (*poolRT, error) {
-	pr := &poolRT{p: p, idx: idx, cfg: cfg}
+// newPoolLive starts a pool's life with its first version.
+func newPoolLive(p *Proxy, idx int, cfg *config.Pool) (*poolLive, error) {
+	live := &poolLive{p: p, idx: idx, name: cfg.Name, slotOf: map[serverID]int{}}
+	pr, err := live.newVersion(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	live.cur.Store(pr)
+	return live, nil
+}
+
+// newVersion builds a version of the pool from cfg (copied), giving new
+// servers new slots; health carries over from prev (if not nil) by server
+// name. It publishes nothing. Called with Proxy.reloadMu held (or before
+// Run).
+func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) {
+	cp := c.Clone()
+	cfg := &cp
+	p := live.p
+	pr := &poolRT{p: p, idx: live.idx, live: live, cfg: cfg, conns: max(cfg.ServerConnections, 1)}
 	for _, s := range cfg.Servers {
 		pr.names = append(pr.names, s.Name)
+		id := serverID{s.Name, s.Addr}
+		slot, ok := live.slotOf[id]
+		if !ok {
+			slot = len(live.slots)
+			live.slotOf[id] = slot
+			live.slots = append(live.slots, slotInfo{name: s.Name, addr: s.Addr, network: s.Network})
+		}
+		pr.slot = append(pr.slot, slot)
 	}
-	if err := pr.rebuild(nil); err != nil {
-		return nil, err
+	pr.slots = live.slots[:len(live.slots):len(live.slots)]
+	pr.index = make([]int, len(pr.slots))
+	for i := range pr.index {
+		pr.index[i] = -1
+	}
+	for i, slot := range pr.slot {
+		pr.index[slot] = i
 	}
 	switch cfg.Protocol {
 	case config.ProtocolRedis:
@@ -82,7 +164,32 @@ func newPoolRT(p *Proxy, idx int, cfg *config.Pool) (*poolRT, error) {
 		Logger: p.log.With("pool", cfg.Name),
 		Names:  pr.names,
 	})
+	var live0 []bool
+	if prev != nil {
+		for i, s := range cfg.Servers {
+			if j := slices.Index(prev.names, s.Name); j >= 0 {
+				pr.health.Inherit(i, prev.health, j)
+			}
+		}
+		live0 = pr.health.Live()
+	}
+	if err := pr.rebuild(live0); err != nil {
+		return nil, err
+	}
 	return pr, nil
+}
+
+// runHealth starts the health goroutine of version pr, stopping the previous
+// version's. Called with Proxy.reloadMu held, once Run has started.
+func (live *poolLive) runHealth(pr *poolRT) {
+	p := live.p
+	if live.stopHealth != nil {
+		live.stopHealth()
+	}
+	ctx, cancel := context.WithCancel(p.ctx)
+	live.stopHealth = cancel
+	p.bg.Add(1)
+	go func() { defer p.bg.Done(); _ = pr.health.Run(ctx, 0) }()
 }
 
 // rebuild builds and publishes a ring over the live servers (nil: all).
@@ -101,6 +208,50 @@ func (pr *poolRT) rebuild(live []bool) error {
 	return nil
 }
 
+// indexOf returns the configuration index of slot s in this version, or -1
+// when the version does not list it.
+func (pr *poolRT) indexOf(s int) int {
+	if s < 0 || s >= len(pr.index) {
+		return -1
+	}
+	return pr.index[s]
+}
+
+// serverName names slot s in messages: its name (or address) in this
+// version, or as it was known when the version was built.
+func (pr *poolRT) serverName(s int) string {
+	if i := pr.indexOf(s); i >= 0 {
+		return pr.names[i]
+	}
+	if s >= 0 && s < len(pr.slots) {
+		if pr.slots[s].name != "" {
+			return pr.slots[s].name
+		}
+		return pr.slots[s].addr
+	}
+	return "?"
+}
+
+// anyServer is the slot of the version's first server: where a request that
+// any server can answer goes.
+func (pr *poolRT) anyServer() int { return pr.slot[0] }
+
+// failure and success record the outcome of a request to slot s on the
+// pool's current version's health (s may have left it: then nothing).
+func (live *poolLive) failure(s int) {
+	cur := live.cur.Load()
+	if i := cur.indexOf(s); i >= 0 {
+		cur.health.Failure(i)
+	}
+}
+
+func (live *poolLive) success(s int) {
+	cur := live.cur.Load()
+	if i := cur.indexOf(s); i >= 0 {
+		cur.health.Success(i)
+	}
+}
+
 // allowed reports whether a command refused by default is opened by the
 // pool's allow list (by its name, or its container's for a subcommand).
 func (pr *poolRT) allowed(cmd *resp.Command) bool {
@@ -112,14 +263,6 @@ func (pr *poolRT) allowed(cmd *resp.Command) bool {
 		return ok
 	}
 	return false
-}
-
-// pick returns the server for key, or -1 when none is live.
-func (pr *poolRT) pick(key []byte) int {
-	if len(pr.cfg.Servers) == 1 {
-		return 0
-	}
-	return pr.ring.Load().r.Pick(key)
 }
 
 // probe checks that server i answers its protocol's no-op.

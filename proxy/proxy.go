@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +48,8 @@ type Options struct {
 	// receive the replies they are owed. If zero, 10s is used.
 	DrainTimeout time.Duration
 	// Tick is how often timeouts are swept. If zero, a tenth of the shortest
-	// pool timeout is used, clamped to [5ms, 100ms].
+	// pool timeout is used, clamped to [5ms, 100ms] (and worked out again
+	// by Reload).
 	Tick time.Duration
 	// MaxClients caps open client connections over all pools, so that
 	// clients cannot take the descriptors backend connections need. If
@@ -65,11 +66,16 @@ type Options struct {
 // Proxy serves every pool of a configuration. Create it with New and start
 // it with Run.
 type Proxy struct {
-	cfg   *config.Config
 	opts  Options
 	log   *slog.Logger
-	pools []*poolRT
 	start time.Time
+	// pools are every pool the proxy has served, indexed by poolLive.idx:
+	// a reload appends added pools and marks removed ones, never reorders.
+	// Written under reloadMu; read anywhere.
+	pools atomic.Pointer[[]*poolLive]
+	// active are the pools served now, in configuration order.
+	active   atomic.Pointer[[]*poolLive]
+	reloadMu sync.Mutex // serialises Reload (and Run's start against it)
 
 	mu    sync.Mutex // guards loops
 	loops map[gnet.EventLoop]*loop
@@ -90,6 +96,13 @@ type Proxy struct {
 
 	ctx context.Context // Run's context, for dials and probes
 	wg  sync.WaitGroup  // dial goroutines
+	bg  sync.WaitGroup  // health goroutines and the tick loop
+	// tick is how often timeouts are swept, in ns (sweepEvery).
+	tick atomic.Int64
+	acc  sync.WaitGroup // accept loops
+	// serving is set while Run has its listeners up: Reload starts what it
+	// adds (listeners, health) only then. Guarded by reloadMu.
+	serving bool
 }
 
 // New checks cfg and builds a Proxy. It starts nothing.
@@ -104,47 +117,32 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		opts.DrainTimeout = 10 * time.Second
 	}
 	p := &Proxy{
-		cfg: cfg, opts: opts, log: opts.Logger,
+		opts: opts, log: opts.Logger,
 		loops:  map[gnet.EventLoop]*loop{},
 		booted: make(chan struct{}), running: make(chan struct{}),
 		ctx:   context.Background(),
 		start: time.Now(),
 	}
 	p.mem.limit = cfg.MemoryBudget()
-	minTimeout := time.Duration(0)
+	var pools []*poolLive
 	for i := range cfg.Pools {
-		pr, err := newPoolRT(p, i, &cfg.Pools[i])
+		live, err := newPoolLive(p, i, &cfg.Pools[i])
 		if err != nil {
 			return nil, fmt.Errorf("pool %q: %w", cfg.Pools[i].Name, err)
 		}
-		p.pools = append(p.pools, pr)
-		if t := cfg.Pools[i].Timeout; t > 0 && (minTimeout == 0 || t < minTimeout) {
-			minTimeout = t
-		}
+		pools = append(pools, live)
 	}
-	if p.opts.Tick <= 0 {
-		p.opts.Tick = 100 * time.Millisecond
-		if minTimeout > 0 {
-			p.opts.Tick = min(max(minTimeout/10, 5*time.Millisecond), 100*time.Millisecond)
-		}
-	}
+	active := slices.Clone(pools)
+	p.pools.Store(&pools)
+	p.active.Store(&active)
+	p.tick.Store(int64(p.sweepEvery()))
 	switch {
 	case opts.MaxClients > 0:
 		p.maxClients, p.maxClientsSource = int64(opts.MaxClients), "option"
 	case opts.MaxClients == 0:
-		p.maxClients, p.maxClientsSource = p.deriveMaxClients(), "RLIMIT_NOFILE"
+		p.maxClients, p.maxClientsSource = p.deriveMaxClients(cfg), "RLIMIT_NOFILE"
 	}
 	return p, nil
-}
-
-// listenNetwork splits a configured listen address into a network and an
-// address: a path (optionally followed by a permission) is a unix socket.
-func listenNetwork(listen string) (network, addr string) {
-	if strings.HasPrefix(listen, "/") {
-		path, _, _ := strings.Cut(listen, " ")
-		return "unix", path
-	}
-	return "tcp", listen
 }
 
 // Run serves until ctx is done, then drains: it stops taking new clients,
@@ -155,13 +153,20 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 	p.ctx = runCtx
 
+	p.reloadMu.Lock()
 	lns, err := p.listen(runCtx)
+	p.reloadMu.Unlock()
 	if err != nil {
 		return err
 	}
 	closeListeners := func() {
-		for _, ln := range lns {
-			_ = ln.Close()
+		p.reloadMu.Lock()
+		defer p.reloadMu.Unlock()
+		p.serving = false
+		for _, live := range p.poolList() {
+			if live.ln != nil {
+				_ = live.ln.Close()
+			}
 		}
 	}
 	defer closeListeners()
@@ -200,16 +205,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err := p.awaitLoops(private, engErr); err != nil {
 		return err
 	}
-	var acc sync.WaitGroup
-	for i, pr := range p.pools {
-		acc.Add(1)
-		go func() { defer acc.Done(); p.acceptLoop(runCtx, pr, lns[i]) }()
+	p.reloadMu.Lock()
+	p.serving = true
+	for _, live := range p.activePools() {
+		p.serve(live)
 	}
-	defer acc.Wait()
-	for _, pr := range p.pools {
-		p.log.Info("listening", "pool", pr.cfg.Name, "listen", pr.cfg.Listen, "protocol", string(pr.cfg.Protocol),
-			"servers", len(pr.cfg.Servers), "distribution", pr.cfg.Distribution)
-	}
+	p.reloadMu.Unlock()
+	defer p.acc.Wait()
 	if p.maxClients > 0 {
 		p.log.Info("client limit", "max_clients", p.maxClients, "source", p.maxClientsSource)
 	}
@@ -217,13 +219,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.opts.OnListen(addrs)
 	}
 
-	var bg sync.WaitGroup
-	for _, pr := range p.pools {
-		bg.Add(1)
-		go func() { defer bg.Done(); _ = pr.health.Run(runCtx, 0) }()
-	}
-	bg.Add(1)
-	go func() { defer bg.Done(); p.tickLoop(runCtx) }()
+	p.bg.Add(1)
+	go func() { defer p.bg.Done(); p.tickLoop(runCtx) }()
 
 	select {
 	case err = <-engErr:
@@ -245,10 +242,31 @@ func (p *Proxy) Run(ctx context.Context) error {
 		err = <-engErr
 	}
 	cancel()
-	bg.Wait()
+	p.bg.Wait()
 	p.wg.Wait()
 	p.log.Info("shutdown complete")
 	return err
+}
+
+// poolList returns every pool, removed ones included, indexed by
+// poolLive.idx.
+func (p *Proxy) poolList() []*poolLive {
+	if ps := p.pools.Load(); ps != nil {
+		return *ps
+	}
+	return nil
+}
+
+// serve starts accepting clients of pool live on its listener and runs its
+// health goroutine. Called with reloadMu held, once Run listens.
+func (p *Proxy) serve(live *poolLive) {
+	pr := live.cur.Load()
+	ln := live.ln
+	p.acc.Add(1)
+	go func() { defer p.acc.Done(); p.acceptLoop(p.ctx, live, ln) }()
+	live.runHealth(pr)
+	p.log.Info("listening", "pool", pr.cfg.Name, "listen", pr.cfg.Listen, "protocol", string(pr.cfg.Protocol),
+		"servers", len(pr.cfg.Servers), "distribution", pr.cfg.Distribution)
 }
 
 // drain stops taking clients and waits (bounded) for open clients to receive
@@ -266,9 +284,29 @@ func (p *Proxy) drain() {
 	}
 }
 
-// tickLoop hands a timeout sweep to every loop each tick.
+// sweepEvery is how often timeouts are swept: Options.Tick, else a tenth of
+// the shortest timeout of the pools served, clamped to [5ms, 100ms].
+func (p *Proxy) sweepEvery() time.Duration {
+	if p.opts.Tick > 0 {
+		return p.opts.Tick
+	}
+	minTimeout := time.Duration(0)
+	for _, live := range p.activePools() {
+		if t := live.cur.Load().cfg.Timeout; t > 0 && (minTimeout == 0 || t < minTimeout) {
+			minTimeout = t
+		}
+	}
+	if minTimeout == 0 {
+		return 100 * time.Millisecond
+	}
+	return min(max(minTimeout/10, 5*time.Millisecond), 100*time.Millisecond)
+}
+
+// tickLoop hands a timeout sweep to every loop each tick (p.tick, which a
+// reload may change).
 func (p *Proxy) tickLoop(ctx context.Context) {
-	t := time.NewTicker(p.opts.Tick)
+	every := time.Duration(p.tick.Load())
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -276,6 +314,10 @@ func (p *Proxy) tickLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			p.forEachLoop(func(l *loop) { l.sweep() })
+			if d := time.Duration(p.tick.Load()); d != every {
+				every = d
+				t.Reset(every)
+			}
 		}
 	}
 }
@@ -304,18 +346,25 @@ func (p *Proxy) loopFor(el gnet.EventLoop) *loop {
 	if l == nil {
 		l = newLoop(p, el)
 		p.loops[el] = l
-		l.preconnect()
 	}
 	return l
 }
 
 // Pools returns the names of the pools served, in configuration order.
 func (p *Proxy) Pools() []string {
-	names := make([]string, len(p.pools))
-	for i, pr := range p.pools {
-		names[i] = pr.cfg.Name
+	var names []string
+	for _, live := range p.activePools() {
+		names = append(names, live.name)
 	}
 	return names
+}
+
+// activePools returns the pools served now, in configuration order.
+func (p *Proxy) activePools() []*poolLive {
+	if ps := p.active.Load(); ps != nil {
+		return *ps
+	}
+	return nil
 }
 
 // handler adapts gnet's callbacks to clients and backends.
@@ -345,24 +394,29 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		if p.draining.Load() {
 			return nil, gnet.Close
 		}
-		pr := ctx.pr
+		live := ctx.live
+		pr := live.cur.Load()
+		if live.removed.Load() {
+			return nil, gnet.Close
+		}
 		if max := p.maxClients; max > 0 && p.clients.Load() >= max {
 			p.log.Warn("client refused: proxy-wide client limit reached", "pool", pr.cfg.Name, "limit", max,
 				"source", p.maxClientsSource)
 			if l := p.loopFor(c.EventLoop()); l != nil {
-				l.pools[pr.idx].rejected[RejectMaxClients].Add(1)
+				l.counters(pr.idx).rejected[RejectMaxClients].Add(1)
 			}
 			return pr.codec.errorReply(nil, "too many clients"), gnet.Close
 		}
-		if max := pr.cfg.Limits.MaxClients; max > 0 && pr.clients.Load() >= int64(max) {
+		if max := pr.cfg.Limits.MaxClients; max > 0 && live.clients.Load() >= int64(max) {
 			p.log.Warn("client refused: max_clients reached", "pool", pr.cfg.Name, "max_clients", max)
 			if l := p.loopFor(c.EventLoop()); l != nil {
-				l.pools[pr.idx].rejected[RejectMaxClients].Add(1)
+				l.counters(pr.idx).rejected[RejectMaxClients].Add(1)
 			}
 			return pr.codec.errorReply(nil, "too many clients"), gnet.Close
 		}
-		pr.clients.Add(1)
+		live.clients.Add(1)
 		l := p.loopFor(c.EventLoop())
+		pr = l.version(live)
 		cl := newClient(l, pr, c, p.nextID.Add(1))
 		c.SetContext(cl)
 		p.clients.Add(1)

@@ -109,29 +109,3 @@ func failRequest(r *request, pr *poolRT, msg string) {
 		r.cl.complete(r)
 	}
 }
-
-// sendFragments queues each of parent's fragments on its server (a read may
-// go to a replica), writing its bytes with write; a fragment whose server is
-// down fails at once. Everything is queued before any failure completes, so
-// a merge never sees a fragment half set up.
-func sendFragments(cl *client, pr *poolRT, parent *request, write func(b *backend, fi int)) {
-	parent.pending = len(parent.frags)
-	cl.l.pools[pr.idx].fragments.Add(int64(len(parent.frags)))
-	if parent.pending == 0 {
-		pr.codec.merge(parent)
-		return
-	}
-	for fi, f := range parent.frags {
-		b := cl.l.backendFor(pr, f.server, cl.id)
-		if f.read {
-			b = cl.l.readBackendFor(pr, f.server, cl.id)
-		}
-		if !b.usable() {
-			b.refuse(f)
-			continue
-		}
-		n := len(b.wbuf)
-		write(b, fi)
-		b.enqueue(f, len(b.wbuf)-n)
-	}
-}

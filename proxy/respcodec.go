@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cacheproxy/cacheproxy/pool"
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
 
@@ -127,7 +126,7 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 			} else {
 				reply = resp.AppendError(nil, "ERR Protocol error: "+err.Error())
 			}
-			pc := &cl.l.pools[rc.pr.idx]
+			pc := cl.l.pools[rc.pr.idx]
 			pc.rejected[RejectProtocol].Add(1)
 			pc.errors[ClassInvalid].Add(1)
 			if pe == nil || pe.Close {
@@ -304,7 +303,7 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 	case resp.ClassSameServer:
 		rc.forwardKeyed(cl, req, cmd, true)
 	case resp.ClassAny:
-		rc.forwardTo(cl, req, 0, ClassRead)
+		rc.forwardTo(cl, req, rc.pr.anyServer(), ClassRead)
 	case resp.ClassSplit:
 		rc.split(cl, req, cmd)
 	case resp.ClassFanout:
@@ -347,7 +346,10 @@ func (rc *respCodec) keyServer(cl *client, req *resp.Request) int {
 	rs := cl.rs
 	s := -1
 	for _, i := range rs.keyIdx {
-		ks := max(rc.pr.pick(req.Args[i]), 0) // -1 (no live server) cannot happen: Health keeps one
+		ks := rc.pr.pick(req.Args[i])
+		if ks < 0 {
+			ks = rc.pr.anyServer() // no live server cannot happen: Health keeps one
+		}
 		if s == -1 {
 			s = ks
 		} else if ks != s {
@@ -365,11 +367,13 @@ func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Comma
 		rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
 		return
 	case s == -1:
-		s = 0 // no keys (EVAL with numkeys 0): any server does
+		s = rc.pr.anyServer() // no keys (EVAL with numkeys 0): any server does
 	}
 	class := ClassWrite
 	if cmd.Flags&resp.FlagReadonly != 0 {
 		class = ClassRead
+	} else {
+		rc.writtenKeys(cl, req)
 	}
 	rc.forwardTo(cl, req, s, class)
 }
@@ -385,17 +389,17 @@ func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdCl
 		r.replies = cmd.Replies
 	}
 	cl.push(r)
-	b := cl.l.backendFor(rc.pr, s, cl.id)
-	if class == ClassRead {
-		b = cl.l.readBackendFor(rc.pr, s, cl.id)
+	route(cl, rc.pr, r, s, class == ClassRead, func(dst []byte, _ int) []byte {
+		return req.AppendForward(dst)
+	}, -1)
+}
+
+// writtenKeys passes the keys of a write (found by dispatch) to the
+// pool's written hook.
+func (rc *respCodec) writtenKeys(cl *client, req *resp.Request) {
+	for _, i := range cl.rs.keyIdx {
+		rc.pr.written(req.Args[i])
 	}
-	if !b.usable() {
-		b.refuse(r)
-		return
-	}
-	n := len(b.wbuf)
-	b.wbuf = req.AppendForward(b.wbuf)
-	b.enqueue(r, len(b.wbuf)-n)
 }
 
 // split sends MGET, MSET, DEL, UNLINK, EXISTS, TOUCH as one request per
@@ -410,7 +414,7 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 			return
 		}
 	}
-	nServers := len(rc.pr.cfg.Servers)
+	nServers := len(rc.pr.slots) // fragOf is indexed by slot
 	rs.servers = rs.servers[:0]
 	same := true
 	for i := 1; i < len(req.Args); i += step {
@@ -427,6 +431,11 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 	class := ClassWrite
 	if cmd.Name == "mget" || cmd.Name == "exists" {
 		class = ClassRead
+	}
+	if class == ClassWrite {
+		for i := 1; i < len(req.Args); i += step {
+			rc.pr.written(req.Args[i])
+		}
 	}
 	if same {
 		rc.forwardTo(cl, req, rs.servers[0], class)
@@ -450,12 +459,8 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 		if fi < 0 {
 			fi = len(parent.frags)
 			rs.fragOf[s] = fi
-			f := l.newRequest()
-			f.parent = parent
-			f.server = s
-			f.class = ClassMulti
+			f := newFragment(l, parent, s)
 			f.read = class == ClassRead
-			parent.frags = append(parent.frags, f)
 			if len(rs.fragArg) <= fi {
 				rs.fragArg = append(rs.fragArg, nil)
 			}
@@ -465,8 +470,8 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 		rs.fragArg[fi] = append(rs.fragArg[fi], req.Args[i:i+step]...)
 		parent.keyFrag = append(parent.keyFrag, fi)
 	}
-	sendFragments(cl, rc.pr, parent, func(b *backend, fi int) {
-		b.wbuf = resp.AppendCommand(b.wbuf, rs.fragArg[fi]...)
+	sendFragments(cl, rc.pr, parent, func(dst []byte, fi int) []byte {
+		return resp.AppendCommand(dst, rs.fragArg[fi]...)
 	})
 }
 
@@ -492,18 +497,17 @@ func (rc *respCodec) fanoutTo(cl *client, req *resp.Request, merge resp.Merge, s
 	parent.class = ClassFanout
 	parent.merge = merge
 	cl.push(parent)
-	for s := range rc.pr.cfg.Servers {
-		if skipEjected && rc.pr.health.State(s) == pool.StateEjected {
-			continue
+	fanoutFragments(l, rc.pr, parent, skipEjected)
+	if cmd := req.Cmd; cmd != nil {
+		if sub := cmd.Resolve(req.Args); sub != nil {
+			cmd = sub
 		}
-		f := l.newRequest()
-		f.parent = parent
-		f.server = s
-		f.class = ClassFanout
-		parent.frags = append(parent.frags, f)
+		if cmd.Flags&resp.FlagWrite != 0 {
+			rc.pr.written(nil) // FLUSHALL, FLUSHDB, ...: every key
+		}
 	}
-	sendFragments(cl, rc.pr, parent, func(b *backend, _ int) {
-		b.wbuf = req.AppendForward(b.wbuf)
+	sendFragments(cl, rc.pr, parent, func(dst []byte, _ int) []byte {
+		return req.AppendForward(dst)
 	})
 }
 
@@ -516,24 +520,19 @@ func (rc *respCodec) scan(cl *client, req *resp.Request) {
 		rc.reject(cl, resp.AppendError(nil, "ERR invalid cursor"), RejectProtocol)
 		return
 	}
-	s, bc := int(c%n), c/n
+	s, bc := rc.pr.slot[c%n], c/n
 	r := cl.l.newRequest()
 	r.class = ClassRead
 	r.merge = resp.MergeScan
 	r.server = s
 	cl.push(r)
-	b := cl.l.backendFor(rc.pr, s, cl.id)
-	if !b.usable() {
-		b.refuse(r)
-		return
-	}
 	rs := cl.rs
 	args := append(rs.scanArgs[:0], req.Args[0], strconv.AppendUint(nil, bc, 10))
 	args = append(args, req.Args[2:]...)
 	rs.scanArgs = args[:0]
-	start := len(b.wbuf)
-	b.wbuf = resp.AppendCommand(b.wbuf, args...)
-	b.enqueue(r, len(b.wbuf)-start)
+	route(cl, rc.pr, r, s, false, func(dst []byte, _ int) []byte {
+		return resp.AppendCommand(dst, args...)
+	}, -1)
 }
 
 // reply frames a backend reply for r and delivers it.
@@ -648,12 +647,16 @@ func (rc *respCodec) scanReply(r *request, reply []byte) {
 		return
 	}
 	n := uint64(len(rc.pr.cfg.Servers))
+	// The proxy's cursor numbers servers by their index in the version
+	// the reply arrives under; a server a reload removed ends the scan.
+	si := rc.pr.indexOf(r.server)
 	var next uint64
 	switch {
+	case si < 0:
 	case bc != 0:
-		next = bc*n + uint64(r.server)
-	case uint64(r.server)+1 < n:
-		next = uint64(r.server) + 1
+		next = bc*n + uint64(si)
+	case uint64(si)+1 < n:
+		next = uint64(si) + 1
 	}
 	r.reply = resp.AppendArrayHeader(r.reply[:0], 2)
 	r.reply = resp.AppendBulk(r.reply, strconv.AppendUint(nil, next, 10))
@@ -1000,18 +1003,9 @@ func (rc *respCodec) infoCommand(cl *client, args [][]byte) {
 	parent.merge = mergeInfo
 	parent.info = want
 	cl.push(parent)
-	for s := range rc.pr.cfg.Servers {
-		if rc.pr.health.State(s) == pool.StateEjected {
-			continue
-		}
-		f := l.newRequest()
-		f.parent = parent
-		f.server = s
-		f.class = ClassLocal
-		parent.frags = append(parent.frags, f)
-	}
-	sendFragments(cl, rc.pr, parent, func(b *backend, _ int) {
-		b.wbuf = resp.AppendCommand(b.wbuf, []byte("INFO"), []byte("keyspace"))
+	fanoutFragments(l, rc.pr, parent, true)
+	sendFragments(cl, rc.pr, parent, func(dst []byte, _ int) []byte {
+		return resp.AppendCommand(dst, []byte("INFO"), []byte("keyspace"))
 	})
 }
 

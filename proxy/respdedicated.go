@@ -138,17 +138,14 @@ func (rc *respCodec) sendDedicated(cl *client, args [][]byte, raw *resp.Request,
 	} else {
 		cl.push(r)
 	}
-	if !b.usable() {
-		b.refuse(r)
+	if !sendOn(b, r, func(dst []byte, _ int) []byte {
+		if raw != nil {
+			return raw.AppendForward(dst)
+		}
+		return resp.AppendCommand(dst, args...)
+	}, -1) {
 		return nil
 	}
-	n := len(b.wbuf)
-	if raw != nil {
-		b.wbuf = raw.AppendForward(b.wbuf)
-	} else {
-		b.wbuf = resp.AppendCommand(b.wbuf, args...)
-	}
-	b.enqueue(r, len(b.wbuf)-n)
 	return r
 }
 
@@ -205,7 +202,10 @@ func (rc *respCodec) dedicatedCommand(cl *client, req *resp.Request, cmd *resp.C
 			rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
 			return
 		}
-		if r := rc.sendDedicated(cl, nil, req, max(s, 0), ClassRead, false); r != nil {
+		if s < 0 {
+			s = rc.pr.anyServer()
+		}
+		if r := rc.sendDedicated(cl, nil, req, s, ClassRead, false); r != nil {
 			r.blocking = true // see waitsOnServer
 		}
 	}
@@ -281,12 +281,16 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 		return
 	}
 	if t.server < 0 {
-		t.server = max(s, 0)
+		t.server = s
 		if s >= 0 {
 			t.firstKey = append([]byte(nil), req.Args[cl.rs.keyIdx[0]]...)
 		} else {
+			t.server = rc.pr.anyServer()
 			t.firstCmd = cmd.Name
 		}
+	}
+	if cmd.Flags&resp.FlagReadonly == 0 {
+		rc.writtenKeys(cl, req) // queued in the transaction: written at EXEC
 	}
 	if !t.multiSent {
 		t.multiSent = true
@@ -385,12 +389,12 @@ func (rc *respCodec) awayText(t *txnState, away []keyPlace, more int) string {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		sb.WriteString("key " + quoteKey(kp.key) + " goes to server " + rc.pr.names[kp.server])
+		sb.WriteString("key " + quoteKey(kp.key) + " goes to server " + rc.pr.serverName(kp.server))
 	}
 	if more > 0 {
 		sb.WriteString(" and " + strconv.Itoa(more) + " more keys to other servers")
 	}
-	sb.WriteString(" but this transaction runs on " + rc.pr.names[t.server])
+	sb.WriteString(" but this transaction runs on " + rc.pr.serverName(t.server))
 	switch {
 	case t.firstKey != nil:
 		sb.WriteString(" (its first key " + quoteKey(string(t.firstKey)) + ")")
@@ -413,7 +417,7 @@ func (rc *respCodec) spanText(name string, places []keyPlace) string {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		sb.WriteString(quoteKey(kp.key) + " to " + rc.pr.names[kp.server])
+		sb.WriteString(quoteKey(kp.key) + " to " + rc.pr.serverName(kp.server))
 	}
 	sb.WriteString(", and a transaction runs on one server")
 	return sb.String()
@@ -494,10 +498,7 @@ func (rc *respCodec) subscribe(cl *client, req *resp.Request, cmd *resp.Command)
 	kind := strings.ToLower(cmd.Name)
 	wire := []byte(strings.ToUpper(cmd.Name))
 	pattern := kind == "psubscribe" || kind == "punsubscribe"
-	all := make([]int, len(rc.pr.cfg.Servers))
-	for i := range all {
-		all[i] = i
-	}
+	all := slices.Clone(rc.pr.slot)
 	// A channel lives on the server it hashes to (PUBLISH goes there too),
 	// a pattern on every server.
 	where := func(name []byte) []int {

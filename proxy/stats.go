@@ -99,6 +99,7 @@ type serverCounters struct {
 	timeouts      counter
 	eof           counter // connections closed by the server
 	connErrors    counter // connect failures and I/O errors
+	dials         counter // connection attempts
 	hits          counter
 	misses        counter
 	// fragmentErrors counts fragments of multi-key requests that failed
@@ -190,7 +191,10 @@ type ServerStats struct {
 	Timeouts      int64
 	EOF           int64
 	ConnErrors    int64
-	Hits, Misses  int64
+	// Dials counts connection attempts to the server (all loops): a reload
+	// that keeps a server keeps its connections and does not add to it.
+	Dials        int64
+	Hits, Misses int64
 	// FragmentErrors counts fragments of multi-key requests (memcached
 	// get/gets/gat/gats, Redis MGET, MSET, DEL...) sent to the server that
 	// failed: the server was down or timed out, the connection was lost,
@@ -210,9 +214,12 @@ func (p *Proxy) Stats() []PoolStats {
 		loops = append(loops, l)
 	}
 	p.mu.Unlock()
-	out := make([]PoolStats, len(p.pools))
-	for i, pr := range p.pools {
-		ps := &out[i]
+	var out []PoolStats
+	for _, live := range p.activePools() {
+		i := live.idx
+		pr := live.cur.Load()
+		out = append(out, PoolStats{})
+		ps := &out[len(out)-1]
 		ps.Name, ps.Protocol = pr.cfg.Name, string(pr.cfg.Protocol)
 		ps.Servers = make([]ServerStats, len(pr.cfg.Servers))
 		for s, srv := range pr.cfg.Servers {
@@ -223,9 +230,16 @@ func (p *Proxy) Stats() []PoolStats {
 			ss.EjectedAt = pr.health.EjectedAt(s)
 			ss.Failures = pr.health.Failures(s)
 		}
-		ps.AcceptErrors = pr.acceptErrors.Load()
+		ps.AcceptErrors = live.acceptErrors.Load()
 		for _, l := range loops {
-			pc := &l.pools[i]
+			l.mu.Lock()
+			if i >= len(l.pools) {
+				l.mu.Unlock()
+				continue
+			}
+			pc := l.pools[i]
+			bs := l.backends[i]
+			l.mu.Unlock()
 			ps.ClientConnections += pc.clientConns.Load()
 			ps.ClientConnectionsTotal += pc.clientTotal.Load()
 			ps.ClientEOF += pc.clientEOF.Load()
@@ -242,8 +256,12 @@ func (p *Proxy) Stats() []PoolStats {
 			ps.BytesOut += pc.bytesOut.Load()
 			ps.ForwardErrors += pc.forwardError.Load()
 			pc.latency.addTo(&ps.Latency)
-			for _, b := range l.backends[i] {
-				ss := &ps.Servers[b.server]
+			for _, b := range bs {
+				si := pr.indexOf(sOf(b))
+				if si < 0 {
+					continue // not in the current version (or a slot it lacks)
+				}
+				ss := &ps.Servers[si]
 				sc := &b.counters
 				if b.connected.Load() {
 					ss.Connections++
@@ -257,6 +275,7 @@ func (p *Proxy) Stats() []PoolStats {
 				ss.Timeouts += sc.timeouts.Load()
 				ss.EOF += sc.eof.Load()
 				ss.ConnErrors += sc.connErrors.Load()
+				ss.Dials += sc.dials.Load()
 				ss.Hits += sc.hits.Load()
 				ss.Misses += sc.misses.Load()
 				ss.FragmentErrors += sc.fragmentErrors.Load()
@@ -273,7 +292,9 @@ func (p *Proxy) Stats() []PoolStats {
 // counter and the log line make visible.
 func fragmentFailed(cl *client, pr *poolRT, f *request, cmd string) {
 	l := cl.l
-	l.backendFor(pr, f.server, cl.id).counters.fragmentErrors.Add(1)
+	if b := l.backendFor(pr, f.server, cl.id); b != nil {
+		b.counters.fragmentErrors.Add(1)
+	}
 	if log := l.p.log; log.Enabled(context.Background(), slog.LevelDebug) {
 		fi, keys := slices.Index(f.parent.frags, f), 0
 		for _, k := range f.parent.keyFrag {
@@ -282,9 +303,17 @@ func fragmentFailed(cl *client, pr *poolRT, f *request, cmd string) {
 			}
 		}
 		cause := f.reply[:min(len(f.reply), 256)]
-		log.Debug("multi-key fragment failed", "pool", pr.cfg.Name, "server", pr.names[f.server],
+		log.Debug("multi-key fragment failed", "pool", pr.cfg.Name, "server", pr.serverName(f.server),
 			"command", cmd, "keys", keys, "cause", strings.TrimSpace(strings.TrimPrefix(string(cause), "-")))
 	}
+}
+
+// sOf is b's slot, or -1 for a nil entry (a slot the loop's version lacks).
+func sOf(b *backend) int {
+	if b == nil {
+		return -1
+	}
+	return b.server
 }
 
 // Uptime returns how long the proxy has run.
@@ -301,7 +330,8 @@ func (p *Proxy) Ready() bool {
 	if p.draining.Load() {
 		return false
 	}
-	for _, pr := range p.pools {
+	for _, live := range p.activePools() {
+		pr := live.cur.Load()
 		ok := false
 		for s := range pr.cfg.Servers {
 			if pr.health.State(s) != pool.StateEjected {
