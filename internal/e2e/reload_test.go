@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
+)
+
+// mcClient is one memcached text-protocol connection that stays open for a
+// whole test: a reload must not close it.
+type mcClient struct {
+	t    *testing.T
+	name string
+	c    net.Conn
+	r    *bufio.Reader
+}
+
+func dialMC(t *testing.T, name, addr string) *mcClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		t.Fatalf("dial %s: %v", name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &mcClient{t: t, name: name, c: c, r: bufio.NewReader(c)}
+}
+
+// do sends req and reads lines until one of the terminators.
+func (m *mcClient) do(req string, ends ...string) string {
+	m.t.Helper()
+	_ = m.c.SetDeadline(time.Now().Add(timeout))
+	if _, err := m.c.Write([]byte(req)); err != nil {
+		m.t.Fatalf("%s: write %q: %v", m.name, req, err)
+	}
+	var b strings.Builder
+	for {
+		l, err := m.r.ReadString('\n')
+		b.WriteString(l)
+		if err != nil {
+			m.t.Fatalf("%s: %q: read: got %q: %v", m.name, req, b.String(), err)
+		}
+		for _, e := range ends {
+			if l == e {
+				return b.String()
+			}
+		}
+	}
+}
+
+// reloadConfig is the test's native configuration: the admin listener and
+// one memcache pool over the given memcached servers, named mc1, mc2, ...
+func reloadConfig(adminAddr, listen string, servers []*testserver.Process) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "admin:\n  listen: %s\npools:\n  mc:\n    listen: %s\n    distribution: ketama\n    timeout: 2s\n    servers:\n", adminAddr, listen)
+	for i, s := range servers {
+		fmt.Fprintf(&b, "      - %s:1 mc%d\n", s.Addr, i+1)
+	}
+	return b.String()
+}
+
+// TestReloadBinary runs the built binary over 3 memcached servers, then
+// reloads it to 4 with SIGHUP, refuses a broken file (SIGHUP and POST
+// /reload), and goes back to 3 with POST /reload, with one client
+// connection open throughout: it is never closed, never gets an error or a
+// wrong value (a miss is fine: keys move), and the fourth server takes keys
+// while it is listed. The reload metrics count what happened.
+//
+// This needs the proxy's live reload (proxy.(*Proxy).Reload, issue 12 part
+// 2): built without it, the binary refuses the first reload with "this
+// build of the proxy cannot apply a configuration live", and this test
+// fails there.
+func TestReloadBinary(t *testing.T) {
+	mcs := []*testserver.Process{testserver.Memcached(t), testserver.Memcached(t), testserver.Memcached(t), testserver.Memcached(t)}
+	bin := testserver.BuildCacheproxy(t)
+	adminAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	confPath := filepath.Join(t.TempDir(), "config.yaml")
+	three, four := reloadConfig(adminAddr, listen, mcs[:3]), reloadConfig(adminAddr, listen, mcs)
+	broken := strings.Replace(three, "    timeout: 2s\n", "    timeout: 2s\n    hash: fnv2\n", 1)
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(confPath, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(three)
+	cmd := exec.Command(bin, "-c", confPath)
+	out, exited := startGroup(t, cmd)
+	waitListening(t, listen, out)
+	waitListening(t, adminAddr, out)
+
+	// waitLog waits for the n-th line of the log holding want, failing at
+	// once if more than refusals reloads were refused.
+	const refused = `msg="configuration not reloaded`
+	waitLog := func(want string, n, refusals int) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for strings.Count(out.String(), want) < n {
+			if strings.Count(out.String(), refused) > refusals {
+				t.Fatalf("reload refused while waiting for %q:\n%s", want, out)
+			}
+			select {
+			case <-exited:
+				t.Fatalf("proxy exited\noutput:\n%s", out)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q (x%d) in the log after %v:\n%s", want, n, timeout, out)
+			}
+			time.Sleep(20 * time.Millisecond) // poll interval
+		}
+	}
+	sighup := func() {
+		t.Helper()
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post := func() (int, string) {
+		t.Helper()
+		resp, err := (&http.Client{Timeout: timeout}).Post("http://"+adminAddr+"/reload", "", nil)
+		if err != nil {
+			t.Fatalf("POST /reload: %v", err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	c := dialMC(t, "client", listen)
+	value := func(key string) string { return "v-" + key }
+	set := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			k := fmt.Sprintf("%s%d", prefix, i)
+			if got := c.do(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", k, len(value(k)), value(k)), "STORED\r\n", "END\r\n", "ERROR\r\n"); got != "STORED\r\n" {
+				t.Fatalf("set %s: got %q\noutput:\n%s", k, got, out)
+			}
+		}
+	}
+	// check gets every key: a hit has the right value; misses are counted.
+	check := func(prefix string, n int) (misses int) {
+		t.Helper()
+		for i := range n {
+			k := fmt.Sprintf("%s%d", prefix, i)
+			got := c.do("get "+k+"\r\n", "END\r\n", "ERROR\r\n")
+			switch got {
+			case "END\r\n":
+				misses++
+			case fmt.Sprintf("VALUE %s 0 %d\r\n%s\r\nEND\r\n", k, len(value(k)), value(k)):
+			default:
+				t.Fatalf("get %s: got %q\noutput:\n%s", k, got, out)
+			}
+		}
+		return misses
+	}
+	set("a", 100)
+	if m := check("a", 100); m != 0 {
+		t.Fatalf("%d misses right after setting", m)
+	}
+
+	// 3 -> 4 servers with SIGHUP.
+	write(four)
+	sighup()
+	waitLog(`msg="configuration reloaded" trigger=SIGHUP`, 1, 0)
+	wantChange := fmt.Sprintf(`changes="pool \"mc\": server mc4 added (%s weight 1)"`, mcs[3].Addr)
+	if !strings.Contains(out.String(), wantChange) {
+		t.Errorf("log: no %q in\n%s", wantChange, out)
+	}
+	check("a", 100) // misses allowed: some keys moved to mc4
+	set("b", 200)
+	if m := check("b", 200); m != 0 {
+		t.Errorf("%d misses for keys set after the reload", m)
+	}
+	mc4 := dialMC(t, "mc4", mcs[3].Addr)
+	stats := mc4.do("stats\r\n", "END\r\n")
+	if m := regexp.MustCompile(`STAT curr_items (\d+)\r\n`).FindStringSubmatch(stats); m == nil || m[1] == "0" {
+		t.Errorf("the fourth server holds no items after the reload: %q", m)
+	}
+
+	// A broken file: refused, logged as -t prints it, the proxy serves on.
+	write(broken)
+	sighup()
+	problem := confPath + `:8: pool \"mc\": hash: unknown hash \"fnv2\"`
+	waitLog(`level=ERROR msg="configuration not reloaded: the file has a problem; the running configuration is unchanged" trigger=SIGHUP file=`+confPath+` problem="`+problem, 1, 1)
+	if m := check("b", 200); m != 0 {
+		t.Errorf("%d misses after a refused reload (the 4-server ring must still serve)", m)
+	}
+	code, body := post()
+	if want := confPath + `:8: pool "mc": hash: unknown hash "fnv2"`; code != http.StatusBadRequest || !strings.HasPrefix(body, want) {
+		t.Errorf("POST /reload, broken file: got %d %q; want 400 starting %q", code, body, want)
+	}
+
+	// 4 -> 3 with POST /reload.
+	write(three)
+	code, body = post()
+	if want := fmt.Sprintf("pool \"mc\": server mc4 removed (%s weight 1)\n", mcs[3].Addr); code != http.StatusOK || body != want {
+		t.Errorf("POST /reload, 3 servers: got %d %q; want 200 %q", code, body, want)
+	}
+	check("b", 200)
+	set("c", 100)
+	if m := check("c", 100); m != 0 {
+		t.Errorf("%d misses for keys set after the second reload", m)
+	}
+	if got := c.do("version\r\n", "END\r\n", "ERROR\r\n", "\n"); !strings.HasPrefix(got, "VERSION ") {
+		t.Errorf("version on the first connection: got %q", got)
+	}
+
+	// The metrics.
+	resp, err := (&http.Client{Timeout: timeout}).Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sum := sha256.Sum256([]byte(three))
+	for _, want := range []string{
+		`cacheproxy_config_reloads_total{result="ok"} 2` + "\n",
+		`cacheproxy_config_reloads_total{result="error"} 2` + "\n",
+		`cacheproxy_config_hash{hash="` + hex.EncodeToString(sum[:])[:12] + `"} 1` + "\n",
+		`cacheproxy_client_connections{pool="mc"} 1` + "\n", // the client's, open throughout
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics: no %q", want)
+		}
+	}
+	if n := strings.Count(string(metrics), "cacheproxy_config_hash{"); n != 1 {
+		t.Errorf("/metrics: %d cacheproxy_config_hash series; want 1", n)
+	}
+}
