@@ -423,6 +423,33 @@ func TestReloadHTTP(t *testing.T) {
 	}
 	f.wantMetric("cacheproxy_config_reloads_total", "result", "ok", 1)
 	f.wantMetric("cacheproxy_config_reloads_total", "result", "error", 1)
+
+	// A POST /reload that moves the admin listener is answered on the old
+	// one; then the new one serves and the old one is gone.
+	newAdmin, stats := freeAddr(t), freeAddr(t)
+	f.write(reloadConf(newAdmin, listen, 4) + "stats:\n  listen: " + stats + "\n")
+	want := `admin.listen ` + adminAddr + ` -> ` + newAdmin + `; stats.listen "" -> ` + stats + "\n"
+	if code, body := post(http.MethodPost); code != 200 || body != want {
+		t.Errorf("POST moving the admin listener: got %d %q; want 200 %q", code, body, want)
+	}
+	if msg := healthz(newAdmin); msg != "" {
+		t.Errorf("the new admin listener: %s", msg)
+	}
+	waitUntil(t, func() string {
+		if healthz(adminAddr) == "" {
+			return "the old admin listener still answers"
+		}
+		return ""
+	})
+	c, err := net.DialTimeout("tcp", stats, 5*time.Second)
+	if err != nil {
+		t.Fatalf("stats listener turned on by the reload: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || !strings.HasPrefix(string(b), `{"service":"cacheproxy"`) {
+		t.Errorf("stats document: got %q, %v", b, err)
+	}
 }
 
 // TestReloadSerialised: reloads asked for at once run one at a time.
