@@ -75,10 +75,10 @@ const (
 // as -t does, moves the admin and stats listeners, has the proxy apply it,
 // and keeps the metrics. Reloads run one at a time, whatever asks for them.
 type reloadManager struct {
-	opts     options         // the command line: the file and the flags that override it
-	log      *slog.Logger    //
-	resolver config.Resolver // for the host-name warnings; nil is the default resolver
-	now      func() time.Time
+	opts     options          // the command line: the file and the flags that override it
+	log      *slog.Logger     // where every reload's outcome goes
+	resolver config.Resolver  // for the host-name warnings; nil is the default resolver
+	now      func() time.Time // the clock for the last-success metric (tests fix it)
 
 	mu           sync.Mutex // one reload at a time; guards what follows
 	proxy        reloader   // nil when the proxy cannot reload
