@@ -129,8 +129,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	}
 	// Settings may also come from the environment (CACHEPROXY_CONF_FILE,
 	// CACHEPROXY_ADMIN, CACHEPROXY_STATS_PORT, CACHEPROXY_STATS_ADDR,
-	// CACHEPROXY_VERBOSE, CACHEPROXY_WATCH), for containers and sidecars: a flag given on the
-	// command line wins, then the environment, then the file and defaults.
+	// CACHEPROXY_VERBOSE, CACHEPROXY_WATCH), for containers and sidecars: a
+	// flag given on the command line wins, then the environment, then the
+	// file and defaults.
 	// viper does this merge; the file itself is read by package config,
 	// which keeps pool names' case (viper lowercases map keys).
 	v := viper.New()
