@@ -259,3 +259,176 @@ func TestReloadBinary(t *testing.T) {
 		t.Errorf("/metrics: %d cacheproxy_config_hash series; want 1", n)
 	}
 }
+
+// readRESP reads one RESP2 reply from r and returns its bytes as sent.
+func readRESP(r *bufio.Reader) (string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return line, err
+	}
+	if len(line) < 3 {
+		return line, fmt.Errorf("short line %q", line)
+	}
+	switch line[0] {
+	case '$':
+		n, err := strconv.Atoi(strings.TrimRight(line[1:], "\r\n"))
+		if err != nil || n < 0 {
+			return line, err
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return line, err
+		}
+		return line + string(b), nil
+	case '*':
+		n, err := strconv.Atoi(strings.TrimRight(line[1:], "\r\n"))
+		if err != nil {
+			return line, err
+		}
+		out := line
+		for range n {
+			el, err := readRESP(r)
+			out += el
+			if err != nil {
+				return out, err
+			}
+		}
+		return out, nil
+	}
+	return line, nil
+}
+
+// respCmd encodes a command as a RESP array of bulk strings.
+func respCmd(args ...string) string {
+	s := "*" + strconv.Itoa(len(args)) + "\r\n"
+	for _, a := range args {
+		s += "$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n"
+	}
+	return s
+}
+
+// TestReloadBinaryRedis reloads the built binary from 2 to 3 redis-server
+// servers with POST /reload while one client is inside MULTI and another
+// is subscribed: neither is closed, the transaction's EXEC answers, and
+// the subscriber gets a message published after the reload. The key and
+// the channel are chosen (with --route) to stay on their server, so the
+// answers are exact. Like TestReloadBinary, this needs proxy.Reload.
+func TestReloadBinaryRedis(t *testing.T) {
+	rds := []*testserver.Process{testserver.Redis(t), testserver.Redis(t), testserver.Redis(t)}
+	bin := testserver.BuildCacheproxy(t)
+	adminAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	dir := t.TempDir()
+	conf := func(n int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "admin:\n  listen: %s\npools:\n  r:\n    listen: %s\n    protocol: redis\n    hash: murmur\n    timeout: 2s\n    servers:\n", adminAddr, listen)
+		for i, s := range rds[:n] {
+			fmt.Fprintf(&b, "      - %s:1 r%d\n", s.Addr, i+1)
+		}
+		return b.String()
+	}
+	two, three := filepath.Join(dir, "two.yaml"), filepath.Join(dir, "three.yaml")
+	for path, text := range map[string]string{two: conf(2), three: conf(3)} {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// route returns the server KEY goes to under the configuration at path.
+	route := func(path, key string) string {
+		t.Helper()
+		out, err := exec.Command(bin, "--route", key, "-c", path).Output()
+		if err != nil {
+			t.Fatalf("--route %s: %v", key, err)
+		}
+		return strings.Fields(string(out))[3] // pool r: server NAME ...
+	}
+	// stays returns a name with prefix that goes to the same server in both.
+	stays := func(prefix string) string {
+		t.Helper()
+		for i := range 50 {
+			k := prefix + strconv.Itoa(i)
+			if route(two, k) == route(three, k) {
+				return k
+			}
+		}
+		t.Fatalf("no %s* stays on its server from 2 to 3 servers", prefix)
+		return ""
+	}
+	key, channel := stays("txkey"), stays("news")
+
+	confPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(confPath, []byte(conf(2)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", confPath)
+	out, _ := startGroup(t, cmd)
+	waitListening(t, listen, out)
+	waitListening(t, adminAddr, out)
+
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.DialTimeout("tcp", listen, timeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(timeout))
+		return c, bufio.NewReader(c)
+	}
+	rt := func(c net.Conn, r *bufio.Reader, cmd string, want string) {
+		t.Helper()
+		if _, err := c.Write([]byte(cmd)); err != nil {
+			t.Fatalf("write %q: %v", cmd, err)
+		}
+		got, err := readRESP(r)
+		if err != nil || got != want {
+			t.Fatalf("%q: got %q (%v); want %q\noutput:\n%s", cmd, got, err, want, out)
+		}
+	}
+	tx, txr := dial()
+	sub, subr := dial()
+	pub, pubr := dial()
+	rt(tx, txr, respCmd("MULTI"), "+OK\r\n")
+	rt(tx, txr, respCmd("SET", key, "before"), "+QUEUED\r\n")
+	rt(sub, subr, respCmd("SUBSCRIBE", channel), "*3\r\n$9\r\nsubscribe\r\n$"+strconv.Itoa(len(channel))+"\r\n"+channel+"\r\n:1\r\n")
+
+	if err := os.WriteFile(confPath, []byte(conf(3)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Timeout: timeout}).Post("http://"+adminAddr+"/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("pool \"r\": server r3 added (%s weight 1)\n", rds[2].Addr); resp.StatusCode != 200 || string(body) != want {
+		t.Fatalf("POST /reload: got %d %q; want 200 %q\noutput:\n%s", resp.StatusCode, body, want, out)
+	}
+
+	// The transaction goes on and commits; the subscriber hears a message
+	// published after the reload and still answers.
+	rt(tx, txr, respCmd("SET", key, "after"), "+QUEUED\r\n")
+	rt(tx, txr, respCmd("EXEC"), "*2\r\n+OK\r\n+OK\r\n")
+	rt(tx, txr, respCmd("GET", key), "$5\r\nafter\r\n")
+	rt(pub, pubr, respCmd("PUBLISH", channel, "hello"), ":1\r\n")
+	if got, err := readRESP(subr); err != nil || got != "*3\r\n$7\r\nmessage\r\n$"+strconv.Itoa(len(channel))+"\r\n"+channel+"\r\n$5\r\nhello\r\n" {
+		t.Fatalf("subscriber: got %q (%v); want the message\noutput:\n%s", got, err, out)
+	}
+	rt(sub, subr, respCmd("PING"), "*2\r\n$4\r\npong\r\n$0\r\n\r\n")
+
+	// The third server takes keys.
+	for i := range 100 {
+		rt(pub, pubr, respCmd("SET", "k"+strconv.Itoa(i), "v"), "+OK\r\n")
+	}
+	r3, err := net.DialTimeout("tcp", rds[2].Addr, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	_ = r3.SetDeadline(time.Now().Add(timeout))
+	if _, err := r3.Write([]byte(respCmd("DBSIZE"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readRESP(bufio.NewReader(r3)); err != nil || got == ":0\r\n" {
+		t.Errorf("the third server's DBSIZE after the reload: got %q (%v); want keys", got, err)
+	}
+}
