@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,16 +30,25 @@ func startWatch(t *testing.T, f *reloadFixture) {
 }
 
 // waitServers waits until the fake proxy's last configuration has n
-// servers in pool mc.
+// servers in pool mc, and the reload that gave it is over (counted and
+// logged).
 func waitServers(t *testing.T, f *reloadFixture, n int) {
 	t.Helper()
 	waitUntil(t, func() string {
 		got := f.fake.configs()
 		if len(got) == 0 || len(got[len(got)-1].Pool("mc").Servers) != n {
-			return "no reload with " + string(rune('0'+n)) + " servers:\n" + f.log.String()
+			return "no reload with " + strconv.Itoa(n) + " servers:\n" + f.log.String()
 		}
 		return ""
 	})
+	// The reload holds the manager's lock until it has finished: then the
+	// configuration in use is the one the proxy got.
+	f.m.mu.Lock()
+	cur := len(f.m.cur.Pool("mc").Servers)
+	f.m.mu.Unlock()
+	if cur != n {
+		t.Fatalf("configuration in use has %d servers; want %d", cur, n)
+	}
 }
 
 // TestWatchConfigMap lays the file out as a Kubernetes ConfigMap volume does
