@@ -258,6 +258,87 @@ func TestReloadBinary(t *testing.T) {
 	if n := strings.Count(string(metrics), "cacheproxy_config_hash{"); n != 1 {
 		t.Errorf("/metrics: %d cacheproxy_config_hash series; want 1", n)
 	}
+
+	// Under load: 16 clients set-then-get keys of their own while the file
+	// flips 20 times between 3 and 4 servers with SIGHUP. No error, no
+	// closed connection, no wrong value; a miss is fine (a key set on one
+	// ring may be read on the next). Every key is set once, so a hit with
+	// another value could only be a misrouted or mixed-up reply.
+	const clients, flips = 16, 20
+	stop := make(chan struct{})
+	type tally struct {
+		ops, misses int
+		err         error
+	}
+	results := make(chan tally, clients)
+	for g := range clients {
+		go func() {
+			var r tally
+			defer func() { results <- r }()
+			conn, err := net.DialTimeout("tcp", listen, timeout)
+			if err != nil {
+				r.err = err
+				return
+			}
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Sprintf("load%d-%d", g, i)
+				v := value(k)
+				_ = conn.SetDeadline(time.Now().Add(timeout))
+				if _, err := fmt.Fprintf(conn, "set %s 0 0 %d\r\n%s\r\nget %s\r\n", k, len(v), v, k); err != nil {
+					r.err = fmt.Errorf("client %d: write: %w", g, err)
+					return
+				}
+				var got strings.Builder
+				for !strings.HasSuffix(got.String(), "END\r\n") && !strings.HasSuffix(got.String(), "ERROR\r\n") {
+					l, err := br.ReadString('\n')
+					got.WriteString(l)
+					if err != nil {
+						r.err = fmt.Errorf("client %d: %s: got %q: %w", g, k, got.String(), err)
+						return
+					}
+				}
+				switch got.String() {
+				case "STORED\r\n" + fmt.Sprintf("VALUE %s 0 %d\r\n%s\r\nEND\r\n", k, len(v), v):
+				case "STORED\r\nEND\r\n":
+					r.misses++
+				default:
+					r.err = fmt.Errorf("client %d: %s: got %q", g, k, got.String())
+					return
+				}
+				r.ops++
+			}
+		}()
+	}
+	for i := range flips {
+		if i%2 == 0 {
+			write(four)
+		} else {
+			write(three)
+		}
+		sighup()
+		waitLog(`msg="configuration reloaded" trigger=SIGHUP`, 2+i, 2) // two broken files were refused above
+	}
+	close(stop)
+	var ops, misses int
+	for range clients {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("under load: %v", r.err)
+		}
+		ops += r.ops
+		misses += r.misses
+	}
+	t.Logf("under load: %d set-then-get over %d reloads, %d misses", ops, flips, misses)
+	if ops < clients {
+		t.Errorf("under load: only %d operations in all", ops)
+	}
 }
 
 // readRESP reads one RESP2 reply from r and returns its bytes as sent.
