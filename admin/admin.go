@@ -81,8 +81,10 @@ type Options struct {
 // reply gets: 400 for a file that does not load, 409 for one that cannot be
 // applied live.
 type ReloadError struct {
+	// Status is the HTTP status of the reply; 0 means 500.
 	Status int
-	Err    error
+	// Err is why the reload changed nothing; its text is the reply's body.
+	Err error
 }
 
 // Error returns Err's text.
