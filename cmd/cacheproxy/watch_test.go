@@ -154,3 +154,23 @@ func TestWatchRenameOver(t *testing.T) {
 	f.wantMetric("cacheproxy_config_reloads_total", "result", "error", 1)
 	f.wantMetric("cacheproxy_config_reloads_total", "result", "ok", 2)
 }
+
+// TestWatchFlag: --watch and CACHEPROXY_WATCH set it; it is off by default.
+func TestWatchFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want bool
+	}{
+		{nil, "", false},
+		{[]string{"--watch"}, "", true},
+		{nil, "true", true},
+		{[]string{"--watch=false"}, "true", false},
+	} {
+		t.Setenv("CACHEPROXY_WATCH", tc.env)
+		o, _, ok := parseFlags(tc.args, io.Discard, io.Discard)
+		if !ok || o.watch != tc.want {
+			t.Errorf("args %q, CACHEPROXY_WATCH=%q: watch %v (ok %v); want %v", tc.args, tc.env, o.watch, ok, tc.want)
+		}
+	}
+}
