@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -67,40 +68,25 @@ func backendMetrics() []backendMetric {
 // poller polls every server of a configuration for its own figures, off the
 // event loops, and is the prometheus.Collector that exports them.
 type poller struct {
-	targets  []target
 	interval time.Duration
 	log      *slog.Logger
 	metrics  []backendMetric
+	// enabled, if not nil, is asked before each round of polls; a round is
+	// skipped when it says false.
+	enabled func() bool
 
 	up, role, duration *prometheus.Desc
 	descs              []*prometheus.Desc // parallel to metrics
 
 	mu      sync.Mutex
-	results []result // parallel to targets
+	targets []target          // what to poll, in configuration order
+	results map[target]result // the last poll of each target
 }
 
 func newPoller(cfg *config.Config, interval time.Duration, log *slog.Logger) *poller {
 	p := &poller{interval: interval, log: log, metrics: backendMetrics()}
-	for _, pl := range cfg.Pools {
-		for _, s := range pl.Servers {
-			t := target{pool: pl.Name, server: s.Name, addr: s.Addr, network: s.Network,
-				protocol: pl.Protocol, auth: pl.RedisAuth}
-			if t.network == "" {
-				t.network = "tcp"
-			}
-			p.targets = append(p.targets, t)
-			for _, r := range s.Replicas {
-				rt := t
-				rt.addr = r
-				rt.network = "tcp"
-				if len(r) > 0 && r[0] == '/' {
-					rt.network = "unix"
-				}
-				p.targets = append(p.targets, rt)
-			}
-		}
-	}
-	p.results = make([]result, len(p.targets))
+	p.targets = pollTargets(cfg)
+	p.results = make(map[target]result, len(p.targets))
 	labels := []string{"pool", "server", "addr"}
 	d := func(name, help string, extra ...string) *prometheus.Desc {
 		return prometheus.NewDesc(namespace+"_backend_"+name, help, append(labels[:3:3], extra...), nil)
@@ -112,6 +98,46 @@ func newPoller(cfg *config.Config, interval time.Duration, log *slog.Logger) *po
 		p.descs = append(p.descs, d(m.name, m.help))
 	}
 	return p
+}
+
+// setConfig makes the next round poll cfg's servers, keeping the last
+// figures of the targets in both.
+func (p *poller) setConfig(cfg *config.Config) {
+	targets := pollTargets(cfg)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keep := make(map[target]result, len(targets))
+	for _, t := range targets {
+		if r, ok := p.results[t]; ok {
+			keep[t] = r
+		}
+	}
+	p.targets, p.results = targets, keep
+}
+
+// pollTargets lists every server and replica of cfg.
+func pollTargets(cfg *config.Config) []target {
+	var targets []target
+	for _, pl := range cfg.Pools {
+		for _, s := range pl.Servers {
+			t := target{pool: pl.Name, server: s.Name, addr: s.Addr, network: s.Network,
+				protocol: pl.Protocol, auth: pl.RedisAuth}
+			if t.network == "" {
+				t.network = "tcp"
+			}
+			targets = append(targets, t)
+			for _, r := range s.Replicas {
+				rt := t
+				rt.addr = r
+				rt.network = "tcp"
+				if len(r) > 0 && r[0] == '/' {
+					rt.network = "unix"
+				}
+				targets = append(targets, rt)
+			}
+		}
+	}
+	return targets
 }
 
 // run polls every target at once and then every interval until ctx is done.
@@ -131,9 +157,15 @@ func (p *poller) run(ctx context.Context) {
 
 // pollAll polls every target, at most pollParallel at a time, and waits.
 func (p *poller) pollAll(ctx context.Context) {
+	if p.enabled != nil && !p.enabled() {
+		return
+	}
+	p.mu.Lock()
+	targets := p.targets
+	p.mu.Unlock()
 	sem := make(chan struct{}, pollParallel)
 	var wg sync.WaitGroup
-	for i := range p.targets {
+	for i := range targets {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
@@ -144,14 +176,14 @@ func (p *poller) pollAll(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			p.pollOne(ctx, i)
+			p.pollOne(ctx, targets[i])
 		}()
 	}
 	wg.Wait()
 }
 
-func (p *poller) pollOne(ctx context.Context, i int) {
-	t := &p.targets[i]
+func (p *poller) pollOne(ctx context.Context, tv target) {
+	t := &tv
 	start := time.Now()
 	fields, err := fetch(ctx, t)
 	r := result{up: err == nil, err: err, polled: true, pollDur: time.Since(start)}
@@ -162,8 +194,12 @@ func (p *poller) pollOne(ctx context.Context, i int) {
 		return // shutting down: keep the last figures rather than report a failure
 	}
 	p.mu.Lock()
-	prev := p.results[i]
-	p.results[i] = r
+	if !slices.Contains(p.targets, tv) { // a reload took it away meanwhile
+		p.mu.Unlock()
+		return
+	}
+	prev := p.results[tv]
+	p.results[tv] = r
 	p.mu.Unlock()
 	switch {
 	case err != nil && (prev.up || !prev.polled):
@@ -277,14 +313,17 @@ func (p *poller) Describe(ch chan<- *prometheus.Desc) {
 // only cacheproxy_backend_up 0 (and the poll's duration).
 func (p *poller) Collect(ch chan<- prometheus.Metric) {
 	p.mu.Lock()
-	results := make([]result, len(p.results))
-	copy(results, p.results)
+	targets := p.targets
+	results := make([]result, len(targets))
+	for i, t := range targets {
+		results[i] = p.results[t]
+	}
 	p.mu.Unlock()
 	for i, r := range results {
 		if !r.polled {
 			continue
 		}
-		t := &p.targets[i]
+		t := &targets[i]
 		lv := []string{t.pool, t.server, t.addr}
 		ch <- prometheus.MustNewConstMetric(p.up, prometheus.GaugeValue, b2f(r.up), lv...)
 		ch <- prometheus.MustNewConstMetric(p.duration, prometheus.GaugeValue, r.pollDur.Seconds(), lv...)

@@ -17,7 +17,7 @@ import (
 func ourMetrics(t *testing.T) []string {
 	t.Helper()
 	cfg := &config.Config{Pools: []config.Pool{config.NewPool("p", config.ProtocolMemcache)}}
-	cols := []prometheus.Collector{newStatsCollector(&benchSource{}, "v"), newPoller(cfg, DefaultPollInterval, nil)}
+	cols := []prometheus.Collector{newStatsCollector(&benchSource{}, "v"), newPoller(cfg, DefaultPollInterval, nil), newReloadCollector()}
 	ch := make(chan *prometheus.Desc, 256)
 	for _, c := range cols {
 		c.Describe(ch)

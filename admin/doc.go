@@ -7,6 +7,7 @@
 //	                                      every PollInterval  Redis "INFO"
 //	/healthz, /readyz -----------------> Source.Ready()
 //	/debug/pprof/ ---------------------> net/http/pprof
+//	POST /reload ----------------------> Options.Reload (cmd/cacheproxy's reload)
 //	stats port (twemproxy JSON) -------> Source.Stats()
 //
 // Nothing here runs on the proxy's event loops and nothing is updated by
@@ -30,6 +31,15 @@
 // gets one JSON document with nutcracker's field names and nesting, then is
 // closed. The figures are taken live at each connection, not refreshed every
 // stats interval as twemproxy's are.
+//
+// A configuration reload reaches this package in three calls, made by the
+// command: MoveListeners binds the new admin and stats addresses (nothing
+// changes yet, and a port that cannot be bound refuses the reload), then
+// Move.Commit switches to them (the old ones stop accepting once the
+// requests in progress on them are answered) or Move.Abort closes them;
+// SetConfig points the backend poller at the new servers; ConfigLoaded and
+// CountReload keep the cacheproxy_config_* metrics. The stats document
+// follows the pools and servers of Source.Stats, so it needs nothing.
 //
 // docs/observability.md lists every metric.
 package admin

@@ -112,7 +112,7 @@ func startAndStop(t *testing.T, cfg *config.Config) error {
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log, func([]string) { cancel() }) }()
+	go func() { done <- serve(ctx, cfg, log, serveOptions{onListen: func([]string) { cancel() }}) }()
 	select {
 	case err := <-done:
 		return err

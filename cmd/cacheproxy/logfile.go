@@ -84,11 +84,11 @@ func stepLevel(l slog.Level, up bool) slog.Level {
 	return logLevels[i]
 }
 
-// watchSignals handles, until ctx is done, SIGHUP (reopen lf, if not nil;
-// configuration reload is not supported yet and it says so), SIGTTIN (log
+// watchSignals handles, until ctx is done, SIGHUP (reopen lf, if not nil,
+// then reload the configuration with reloads, if not nil), SIGTTIN (log
 // one level more: error, warn, info, debug) and SIGTTOU (one level less), as
 // nutcracker does. It returns a function that stops it and waits for it.
-func watchSignals(ctx context.Context, log *slog.Logger, lf *logFile, level *slog.LevelVar) func() {
+func watchSignals(ctx context.Context, log *slog.Logger, lf *logFile, level *slog.LevelVar, reloads *reloadManager) func() {
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 	ctx, cancel := context.WithCancel(ctx)
@@ -109,7 +109,10 @@ func watchSignals(ctx context.Context, log *slog.Logger, lf *logFile, level *slo
 							log.Info("SIGHUP: log file reopened", "path", lf.path)
 						}
 					}
-					log.Warn("SIGHUP received: configuration reload is not supported yet; restart the proxy to apply changes")
+					if reloads != nil {
+						// The outcome is logged (and counted) by reload.
+						_, _ = reloads.reload(triggerSIGHUP, false)
+					}
 				case syscall.SIGTTIN, syscall.SIGTTOU:
 					l := stepLevel(level.Level(), s == syscall.SIGTTIN)
 					level.Set(l)

@@ -11,9 +11,12 @@
 // usage.
 //
 // SIGTERM and SIGINT stop the proxy. SIGHUP reopens the -o log file (for
-// logrotate's postrotate, as nutcracker does) and logs that configuration
-// reload is not supported yet. SIGTTIN and SIGTTOU make the log one level
-// more and less verbose (error, warn, info, debug), as in nutcracker.
+// logrotate's postrotate, as nutcracker does) and reloads the configuration
+// file; so do POST /reload on the admin listener and, with --watch, a change
+// to the file (docs/reloading.md). A file that does not load or cannot be
+// applied live changes nothing: the old configuration keeps serving. SIGTTIN
+// and SIGTTOU make the log one level more and less verbose (error, warn,
+// info, debug), as in nutcracker.
 //
 // Given a nutcracker.yml and no stats settings, cacheproxy serves the JSON
 // stats on 127.0.0.1:22222 (nutcracker serves 0.0.0.0:22222) and logs so;
@@ -76,6 +79,7 @@ type options struct {
 	daemonize bool
 	statsSet  bool
 	adminSet  bool
+	watch     bool
 }
 
 func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
@@ -94,13 +98,16 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fs.BoolVarP(&o.daemonize, "daemonize", "d", false, "not supported: run under a supervisor (systemd, a container) instead")
 	fs.IntVarP(&o.verbose, "verbose", "v", 5, "log level, twemproxy's scale: <=3 errors, 4 warnings, 5-6 info, >=7 debug; SIGTTIN/SIGTTOU step it up/down")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
-	fs.StringVar(&o.admin, "admin", "", "admin HTTP address (/metrics, /healthz, /readyz, /debug/pprof/); overrides admin.listen")
+	fs.StringVar(&o.admin, "admin", "", "admin HTTP address (/metrics, /healthz, /readyz, /debug/pprof/, POST /reload); overrides admin.listen")
 	fs.StringVar(&o.route, "route", "", "print the server KEY goes to in every pool, then exit")
+	fs.BoolVar(&o.watch, "watch", false, "reload the configuration file when it changes (follows editors' rename-over and a Kubernetes ConfigMap's symlink swap)")
 	usage := func(w io.Writer) {
 		fs.SetOutput(w)
-		fmt.Fprintf(w, "Usage: cacheproxy [-c FILE] [-t] [--route KEY] [-s PORT] [-a ADDR] [-o FILE] [-p FILE] [-v N] [--admin ADDR] [-V]\n\nOptions:\n")
+		fmt.Fprintf(w, "Usage: cacheproxy [-c FILE] [-t] [--route KEY] [-s PORT] [-a ADDR] [-o FILE] [-p FILE] [-v N] [--admin ADDR] [--watch] [-V]\n\nOptions:\n")
 		fs.PrintDefaults()
-		fmt.Fprintf(w, "\nSignals: SIGTERM and SIGINT stop; SIGHUP reopens the -o file; SIGTTIN and SIGTTOU raise and lower the log level.\n"+
+		fmt.Fprintf(w, "\nSignals: SIGTERM and SIGINT stop; SIGHUP reopens the -o file and reloads the configuration file; SIGTTIN and SIGTTOU raise and lower the log level.\n"+
+			"Reloading: SIGHUP, POST /reload on the admin listener, or --watch. A file that does not load, or cannot be applied live, changes nothing:\n"+
+			"the old configuration keeps serving and the reason is logged (as -t prints it). Flags given here override every reloaded file too. docs/reloading.md.\n"+
 			"Migrating from twemproxy: docs/migrating-from-twemproxy.md.\n")
 		fs.SetOutput(stderr)
 	}
@@ -122,8 +129,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	}
 	// Settings may also come from the environment (CACHEPROXY_CONF_FILE,
 	// CACHEPROXY_ADMIN, CACHEPROXY_STATS_PORT, CACHEPROXY_STATS_ADDR,
-	// CACHEPROXY_VERBOSE), for containers and sidecars: a flag given on the
-	// command line wins, then the environment, then the file and defaults.
+	// CACHEPROXY_VERBOSE, CACHEPROXY_WATCH), for containers and sidecars: a
+	// flag given on the command line wins, then the environment, then the
+	// file and defaults.
 	// viper does this merge; the file itself is read by package config,
 	// which keeps pool names' case (viper lowercases map keys).
 	v := viper.New()
@@ -139,6 +147,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	o.statsAddr = v.GetString("stats-addr")
 	o.statsPort = v.GetInt("stats-port")
 	o.verbose = v.GetInt("verbose")
+	o.watch = v.GetBool("watch")
 	o.routeSet = fs.Changed("route")
 	o.statsSet = v.IsSet("stats-port") || v.IsSet("stats-addr")
 	o.adminSet = v.IsSet("admin")
@@ -166,13 +175,12 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 		return exitOK
 	}
 
-	cfg, warns, err := config.Load(o.confFile)
-	for _, w := range warns {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
-	statsDefault := false
-	if err == nil {
-		statsDefault, err = applyFlags(cfg, o)
+	// -t, the start and every reload load the file this one way.
+	l, err := loadConfig(o)
+	if l != nil {
+		for _, w := range l.warns {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -181,6 +189,7 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 		}
 		return exitFailed
 	}
+	cfg, statsDefault := l.cfg, l.statsDefault
 
 	switch {
 	case o.testConf:
@@ -223,9 +232,18 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	stopSignals := watchSignals(ctx, log, lf, level)
+	reloads := newReloadManager(o, l, log, r)
+	stopSignals := watchSignals(ctx, log, lf, level, reloads)
 	defer stopSignals()
-	log.Info("starting", "version", version(), "config", cfg.File, "pools", len(cfg.Pools))
+	log.Info("starting", "version", version(), "config", cfg.File, "pools", len(cfg.Pools), "hash", l.hash)
+	var watch *fileWatcher
+	if o.watch {
+		if watch, err = newFileWatcher(o.confFile, watchDebounce, log); err != nil {
+			log.Error("stopped", "err", err)
+			return exitFailed
+		}
+		log.Info("watching the configuration file", "file", o.confFile)
+	}
 	if statsDefault {
 		log.Info("stats: a nutcracker.yml and no stats settings, so twemproxy JSON stats are served as nutcracker serves them, "+
 			"but on 127.0.0.1 (nutcracker binds 0.0.0.0); -s PORT and -a ADDR change the address, -s 0 turns stats off",
@@ -236,13 +254,16 @@ func run(args []string, stdout, stderr io.Writer, r config.Resolver) int {
 			log.Error("stats: not served: the default stats address is taken (is nutcracker still running?); "+
 				"choose another with -s PORT, or turn stats off with -s 0", "addr", cfg.Stats.Listen, "err", err)
 			cfg.Stats.Listen = ""
+			reloads.mu.Lock()
+			reloads.statsDropped = true // and so in every reloaded file
+			reloads.mu.Unlock()
 		}
 	}
 	for _, w := range checkHosts(cfg, r) {
 		log.Warn("configuration", "warning", w.String())
 	}
 	logFDLimit(log, cfg)
-	if err := serve(ctx, cfg, log, nil); err != nil {
+	if err := serve(ctx, cfg, log, serveOptions{reload: reloads, hash: l.hash, watch: watch}); err != nil {
 		if statsDefault && errors.Is(err, syscall.EADDRINUSE) {
 			// Taken between probeListen and the bind.
 			log.Error("stopped", "err", err, "hint", "the default stats address "+cfg.Stats.Listen+

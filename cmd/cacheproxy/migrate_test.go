@@ -336,7 +336,9 @@ func TestLogFileSignals(t *testing.T) {
 	if err := p.cmd.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	p.waitFor(logPath, logText, `level=WARN msg="SIGHUP received: configuration reload is not supported yet; restart the proxy to apply changes"`+"\n")
+	// The file is unchanged: the reload finds nothing to do.
+	p.waitFor(logPath, logText, `level=INFO msg="configuration reloaded" trigger=SIGHUP file=`+conf+` hash=`)
+	p.waitFor(logPath, logText, ` changes="no change"`+"\n")
 	if !strings.Contains(logText(), `level=INFO msg="SIGHUP: log file reopened" path=`+logPath+"\n") {
 		t.Errorf("new log: no reopen line:\n%s", logText())
 	}
@@ -378,18 +380,22 @@ func TestLogFileSignals(t *testing.T) {
 	}
 
 	// SIGTTOU twice: info, then warn, so the info line of a second SIGHUP
-	// is not logged but its warning is.
+	// is not logged but the error of its reload (a broken file) is.
 	for _, want := range []string{`level=INFO msg="log level changed" signal=SIGTTOU level=INFO`, `level=WARN msg="log level changed" signal=SIGTTOU level=WARN`} {
 		if err := p.cmd.Signal(syscall.SIGTTOU); err != nil {
 			t.Fatal(err)
 		}
 		p.waitFor(logPath, logText, want+"\n")
 	}
+	if err := os.WriteFile(conf, []byte("a:\n  listen: "+listen+"\n  hash: fnv2\n  servers:\n   - "+refused+":1 gone\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.cmd.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	p.waitFor(logPath, func() string { return strings.Join(strings.SplitAfter(logText(), "SIGTTOU level=WARN\n")[1:], "") },
-		`msg="SIGHUP received: configuration reload`)
+		`level=ERROR msg="configuration not reloaded: the file has a problem; the running configuration is unchanged" trigger=SIGHUP file=`+conf+
+			` problem="`+conf+`:3: pool \"a\": hash: unknown hash \"fnv2\" (want one of `)
 	if n := strings.Count(logText(), "SIGHUP: log file reopened"); n != 1 {
 		t.Errorf("at warn level the reopen (info) was logged: %d times; want 1 (the first)\n%s", n, logText())
 	}
