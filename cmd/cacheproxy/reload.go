@@ -16,15 +16,18 @@ import (
 
 	"github.com/cacheproxy/cacheproxy/admin"
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/proxy"
 )
 
 // reloader applies a configuration to the running proxy without dropping
-// clients. *proxy.Proxy implements it (issue 12, part 2): cfg has passed
-// validation; an error means nothing was applied, and says what cannot
-// change live and why.
+// clients: cfg has passed validation; an error means nothing was applied,
+// and says what cannot change live and why. *proxy.Proxy implements it;
+// tests use fakes.
 type reloader interface {
 	Reload(cfg *config.Config) error
 }
+
+var _ reloader = (*proxy.Proxy)(nil)
 
 // loaded is a configuration file read as the command line says: parsed,
 // validated, with the command-line listeners applied.

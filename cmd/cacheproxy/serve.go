@@ -63,10 +63,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, so serveOp
 		return fmt.Errorf("admin: %w", err)
 	}
 	if so.reload != nil {
-		// A proxy built without live reload (issue 12 part 2) makes every
-		// reload that changes something fail with a clear reason.
-		rl, _ := any(p).(reloader)
-		so.reload.attach(rl, adm, cfg, so.hash)
+		so.reload.attach(p, adm, cfg, so.hash)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
