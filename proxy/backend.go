@@ -69,6 +69,10 @@ type backend struct {
 	// replies are not matched to requests.
 	owner *client
 	push  bool
+	// resp3 marks a Redis connection that did HELLO 3 in its handshake:
+	// it carries RESP3 clients' requests, and its replies are framed as
+	// RESP3 (see loop.clientBackend).
+	resp3 bool
 
 	counters  serverCounters
 	connected atomic.Bool // mirrors state == stateConnected, for Stats

@@ -20,6 +20,11 @@ type loop struct {
 	// replicas[pool][server][replica*conns+conn] are its connections to
 	// replicas, for read_policy.
 	replicas [][][]*backend
+	// resp3[pool] are the connections that do HELLO 3, laid out like
+	// backends and replicas, for the clients that speak RESP3 (nil for
+	// memcache pools). They are made with the loop (so Stats can read them
+	// without a lock) but each dials only when a RESP3 client first needs it.
+	resp3 []*connSet
 
 	dirtyBackends []*backend
 	dirtyClients  []*client
@@ -76,6 +81,12 @@ func newLoop(p *Proxy, el gnet.EventLoop) *loop {
 		}
 		l.replicas = append(l.replicas, rs)
 	}
+	l.resp3 = make([]*connSet, len(p.pools))
+	for i, pr := range p.pools {
+		if pr.cfg.Protocol == config.ProtocolRedis {
+			l.resp3[i] = l.newConnSet(i)
+		}
+	}
 	return l
 }
 
@@ -93,20 +104,74 @@ func (l *loop) preconnect() {
 	}
 }
 
+// connSet is one protocol version's shared connections to a pool's
+// servers: backends[server*conns+conn], replicas[server][replica*conns+conn].
+type connSet struct {
+	backends []*backend
+	replicas [][]*backend
+}
+
+// newConnSet builds the RESP3 twin of pool i's connections (unconnected:
+// each dials when first used).
+func (l *loop) newConnSet(i int) *connSet {
+	pr := l.p.pools[i]
+	cs := &connSet{backends: make([]*backend, len(l.backends[i])), replicas: make([][]*backend, len(l.replicas[i]))}
+	for j, b := range l.backends[i] {
+		cs.backends[j] = newBackend(l, pr, b.server)
+		cs.backends[j].resp3 = true
+	}
+	for s, reps := range l.replicas[i] {
+		for _, b := range reps {
+			b3 := newReplicaBackend(l, pr, s, b.replica)
+			b3.resp3 = true
+			cs.replicas[s] = append(cs.replicas[s], b3)
+		}
+	}
+	return cs
+}
+
+// clientBackend is where the protocol version chooses the connection: the
+// shared connection to server s that cl's request travels on, one of the
+// RESP3 set when cl speaks RESP3 (so redis-server itself frames every reply
+// in the client's protocol), else the RESP2 one. read applies read_policy.
+func (l *loop) clientBackend(pr *poolRT, s int, cl *client, read bool) *backend {
+	if cl.rs == nil || !cl.rs.resp3 {
+		if read {
+			return l.readBackendFor(pr, s, cl.id)
+		}
+		return l.backendFor(pr, s, cl.id)
+	}
+	cs := l.resp3[pr.idx]
+	if read {
+		return l.readFrom(pr, cs.backends, cs.replicas[s], s, cl.id)
+	}
+	return pickConn(pr, cs.backends, s, cl.id)
+}
+
+// pickConn returns the connection to server s among bs that client id uses.
+func pickConn(pr *poolRT, bs []*backend, s int, id uint64) *backend {
+	conns := max(pr.cfg.ServerConnections, 1)
+	return bs[s*conns+int(id%uint64(conns))]
+}
+
 // backendFor returns the connection to server s of pool pr that client id
 // uses: the same one for every request of that client, so its writes and
 // reads stay ordered.
 func (l *loop) backendFor(pr *poolRT, s int, id uint64) *backend {
-	conns := max(pr.cfg.ServerConnections, 1)
-	return l.backends[pr.idx][s*conns+int(id%uint64(conns))]
+	return pickConn(pr, l.backends[pr.idx], s, id)
 }
 
 // readBackendFor returns the connection a read for server s uses under the
 // pool's read_policy: the primary, or one of its replicas chosen by client
 // id, falling back as the policy allows when the first choice is down.
 func (l *loop) readBackendFor(pr *poolRT, s int, id uint64) *backend {
-	primary := l.backendFor(pr, s, id)
-	reps := l.replicas[pr.idx][s]
+	return l.readFrom(pr, l.backends[pr.idx], l.replicas[pr.idx][s], s, id)
+}
+
+// readFrom is readBackendFor over one set of connections: bs to the
+// primaries, reps to server s's replicas.
+func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *backend {
+	primary := pickConn(pr, bs, s, id)
 	if len(reps) == 0 {
 		return primary
 	}
@@ -277,6 +342,16 @@ func (l *loop) sweep() {
 		for _, rs := range l.replicas[i] {
 			for _, b := range rs {
 				b.sweep(now, int64(t))
+			}
+		}
+		if l.resp3[i] != nil {
+			for _, b := range l.resp3[i].backends {
+				b.sweep(now, int64(t))
+			}
+			for _, rs := range l.resp3[i].replicas {
+				for _, b := range rs {
+					b.sweep(now, int64(t))
+				}
 			}
 		}
 	}

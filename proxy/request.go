@@ -121,10 +121,7 @@ func sendFragments(cl *client, pr *poolRT, parent *request, write func(b *backen
 		return
 	}
 	for fi, f := range parent.frags {
-		b := cl.l.backendFor(pr, f.server, cl.id)
-		if f.read {
-			b = cl.l.readBackendFor(pr, f.server, cl.id)
-		}
+		b := cl.l.clientBackend(pr, f.server, cl, f.read)
 		if !b.usable() {
 			b.refuse(f)
 			continue

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -227,7 +228,11 @@ func (p *Proxy) Stats() []PoolStats {
 			ps.BytesOut += pc.bytesOut.Load()
 			ps.ForwardErrors += pc.forwardError.Load()
 			pc.latency.addTo(&ps.Latency)
-			for _, b := range l.backends[i] {
+			shared := l.backends[i]
+			if l.resp3[i] != nil {
+				shared = append(slices.Clip(shared), l.resp3[i].backends...) // RESP3 clients' connections count too
+			}
+			for _, b := range shared {
 				ss := &ps.Servers[b.server]
 				sc := &b.counters
 				if b.connected.Load() {

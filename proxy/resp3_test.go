@@ -1,0 +1,262 @@
+package proxy_test
+
+import (
+	"bytes"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
+	"github.com/cacheproxy/cacheproxy/proxy"
+	"github.com/cacheproxy/cacheproxy/proxy/resp"
+)
+
+// readReply reads one complete RESP2/RESP3 reply from c.
+func readReply(t testing.TB, c *proxytest.Conn) string {
+	t.Helper()
+	var buf []byte
+	_ = c.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+	for {
+		if len(buf) > 0 {
+			n, _, err := resp.ParseReply(buf)
+			if err != nil {
+				t.Fatalf("reply %q: %v", buf, err)
+			}
+			if n > 0 {
+				if n != len(buf) {
+					t.Fatalf("read past the reply: %q", buf)
+				}
+				return string(buf)
+			}
+		}
+		b, err := c.R.ReadByte()
+		if err != nil {
+			t.Fatalf("read reply (got %q): %v", buf, err)
+		}
+		buf = append(buf, b)
+	}
+}
+
+// cmd encodes args as a RESP multibulk request.
+func cmd(args ...string) string {
+	var b []byte
+	bs := make([][]byte, len(args))
+	for i, a := range args {
+		bs[i] = []byte(a)
+	}
+	b = resp.AppendCommand(b, bs...)
+	return string(b)
+}
+
+// helloID matches the client id in a HELLO reply, which differs between a
+// server and the proxy.
+var helloID = regexp.MustCompile(`\$2\r\nid\r\n:\d+\r\n`)
+
+// resp3DiffCommands cover every RESP3 reply type redis-server 7.0 sends a
+// client: map, set, double, null, boolean, big number, verbatim text,
+// nested arrays. Each is sent after HELLO 3 to a redis-server directly and
+// through a one-server proxy, and the bytes must be equal.
+var resp3DiffCommands = [][]string{
+	{"RANDOMKEY"},                  // _ (empty database, fanned out by the proxy)
+	{"GET", "nosuch"},              // _
+	{"SET", "k", "v"},              // +OK
+	{"GET", "k"},                   // $
+	{"MGET", "k", "nosuch"},        // * with _
+	{"EXISTS", "k", "nosuch", "k"}, // :2
+	{"HSET", "h", "f1", "v1", "f2", "v2"},
+	{"HGETALL", "h"},          // %2
+	{"HGET", "h", "nosuch"},   // _
+	{"HMGET", "h", "f1", "x"}, // * with _
+	{"SADD", "s", "3", "1", "2"},
+	{"SMEMBERS", "s"},             // ~3 (an intset: the same order everywhere)
+	{"SISMEMBER", "s", "1"},       // :1
+	{"SMISMEMBER", "s", "1", "9"}, // *2
+	{"ZADD", "z", "1.5", "a", "2", "b"},
+	{"ZSCORE", "z", "a"},                     // ,1.5
+	{"ZSCORE", "z", "nosuch"},                // _
+	{"ZINCRBY", "z", "1", "a"},               // ,2.5
+	{"ZRANGE", "z", "0", "-1", "WITHSCORES"}, // *2 of *2 pairs
+	{"ZRANGEBYSCORE", "z", "-inf", "+inf", "WITHSCORES"},
+	{"ZPOPMIN", "z"},            // *2 with a double
+	{"ZMSCORE", "z", "b", "x"},  // *2 ,2 _
+	{"ZRANK", "z", "nosuch"},    // _
+	{"INCRBYFLOAT", "f", "1.5"}, // $ (a bulk even in RESP3)
+	{"RPUSH", "l", "a", "b", "c"},
+	{"LPOS", "l", "zz"},        // _
+	{"LRANGE", "l", "0", "-1"}, // *3
+	{"LPOP", "nosuch"},         // _
+	{"XADD", "x", "1-1", "f", "v"},
+	{"XRANGE", "x", "-", "+"}, // nested arrays
+	{"TYPE", "h"},             // +hash
+	{"TTL", "k"},              // :-1
+	{"INFO", "keyspace"},      // =verbatim (summed by the proxy)
+	{"EXPIRE", "k", "100"},    // :1
+	{"SCAN", "0", "MATCH", "k"},
+	{"KEYS", "h*"},
+	{"DBSIZE"},
+	{"CLIENT", "GETNAME"}, // _
+	{"CLIENT", "SETNAME", "resp3"},
+	{"CLIENT", "GETNAME"},
+	{"PING"},
+	{"ECHO", "hi"},
+	{"EVAL", "redis.setresp(3); return true", "0"},  // #t
+	{"EVAL", "redis.setresp(3); return false", "0"}, // #f
+	{"EVAL", "return {double=3.25}", "0"},           // ,3.25
+	{"EVAL", "return {big_number='1234567890123456789012'}", "0"},                     // (
+	{"EVAL", "return {verbatim_string={format='txt', string='hi'}}", "0"},             // =6
+	{"EVAL", "redis.setresp(3); return redis.call('HGETALL', KEYS[1])", "1", "h"},     // %2
+	{"EVAL", "redis.setresp(3); return redis.call('ZSCORE', KEYS[1], 'b')", "1", "z"}, // ,2
+	{"EVAL", "return {map={a=1}}", "0"},                                               // %1
+	{"EVAL", "return {set={a=true}}", "0"},                                            // ~1
+	{"COMMAND", "INFO", "get"},                                                        // sets and maps
+	{"COMMAND", "DOCS", "get"},                                                        // maps
+	{"COMMAND", "COUNT"},
+	{"NOSUCH", "a"}, // the error is the same in both protocols
+	{"HELLO", "2"},  // back to RESP2: the array, then RESP2 replies
+	{"HGETALL", "h"},
+	{"ZSCORE", "z", "b"},
+	{"GET", "nosuch"},
+	{"HELLO", "4"},
+	{"HELLO", "x"},
+	{"HELLO", "3", "SETNAME"},
+	{"HELLO", "3", "foo"},
+	{"HELLO", "3"},
+	{"GET", "nosuch"},
+	{"RESET"}, // RESP2 again
+	{"GET", "nosuch"},
+}
+
+func TestRESP3Differential(t *testing.T) {
+	e := newRespDiffEnv(t)
+	e.reset()
+	direct := proxytest.Dial(t, e.direct.Addr)
+	via := proxytest.Dial(t, e.proxy)
+	for _, c := range []*proxytest.Conn{direct, via} {
+		c.Send(cmd("HELLO", "3"))
+	}
+	d, p := readReply(t, direct), readReply(t, via)
+	if !strings.HasPrefix(d, "%7\r\n") {
+		t.Fatalf("redis-server's HELLO 3: %q; want a map of 7", d)
+	}
+	if dn, pn := helloID.ReplaceAllString(d, "ID"), helloID.ReplaceAllString(p, "ID"); dn != pn {
+		t.Fatalf("HELLO 3 through the proxy: got %q; want %q (the id aside)", p, d)
+	}
+	for _, args := range resp3DiffCommands {
+		req := cmd(args...)
+		direct.Send(req)
+		via.Send(req)
+		d, p := readReply(t, direct), readReply(t, via)
+		if args[0] == "HELLO" {
+			d, p = helloID.ReplaceAllString(d, "ID"), helloID.ReplaceAllString(p, "ID")
+		}
+		if d != p {
+			t.Errorf("%q: through the proxy %q; redis-server %q", args, p, d)
+		}
+	}
+}
+
+// The replies the proxy makes that legitimately differ from redis-server's
+// (its own client id, address and fields; its own refusals) keep the RESP3
+// types the server would use.
+func TestRESP3ProxyReplies(t *testing.T) {
+	r := testserver.Redis(t)
+	pool := proxytest.RedisPool(t, "r", r)
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send(cmd("HELLO", "3"))
+	readReply(t, c)
+	steps := []struct {
+		req  []string
+		want *regexp.Regexp
+	}{
+		{[]string{"CLIENT", "INFO"}, regexp.MustCompile(`^=\d+\r\ntxt:id=\d+ addr=\S+ laddr=\S+ name= db=0 resp=3\n\r\n$`)},
+		{[]string{"INFO", "server"}, regexp.MustCompile(`^=\d+\r\ntxt:# Server\r\nredis_version:7\.0\.15\r\n(.|\r|\n)*\r\n$`)},
+		{[]string{"CLIENT", "TRACKING", "on"}, regexp.MustCompile(`^-ERR CLIENT TRACKING is not supported by the proxy yet \(the proxy's near cache will own server-assisted caching\); disable client-side caching \(rueidis: DisableCache: true\)\r\n$`)},
+		{[]string{"CLIENT", "CACHING", "yes"}, regexp.MustCompile(`^-ERR CLIENT CACHING is not supported by the proxy yet `)},
+		{[]string{"CLIENT", "TRACKINGINFO"}, regexp.MustCompile(`^-ERR CLIENT TRACKINGINFO is not supported`)},
+		{[]string{"CLIENT", "GETREDIR"}, regexp.MustCompile(`^-ERR CLIENT GETREDIR is not supported`)},
+		{[]string{"CONFIG", "GET", "maxmemory"}, regexp.MustCompile(`^-ERR command 'config\|get' is not allowed through the proxy\r\n$`)},
+		{[]string{"HELLO", "2"}, regexp.MustCompile(`^\*14\r\n`)},
+		{[]string{"CLIENT", "INFO"}, regexp.MustCompile(`^\$\d+\r\nid=\d+ .* resp=2\n\r\n$`)},
+	}
+	for _, st := range steps {
+		c.Send(cmd(st.req...))
+		if got := readReply(t, c); !st.want.MatchString(got) {
+			t.Errorf("%q: got %q; want to match %q", st.req, got, st.want)
+		}
+	}
+}
+
+// Through a pool of several servers, MGET's keys are fetched per server and
+// merged: in RESP3 the missing ones are '_', as one redis-server answers.
+func TestRESP3MultiServerMerges(t *testing.T) {
+	var servers []*testserver.Process
+	for i := 0; i < 3; i++ {
+		servers = append(servers, testserver.Redis(t))
+	}
+	pool := proxytest.RedisPool(t, "r", servers...)
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send(cmd("HELLO", "3"))
+	readReply(t, c)
+	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	var want bytes.Buffer
+	want.WriteString("*" + strconv.Itoa(len(keys)+1) + "\r\n")
+	for i, k := range keys {
+		if i%2 == 0 {
+			c.Send(cmd("SET", k, "v"+k))
+			if got := readReply(t, c); got != "+OK\r\n" {
+				t.Fatalf("SET %s: got %q", k, got)
+			}
+			want.WriteString("$2\r\nv" + k + "\r\n")
+		} else {
+			want.WriteString("_\r\n")
+		}
+	}
+	want.WriteString("_\r\n") // "zz", never set
+	c.Send(cmd(append([]string{"MGET"}, append(keys, "zz")...)...))
+	if got := readReply(t, c); got != want.String() {
+		t.Fatalf("MGET across servers: got %q; want %q", got, want.String())
+	}
+	// The keys really are spread: more than one server holds some.
+	holding := 0
+	for _, s := range servers {
+		d := proxytest.Dial(t, s.Addr)
+		d.Send(cmd("DBSIZE"))
+		if got := readReply(t, d); got != ":0\r\n" {
+			holding++
+		}
+	}
+	if holding < 2 {
+		t.Fatalf("%d servers hold the keys; the test wants them spread", holding)
+	}
+	steps := []struct {
+		req  []string
+		want string
+	}{
+		{[]string{"DBSIZE"}, ":4\r\n"},
+		{[]string{"EXISTS", "a", "b", "c"}, ":2\r\n"},
+		{[]string{"RANDOMKEY"}, ""}, // any key: checked below
+		{[]string{"INFO", "keyspace"}, "=48\r\ntxt:# Keyspace\r\ndb0:keys=4,expires=0,avg_ttl=0\r\n\r\n"},
+		{[]string{"DEL", "a", "c", "e", "g"}, ":4\r\n"},
+		{[]string{"RANDOMKEY"}, "_\r\n"},
+		{[]string{"MGET", "a", "b"}, "*2\r\n_\r\n_\r\n"},
+		{[]string{"SCAN", "0"}, "*2\r\n$1\r\n1\r\n*0\r\n"},
+	}
+	for _, st := range steps {
+		c.Send(cmd(st.req...))
+		got := readReply(t, c)
+		if st.want == "" {
+			if !regexp.MustCompile(`^\$1\r\n[aceg]\r\n$`).MatchString(got) {
+				t.Errorf("%q: got %q; want one of the keys", st.req, got)
+			}
+			continue
+		}
+		if got != st.want {
+			t.Errorf("%q: got %q; want %q", st.req, got, st.want)
+		}
+	}
+}
