@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -259,4 +260,90 @@ func TestRESP3MultiServerMerges(t *testing.T) {
 			t.Errorf("%q: got %q; want %q", st.req, got, st.want)
 		}
 	}
+}
+
+// Pub/sub in RESP3: confirmations and messages are pushes, and the
+// subscribed client goes on running ordinary commands, as with
+// redis-server itself.
+func TestRESP3PubSubDifferential(t *testing.T) {
+	e := newRespDiffEnv(t)
+	e.reset()
+	type side struct{ sub, pub *proxytest.Conn }
+	sides := []side{
+		{proxytest.Dial(t, e.direct.Addr), proxytest.Dial(t, e.direct.Addr)},
+		{proxytest.Dial(t, e.proxy), proxytest.Dial(t, e.proxy)},
+	}
+	steps := []struct {
+		pub  bool // sent by the publisher
+		args []string
+	}{
+		{false, []string{"HELLO", "3"}},
+		{false, []string{"SUBSCRIBE", "ch1", "ch2"}},
+		{false, []string{"SET", "k", "v"}},
+		{false, []string{"GET", "k"}},
+		{false, []string{"HGETALL", "nosuch"}},
+		{true, []string{"PUBLISH", "ch1", "hello"}},
+		{false, []string{"PING"}},
+		{false, []string{"PSUBSCRIBE", "c*"}},
+		{true, []string{"PUBLISH", "ch2", "both"}},
+		// (Named: with no names, redis-server leaves its channels in its
+		// hash table's order, seeded per process; the proxy in name order.)
+		{false, []string{"UNSUBSCRIBE", "ch1", "ch2"}},
+		{false, []string{"PUNSUBSCRIBE"}},
+		{false, []string{"PING"}},
+	}
+	var outs [2][]string
+	for _, st := range steps {
+		for i, sd := range sides {
+			c := sd.sub
+			if st.pub {
+				c = sd.pub
+			}
+			c.Send(cmd(st.args...))
+			if st.pub {
+				outs[i] = append(outs[i], "pub:"+readReply(t, c))
+				continue
+			}
+			// Every reply and push owed to the step, in order.
+			for n := repliesOwed(st.args); n > 0; n-- {
+				r := readReply(t, c)
+				if st.args[0] == "HELLO" {
+					r = helloID.ReplaceAllString(r, "ID")
+				}
+				outs[i] = append(outs[i], r)
+			}
+		}
+		if st.pub {
+			// The messages the publish caused.
+			n := 1
+			if st.args[1] == "ch2" {
+				n = 2 // the channel and the pattern
+			}
+			for i, sd := range sides {
+				for ; n > 0; n-- {
+					outs[i] = append(outs[i], readReply(t, sd.sub))
+				}
+				if st.args[1] == "ch2" {
+					n = 2
+				} else {
+					n = 1
+				}
+			}
+		}
+	}
+	if fmt.Sprintf("%q", outs[0]) != fmt.Sprintf("%q", outs[1]) {
+		t.Fatalf("through the proxy:\n%q\nredis-server:\n%q", outs[1], outs[0])
+	}
+	if !strings.HasPrefix(outs[0][1], ">3\r\n$9\r\nsubscribe\r\n") {
+		t.Fatalf("redis-server's confirmation %q is not a push: the test is not testing RESP3", outs[0][1])
+	}
+}
+
+// repliesOwed is how many replies (or pushes) a subscriber step gets.
+func repliesOwed(args []string) int {
+	switch args[0] {
+	case "SUBSCRIBE", "UNSUBSCRIBE":
+		return len(args) - 1
+	}
+	return 1
 }
