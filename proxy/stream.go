@@ -266,14 +266,16 @@ func token(line []byte, i int) (int, bool) {
 }
 
 // respCursor frames a RESP2/RESP3 reply of any shape by counting the
-// elements still owed. On a RESP2 connection a RESP3 type byte is refused,
-// on a RESP3 one a push where the reply starts, as resp.ParseReplyRESP2 and
-// the codec's replyFits do for the replies framed whole.
+// elements still owed. The zero value frames as resp.ParseReply does; set
+// up by startStream, it refuses a RESP3 type byte on a RESP2 connection
+// (as resp.ParseReplyRESP2 does) and a push where a reply starts on a RESP3
+// one (as the codec's replyFits does for the replies framed whole).
 type respCursor struct {
 	pending int
 	data    dataState
 	bulk    int  // size of the current bulk element, header included
-	resp3   bool // the connection did HELLO 3
+	resp2   bool // the connection speaks RESP2 only
+	noPush  bool // a push cannot start the reply
 	started bool // the reply's first line is framed
 }
 
@@ -326,9 +328,9 @@ func (c *respCursor) feed(buf []byte) (int, bool, error) {
 		top := !c.started
 		c.started = true
 		switch {
-		case !c.resp3 && t != '+' && t != '-' && t != ':' && t != '$' && t != '*':
+		case c.resp2 && t != '+' && t != '-' && t != ':' && t != '$' && t != '*':
 			return n, false, fmt.Errorf("type byte %q in a RESP2 reply", t)
-		case t == '>' && top:
+		case c.noPush && t == '>' && top:
 			return n, false, errors.New("push where a reply was due")
 		case t == '_' && len(arg) != 0 || t == '#' && string(arg) != "t" && string(arg) != "f":
 			return n, false, fmt.Errorf("%q with data %q", t, clip(arg))
@@ -419,7 +421,7 @@ type replyStream struct {
 func (b *backend) startStream(r *request) {
 	cur, through := b.pr.codec.cursor(r)
 	if rc, ok := cur.(*respCursor); ok {
-		rc.resp3 = b.resp3
+		rc.resp2, rc.noPush = !b.resp3, b.resp3
 	}
 	b.rstate.Reset()
 	b.st = &replyStream{r: r, cur: cur, sink: sinkUndecided, alias: through}
