@@ -115,6 +115,18 @@ var resp3DiffCommands = [][]string{
 	{"COMMAND", "INFO", "get"},                                                        // sets and maps
 	{"COMMAND", "DOCS", "get"},                                                        // maps
 	{"COMMAND", "COUNT"},
+	{"MULTI"}, // transactions and blocking commands: dedicated connections that did HELLO 3
+	{"HSET", "h", "f3", "v3"},
+	{"HGETALL", "h"},
+	{"ZSCORE", "z", "b"},
+	{"EXEC"}, // *3 holding a map and a double
+	{"WATCH", "h"},
+	{"MULTI"},
+	{"GET", "nosuch"},
+	{"EXEC"},
+	{"BLPOP", "nosuch", "0.01"}, // _ on timeout
+	{"RPUSH", "bl", "x"},
+	{"BLPOP", "bl", "1"},
 	{"NOSUCH", "a"}, // the error is the same in both protocols
 	{"HELLO", "2"},  // back to RESP2: the array, then RESP2 replies
 	{"HGETALL", "h"},
