@@ -359,3 +359,33 @@ func repliesOwed(args []string) int {
 	}
 	return 1
 }
+
+// With redis_auth, the RESP3 backend connections authenticate before their
+// HELLO 3, and a client can authenticate and switch in one HELLO.
+func TestRESP3DifferentialAuth(t *testing.T) {
+	e := newRespDiffEnvAuth(t, "s3cret", 1)
+	e.reset()
+	direct := proxytest.Dial(t, e.direct.Addr)
+	via := proxytest.Dial(t, e.proxy)
+	for _, args := range [][]string{
+		{"HELLO", "3"}, // -NOAUTH HELLO must be called ...
+		{"GET", "k"},   // -NOAUTH
+		{"HELLO", "3", "AUTH", "default", "wrong"},
+		{"HELLO", "3", "AUTH", "default", "s3cret", "SETNAME", "me"},
+		{"CLIENT", "GETNAME"},
+		{"HSET", "h", "a", "1"},
+		{"HGETALL", "h"},
+		{"ZADD", "z", "2.5", "m"},
+		{"ZRANGE", "z", "0", "-1", "WITHSCORES"},
+		{"GET", "nosuch"},
+	} {
+		req := cmd(args...)
+		direct.Send(req)
+		via.Send(req)
+		d, p := readReply(t, direct), readReply(t, via)
+		d, p = helloID.ReplaceAllString(d, "ID"), helloID.ReplaceAllString(p, "ID")
+		if d != p {
+			t.Errorf("%q: through the proxy %q; redis-server %q", args, p, d)
+		}
+	}
+}

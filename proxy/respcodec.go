@@ -990,7 +990,7 @@ func (rc *respCodec) hello(cl *client, args [][]byte) []byte {
 		}
 	}
 	if !rs.authed {
-		return resp.AppendError(nil, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return resp.AppendError(nil, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 	}
 	if resp3 != rs.resp3 {
 		if rs.sub != nil || rs.txn != nil {
