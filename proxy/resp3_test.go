@@ -389,3 +389,30 @@ func TestRESP3DifferentialAuth(t *testing.T) {
 		}
 	}
 }
+
+// On a RESP3 backend connection a RESP3 null answers GET, but a push is
+// never a reply: the connection is out of step, closed, and what was in
+// flight on it fails with the server's name, never with another's value.
+func TestRESP3BackendPushIsOutOfStep(t *testing.T) {
+	pool := proxytest.RedisPool(t, "r", hostileRedis(t))
+	proxytest.Start(t, proxy.Options{}, pool)
+	const failed = "-ERR server r1 sent a malformed reply\r\n"
+	for _, tc := range []struct{ name, send, want string }{
+		{"RESP3 null answers GET", cmd("GET", "resp3null"), "_\r\n"},
+		{"push where a reply is due", cmd("GET", "push"), failed},
+		{"the request behind the push", cmd("GET", "push") + cmd("GET", "mine"), failed + failed},
+		{"a new connection after it", cmd("GET", "mine"), "$4\r\nmine\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := proxytest.Dial(t, pool.Listen)
+			c.Send(cmd("HELLO", "3"))
+			if got := readReply(t, c); !strings.HasPrefix(got, "%7\r\n") {
+				t.Fatalf("HELLO 3: %q", got)
+			}
+			c.Send(tc.send)
+			if got := c.ReadN(len(tc.want)); got != tc.want {
+				t.Fatalf("got %q; want %q", got, tc.want)
+			}
+		})
+	}
+}
