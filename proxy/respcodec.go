@@ -97,7 +97,7 @@ func (rc *respCodec) errorReply(dst []byte, msg string) []byte {
 }
 
 // hello3 switches a backend connection to RESP3.
-var hello3 = []byte("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+const hello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
 
 // onConnect queues the connection handshake (AUTH, SELECT, and HELLO 3 on
 // a connection for RESP3 clients) ahead of any request; its replies are
@@ -107,10 +107,12 @@ func (rc *respCodec) onConnect(b *backend) {
 		rc.handshakeStep(b, h)
 	}
 	if b.resp3 {
-		rc.handshakeStep(b, hello3) // after AUTH: HELLO needs an authenticated connection
+		rc.handshakeStep(b, []byte(hello3)) // after AUTH: HELLO needs an authenticated connection
 	}
 }
 
+// handshakeStep queues one handshake request h on b; its reply is checked
+// (replyFits) and dropped.
 func (rc *respCodec) handshakeStep(b *backend, h []byte) {
 	r := b.l.newRequest()
 	r.internal = true
