@@ -132,6 +132,10 @@ var resp3DiffCommands = [][]string{
 	{"HGETALL", "h"},
 	{"ZSCORE", "z", "b"},
 	{"GET", "nosuch"},
+	{"BLPOP", "nosuch", "0.01"}, // *-1: the dedicated connection follows the switch
+	{"MULTI"},
+	{"HGETALL", "h"},
+	{"EXEC"},
 	{"HELLO", "4"},
 	{"HELLO", "x"},
 	{"HELLO", "3", "SETNAME"},
@@ -192,6 +196,15 @@ func TestRESP3ProxyReplies(t *testing.T) {
 		{[]string{"CLIENT", "TRACKINGINFO"}, regexp.MustCompile(`^-ERR CLIENT TRACKINGINFO is not supported`)},
 		{[]string{"CLIENT", "GETREDIR"}, regexp.MustCompile(`^-ERR CLIENT GETREDIR is not supported`)},
 		{[]string{"CONFIG", "GET", "maxmemory"}, regexp.MustCompile(`^-ERR command 'config\|get' is not allowed through the proxy\r\n$`)},
+		// Subscriptions and a WATCH live on dedicated connections of the
+		// client's version: switching under them is refused.
+		{[]string{"SUBSCRIBE", "ch"}, regexp.MustCompile(`^>3\r\n\$9\r\nsubscribe\r\n\$2\r\nch\r\n:1\r\n$`)},
+		{[]string{"HELLO", "2"}, regexp.MustCompile(`^-ERR HELLO cannot change the protocol version through the proxy while the connection has subscriptions or a WATCH; RESET first\r\n$`)},
+		{[]string{"HELLO"}, regexp.MustCompile(`^%7\r\n(.|\r|\n)*\$5\r\nproto\r\n:3\r\n`)},
+		{[]string{"UNSUBSCRIBE", "ch"}, regexp.MustCompile(`^>3\r\n\$11\r\nunsubscribe\r\n\$2\r\nch\r\n:0\r\n$`)},
+		{[]string{"WATCH", "k"}, regexp.MustCompile(`^\+OK\r\n$`)},
+		{[]string{"HELLO", "2"}, regexp.MustCompile(`^-ERR HELLO cannot change the protocol version`)},
+		{[]string{"UNWATCH"}, regexp.MustCompile(`^\+OK\r\n$`)},
 		{[]string{"HELLO", "2"}, regexp.MustCompile(`^\*14\r\n`)},
 		{[]string{"CLIENT", "INFO"}, regexp.MustCompile(`^\$\d+\r\nid=\d+ .* resp=2\n\r\n$`)},
 	}
@@ -414,5 +427,37 @@ func TestRESP3BackendPushIsOutOfStep(t *testing.T) {
 				t.Fatalf("got %q; want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// UNWATCH after WATCH (before MULTI) releases the watch on the server, as
+// with redis-server: a later transaction is not aborted by a change to the
+// key once watched. In both protocol versions.
+func TestRESP3UnwatchReleases(t *testing.T) {
+	e := newRespDiffEnv(t)
+	for _, hello := range []string{"2", "3"} {
+		e.reset()
+		var outs [2]string
+		for i, addr := range []string{e.direct.Addr, e.proxy} {
+			c, o := proxytest.Dial(t, addr), proxytest.Dial(t, addr)
+			for _, step := range []struct {
+				c    *proxytest.Conn
+				args []string
+			}{
+				{c, []string{"HELLO", hello}},
+				{c, []string{"WATCH", "{a}k"}},
+				{o, []string{"SET", "{a}k", "1"}},
+				{c, []string{"UNWATCH"}},
+				{c, []string{"MULTI"}},
+				{c, []string{"HGETALL", "{a}h"}},
+				{c, []string{"EXEC"}},
+			} {
+				step.c.Send(cmd(step.args...))
+				outs[i] += helloID.ReplaceAllString(readReply(t, step.c), "ID")
+			}
+		}
+		if outs[0] != outs[1] {
+			t.Errorf("HELLO %s: through the proxy %q; redis-server %q", hello, outs[1], outs[0])
+		}
 	}
 }

@@ -244,6 +244,12 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 		}
 		rc.dedicatedCommand(cl, req, cmd)
 		return
+	case "unwatch":
+		if !t.inMulti {
+			// Releases the WATCH on the pinned server (and the pin).
+			rc.dedicatedCommand(cl, req, cmd)
+			return
+		}
 	}
 	if !t.inMulti {
 		// WATCH pinned a server but no MULTI yet: other commands run as usual.
