@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,30 +16,40 @@ import (
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
 
-// readReply reads one complete RESP2/RESP3 reply from c.
+// readReply reads one complete RESP2/RESP3 reply from c, line by line
+// (bulks by their length), and checks that resp.ParseReply frames it whole.
 func readReply(t testing.TB, c *proxytest.Conn) string {
 	t.Helper()
-	var buf []byte
 	_ = c.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
-	for {
-		if len(buf) > 0 {
-			n, _, err := resp.ParseReply(buf)
-			if err != nil {
-				t.Fatalf("reply %q: %v", buf, err)
-			}
-			if n > 0 {
-				if n != len(buf) {
-					t.Fatalf("read past the reply: %q", buf)
+	var buf []byte
+	for pending := 1; pending > 0; pending-- {
+		line, err := c.R.ReadBytes('\n')
+		if err != nil || len(line) < 3 {
+			t.Fatalf("read reply (got %q, then %q): %v", buf, line, err)
+		}
+		buf = append(buf, line...)
+		n, _ := strconv.Atoi(string(line[1 : len(line)-2]))
+		switch line[0] {
+		case '$', '=', '!':
+			if n >= 0 {
+				body := make([]byte, n+2)
+				if _, err := io.ReadFull(c.R, body); err != nil {
+					t.Fatalf("read reply (got %q): %v", buf, err)
 				}
-				return string(buf)
+				buf = append(buf, body...)
 			}
+		case '*', '~', '>':
+			pending += max(n, 0)
+		case '%':
+			pending += 2 * n
+		case '|':
+			pending += 2*n + 1
 		}
-		b, err := c.R.ReadByte()
-		if err != nil {
-			t.Fatalf("read reply (got %q): %v", buf, err)
-		}
-		buf = append(buf, b)
 	}
+	if n, _, err := resp.ParseReply(buf); err != nil || n != len(buf) {
+		t.Fatalf("reply %q: framed %d, %v", clip(string(buf)), n, err)
+	}
+	return string(buf)
 }
 
 // cmd encodes args as a RESP multibulk request.
@@ -460,4 +471,85 @@ func TestRESP3UnwatchReleases(t *testing.T) {
 			t.Errorf("HELLO %s: through the proxy %q; redis-server %q", hello, outs[1], outs[0])
 		}
 	}
+}
+
+// Big RESP3 replies (over the size from which the proxy streams a reply
+// instead of gathering it) come through byte for byte: a map, a set, and
+// scores as doubles; for a subscribed client too, with a message published
+// meanwhile arriving whole, before or after the reply, never inside it.
+func TestRESP3BigReplies(t *testing.T) {
+	// A listpack-encoded hash keeps its insertion order on every server
+	// (a hashtable's order follows each process's random seed).
+	args := []string{"--hash-max-listpack-value", "4096", "--hash-max-listpack-entries", "1000"}
+	direct0, behind := testserver.Redis(t, args...), testserver.Redis(t, args...)
+	pool := proxytest.RedisPool(t, "r", behind)
+	proxytest.Start(t, proxy.Options{}, pool)
+	e := struct {
+		direct *testserver.Process
+		proxy  string
+	}{direct0, pool.Listen}
+	val := strings.Repeat("x", 2000)
+	fill := proxytest.Dial(t, e.direct.Addr)
+	fillVia := proxytest.Dial(t, e.proxy)
+	for _, c := range []*proxytest.Conn{fill, fillVia} {
+		var batch strings.Builder
+		for i := 0; i < 200; i++ {
+			n := strconv.Itoa(i)
+			batch.WriteString(cmd("HSET", "h", "f"+n, val))
+			batch.WriteString(cmd("SADD", "s", n))
+			batch.WriteString(cmd("ZADD", "z", n+".5", "m"+n+val[:400]))
+		}
+		c.Send(batch.String())
+		for i := 0; i < 600; i++ {
+			readReply(t, c)
+		}
+	}
+	reqs := [][]string{
+		{"HGETALL", "h"},
+		{"SMEMBERS", "s"},
+		{"ZRANGE", "z", "0", "-1", "WITHSCORES"},
+	}
+	direct := proxytest.Dial(t, e.direct.Addr)
+	via := proxytest.Dial(t, e.proxy)
+	for _, c := range []*proxytest.Conn{direct, via} {
+		c.Send(cmd("HELLO", "3"))
+		readReply(t, c)
+	}
+	for _, args := range reqs {
+		direct.Send(cmd(args...))
+		via.Send(cmd(args...))
+		d, p := readReply(t, direct), readReply(t, via)
+		if len(d) < 64<<10 && args[0] != "SMEMBERS" {
+			t.Fatalf("%q: %d bytes; the test wants a reply the proxy streams", args, len(d))
+		}
+		if d != p {
+			t.Errorf("%q: through the proxy %d bytes %q...; redis-server %d bytes %q...", args, len(p), clip(p), len(d), clip(d))
+		}
+	}
+	// Subscribed: the big reply and a message published while it travels.
+	pub := proxytest.Dial(t, e.proxy)
+	via.Send(cmd("SUBSCRIBE", "ch"))
+	if got := readReply(t, via); got != ">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n" {
+		t.Fatalf("SUBSCRIBE: %q", got)
+	}
+	direct.Send(cmd("HGETALL", "h"))
+	want := readReply(t, direct)
+	msg := ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n"
+	via.Send(cmd("HGETALL", "h"))
+	pub.Send(cmd("PUBLISH", "ch", "hi"))
+	if got := readReply(t, pub); got != ":1\r\n" {
+		t.Fatalf("PUBLISH: %q", got)
+	}
+	first, second := readReply(t, via), readReply(t, via)
+	if !(first == want && second == msg || first == msg && second == want) {
+		t.Fatalf("subscribed: got %d bytes %q... then %d bytes %q...; want the %d-byte map and the message, whole",
+			len(first), clip(first), len(second), clip(second), len(want))
+	}
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80]
+	}
+	return s
 }
