@@ -75,6 +75,10 @@ type backend struct {
 	// retired: a reload removed the server; the connection closes once it
 	// owes nothing (loop.retire).
 	retired bool
+	// resp3 marks a Redis connection that did HELLO 3 in its handshake:
+	// it carries RESP3 clients' requests, and its replies are framed as
+	// RESP3 (see loop.clientBackend).
+	resp3 bool
 
 	counters  serverCounters
 	connected atomic.Bool // mirrors state == stateConnected, for Stats

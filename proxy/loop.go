@@ -30,6 +30,11 @@ type loop struct {
 	// replicas[pool][slot][replica*conns+conn] are its connections to
 	// replicas, for read_policy.
 	replicas [][][]*backend
+	// resp3[pool] are the connections that did HELLO 3, laid out like
+	// backends and replicas, for the clients that speak RESP3 (nil for
+	// memcache pools). They follow the pool's versions as backends do, but
+	// each dials only when a RESP3 client first needs it.
+	resp3 []*connSet
 	// retired are connections to servers a reload removed, still owed
 	// replies: each closes once its last reply is in (or it fails).
 	retired []*backend
@@ -93,6 +98,7 @@ func (l *loop) grow(idx int) {
 		l.vers = append(l.vers, nil)
 		l.backends = append(l.backends, nil)
 		l.replicas = append(l.replicas, nil)
+		l.resp3 = append(l.resp3, nil)
 	}
 }
 
@@ -115,13 +121,68 @@ func (l *loop) version(live *poolLive) *poolRT {
 func (l *loop) adopt(pr *poolRT) {
 	i := pr.idx
 	l.grow(i)
+	cur, dial := l.reconcile(pr, connSet{backends: l.backends[i], replicas: l.replicas[i]}, false)
+	var r3 *connSet
+	if pr.cfg.Protocol == config.ProtocolRedis {
+		var old connSet
+		if l.resp3[i] != nil {
+			old = *l.resp3[i]
+		}
+		set, _ := l.reconcile(pr, old, true) // dialed when first used
+		r3 = &set
+	}
+	l.mu.Lock()
+	l.backends[i], l.replicas[i], l.resp3[i], l.vers[i] = cur.backends, cur.replicas, r3, pr
+	l.mu.Unlock()
+	if pr.cfg.Preconnect && !pr.live.removed.Load() {
+		for _, b := range dial {
+			b.connect()
+		}
+	}
+}
+
+// connSet is one protocol version's shared connections to a pool's
+// servers: backends[slot*conns+conn], replicas[slot][replica*conns+conn]
+// (nil entries for slots the version does not list).
+type connSet struct {
+	backends []*backend
+	replicas [][]*backend
+}
+
+// connSets returns pool i's shared connections: the RESP2 set and, for a
+// Redis pool, the RESP3 one. The caller holds l.mu or is the loop.
+func (l *loop) connSets(i int) []connSet {
+	sets := []connSet{{backends: l.backends[i], replicas: l.replicas[i]}}
+	if l.resp3[i] != nil {
+		sets = append(sets, *l.resp3[i])
+	}
+	return sets
+}
+
+// each calls fn for every connection of the set.
+func (set connSet) each(fn func(b *backend)) {
+	for _, b := range set.backends {
+		if b != nil {
+			fn(b)
+		}
+	}
+	for _, rs := range set.replicas {
+		for _, b := range rs {
+			fn(b)
+		}
+	}
+}
+
+// reconcile returns old made to follow version pr: connections to servers
+// (slots) pr keeps carry over, servers it adds get new connections (RESP3
+// ones when resp3), and connections to servers it removes retire. dial
+// lists the new connections to primaries.
+func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial []*backend) {
 	conns := pr.conns
-	old := l.backends[i]
 	bs := make([]*backend, len(pr.slots)*conns)
-	copy(bs, old)
+	copy(bs, old.backends)
 	rs := make([][]*backend, len(pr.slots))
-	copy(rs, l.replicas[i])
-	var dial []*backend
+	copy(rs, old.replicas)
 	for slot := range pr.slots {
 		ci := pr.indexOf(slot)
 		for c := 0; c < conns; c++ {
@@ -132,6 +193,7 @@ func (l *loop) adopt(pr *poolRT) {
 				bs[slot*conns+c] = nil
 			case ci >= 0 && b == nil:
 				b = newBackend(l, pr, slot)
+				b.resp3 = resp3
 				bs[slot*conns+c] = b
 				dial = append(dial, b)
 			case b != nil:
@@ -149,7 +211,9 @@ func (l *loop) adopt(pr *poolRT) {
 			rs[slot] = nil
 			for r := range want {
 				for c := 0; c < conns; c++ {
-					rs[slot] = append(rs[slot], newReplicaBackend(l, pr, slot, r))
+					b := newReplicaBackend(l, pr, slot, r)
+					b.resp3 = resp3
+					rs[slot] = append(rs[slot], b)
 				}
 			}
 		} else {
@@ -158,14 +222,7 @@ func (l *loop) adopt(pr *poolRT) {
 			}
 		}
 	}
-	l.mu.Lock()
-	l.backends[i], l.replicas[i], l.vers[i] = bs, rs, pr
-	l.mu.Unlock()
-	if pr.cfg.Preconnect && !pr.live.removed.Load() {
-		for _, b := range dial {
-			b.connect()
-		}
-	}
+	return connSet{backends: bs, replicas: rs}, dial
 }
 
 // sameReplicas reports whether the replica connections have ("conns" per
@@ -191,20 +248,47 @@ func (l *loop) retire(b *backend) {
 	}
 }
 
+// clientBackend is where the protocol version chooses the connection: the
+// shared connection to server s that cl's request travels on, one of the
+// RESP3 set when cl speaks RESP3 (so redis-server itself frames every reply
+// in the client's protocol), else the RESP2 one. read applies read_policy.
+func (l *loop) clientBackend(pr *poolRT, s int, cl *client, read bool) *backend {
+	if cl.rs == nil || !cl.rs.resp3 {
+		if read {
+			return l.readBackendFor(pr, s, cl.id)
+		}
+		return l.backendFor(pr, s, cl.id)
+	}
+	cs := l.resp3[pr.idx]
+	if read {
+		return l.readFrom(pr, cs.backends, cs.replicas[s], s, cl.id)
+	}
+	return pickConn(pr, cs.backends, s, cl.id)
+}
+
+// pickConn returns the connection to server s among bs that client id uses.
+func pickConn(pr *poolRT, bs []*backend, s int, id uint64) *backend {
+	return bs[s*pr.conns+int(id%uint64(pr.conns))]
+}
+
 // backendFor returns the connection to server s of pool pr that client id
 // uses: the same one for every request of that client, so its writes and
 // reads stay ordered.
 func (l *loop) backendFor(pr *poolRT, s int, id uint64) *backend {
-	conns := pr.conns
-	return l.backends[pr.idx][s*conns+int(id%uint64(conns))]
+	return pickConn(pr, l.backends[pr.idx], s, id)
 }
 
 // readBackendFor returns the connection a read for server s uses under the
 // pool's read_policy: the primary, or one of its replicas chosen by client
 // id, falling back as the policy allows when the first choice is down.
 func (l *loop) readBackendFor(pr *poolRT, s int, id uint64) *backend {
-	primary := l.backendFor(pr, s, id)
-	reps := l.replicas[pr.idx][s]
+	return l.readFrom(pr, l.backends[pr.idx], l.replicas[pr.idx][s], s, id)
+}
+
+// readFrom is readBackendFor over one set of connections: bs to the
+// primaries, reps to server s's replicas.
+func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *backend {
+	primary := pickConn(pr, bs, s, id)
 	if len(reps) == 0 {
 		return primary
 	}
@@ -373,15 +457,8 @@ func (l *loop) sweep() {
 		if t <= 0 {
 			continue
 		}
-		for _, b := range l.backends[i] {
-			if b != nil {
-				b.sweep(now, int64(t))
-			}
-		}
-		for _, rs := range l.replicas[i] {
-			for _, b := range rs {
-				b.sweep(now, int64(t))
-			}
+		for _, set := range l.connSets(i) {
+			set.each(func(b *backend) { b.sweep(now, int64(t)) })
 		}
 	}
 	for i, pr := range l.vers {

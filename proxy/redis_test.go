@@ -296,7 +296,7 @@ func TestRedisRefusedAndMalformed(t *testing.T) {
 		{"PING\r\n", "+PONG\r\n"},
 		{"NOSUCH a b\r\n", "-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n"},
 		{"GET\r\n", "-ERR wrong number of arguments for 'get' command\r\n"},
-		{"HELLO 3\r\n", "-NOPROTO sorry, this protocol version is not supported\r\n"},
+		{"HELLO 4\r\n", "-NOPROTO unsupported protocol version\r\n"},
 		{"SET k v\r\nGET k\r\n", "+OK\r\n$1\r\nv\r\n"},
 		{"*1\r\n$4\r\nPING\r\n", "+PONG\r\n"},
 	}

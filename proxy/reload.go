@@ -179,18 +179,11 @@ func liveChange(cur, next *config.Pool) error {
 // its clients is left on the loop; each closes when its replies are in.
 func (l *loop) retirePool(i int) {
 	l.mu.Lock()
-	bs, rs := l.backends[i], l.replicas[i]
-	l.backends[i], l.replicas[i], l.vers[i] = nil, nil, nil
+	sets := l.connSets(i)
+	l.backends[i], l.replicas[i], l.resp3[i], l.vers[i] = nil, nil, nil, nil
 	l.mu.Unlock()
-	for _, b := range bs {
-		if b != nil {
-			l.retire(b)
-		}
-	}
-	for _, r := range rs {
-		for _, b := range r {
-			l.retire(b)
-		}
+	for _, set := range sets {
+		set.each(l.retire)
 	}
 }
 

@@ -31,6 +31,10 @@ type respState struct {
 	req    resp.Request
 	authed bool
 	name   []byte
+	// resp3 is set by HELLO 3 (cleared by HELLO 2 and RESET): the client's
+	// requests travel on backend connections that did HELLO 3 (see
+	// loop.clientBackend), and the replies the proxy makes are RESP3.
+	resp3 bool
 	// scratch for splitting
 	keyIdx   []int
 	servers  []int
@@ -91,15 +95,28 @@ func (rc *respCodec) errorReply(dst []byte, msg string) []byte {
 	return resp.AppendError(dst, "ERR "+msg)
 }
 
-// onConnect queues the connection handshake (AUTH, SELECT) ahead of any
-// request; its replies are checked and swallowed.
+// hello3 switches a backend connection to RESP3.
+const hello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
+
+// onConnect queues the connection handshake (AUTH, SELECT, and HELLO 3 on
+// a connection for RESP3 clients) ahead of any request; its replies are
+// checked and swallowed.
 func (rc *respCodec) onConnect(b *backend) {
 	for _, h := range rc.handshake {
-		r := b.l.newRequest()
-		r.internal = true
-		b.wbuf = append(b.wbuf, h...)
-		b.enqueue(r, len(h))
+		rc.handshakeStep(b, h)
 	}
+	if b.resp3 {
+		rc.handshakeStep(b, []byte(hello3)) // after AUTH: HELLO needs an authenticated connection
+	}
+}
+
+// handshakeStep queues one handshake request h on b; its reply is checked
+// (replyFits) and dropped.
+func (rc *respCodec) handshakeStep(b *backend, h []byte) {
+	r := b.l.newRequest()
+	r.internal = true
+	b.wbuf = append(b.wbuf, h...)
+	b.enqueue(r, len(h))
 }
 
 func (rc *respCodec) serve(cl *client, buf []byte) int {
@@ -256,7 +273,9 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		rc.reject(cl, resp.AppendError(nil, "NOAUTH Authentication required."), RejectRefused)
 		return
 	}
-	if rs.sub != nil && rs.sub.count() > 0 && !rc.allowedSubscribed(cmd.Name) {
+	if rs.sub != nil && rs.sub.count() > 0 && !rs.resp3 && !rc.allowedSubscribed(cmd.Name) {
+		// (In RESP3 a subscribed client may run any command, as in Redis:
+		// messages arrive as pushes, out of band.)
 		rc.reject(cl, resp.AppendError(nil, "ERR Can't execute '"+cmd.Name+
 			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"), RejectRefused)
 		return
@@ -325,7 +344,12 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		}
 		rc.reject(cl, resp.ErrNotAllowed(nil, cmd.Name), RejectRefused)
 	case resp.ClassUnsupported:
-		rc.reject(cl, resp.ErrUnsupported(nil, cmd.Name, cmd.Reason), RejectRefused)
+		switch cmd.Name {
+		case "client|tracking", "client|caching", "client|getredir", "client|trackinginfo":
+			rc.reject(cl, resp.ErrTracking(nil, cmd.Name), RejectRefused)
+		default:
+			rc.reject(cl, resp.ErrUnsupported(nil, cmd.Name, cmd.Reason), RejectRefused)
+		}
 	default:
 		rc.reject(cl, resp.ErrUnknownCommand(nil, req.Args[0], req.Args[1:]), RejectProtocol)
 	}
@@ -539,7 +563,14 @@ func (rc *respCodec) scan(cl *client, req *resp.Request) {
 func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	// An incomplete reply is always carried over to the start of the next
 	// buffer (backend.onTraffic), so the framing state stays valid.
-	n, rep, err := resp.ParseReplyRESP2(buf, &b.rstate)
+	var n int
+	var rep resp.Reply
+	var err error
+	if b.resp3 {
+		n, rep, err = resp.ParseReplyResume(buf, &b.rstate)
+	} else {
+		n, rep, err = resp.ParseReplyRESP2(buf, &b.rstate)
+	}
 	if err != nil || n == 0 {
 		return n, err
 	}
@@ -547,14 +578,14 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		return 0, err
 	}
 	if r.internal {
-		if rep.Type == '-' {
+		if resp.IsError(buf[:n]) {
 			return 0, &handshakeError{reply: string(rep.Data)}
 		}
 		r.done = true
 		return n, nil
 	}
 	if r.parent != nil {
-		r.failed = rep.Type == '-'
+		r.failed = resp.IsError(buf[:n])
 		r.reply = append(r.reply[:0], buf[:n]...)
 		fragmentDone(r, rc)
 		return n, nil
@@ -585,15 +616,26 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 // means the connection is out of step (or the server misbehaves): the
 // caller closes it and fails its requests rather than hand a client
 // someone else's value.
+//
+// On a RESP3 connection the same replies come typed (a map where RESP2 has
+// an array, '_' for a null, ',' for a double...), and a push ('>') is never
+// a reply: tracking and pub/sub, the only sources of pushes, are not enabled
+// on these connections, so a push means the connection is out of step.
 func replyFits(r *request, rep resp.Reply) error {
-	if rep.Type == '-' {
+	switch rep.Type {
+	case '-', '!':
 		return nil
+	case '>':
+		return errors.New("push where a reply was due")
 	}
 	want := byte(0)
 	count := -1 // the array length wanted, when known
 	switch {
 	case r.internal:
 		want = '+'
+		if rep.Type == '%' {
+			want = '%' // HELLO 3's map
+		}
 	case r.parent != nil:
 		p := r.parent
 		switch p.merge {
@@ -613,6 +655,9 @@ func replyFits(r *request, rep resp.Reply) error {
 			want = '*'
 		case resp.MergeAnyNonNull, mergeInfo:
 			want = '$'
+			if rep.Type == '_' || rep.Type == '=' {
+				want = rep.Type // RANDOMKEY's null, INFO's verbatim text in RESP3
+			}
 		}
 	case r.merge == resp.MergeScan:
 		want, count = '*', 2
@@ -706,9 +751,9 @@ func (rc *respCodec) mergeOK(cl *client, p *request) {
 			if rs.iters[fi].Next() {
 				w.add(rs.iters[fi].Elem())
 			} else if p.segs == nil {
-				p.reply = resp.AppendNullBulk(p.reply)
+				p.reply = resp.AppendNull(p.reply, rs.resp3)
 			} else {
-				w.add(resp.AppendNullBulk(nil))
+				w.add(resp.AppendNull(nil, rs.resp3))
 			}
 		}
 		w.done()
@@ -763,17 +808,17 @@ func (rc *respCodec) mergeOK(cl *client, p *request) {
 		}
 	case resp.MergeAnyNonNull:
 		for _, f := range p.frags {
-			if !f.failed && !bytes.HasPrefix(f.reply, []byte("$-1")) {
+			if !f.failed && !bytes.HasPrefix(f.reply, []byte("$-1")) && !bytes.HasPrefix(f.reply, []byte("_")) {
 				p.reply = append(p.reply, f.reply...)
 				return
 			}
 		}
-		p.reply = resp.AppendNullBulk(p.reply)
+		p.reply = resp.AppendNull(p.reply, cl.rs.resp3)
 	case mergeInfo:
 		var sb strings.Builder
 		sb.WriteString(rc.infoText(cl, p.info))
 		mergeKeyspace(&sb, p.frags)
-		p.reply = resp.AppendBulkString(p.reply, sb.String())
+		p.reply = resp.AppendVerbatim(p.reply, sb.String(), cl.rs.resp3)
 	default: // MergeSame and anything else: the first reply
 		p.reply = append(p.reply, p.frags[0].reply...)
 	}
@@ -784,11 +829,17 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 	rs := cl.rs
 	args := req.Args
 	var b []byte
+	if rs.resp3 && (cmd.Name == "command" || cmd.Name == "command|info" || cmd.Name == "command|docs") {
+		// Their RESP3 forms (flags as sets, docs as maps, key specs as
+		// maps) have shapes of their own: the server's answer is exact.
+		rc.forwardTo(cl, req, 0, ClassRead)
+		return
+	}
 	switch cmd.Name {
 	case "ping":
 		if len(args) > 2 {
 			b = resp.ErrWrongArity(nil, cmd.Name) // PING checks its own arity (-1 in the table)
-		} else if rs.sub != nil {
+		} else if rs.sub != nil && !rs.resp3 {
 			b = resp.AppendArrayHeader(nil, 2)
 			b = resp.AppendBulkString(b, "pong")
 			if len(args) > 1 {
@@ -812,6 +863,7 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 		rc.resetSession(cl)
 		rs.authed = rc.pr.cfg.RedisAuth == ""
 		rs.name = nil
+		rs.resp3 = false
 		b = resp.AppendSimple(nil, "RESET")
 	case "auth":
 		b = rc.auth(cl, args[1:])
@@ -857,7 +909,7 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 		}
 	case "client|getname":
 		if len(rs.name) == 0 {
-			b = resp.AppendNullBulk(nil)
+			b = resp.AppendNull(nil, rs.resp3)
 		} else {
 			b = resp.AppendBulk(nil, rs.name)
 		}
@@ -866,8 +918,9 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 	case "client|id":
 		b = resp.AppendInt(nil, int64(cl.id))
 	case "client|info":
-		b = resp.AppendBulkString(nil, "id="+strconv.FormatUint(cl.id, 10)+" addr="+cl.raddr.String()+
-			" laddr="+cl.laddr.String()+" name="+string(rs.name)+" db="+strconv.Itoa(rc.pr.cfg.RedisDB)+"\n")
+		b = resp.AppendVerbatim(nil, "id="+strconv.FormatUint(cl.id, 10)+" addr="+cl.raddr.String()+
+			" laddr="+cl.laddr.String()+" name="+string(rs.name)+" db="+strconv.Itoa(rc.pr.cfg.RedisDB)+
+			" resp="+strconv.Itoa(rc.proto(cl))+"\n", rs.resp3)
 	default:
 		b = resp.ErrUnknownSubcommand(nil, args[len(args)-1], strings.ToUpper(cmd.Name))
 	}
@@ -902,48 +955,79 @@ func (rc *respCodec) auth(cl *client, args [][]byte) []byte {
 	return resp.AppendSimple(nil, "OK")
 }
 
-// hello answers HELLO: RESP3 is refused with NOPROTO so clients fall back to
-// RESP2; AUTH and SETNAME options are honoured.
+// proto is the client's protocol version, 2 or 3.
+func (rc *respCodec) proto(cl *client) int {
+	if cl.rs.resp3 {
+		return 3
+	}
+	return 2
+}
+
+// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] as
+// redis-server 7.0 does: the version is checked, then the options, then
+// AUTH, then that the client is authenticated; only then are the name and
+// the protocol set, and the reply is a map in RESP3, an array in RESP2.
 func (rc *respCodec) hello(cl *client, args [][]byte) []byte {
+	rs := cl.rs
+	resp3 := rs.resp3
+	var name, user, pass []byte
 	if len(args) > 0 {
-		v, err := strconv.Atoi(string(args[0]))
+		v, err := strconv.ParseInt(string(args[0]), 10, 64)
 		if err != nil {
 			return resp.AppendError(nil, "ERR Protocol version is not an integer or out of range")
 		}
-		if v != 2 {
-			return resp.AppendError(nil, "NOPROTO sorry, this protocol version is not supported")
+		if v < 2 || v > 3 {
+			return resp.AppendError(nil, "NOPROTO unsupported protocol version")
 		}
+		resp3 = v == 3
 		for i := 1; i < len(args); i++ {
-			switch strings.ToLower(string(args[i])) {
-			case "auth":
-				if i+2 >= len(args) {
-					return resp.AppendError(nil, "ERR Syntax error in HELLO option 'auth'")
-				}
-				if r := rc.auth(cl, args[i+1:i+3]); r[0] == '-' {
-					return r
-				}
+			more := len(args) - 1 - i
+			switch opt := strings.ToLower(string(args[i])); {
+			case opt == "auth" && more >= 2:
+				user, pass = args[i+1], args[i+2]
 				i += 2
-			case "setname":
-				if i+1 >= len(args) {
-					return resp.AppendError(nil, "ERR Syntax error in HELLO option 'setname'")
+			case opt == "setname" && more >= 1:
+				name = args[i+1]
+				if bytes.ContainsAny(name, " \n") {
+					return resp.AppendError(nil, "ERR Client names cannot contain spaces, newlines or special characters.")
 				}
-				cl.rs.name = append(cl.rs.name[:0], args[i+1]...)
 				i++
 			default:
 				return resp.AppendError(nil, "ERR Syntax error in HELLO option '"+string(args[i])+"'")
 			}
 		}
 	}
-	if !cl.rs.authed {
-		return resp.AppendError(nil, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+	if pass != nil {
+		if r := rc.auth(cl, [][]byte{user, pass}); r[0] == '-' {
+			return r
+		}
 	}
-	b := resp.AppendArrayHeader(nil, 14)
+	if !rs.authed {
+		return resp.AppendError(nil, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+	}
+	if resp3 != rs.resp3 {
+		if rs.sub != nil || rs.txn != nil {
+			// Its dedicated connections speak the old version and hold
+			// state (subscriptions, a WATCH) that a new one would lose.
+			return resp.AppendError(nil, "ERR HELLO cannot change the protocol version through the proxy while the connection has subscriptions or a WATCH; RESET first")
+		}
+		rs.resp3 = resp3
+	}
+	if name != nil {
+		rs.name = append(rs.name[:0], name...)
+	}
+	var b []byte
+	if rs.resp3 {
+		b = resp.AppendMapHeader(nil, 7)
+	} else {
+		b = resp.AppendArrayHeader(nil, 14)
+	}
 	b = resp.AppendBulkString(b, "server")
 	b = resp.AppendBulkString(b, "redis")
 	b = resp.AppendBulkString(b, "version")
 	b = resp.AppendBulkString(b, redisVersion)
 	b = resp.AppendBulkString(b, "proto")
-	b = resp.AppendInt(b, 2)
+	b = resp.AppendInt(b, int64(rc.proto(cl)))
 	b = resp.AppendBulkString(b, "id")
 	b = resp.AppendInt(b, int64(cl.id))
 	b = resp.AppendBulkString(b, "mode")
@@ -994,7 +1078,7 @@ func (rc *respCodec) infoCommand(cl *client, args [][]byte) {
 		}
 	}
 	if want&infoKeyspace == 0 {
-		rc.local(cl, resp.AppendBulkString(nil, rc.infoText(cl, want)))
+		rc.local(cl, resp.AppendVerbatim(nil, rc.infoText(cl, want), cl.rs.resp3))
 		return
 	}
 	l := cl.l
@@ -1051,10 +1135,14 @@ func mergeKeyspace(sb *strings.Builder, frags []*request) {
 	dbs := map[int]*dbStat{}
 	for _, f := range frags {
 		_, rep, err := resp.ParseReply(f.reply)
-		if err != nil || rep.Type != '$' {
+		if err != nil || rep.Type != '$' && rep.Type != '=' {
 			continue
 		}
-		for _, line := range strings.Split(string(rep.Data), "\n") {
+		text := rep.Data
+		if rep.Type == '=' && len(text) >= 4 {
+			text = text[4:] // "txt:"
+		}
+		for _, line := range strings.Split(string(text), "\n") {
 			line = strings.TrimSpace(line)
 			name, rest, ok := strings.Cut(line, ":")
 			if !ok || !strings.HasPrefix(name, "db") {
@@ -1098,13 +1186,14 @@ func mergeKeyspace(sb *strings.Builder, frags []*request) {
 	}
 }
 
-// pushFrame frames a message on a subscribed connection: in RESP2 an
-// array (a message or a confirmation) or an error (a refused subscription),
+// pushFrame frames a message on a subscribed connection: an array in
+// RESP2, a push in RESP3 (a message or a confirmation; the connection did
+// HELLO 3 when its client did), or an error (a refused subscription),
 // nothing else.
 func (rc *respCodec) pushFrame(buf []byte) (int, error) {
 	var st resp.ReplyState
-	n, rep, err := resp.ParseReplyRESP2(buf, &st)
-	if err == nil && n > 0 && rep.Type != '-' && (rep.Type != '*' || rep.Len < 1) {
+	n, rep, err := resp.ParseReplyResume(buf, &st)
+	if err == nil && n > 0 && !resp.IsError(buf[:n]) && (rep.Type != '*' && rep.Type != '>' || rep.Len < 1) {
 		return 0, fmt.Errorf("%q reply where no reply was due", rep.Type)
 	}
 	return n, err

@@ -91,10 +91,17 @@ func (rc *respCodec) dedicatedConn(cl *client, s int, push bool) *backend {
 		key = -1 - s
 	}
 	b := rs.dedicated[key]
+	if b != nil && b.resp3 != rs.resp3 && b.fifo.Len() == 0 {
+		// The client switched protocol (HELLO) since: this one goes, a
+		// connection that speaks the client's version replaces it.
+		rc.closeConn(b)
+		b = nil
+	}
 	if b == nil {
 		b = newBackend(cl.l, rc.pr, s)
 		b.owner = cl
 		b.push = push
+		b.resp3 = rs.resp3 // a RESP3 client's replies and pushes come from the server as RESP3
 		rs.dedicated[key] = b
 	}
 	return b
@@ -106,16 +113,21 @@ func (rc *respCodec) closeDedicated(cl *client) {
 		return
 	}
 	for _, b := range cl.rs.dedicated {
-		b.owner = nil
-		if c := b.c; c != nil {
-			b.detach(c)
-			_ = b.l.el.Close(c)
-		} else if b.state == stateConnecting {
-			b.gen++ // the pending dial is abandoned; onOpen closes it
-		}
-		b.failAll("client closed")
+		rc.closeConn(b)
 	}
 	cl.rs.dedicated = nil
+}
+
+// closeConn closes one of a client's dedicated connections.
+func (rc *respCodec) closeConn(b *backend) {
+	b.owner = nil
+	if c := b.c; c != nil {
+		b.detach(c)
+		_ = b.l.el.Close(c)
+	} else if b.state == stateConnecting {
+		b.gen++ // the pending dial is abandoned; onOpen closes it
+	}
+	b.failAll("client closed")
 }
 
 // resetSession ends a transaction and subscriptions (RESET).
@@ -255,6 +267,12 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 		}
 		rc.dedicatedCommand(cl, req, cmd)
 		return
+	case "unwatch":
+		if !t.inMulti {
+			// Releases the WATCH on the pinned server (and the pin).
+			rc.dedicatedCommand(cl, req, cmd)
+			return
+		}
 	}
 	if !t.inMulti {
 		// WATCH pinned a server but no MULTI yet: other commands run as usual.
@@ -633,7 +651,12 @@ func (rc *respCodec) flushPush(cl *client) {
 		case "punsubscribe":
 			delete(ps.patterns, string(e.name))
 		}
-		out := resp.AppendArrayHeader(cl.out, 3)
+		var out []byte
+		if cl.rs.resp3 {
+			out = resp.AppendPushHeader(cl.out, 3) // as the server sends it to a RESP3 client
+		} else {
+			out = resp.AppendArrayHeader(cl.out, 3)
+		}
 		out = resp.AppendBulkString(out, e.kind)
 		if e.name == nil {
 			out = resp.AppendNullBulk(out)

@@ -29,11 +29,7 @@ func (pr *poolRT) pick(key []byte) int {
 // the primary. frame appends r's bytes. r is in its client's FIFO already,
 // or is a fragment.
 func route(cl *client, pr *poolRT, r *request, s int, read bool, frame frameFunc, fi int) {
-	b := cl.l.backendFor(pr, s, cl.id)
-	if read {
-		b = cl.l.readBackendFor(pr, s, cl.id)
-	}
-	sendOn(b, r, frame, fi)
+	sendOn(cl.l.clientBackend(pr, s, cl, read), r, frame, fi)
 }
 
 // sendOn queues r on connection b (the one route chose, or a client's

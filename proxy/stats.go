@@ -238,7 +238,10 @@ func (p *Proxy) Stats() []PoolStats {
 				continue
 			}
 			pc := l.pools[i]
-			bs := l.backends[i]
+			var bs []*backend // RESP3 clients' connections count too
+			for _, set := range l.connSets(i) {
+				bs = append(bs, set.backends...)
+			}
 			l.mu.Unlock()
 			ps.ClientConnections += pc.clientConns.Load()
 			ps.ClientConnectionsTotal += pc.clientTotal.Load()

@@ -266,11 +266,17 @@ func token(line []byte, i int) (int, bool) {
 }
 
 // respCursor frames a RESP2/RESP3 reply of any shape by counting the
-// elements still owed.
+// elements still owed. The zero value frames as resp.ParseReply does; set
+// up by startStream, it refuses a RESP3 type byte on a RESP2 connection
+// (as resp.ParseReplyRESP2 does) and a push where a reply starts on a RESP3
+// one (as the codec's replyFits does for the replies framed whole).
 type respCursor struct {
 	pending int
 	data    dataState
-	bulk    int // size of the current bulk element, header included
+	bulk    int  // size of the current bulk element, header included
+	resp2   bool // the connection speaks RESP2 only
+	noPush  bool // a push cannot start the reply
+	started bool // the reply's first line is framed
 }
 
 func (c *respCursor) need() int { return c.data.left + c.data.tail }
@@ -319,6 +325,16 @@ func (c *respCursor) feed(buf []byte) (int, bool, error) {
 		}
 		t, arg := buf[n], buf[n+1:n+i]
 		n += i + 2
+		top := !c.started
+		c.started = true
+		switch {
+		case c.resp2 && t != '+' && t != '-' && t != ':' && t != '$' && t != '*':
+			return n, false, fmt.Errorf("type byte %q in a RESP2 reply", t)
+		case c.noPush && t == '>' && top:
+			return n, false, errors.New("push where a reply was due")
+		case t == '_' && len(arg) != 0 || t == '#' && string(arg) != "t" && string(arg) != "f":
+			return n, false, fmt.Errorf("%q with data %q", t, clip(arg))
+		}
 		switch t {
 		case '+', '-', ',', '(', '_', '#', ':':
 			c.pending--
@@ -371,7 +387,10 @@ func (m *memcacheCodec) cursor(r *request) (replyCursor, bool) {
 }
 
 func (rc *respCodec) cursor(r *request) (replyCursor, bool) {
-	return &respCursor{}, r.merge != resp.MergeScan
+	// A subscribed RESP3 client gets pushes between its replies: a reply
+	// is then gathered whole, so a push never lands inside it.
+	pushes := r.cl != nil && r.cl.rs != nil && r.cl.rs.sub != nil
+	return &respCursor{}, r.merge != resp.MergeScan && !pushes
 }
 
 // Sinks of a streamed reply.
@@ -401,6 +420,9 @@ type replyStream struct {
 // reply's size is better known.
 func (b *backend) startStream(r *request) {
 	cur, through := b.pr.codec.cursor(r)
+	if rc, ok := cur.(*respCursor); ok {
+		rc.resp2, rc.noPush = !b.resp3, b.resp3
+	}
 	b.rstate.Reset()
 	b.st = &replyStream{r: r, cur: cur, sink: sinkUndecided, alias: through}
 }

@@ -165,7 +165,8 @@ func classify(c *Command) (Class, Merge, string) {
 	case "client|reply":
 		return ClassUnsupported, MergeNone, "reply suppression would break the proxy's reply matching"
 	case "client|tracking", "client|caching", "client|getredir", "client|trackinginfo":
-		return ClassUnsupported, MergeNone, "client-side caching needs a connection to every server"
+		// Refused with ErrTracking's words.
+		return ClassUnsupported, MergeNone, "not supported by the proxy yet (its near cache will own server-assisted caching); disable client-side caching (rueidis: DisableCache: true)"
 	case "client|unblock":
 		return ClassUnsupported, MergeNone, "client ids are the proxy's, not the servers'"
 	case "wait":

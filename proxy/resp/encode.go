@@ -3,6 +3,7 @@ package resp
 import (
 	"bytes"
 	"strconv"
+	"strings"
 )
 
 // AppendError appends an error reply: '-', msg with any CR or LF replaced by
@@ -154,4 +155,49 @@ func ErrNotAllowed(dst []byte, name string) []byte {
 // proxy: -ERR command 'wait' is not supported through the proxy: <reason>.
 func ErrUnsupported(dst []byte, name, reason string) []byte {
 	return AppendError(dst, "ERR command '"+name+"' is not supported through the proxy: "+reason)
+}
+
+// AppendNull appends a null: RESP3's "_\r\n" when resp3, else the RESP2
+// null bulk "$-1\r\n".
+func AppendNull(dst []byte, resp3 bool) []byte {
+	if resp3 {
+		return append(dst, "_\r\n"...)
+	}
+	return AppendNullBulk(dst)
+}
+
+// AppendMapHeader appends the header of a RESP3 map of n pairs ("%n").
+func AppendMapHeader(dst []byte, n int) []byte {
+	dst = append(dst, '%')
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	return append(dst, '\r', '\n')
+}
+
+// AppendPushHeader appends the header of a RESP3 push of n elements (">n").
+func AppendPushHeader(dst []byte, n int) []byte {
+	dst = append(dst, '>')
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	return append(dst, '\r', '\n')
+}
+
+// AppendVerbatim appends s as RESP3 verbatim text ("=N\r\ntxt:s\r\n"), as
+// redis-server answers INFO and CLIENT INFO to a RESP3 client, when resp3;
+// else as a bulk string.
+func AppendVerbatim(dst []byte, s string, resp3 bool) []byte {
+	if !resp3 {
+		return AppendBulkString(dst, s)
+	}
+	dst = append(dst, '=')
+	dst = strconv.AppendInt(dst, int64(len(s)+4), 10)
+	dst = append(dst, "\r\ntxt:"...)
+	dst = append(dst, s...)
+	return append(dst, '\r', '\n')
+}
+
+// ErrTracking appends the refusal of CLIENT TRACKING, CACHING, GETREDIR and
+// TRACKINGINFO (name is the container|sub name, "client|tracking").
+func ErrTracking(dst []byte, name string) []byte {
+	return AppendError(dst, "ERR "+strings.ToUpper(strings.ReplaceAll(name, "|", " "))+
+		" is not supported by the proxy yet (the proxy's near cache will own server-assisted caching); "+
+		"disable client-side caching (rueidis: DisableCache: true)")
 }

@@ -1,6 +1,6 @@
 package resp
 
-// ReplyTypes is the set of RESP2 reply types that can answer a command, for
+// ReplyTypes is the set of reply types (RESP2, and their RESP3 forms) that can answer a command, for
 // the proxy to check each backend reply against the request it is matched
 // with. An error reply answers any command. The zero value means the proxy
 // does not know, and takes any reply.
@@ -28,6 +28,17 @@ func (rt ReplyTypes) Allows(t byte) bool {
 		return rt&ReplyBulk != 0
 	case '*':
 		return rt&ReplyArray != 0
+	// RESP3 (a connection that did HELLO 3): the same replies, typed.
+	case '_': // a null bulk or a null array
+		return rt&(ReplyBulk|ReplyArray) != 0
+	case ',', '=': // a double (ZSCORE, ZINCRBY), verbatim text
+		return rt&ReplyBulk != 0
+	case '%', '~': // a map (HGETALL), a set (SMEMBERS)
+		return rt&ReplyArray != 0
+	case '#', '(': // a boolean, a big number
+		return rt&ReplyInt != 0
+	case '|', '!': // an attribute before the reply; a blob error
+		return true
 	}
 	return false
 }
