@@ -497,8 +497,8 @@ func TestWhatNutcrackerCloses(t *testing.T) {
 		// below is its answer to the request, not to the half-close.
 		{name: "control redis PING", pool: "r", req: resp("PING"), want: "+PONG\r\n", ncWant: "+PONG\r\n"},
 		{name: "control memcache get", pool: "m", req: "get nokey\r\n", want: "END\r\n", ncWant: "END\r\n"},
-		// HELLO 3: -NOPROTO today, a RESP3 map once RESP3 is in (issue 11 item 1).
-		{name: "redis HELLO 3", pool: "r", req: resp("HELLO", "3"), want: ""},
+		// HELLO 3: a RESP3 map from the proxy, where nutcracker does not know HELLO.
+		{name: "redis HELLO 3", pool: "r", req: resp("HELLO", "3"), want: "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"},
 		{name: "redis HELLO 2", pool: "r", req: resp("HELLO", "2"), want: "*14\r\n$6\r\nserver\r\n"},
 		{name: "redis CLIENT SETINFO", pool: "r", req: resp("CLIENT", "SETINFO", "LIB-NAME", "x"), want: "+OK\r\n"},
 		{name: "redis CLIENT SETNAME", pool: "r", req: resp("CLIENT", "SETNAME", "a"), want: "+OK\r\n"},
