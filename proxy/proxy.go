@@ -100,9 +100,11 @@ type Proxy struct {
 	// tick is how often timeouts are swept, in ns (sweepEvery).
 	tick atomic.Int64
 	acc  sync.WaitGroup // accept loops
-	// serving is set while Run has its listeners up: Reload starts what it
-	// adds (listeners, health) only then. Guarded by reloadMu.
-	serving bool
+	// listening is set from the moment Run has opened its listeners until
+	// it closes them: a pool Reload adds then gets its listener at once.
+	// serving is set once the event loops run as well: Reload then starts
+	// what it adds (accept loops, health). Both are guarded by reloadMu.
+	listening, serving bool
 }
 
 // New checks cfg and builds a Proxy. It starts nothing.
@@ -155,6 +157,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 
 	p.reloadMu.Lock()
 	lns, err := p.listen(runCtx)
+	p.listening = err == nil
 	p.reloadMu.Unlock()
 	if err != nil {
 		return err
@@ -162,7 +165,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	closeListeners := func() {
 		p.reloadMu.Lock()
 		defer p.reloadMu.Unlock()
-		p.serving = false
+		p.serving, p.listening = false, false
 		for _, live := range p.poolList() {
 			if live.ln != nil {
 				_ = live.ln.Close()

@@ -101,7 +101,16 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 			}
 		}
 	}
-	if p.serving {
+	for _, f := range fresh {
+		for _, r := range removed {
+			if r.cur.Load().cfg.Listen == f.cur.Load().cfg.Listen {
+				return fmt.Errorf("pool %s: listen %s is that of pool %s, which this configuration removes: "+
+					"a pool renamed (or a unix socket's permissions changed) on the same address cannot be applied live; "+
+					"restart, or move it to another address first", f.name, f.cur.Load().cfg.Listen, r.name)
+			}
+		}
+	}
+	if p.listening {
 		// Listen before anything changes, so that a port in use refuses
 		// the reload as a whole. A pool that keeps its name but moves
 		// is still listening on its old address meanwhile.
@@ -126,7 +135,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 	}
 	for _, live := range removed {
 		live.removed.Store(true)
-		if live.ln != nil {
+		if live.ln != nil && p.listening {
 			_ = live.ln.Close()
 		}
 		if live.stopHealth != nil {

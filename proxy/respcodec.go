@@ -160,9 +160,11 @@ func (rc *respCodec) serve(cl *client, buf []byte) int {
 			break
 		}
 		cl.need = 0
-		if len(rs.req.Args) > 0 && cl.fifo.Len() > 0 && isSubscribe(rs.req.Cmd) {
-			// Subscription replies bypass the FIFO: wait until every
-			// earlier reply is out, then parse this request again.
+		if len(rs.req.Args) > 0 && cl.fifo.Len() > 0 && (isSubscribe(rs.req.Cmd) || switchesProtocol(&rs.req)) {
+			// Subscription replies bypass the FIFO, and a HELLO that
+			// names a version moves the client to other connections
+			// and other reply forms: wait until every earlier reply is
+			// out, then parse this request again.
 			cl.waitIdle = true
 			rs.parser.Reset()
 			break
@@ -1200,6 +1202,13 @@ func (rc *respCodec) pushFrame(buf []byte) (int, error) {
 }
 
 func (rc *respCodec) closeClient(cl *client) { rc.closeDedicated(cl) }
+
+// switchesProtocol reports whether req is a HELLO naming a protocol version:
+// requests after it may travel on other connections (those of the other
+// version), and replies the proxy makes change form.
+func switchesProtocol(req *resp.Request) bool {
+	return req.Cmd != nil && req.Cmd.Name == "hello" && len(req.Args) > 1
+}
 
 // isSubscribe reports whether cmd is one of the SUBSCRIBE family.
 func isSubscribe(cmd *resp.Command) bool {

@@ -97,6 +97,13 @@ func (rc *respCodec) dedicatedConn(cl *client, s int, push bool) *backend {
 		rc.closeConn(b)
 		b = nil
 	}
+	if b != nil && b.pr != rc.pr && b.fifo.Len() == 0 {
+		// A reload made a new version of the pool: the connection stays
+		// (with whatever session it holds), but when it has to reconnect
+		// it does so as the new version says (redis_auth, redis_db,
+		// timeouts), as the shared connections do.
+		b.pr = rc.pr
+	}
 	if b == nil {
 		b = newBackend(cl.l, rc.pr, s)
 		b.owner = cl
@@ -285,8 +292,13 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 		return
 	}
 	var s int
-	switch cmd.Class {
-	case resp.ClassFanout, resp.ClassRefused, resp.ClassUnsupported:
+	switch {
+	case isSubscribe(cmd):
+		// Queued, its confirmation would come in EXEC's array and its
+		// messages on a connection the proxy does not read as pub/sub.
+		rc.reject(cl, resp.AppendError(nil, "ERR command '"+cmd.Name+"' can not be used in a transaction through the proxy"), RejectRefused)
+		return
+	case cmd.Class == resp.ClassFanout, cmd.Class == resp.ClassRefused, cmd.Class == resp.ClassUnsupported:
 		rc.reject(cl, resp.AppendError(nil, "ERR command '"+cmd.Name+"' can not be used in a transaction through the proxy"), RejectRefused)
 		return
 	default:
