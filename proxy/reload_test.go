@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -387,6 +388,34 @@ func TestReloadConcurrent(t *testing.T) {
 	st.check(t)
 }
 
+// liveHeap is the heap still in use after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// rssBytes is the test process's resident set size.
+func rssBytes(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatalf("read /proc/self/status: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
 // TestReloadRedis: the same flips for a Redis pool, with a client inside
 // MULTI and a subscribed client across a reload.
 func TestReloadRedis(t *testing.T) {
@@ -471,8 +500,9 @@ func TestReloadRedis(t *testing.T) {
 		"$3\r\n", "bye\r\n")
 }
 
-// TestReloadNoLeak: 100 reloads in a row under load leave goroutines and
-// open descriptors where they were.
+// TestReloadNoLeak: 100 reloads in a row under load leave goroutines, open
+// descriptors and memory (the live heap after a collection, and RSS) where
+// they were.
 func TestReloadNoLeak(t *testing.T) {
 	var mcs []*testserver.Process
 	for range 4 {
@@ -484,6 +514,7 @@ func TestReloadNoLeak(t *testing.T) {
 	st, stop := startLoad(t, base.Listen, 4, false)
 	st.waitOps(t, 200)
 	goroutines, fds := runtime.NumGoroutine(), len(openFDs(t))
+	heap, rss := liveHeap(), rssBytes(t)
 	for i := range 100 {
 		if err := p.Reload(withServers(base, all, 3+(i+1)%2)); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
@@ -505,6 +536,15 @@ func TestReloadNoLeak(t *testing.T) {
 				g, goroutines, f, fds, slack)
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	// Each version holds its own copy of the pool's settings, ring and
+	// health: kept versions would show as heap that stays live.
+	const memSlack = 4 << 20
+	if h, r := liveHeap(), rssBytes(t); h > heap+memSlack || r > rss+16*memSlack {
+		t.Errorf("after 100 reloads: live heap %d MiB (%d before), RSS %d MiB (%d before); want at most %d and %d MiB more",
+			h>>20, heap>>20, r>>20, rss>>20, memSlack>>20, 16*memSlack>>20)
+	} else {
+		t.Logf("live heap %d -> %d KiB, RSS %d -> %d MiB", heap>>10, h>>10, rss>>20, r>>20)
 	}
 	stop()
 	st.check(t)
