@@ -7,16 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 N=${2:-200000}
-for b in redis-server redis-benchmark nutcracker; do
-  command -v $b >/dev/null || { echo "missing $b (apt-get install redis-server redis-tools nutcracker)"; exit 1; }
-done
+. scripts/bench-lib.sh
+need redis-server redis-benchmark nutcracker
 go build -o bin/cacheproxy ./cmd/cacheproxy
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; exit 1; }
 RP=$(free_port); CP=$(free_port); NP=$(free_port); SP=$(free_port)
 redis-server --port $RP --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --loglevel warning & pids+=($!)
 wait_port $RP
