@@ -35,6 +35,10 @@ const (
 	// forgetRate is the rate (ops/s) below which an unpromoted key is
 	// dropped from the rate table.
 	forgetRate = 0.5
+	// recorderDepth is the rows of each recorder's HeavyKeeper: two rows
+	// of 8*K buckets find the few hot keys the shield needs at about half
+	// the cost of four.
+	recorderDepth = 2
 )
 
 // Settings are a pool's hot-key settings (from config hot_keys; zero values
@@ -144,7 +148,7 @@ func NewTracker(s Settings) *Tracker {
 // locks). Each event loop takes one and keeps it for the Tracker's life.
 func (t *Tracker) Recorder() *Recorder {
 	k := int(t.k.Load())
-	r := &Recorder{t: t, k: k, d: New(Options{K: k, Seed: uint64(len(t.recorders))*0x9e3779b97f4a7c15 + 1})}
+	r := &Recorder{t: t, k: k, d: New(Options{K: k, Depth: recorderDepth, Seed: uint64(len(t.recorders))*0x9e3779b97f4a7c15 + 1})}
 	t.mu.Lock()
 	t.recorders = append(t.recorders, r)
 	t.mu.Unlock()
@@ -196,7 +200,7 @@ func (r *Recorder) Publish(now time.Time) {
 	// A reload that changed the pool's size changes K: start over.
 	if k := int(r.t.k.Load()); k != r.k {
 		r.k = k
-		r.d = New(Options{K: k, Seed: r.d.seed})
+		r.d = New(Options{K: k, Depth: recorderDepth, Seed: r.d.seed})
 	}
 }
 
@@ -315,6 +319,10 @@ func (t *Tracker) Merge(now time.Time) {
 	// The key is no longer Hot: drop its entry (and any fill in flight).
 	for _, key := range demoted {
 		t.cache.invalidateString(key)
+	}
+	if len(demoted) > 0 {
+		// Settle otter's accounting now, so Bytes shows the release.
+		t.cache.c.CleanUp()
 	}
 }
 

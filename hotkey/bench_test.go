@@ -1,0 +1,82 @@
+package hotkey
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// uniformStream returns total keys drawn round-robin from n distinct keys,
+// shuffled by a fixed stride.
+func uniformStream(n, total int) [][]byte {
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("key:%d", i))
+	}
+	out := make([][]byte, total)
+	for i := range out {
+		out[i] = keys[(i*7919)%n]
+	}
+	return out
+}
+
+// benchObserve runs Recorder.Observe over stream, publishing every 100k
+// observations (the loop's 100 ms tick at 1M requests/s), one write in 20.
+func benchObserve(b *testing.B, stream [][]byte) {
+	t := NewTracker(Settings{Servers: 8})
+	r := t.Recorder()
+	now := time.Unix(1000, 0)
+	r.Publish(now)
+	// Warm up: the top-K fills, as on a loop that has run a while.
+	for i := range 4 * len(stream) {
+		r.Observe(stream[i%len(stream)], i%20 == 0)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		r.Observe(stream[i%len(stream)], i%20 == 0)
+		i++
+		if i%100000 == 0 {
+			now = now.Add(100 * time.Millisecond)
+			r.Publish(now)
+		}
+	}
+}
+
+func BenchmarkRecorderObserve(b *testing.B) {
+	b.Run("zipf1.1", func(b *testing.B) { benchObserve(b, zipfStream(100000, 1.1, 1<<20, 9)) })
+	b.Run("uniform", func(b *testing.B) { benchObserve(b, uniformStream(100000, 1<<20)) })
+}
+
+func BenchmarkHot(b *testing.B) {
+	t := NewTracker(Settings{})
+	hot := map[string]struct{}{}
+	for i := range 100 {
+		hot[fmt.Sprintf("key:%d", i)] = struct{}{}
+	}
+	t.hot.Store(&hot)
+	stream := uniformStream(200, 1<<16)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		t.Hot(stream[i%len(stream)])
+		i++
+	}
+}
+
+func BenchmarkCacheGet(b *testing.B) {
+	c := NewTracker(Settings{TTL: time.Hour}).Cache()
+	stream := uniformStream(200, 1<<16)
+	val := make([]byte, 100)
+	for i := range 100 {
+		k := []byte(fmt.Sprintf("key:%d", i))
+		c.Fill(k, c.Begin(k), val)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.Get(stream[i%len(stream)]) // half hits, half misses
+		i++
+	}
+}
