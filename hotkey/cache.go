@@ -21,8 +21,9 @@ type Gen uint64
 // cached is one near-cache entry: the exact reply bytes and the TTL it was
 // filled with.
 type cached struct {
-	val []byte
-	ttl time.Duration
+	val   []byte
+	ttl   time.Duration
+	epoch uint64 // Cache.epoch when filled
 }
 
 // Cache is a pool's near cache: exact reply bytes of hot keys, bounded in
@@ -37,6 +38,7 @@ type cached struct {
 type Cache struct {
 	c        *otter.Cache[string, cached]
 	gens     [genStripes]atomic.Uint64
+	epoch    atomic.Uint64 // InvalidateAll calls; older entries are misses
 	ttl      atomic.Int64 // time.Duration of later fills
 	maxValue atomic.Int64
 }
@@ -76,13 +78,16 @@ func (c *Cache) stripe(key []byte) *atomic.Uint64 {
 // not modify it. No allocation on hit or miss.
 func (c *Cache) Get(key []byte) ([]byte, bool) {
 	v, ok := c.c.GetIfPresent(string(key))
-	return v.val, ok
+	if !ok || v.epoch != c.epoch.Load() {
+		return nil, false
+	}
+	return v.val, true
 }
 
 // has reports whether the cache holds key, without touching its policy.
 func (c *Cache) has(key string) bool {
-	_, ok := c.c.GetEntryQuietly(key)
-	return ok
+	e, ok := c.c.GetEntryQuietly(key)
+	return ok && e.Value.epoch == c.epoch.Load()
 }
 
 // Begin returns a fill token for key; take it BEFORE the backend read is
@@ -105,6 +110,11 @@ func (c *Cache) Fill(key []byte, gen Gen, val []byte) bool {
 	// bumped the generation after it removes the entry after this write.
 	stored := false
 	c.c.Compute(string(key), func(old cached, found bool) (cached, otter.ComputeOp) {
+		// The epoch is read before the check: an InvalidateAll that bumps
+		// the stripes after the check bumps the epoch later still, so
+		// this entry is a miss from then on even if otter's InvalidateAll
+		// (which does not wait for bucket locks) misses it.
+		v.epoch = c.epoch.Load()
 		if Gen(st.Load()) != gen {
 			return old, otter.CancelOp
 		}
@@ -132,6 +142,7 @@ func (c *Cache) InvalidateAll() {
 	for i := range c.gens {
 		c.gens[i].Add(1)
 	}
+	c.epoch.Add(1)
 	c.c.InvalidateAll()
 }
 
@@ -140,7 +151,7 @@ func (c *Cache) InvalidateAll() {
 // flight per key per loop). It is false when the key is not cached.
 func (c *Cache) Expiring(key []byte) bool {
 	e, ok := c.c.GetEntryQuietly(string(key))
-	if !ok {
+	if !ok || e.Value.epoch != c.epoch.Load() {
 		return false
 	}
 	return e.ExpiresAtNano-e.SnapshotAtNano <= int64(e.Value.ttl/4)

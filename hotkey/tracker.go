@@ -172,7 +172,6 @@ type Recorder struct {
 	ops   uint64
 	last  time.Time
 	pub   atomic.Pointer[published]
-	spare []Entry
 }
 
 // Observe counts one read (write=false) or write of key. No allocation in
