@@ -39,7 +39,7 @@ type Cache struct {
 	c        *otter.Cache[string, cached]
 	gens     [genStripes]atomic.Uint64
 	epoch    atomic.Uint64 // InvalidateAll calls; older entries are misses
-	ttl      atomic.Int64 // time.Duration of later fills
+	ttl      atomic.Int64  // time.Duration of later fills
 	maxValue atomic.Int64
 }
 

@@ -166,12 +166,12 @@ type published struct {
 // Recorder counts one event loop's requests. It is owned by one goroutine
 // (its loop); Observe and Publish take no locks.
 type Recorder struct {
-	t     *Tracker
-	d     *Detector
-	k     int
-	ops   uint64
-	last  time.Time
-	pub   atomic.Pointer[published]
+	t    *Tracker
+	d    *Detector
+	k    int
+	ops  uint64
+	last time.Time
+	pub  atomic.Pointer[published]
 }
 
 // Observe counts one read (write=false) or write of key. No allocation in
