@@ -117,9 +117,11 @@ type Tracker struct {
 
 	promotions, demotions atomic.Uint64
 
-	mu        sync.Mutex // guards the fields below (Merge, Update, Recorder)
-	settings  Settings
+	recMu     sync.Mutex // guards recorders (Recorder, and Merge's copy)
 	recorders []*Recorder
+
+	mu        sync.Mutex // guards the fields below (Merge, Update)
+	settings  Settings
 	table     map[string]*keyRate
 	poolRate  float64
 	lastMerge time.Time
@@ -148,10 +150,11 @@ func NewTracker(s Settings) *Tracker {
 // locks). Each event loop takes one and keeps it for the Tracker's life.
 func (t *Tracker) Recorder() *Recorder {
 	k := int(t.k.Load())
-	r := &Recorder{t: t, k: k, d: New(Options{K: k, Depth: recorderDepth, Seed: uint64(len(t.recorders))*0x9e3779b97f4a7c15 + 1})}
-	t.mu.Lock()
+	t.recMu.Lock()
+	defer t.recMu.Unlock()
+	seed := uint64(len(t.recorders))*0x9e3779b97f4a7c15 + 1
+	r := &Recorder{t: t, k: k, d: New(Options{K: k, Depth: recorderDepth, Seed: seed})}
 	t.recorders = append(t.recorders, r)
-	t.mu.Unlock()
 	return r
 }
 
@@ -186,8 +189,11 @@ func (r *Recorder) Observe(key []byte, write bool) {
 // (one copy of the top-K) and never blocks on other loops. The first call
 // only starts the window.
 func (r *Recorder) Publish(now time.Time) {
+	if !r.last.IsZero() && !now.After(r.last) {
+		return // no time passed: keep counting into this window
+	}
 	r.d.Tick(now)
-	if !r.last.IsZero() && now.After(r.last) {
+	if !r.last.IsZero() {
 		dt := now.Sub(r.last).Seconds()
 		p := &published{at: now, dt: dt, poolRate: float64(r.ops) / dt,
 			top: r.d.AppendTop(make([]Entry, 0, len(r.d.top.e)))}
@@ -214,9 +220,12 @@ func (t *Tracker) Merge(now time.Time) {
 	s := t.settings
 
 	// The instantaneous rates: the sum of every recorder's latest window.
+	t.recMu.Lock()
+	recorders := slices.Clone(t.recorders)
+	t.recMu.Unlock()
 	inst := make(map[string]*keyRate)
 	var poolInst float64
-	for _, r := range t.recorders {
+	for _, r := range recorders {
 		p := r.pub.Load()
 		if p == nil || now.Sub(p.at) > staleAfter {
 			continue

@@ -477,3 +477,27 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestHotPathsDoNotAllocate(t *testing.T) {
+	sm := newSim(t, Settings{Servers: 8}, 1)
+	stream := zipfStream(2000, 1.1, 20000, 3)
+	for range 5 {
+		sm.step(stream, nil)
+	}
+	hot, cold := []byte("key:0"), []byte("key:1999")
+	if !sm.t.Hot(hot) {
+		t.Fatalf("key:0 not hot: %v", snapshotKeys(sm.t))
+	}
+	c := sm.t.Cache()
+	c.Fill(hot, c.Begin(hot), []byte("VALUE\r\n"))
+	r, i := sm.rs[0], 0
+	for name, f := range map[string]func(){
+		"Observe": func() { r.Observe(stream[i%len(stream)], i%10 == 0); i++ },
+		"Hot":     func() { sm.t.Hot(hot); sm.t.Hot(cold) },
+		"Get":     func() { c.Get(hot); c.Get(cold) },
+	} {
+		if n := testing.AllocsPerRun(1000, f); n != 0 {
+			t.Errorf("%s: %v allocations per run; want 0", name, n)
+		}
+	}
+}
