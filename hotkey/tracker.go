@@ -301,7 +301,11 @@ func (t *Tracker) Merge(now time.Time) {
 	snap := make([]HotKey, 0, len(t.table))
 	for key, kr := range t.table {
 		if kr.promoted {
-			snap = append(snap, HotKey{Key: key, Rate: kr.rate, ReadShare: (kr.rate - kr.writeRate) / kr.rate})
+			h := HotKey{Key: key, Rate: kr.rate}
+			if kr.rate > 0 {
+				h.ReadShare = (kr.rate - kr.writeRate) / kr.rate
+			}
+			snap = append(snap, h)
 		}
 	}
 	slices.SortFunc(snap, func(a, b HotKey) int {

@@ -3,6 +3,7 @@ package hotkey
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -499,5 +500,63 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, f); n != 0 {
 			t.Errorf("%s: %v allocations per run; want 0", name, n)
 		}
+	}
+}
+
+// TestNoStaleFillAfterInvalidate races fills against a writer: once the
+// writer's Invalidate (or InvalidateAll) returns, the cache never serves a
+// value older than the one it wrote before it.
+func TestNoStaleFillAfterInvalidate(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(fmt.Sprintf("all=%v", all), func(t *testing.T) {
+			c := NewTracker(Settings{}).Cache()
+			key := []byte("k")
+			var backend atomic.Int64 // the server's value
+			done := make(chan struct{})
+			var readers sync.WaitGroup
+			for range 2 {
+				readers.Go(func() {
+					for {
+						select {
+						case <-done:
+							return
+						default:
+						}
+						g := c.Begin(key) // before the read is sent
+						v := backend.Load()
+						runtime.Gosched() // the reply takes a while
+						c.Fill(key, g, []byte(fmt.Sprint(v)))
+					}
+				})
+			}
+			hits := 0
+			for n := int64(1); n <= 3000; n++ {
+				backend.Store(n) // the write reaches the server
+				if all {         // its reply comes: invalidate again
+					c.InvalidateAll()
+				} else {
+					c.Invalidate(key)
+				}
+				for range 3 {
+					runtime.Gosched()
+					if v, ok := c.Get(key); ok {
+						hits++
+						var got int64
+						fmt.Sscan(string(v), &got)
+						if got < n {
+							close(done)
+							readers.Wait()
+							t.Fatalf("after write %d the cache served %d", n, got)
+						}
+					}
+				}
+			}
+			close(done)
+			readers.Wait()
+			if hits == 0 {
+				t.Fatal("no Get hit: the test raced nothing")
+			}
+			t.Logf("%d hits", hits)
+		})
 	}
 }
