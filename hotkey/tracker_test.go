@@ -560,3 +560,33 @@ func TestNoStaleFillAfterInvalidate(t *testing.T) {
 		})
 	}
 }
+
+func TestDemotedWhenOutOfEveryTop(t *testing.T) {
+	sm := newSim(t, Settings{Servers: 1, MinRate: 100}, 2)
+	key := []byte("k")
+	reqs := make([][]byte, 200)
+	for i := range reqs {
+		reqs[i] = key
+	}
+	sm.step(reqs, nil)
+	if !sm.t.Hot(key) {
+		t.Fatal("not promoted at 2000 reads/s")
+	}
+	c := sm.t.Cache()
+	c.Fill(key, c.Begin(key), []byte("v"))
+	// The loops stop publishing (their tops go stale after a second): the
+	// key is in no top any more, whatever its decayed rate.
+	sm.now = sm.now.Add(900 * time.Millisecond)
+	sm.t.Merge(sm.now)
+	if !sm.t.Hot(key) {
+		t.Fatal("demoted while the last tops were still fresh")
+	}
+	sm.now = sm.now.Add(200 * time.Millisecond)
+	sm.t.Merge(sm.now)
+	if sm.t.Hot(key) {
+		t.Fatal("still hot with no fresh top holding it")
+	}
+	if _, ok := c.Get(key); ok {
+		t.Fatal("demoted key still cached")
+	}
+}
