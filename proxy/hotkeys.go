@@ -1,0 +1,244 @@
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/hotkey"
+)
+
+// Hot keys (docs/hotkeys.md): a pool with hot_keys enabled has one
+// hotkey.Tracker for its whole life (poolLive.hk, kept across reloads and
+// updated by them); each version that enables it points at it (poolRT.hk,
+// nil when off, so a pool without hot_keys pays one nil check). Each loop
+// owns a Recorder per such pool, fed on the routing seam (route.go: observe,
+// written), published from the loop's tick; one goroutine merges every
+// 100 ms. Reads of plain get/GET/MGET for promoted keys are answered from
+// the tracker's near cache; every write through the proxy invalidates its
+// keys before it is queued and again when its reply (or failure) comes.
+
+// mergeEvery is how often the trackers merge the loops' recorders, and
+// how often a loop publishes its recorder.
+const mergeEvery = 100 * time.Millisecond
+
+// Invalidation causes, the label of cacheproxy_near_cache_invalidations_total.
+const (
+	// InvalWrite is a keyed write through the proxy, before it is queued.
+	InvalWrite = iota
+	// InvalReply is the same write's reply (or failure) arriving.
+	InvalReply
+	// InvalFlush is a flush (flush_all, FLUSHDB, FLUSHALL, a transaction's
+	// EXEC reply): every key.
+	InvalFlush
+	numInval
+)
+
+// InvalCauses names the invalidation causes, indexed like the counters.
+var InvalCauses = [numInval]string{"write", "reply", "flush"}
+
+// nearCounters are one loop's near-cache counters for one pool.
+type nearCounters struct {
+	hits, misses, fills counter
+	inval               [numInval]counter
+}
+
+// hotSettings turns a pool's configuration into the tracker's settings.
+func hotSettings(c *config.Pool) hotkey.Settings {
+	h := c.HotKeys
+	return hotkey.Settings{TTL: h.TTL, CacheSize: h.CacheSize, MinRate: h.MinRate, Servers: len(c.Servers)}
+}
+
+// hotMaxValue is the largest reply cached (the hotkey package's default).
+const hotMaxValue = 64 << 10
+
+// hotKeys attaches the pool's tracker to version pr (created at the first
+// version that enables it, updated by later ones). A version that turns
+// hot keys off empties the cache: writes it forwards do not invalidate,
+// so nothing cached before may be served once they are back on. Called
+// with Proxy.reloadMu held (or before Run).
+func (live *poolLive) hotKeys(pr *poolRT) {
+	t := live.hk.Load()
+	if !pr.cfg.HotKeys.Enabled {
+		if t != nil {
+			t.Cache().InvalidateAll()
+		}
+		return
+	}
+	s := hotSettings(pr.cfg)
+	if t == nil {
+		t = hotkey.NewTracker(s)
+		live.hk.Store(t)
+	} else {
+		t.Update(s)
+		if prev := live.cur.Load(); prev != nil && prev.hk == nil {
+			t.Cache().InvalidateAll()
+		}
+	}
+	pr.hk = t
+	pr.hc = t.Cache()
+}
+
+// loopHot is a loop's recorder for one pool's tracker.
+type loopHot struct {
+	t   *hotkey.Tracker
+	rec *hotkey.Recorder
+}
+
+// recorder returns the loop's recorder for pr's tracker (pr.hk not nil).
+func (l *loop) recorder(pr *poolRT) *hotkey.Recorder {
+	for len(l.hot) <= pr.idx {
+		l.hot = append(l.hot, loopHot{})
+	}
+	h := &l.hot[pr.idx]
+	if h.t != pr.hk {
+		h.t, h.rec = pr.hk, pr.hk.Recorder()
+	}
+	return h.rec
+}
+
+// publish hands each recorder's counts to its tracker, at most every
+// mergeEvery (called from the loop's sweep).
+func (l *loop) publish() {
+	if len(l.hot) == 0 || l.clock-l.published < int64(mergeEvery) {
+		return
+	}
+	l.published = l.clock
+	now := time.Now()
+	for i := range l.hot {
+		if h := &l.hot[i]; h.rec != nil {
+			if i < len(l.vers) && l.vers[i] != nil && l.vers[i].hk == h.t {
+				h.rec.Publish(now)
+			} else {
+				*h = loopHot{} // hot keys went off (or the pool went)
+			}
+		}
+	}
+}
+
+// mergeLoop merges every hot-key pool's recorders until ctx ends.
+func (p *Proxy) mergeLoop(ctx context.Context) {
+	t := time.NewTicker(mergeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, live := range p.activePools() {
+				if pr := live.cur.Load(); pr.hk != nil {
+					pr.hk.Merge(now)
+				}
+			}
+		}
+	}
+}
+
+// near returns the loop's near-cache counters for pr.
+func (l *loop) near(pr *poolRT) *nearCounters { return &l.counters(pr.idx).near }
+
+// lookup is the read side of the seam for a plain get/GET/MGET key of a
+// hot-key pool (pr.hk not nil; the key has been observed): cached is the
+// reply bytes the near cache holds for it, hot whether the key is promoted
+// (a miss of a hot key should fill).
+func (pr *poolRT) lookup(l *loop, key []byte) (cached []byte, hot bool) {
+	if !pr.hk.Hot(key) {
+		return nil, false
+	}
+	if v, ok := pr.hc.Get(key); ok {
+		l.near(pr).hits.Add(1)
+		return v, true
+	}
+	l.near(pr).misses.Add(1)
+	return nil, true
+}
+
+// fill stores a hot key's reply block, taken with token gen before its read
+// was queued.
+func (pr *poolRT) fill(l *loop, c *hotkey.Cache, key []byte, gen hotkey.Gen, val []byte) {
+	if len(val) > hotMaxValue {
+		return
+	}
+	if c.Fill(key, gen, val) {
+		l.near(pr).fills.Add(1)
+	}
+}
+
+// markFill makes r (a single-key read of a hot key) fill the cache from its
+// reply: the token is taken now, before r is queued.
+func (pr *poolRT) markFill(r *request, key []byte) {
+	r.hkc = pr.hc
+	r.hkFill = true
+	r.hkGen = pr.hc.Begin(key)
+	r.keys = append(r.keys[:0], key...)
+}
+
+// markWrite makes r invalidate key again when its reply comes.
+func (pr *poolRT) markWrite(r *request, key []byte) {
+	r.hkc = pr.hc
+	r.hkWrite = true
+	r.keys = append(r.keys, key...)
+	r.keyEnds = append(r.keyEnds, len(r.keys))
+}
+
+// markFlush makes r (a flush fragment, an EXEC) empty the cache again when
+// its reply comes.
+func (pr *poolRT) markFlush(r *request) {
+	r.hkc = pr.hc
+	r.hkWrite = true
+	r.hkFlush = true
+}
+
+// rewritten is the reply side of a write's invalidation: called when r's
+// reply arrives or r fails (its effect unknown), before r is released.
+func rewritten(l *loop, pr *poolRT, r *request) {
+	if r.hkFlush {
+		r.hkc.InvalidateAll()
+		l.near(pr).inval[InvalFlush].Add(1)
+		return
+	}
+	for i := range r.keyEnds {
+		r.hkc.Invalidate(r.key(i))
+	}
+	l.near(pr).inval[InvalReply].Add(int64(len(r.keyEnds)))
+}
+
+// HotKeys lists pool's hot keys, hottest first (nil when the pool has hot
+// keys off or does not exist), with the server each key maps to.
+func (p *Proxy) HotKeys() map[string][]HotKeyStats {
+	out := map[string][]HotKeyStats{}
+	for _, live := range p.activePools() {
+		pr := live.cur.Load()
+		if pr.hk == nil {
+			continue
+		}
+		list := []HotKeyStats{}
+		for _, h := range pr.hk.Snapshot() {
+			server := ""
+			if s := pr.pick([]byte(h.Key)); s >= 0 {
+				server = pr.serverName(s)
+			}
+			list = append(list, HotKeyStats{Key: h.Key, Rate: h.Rate, ReadShare: h.ReadShare, Server: server, Cached: h.Cached})
+		}
+		out[pr.cfg.Name] = list
+	}
+	return out
+}
+
+// HotKeyStats describes one hot key of a pool.
+type HotKeyStats struct {
+	Key       string  // the whole key (cut for display by the caller)
+	Rate      float64 // reads and writes per second, estimated
+	ReadShare float64 // share of its operations that are reads
+	Server    string  // the server it maps to now
+	Cached    bool    // the near cache holds its reply now
+}
+
+// NearCacheStats are a pool's near-cache and hot-key counters.
+type NearCacheStats struct {
+	Enabled               bool
+	Hits, Misses, Fills   int64
+	Invalidations         [numInval]int64 // by cause, indexed like InvalCauses
+	Bytes                 int64
+	Promotions, Demotions int64
+}
