@@ -1,10 +1,21 @@
-// Package hotkey finds the hottest keys of a stream of requests, the first
-// part of the hot-key shield in the design notes (hotkey.md): a HeavyKeeper
-// top-K (Yang et al., USENIX ATC 2018) with exponential decay, in fixed
-// arrays, cheap enough to observe every request on an event loop.
+// Package hotkey finds a pool's hot keys and keeps their replies in a near
+// cache, the hot-key shield of the design notes (hotkey.md, issue 13).
 //
-// A Detector is owned by one goroutine (an event loop); it takes no locks.
-// Time is passed in (Tick), so tests are deterministic.
+// Detection: each event loop owns a Recorder, a HeavyKeeper top-K (Yang et
+// al., USENIX ATC 2018; Detector here) with exponential decay in fixed
+// arrays, that counts reads and writes without locks or allocation. The
+// loop Publishes a copy of its top-K about every 100 ms; one goroutine
+// Merges the copies into the Tracker's proxy-wide rate table (decayed with a
+// 100 ms half-life), promotes keys whose read rate is at least
+// max(Theta*pool rate/Servers, MinRate) with at least 90% reads, and demotes
+// them with hysteresis. Hot is a lock-free lookup in the immutable promoted
+// set.
+//
+// Serving: the Cache (otter v2, bounded in bytes, per-entry TTL) holds the
+// exact reply bytes of hot keys. Begin/Fill generation tokens drop fills
+// that an invalidation overtook.
+//
+// Time is passed in (Publish, Merge, Tick), so tests are deterministic.
 package hotkey
 
 import (
@@ -17,6 +28,9 @@ import (
 type Entry struct {
 	Key   string
 	Count uint32
+	// Ops and Writes count the requests (and the writes among them) seen
+	// for Key while it was in the top-K, since the last ResetOps.
+	Ops, Writes uint32
 }
 
 // Options configures a Detector. Zero values take the documented defaults.
@@ -121,7 +135,12 @@ func (d *Detector) rand32() uint32 {
 
 // Observe counts one request for key. It does not allocate unless key
 // enters the top-K.
-func (d *Detector) Observe(key []byte) {
+func (d *Detector) Observe(key []byte) { d.ObserveOp(key, false) }
+
+// ObserveOp counts one request for key, a write if write is set; while key
+// is in the top-K its Entry's Ops (and Writes) count it. It does not
+// allocate unless key enters the top-K.
+func (d *Detector) ObserveOp(key []byte, write bool) {
 	h := hash64(key, d.seed)
 	fp := uint32(h>>32) | 1 // never 0: 0 marks an empty bucket
 	var est uint32
@@ -146,12 +165,18 @@ func (d *Detector) Observe(key []byte) {
 			est = b.count
 		}
 	}
-	d.offer(key, est)
+	d.offer(key, est, write)
 }
 
 // offer updates key's place in the top-K with its estimate.
-func (d *Detector) offer(key []byte, est uint32) {
+func (d *Detector) offer(key []byte, est uint32, write bool) {
+	w := uint32(0)
+	if write {
+		w = 1
+	}
 	if i, ok := d.index[string(key)]; ok {
+		d.top.e[i].Ops++
+		d.top.e[i].Writes += w
 		if est > d.top.e[i].Count {
 			d.top.e[i].Count = est
 			heap.Fix(&d.top, i)
@@ -159,12 +184,12 @@ func (d *Detector) offer(key []byte, est uint32) {
 		return
 	}
 	if len(d.top.e) < d.k {
-		heap.Push(&d.top, Entry{Key: string(key), Count: est})
+		heap.Push(&d.top, Entry{Key: string(key), Count: est, Ops: 1, Writes: w})
 		return
 	}
 	if est > d.top.e[0].Count {
 		delete(d.index, d.top.e[0].Key)
-		d.top.e[0] = Entry{Key: string(key), Count: est}
+		d.top.e[0] = Entry{Key: string(key), Count: est, Ops: 1, Writes: w}
 		d.index[d.top.e[0].Key] = 0
 		heap.Fix(&d.top, 0)
 	}
@@ -204,6 +229,16 @@ func (d *Detector) halve() {
 	d.top.e = kept
 	heap.Init(&d.top)
 }
+
+// ResetOps zeroes every top entry's Ops and Writes (a new counting window).
+func (d *Detector) ResetOps() {
+	for i := range d.top.e {
+		d.top.e[i].Ops, d.top.e[i].Writes = 0, 0
+	}
+}
+
+// AppendTop appends the top-K, in no particular order, to dst.
+func (d *Detector) AppendTop(dst []Entry) []Entry { return append(dst, d.top.e...) }
 
 // Top returns the top-K, hottest first.
 func (d *Detector) Top() []Entry {

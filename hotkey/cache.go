@@ -1,0 +1,151 @@
+package hotkey
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+)
+
+// entryOverhead is the weight charged per entry on top of its key and
+// value: otter's node (key and value headers, expiry and policy links) and
+// its hash table slot, measured at about this many bytes.
+const entryOverhead = 128
+
+// genStripes is the number of generation counters (a power of two).
+const genStripes = 1024
+
+// Gen is a fill token from Cache.Begin.
+type Gen uint64
+
+// cached is one near-cache entry: the exact reply bytes and the TTL it was
+// filled with.
+type cached struct {
+	val []byte
+	ttl time.Duration
+}
+
+// Cache is a pool's near cache: exact reply bytes of hot keys, bounded in
+// bytes (weight = len(key)+len(val)+overhead), each entry living at most its
+// TTL from its fill. Safe for concurrent use.
+//
+// Fills race with invalidations: a reader takes a token with Begin before it
+// sends the backend read, and Fill stores the reply only if no Invalidate of
+// the key (or InvalidateAll) came in between. Tokens are generation counters
+// striped by key hash, so an invalidation of another key in the same stripe
+// may drop a fill too (only a lost fill, never a stale value).
+type Cache struct {
+	c        *otter.Cache[string, cached]
+	gens     [genStripes]atomic.Uint64
+	ttl      atomic.Int64 // time.Duration of later fills
+	maxValue atomic.Int64
+}
+
+// newCache returns a Cache for settings s (defaults applied); clock nil is
+// the wall clock.
+func newCache(s Settings, clock otter.Clock) *Cache {
+	c := &Cache{}
+	c.ttl.Store(int64(s.TTL))
+	c.maxValue.Store(int64(s.MaxValue))
+	c.c = otter.Must(&otter.Options[string, cached]{
+		MaximumWeight: uint64(s.CacheSize),
+		Weigher: func(key string, v cached) uint32 {
+			return uint32(len(key) + len(v.val) + entryOverhead)
+		},
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, cached]) time.Duration {
+			return e.Value.ttl
+		}),
+		Clock: clock,
+	})
+	return c
+}
+
+// update applies reloaded settings: the byte bound at once, TTL and
+// MaxValue to later fills.
+func (c *Cache) update(s Settings) {
+	c.ttl.Store(int64(s.TTL))
+	c.maxValue.Store(int64(s.MaxValue))
+	c.c.SetMaximum(uint64(s.CacheSize))
+}
+
+func (c *Cache) stripe(key []byte) *atomic.Uint64 {
+	return &c.gens[hash64(key, 0)&(genStripes-1)]
+}
+
+// Get returns key's cached reply bytes. The slice is shared: callers must
+// not modify it. No allocation on hit or miss.
+func (c *Cache) Get(key []byte) ([]byte, bool) {
+	v, ok := c.c.GetIfPresent(string(key))
+	return v.val, ok
+}
+
+// has reports whether the cache holds key, without touching its policy.
+func (c *Cache) has(key string) bool {
+	_, ok := c.c.GetEntryQuietly(key)
+	return ok
+}
+
+// Begin returns a fill token for key; take it BEFORE the backend read is
+// sent.
+func (c *Cache) Begin(key []byte) Gen {
+	return Gen(c.stripe(key).Load())
+}
+
+// Fill stores a copy of val for key with the TTL unless key was invalidated
+// since Begin (then drops it and returns false). It also drops (returns
+// false) a val longer than Settings.MaxValue. A Fill of a key not Hot is
+// allowed (the caller decides). val is copied: the caller keeps its buffer.
+func (c *Cache) Fill(key []byte, gen Gen, val []byte) bool {
+	st := c.stripe(key)
+	if Gen(st.Load()) != gen || int64(len(val)) > c.maxValue.Load() {
+		return false
+	}
+	v := cached{val: append([]byte(nil), val...), ttl: time.Duration(c.ttl.Load())}
+	// The check runs under the entry's bucket lock: an Invalidate that
+	// bumped the generation after it removes the entry after this write.
+	stored := false
+	c.c.Compute(string(key), func(old cached, found bool) (cached, otter.ComputeOp) {
+		if Gen(st.Load()) != gen {
+			return old, otter.CancelOp
+		}
+		stored = true
+		return v, otter.WriteOp
+	})
+	return stored
+}
+
+// Invalidate drops key and makes every earlier Begin token for it stale.
+func (c *Cache) Invalidate(key []byte) {
+	c.stripe(key).Add(1)
+	c.c.Invalidate(string(key))
+}
+
+// invalidateString is Invalidate for a string key.
+func (c *Cache) invalidateString(key string) {
+	c.gens[hash64([]byte(key), 0)&(genStripes-1)].Add(1)
+	c.c.Invalidate(key)
+}
+
+// InvalidateAll drops everything and makes every earlier token stale
+// (flush_all / FLUSHDB, a lost tracking connection).
+func (c *Cache) InvalidateAll() {
+	for i := range c.gens {
+		c.gens[i].Add(1)
+	}
+	c.c.InvalidateAll()
+}
+
+// Expiring reports whether key's entry is within the last quarter of its TTL
+// (refresh ahead); the caller then sends one refresh read (at most one in
+// flight per key per loop). It is false when the key is not cached.
+func (c *Cache) Expiring(key []byte) bool {
+	e, ok := c.c.GetEntryQuietly(string(key))
+	if !ok {
+		return false
+	}
+	return e.ExpiresAtNano-e.SnapshotAtNano <= int64(e.Value.ttl/4)
+}
+
+// Bytes is the cache's weighted size now (keys, values and per-entry
+// overhead).
+func (c *Cache) Bytes() int64 { return int64(c.c.WeightedSize()) }
