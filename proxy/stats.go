@@ -237,7 +237,7 @@ func (p *Proxy) Stats() []PoolStats {
 		if pr.hk != nil {
 			ts := pr.hk.Stats()
 			ps.NearCache.Enabled = true
-			ps.NearCache.Bytes, ps.NearCache.Promotions, ps.NearCache.Demotions = ts.Bytes, ts.Promotions, ts.Demotions
+			ps.NearCache.Bytes, ps.NearCache.Promotions, ps.NearCache.Demotions = ts.Bytes, int64(ts.Promotions), int64(ts.Demotions)
 		}
 		for _, l := range loops {
 			l.mu.Lock()
