@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/config"
@@ -203,26 +205,52 @@ func rewritten(l *loop, pr *poolRT, r *request) {
 	l.near(pr).inval[InvalReply].Add(int64(len(r.keyEnds)))
 }
 
-// HotKeys lists pool's hot keys, hottest first (nil when the pool has hot
-// keys off or does not exist), with the server each key maps to.
+// HotKeys lists the hot keys of every pool with hot_keys enabled, by pool
+// name, hottest first, with the server each key maps to now.
 func (p *Proxy) HotKeys() map[string][]HotKeyStats {
 	out := map[string][]HotKeyStats{}
 	for _, live := range p.activePools() {
-		pr := live.cur.Load()
-		if pr.hk == nil {
-			continue
+		if live.cur.Load().hk != nil {
+			out[live.name] = p.poolHotKeys(live)
 		}
-		list := []HotKeyStats{}
-		for _, h := range pr.hk.Snapshot() {
-			server := ""
-			if s := pr.pick([]byte(h.Key)); s >= 0 {
-				server = pr.serverName(s)
-			}
-			list = append(list, HotKeyStats{Key: h.Key, Rate: h.Rate, ReadShare: h.ReadShare, Server: server, Cached: h.Cached})
-		}
-		out[pr.cfg.Name] = list
 	}
 	return out
+}
+
+// poolHotKeys lists one pool's hot keys (empty when it has hot keys off).
+func (p *Proxy) poolHotKeys(live *poolLive) []HotKeyStats {
+	pr := live.cur.Load()
+	list := []HotKeyStats{}
+	if pr.hk == nil {
+		return list
+	}
+	for _, h := range pr.hk.Snapshot() {
+		server := ""
+		if s := pr.pick([]byte(h.Key)); s >= 0 {
+			server = pr.serverName(s)
+		}
+		list = append(list, HotKeyStats{Key: h.Key, Rate: h.Rate, ReadShare: h.ReadShare, Server: server, Cached: h.Cached})
+	}
+	return list
+}
+
+// DisplayKey is how a key is shown by /hotkeys, stats hotkeys and
+// CACHEPROXY HOTKEYS: its first 64 bytes, every byte other than printable
+// ASCII (and the backslash) escaped as \xNN.
+func DisplayKey(key string) string {
+	if len(key) > 64 {
+		key = key[:64]
+	}
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c > ' ' && c < 0x7f && c != '\\' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "\\x%02x", c)
+		}
+	}
+	return b.String()
 }
 
 // HotKeyStats describes one hot key of a pool.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,7 +178,7 @@ func TestHotKeysNoStaleReadAfterWrite(t *testing.T) {
 				}()
 			}
 			before := nearStats(p, "hk").Hits
-			const n = 2000
+			const n = 1000
 			stale := 0
 			for i := 1; i <= n; i++ {
 				want := "v" + strconv.Itoa(i)
@@ -230,6 +231,30 @@ func TestHotKeysMultiGetInOrder(t *testing.T) {
 			warm(t, p, h, "c")
 			hits := nearStats(p, "hk").Hits
 			c := proxytest.Dial(t, pool.Listen)
+			// The hot key is listed: stats hotkeys / CACHEPROXY HOTKEYS.
+			ring, err := pool.Ring()
+			if err != nil {
+				t.Fatal(err)
+			}
+			server := pool.Servers[ring.Pick([]byte("c"))].Name
+			if redis {
+				c.Send("*2\r\n$10\r\ncacheproxy\r\n$7\r\nHOTKEYS\r\n")
+				c.Expect("*1\r\n", "*4\r\n", "$1\r\n", "c\r\n")
+				c.Line() // the rate's length
+				if rate := c.Line(); !regexp.MustCompile(`^[0-9]+\.[0-9]\r\n$`).MatchString(rate) {
+					t.Errorf("rate: got %q; want a number", rate)
+				}
+				c.Expect(fmt.Sprintf("$%d\r\n", len(server)), server+"\r\n", ":1\r\n")
+			} else {
+				c.Send("stats hotkeys\r\n")
+				if l := c.Line(); !regexp.MustCompile(`^STAT c rate=[0-9]+\.[0-9] server=` + server + ` cached=1\r\n$`).MatchString(l) {
+					t.Errorf("stats hotkeys: got %q; want STAT c rate=<n> server=%s cached=1", l, server)
+				}
+				c.Expect("END\r\n")
+			}
+			if got := p.HotKeys()["hk"]; len(got) != 1 || got[0].Key != "c" || got[0].Server != server || !got[0].Cached {
+				t.Errorf("HotKeys: got %+v; want c on %s, cached", got, server)
+			}
 			if redis {
 				c.Send("*7\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nc\r\n$7\r\nmissing\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\ne\r\n")
 				c.Expect("*6\r\n", "$5\r\n", "val-a\r\n", "$5\r\n", "val-c\r\n", "$-1\r\n", "$5\r\n", "val-b\r\n",
@@ -289,5 +314,18 @@ func TestHotKeysOffByDefault(t *testing.T) {
 	}
 	if st := nearStats(p, "hk"); st != (proxy.NearCacheStats{}) {
 		t.Errorf("near cache with hot_keys absent: got %+v; want all zero", st)
+	}
+}
+
+func TestDisplayKey(t *testing.T) {
+	long := strings.Repeat("x", 70)
+	for _, c := range []struct{ in, want string }{
+		{"user:1", "user:1"},
+		{"a b\x00\xff\\", `a\x20b\x00\xff\x5c`},
+		{long, long[:64]},
+	} {
+		if got := proxy.DisplayKey(c.in); got != c.want {
+			t.Errorf("DisplayKey(%q): got %q; want %q", c.in, got, c.want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/hotkey"
@@ -167,6 +168,10 @@ func (m *memcacheCodec) answer(cl *client, req *memcache.Request) {
 	case memcache.CmdMetaNoop:
 		m.local(cl, memcache.AppendMetaNoop(nil), false)
 	case memcache.CmdStats:
+		if len(req.Args) == 1 && string(req.Args[0]) == "hotkeys" {
+			m.local(cl, m.statsHotKeys(cl), false)
+			return
+		}
 		m.local(cl, m.stats(cl, req), false)
 	case memcache.CmdConfigGet:
 		m.local(cl, m.clusterConfig(cl), false)
@@ -538,6 +543,22 @@ func (m *memcacheCodec) stats(cl *client, _ *memcache.Request) []byte {
 	b = memcache.AppendStatUint(b, "timeouts", u(timeouts))
 	b = memcache.AppendStatUint(b, "servers", uint64(len(ps.Servers)))
 	b = memcache.AppendStatUint(b, "servers_ejected", u(ejected))
+	return memcache.AppendEnd(b)
+}
+
+// statsHotKeys answers "stats hotkeys": one line per hot key of the pool,
+// hottest first: STAT <key> rate=<reads+writes/s> server=<name> cached=<0|1>
+// (key cut to 64 bytes, other than printable ASCII escaped as \xNN).
+func (m *memcacheCodec) statsHotKeys(cl *client) []byte {
+	var b []byte
+	for _, h := range cl.l.p.poolHotKeys(m.pr.live) {
+		cached := "0"
+		if h.Cached {
+			cached = "1"
+		}
+		b = memcache.AppendStat(b, DisplayKey(h.Key), "rate="+strconv.FormatFloat(h.Rate, 'f', 1, 64)+
+			" server="+h.Server+" cached="+cached)
+	}
 	return memcache.AppendEnd(b)
 }
 

@@ -254,6 +254,10 @@ func (rc *respCodec) local(cl *client, reply []byte) {
 func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 	rs := cl.rs
 	cmd := req.Cmd
+	if cmd == nil && strings.EqualFold(string(req.Args[0]), "cacheproxy") && rs.authed && rs.txn == nil {
+		rc.proxyCommand(cl, req)
+		return
+	}
 	if cmd == nil {
 		rc.reject(cl, resp.ErrUnknownCommand(nil, req.Args[0], req.Args[1:]), RejectProtocol)
 		return
@@ -367,6 +371,31 @@ func authExempt(name string) bool {
 		return true
 	}
 	return false
+}
+
+// proxyCommand answers the proxy's own command: CACHEPROXY HOTKEYS lists
+// the pool's hot keys, hottest first, as an array of [key, rate, server,
+// cached] (key cut to 64 bytes with other than printable ASCII escaped
+// as \xNN; rate a bulk string, reads and writes per second; cached 1 or 0).
+func (rc *respCodec) proxyCommand(cl *client, req *resp.Request) {
+	if len(req.Args) != 2 || !strings.EqualFold(string(req.Args[1]), "hotkeys") {
+		rc.reject(cl, resp.AppendError(nil, "ERR unknown CACHEPROXY subcommand: try CACHEPROXY HOTKEYS"), RejectProtocol)
+		return
+	}
+	list := cl.l.p.poolHotKeys(rc.pr.live)
+	b := resp.AppendArrayHeader(nil, len(list))
+	for _, h := range list {
+		b = resp.AppendArrayHeader(b, 4)
+		b = resp.AppendBulkString(b, DisplayKey(h.Key))
+		b = resp.AppendBulk(b, strconv.AppendFloat(nil, h.Rate, 'f', 1, 64))
+		b = resp.AppendBulkString(b, h.Server)
+		if h.Cached {
+			b = resp.AppendInt(b, 1)
+		} else {
+			b = resp.AppendInt(b, 0)
+		}
+	}
+	rc.local(cl, b)
 }
 
 // keyServer returns the server all of req's keys hash to: -1 when it has no
