@@ -29,7 +29,8 @@ type Entry struct {
 	Key   string
 	Count uint32
 	// Ops and Writes count the requests (and the writes among them) seen
-	// for Key while it was in the top-K, since the last ResetOps.
+	// for Key while it was in the top-K, since the last ResetOps; a request
+	// whose estimate was below the top's smallest count is not counted.
 	Ops, Writes uint32
 }
 
@@ -173,6 +174,12 @@ func (d *Detector) offer(key []byte, est uint32, write bool) {
 	w := uint32(0)
 	if write {
 		w = 1
+	}
+	// Fast path for the many cold keys: with the top full, an estimate
+	// below its smallest count neither enters it nor raises a count. (A top
+	// key whose estimate fell that low is not counted in Ops this time.)
+	if len(d.top.e) == d.k && est < d.top.e[0].Count {
+		return
 	}
 	if i, ok := d.index[string(key)]; ok {
 		d.top.e[i].Ops++

@@ -35,6 +35,10 @@ const (
 	// forgetRate is the rate (ops/s) below which an unpromoted key is
 	// dropped from the rate table.
 	forgetRate = 0.5
+	// recorderDepth is the rows of each recorder's HeavyKeeper: two rows
+	// of 8*K buckets find the few hot keys the shield needs at about half
+	// the cost of four.
+	recorderDepth = 2
 )
 
 // Settings are a pool's hot-key settings (from config hot_keys; zero values
@@ -113,9 +117,11 @@ type Tracker struct {
 
 	promotions, demotions atomic.Uint64
 
-	mu        sync.Mutex // guards the fields below (Merge, Update, Recorder)
-	settings  Settings
+	recMu     sync.Mutex // guards recorders (Recorder, and Merge's copy)
 	recorders []*Recorder
+
+	mu        sync.Mutex // guards the fields below (Merge, Update)
+	settings  Settings
 	table     map[string]*keyRate
 	poolRate  float64
 	lastMerge time.Time
@@ -144,10 +150,11 @@ func NewTracker(s Settings) *Tracker {
 // locks). Each event loop takes one and keeps it for the Tracker's life.
 func (t *Tracker) Recorder() *Recorder {
 	k := int(t.k.Load())
-	r := &Recorder{t: t, k: k, d: New(Options{K: k, Seed: uint64(len(t.recorders))*0x9e3779b97f4a7c15 + 1})}
-	t.mu.Lock()
+	t.recMu.Lock()
+	defer t.recMu.Unlock()
+	seed := uint64(len(t.recorders))*0x9e3779b97f4a7c15 + 1
+	r := &Recorder{t: t, k: k, d: New(Options{K: k, Depth: recorderDepth, Seed: seed})}
 	t.recorders = append(t.recorders, r)
-	t.mu.Unlock()
 	return r
 }
 
@@ -162,13 +169,12 @@ type published struct {
 // Recorder counts one event loop's requests. It is owned by one goroutine
 // (its loop); Observe and Publish take no locks.
 type Recorder struct {
-	t     *Tracker
-	d     *Detector
-	k     int
-	ops   uint64
-	last  time.Time
-	pub   atomic.Pointer[published]
-	spare []Entry
+	t    *Tracker
+	d    *Detector
+	k    int
+	ops  uint64
+	last time.Time
+	pub  atomic.Pointer[published]
 }
 
 // Observe counts one read (write=false) or write of key. No allocation in
@@ -183,8 +189,11 @@ func (r *Recorder) Observe(key []byte, write bool) {
 // (one copy of the top-K) and never blocks on other loops. The first call
 // only starts the window.
 func (r *Recorder) Publish(now time.Time) {
+	if !r.last.IsZero() && !now.After(r.last) {
+		return // no time passed: keep counting into this window
+	}
 	r.d.Tick(now)
-	if !r.last.IsZero() && now.After(r.last) {
+	if !r.last.IsZero() {
 		dt := now.Sub(r.last).Seconds()
 		p := &published{at: now, dt: dt, poolRate: float64(r.ops) / dt,
 			top: r.d.AppendTop(make([]Entry, 0, len(r.d.top.e)))}
@@ -196,7 +205,7 @@ func (r *Recorder) Publish(now time.Time) {
 	// A reload that changed the pool's size changes K: start over.
 	if k := int(r.t.k.Load()); k != r.k {
 		r.k = k
-		r.d = New(Options{K: k, Seed: r.d.seed})
+		r.d = New(Options{K: k, Depth: recorderDepth, Seed: r.d.seed})
 	}
 }
 
@@ -211,9 +220,12 @@ func (t *Tracker) Merge(now time.Time) {
 	s := t.settings
 
 	// The instantaneous rates: the sum of every recorder's latest window.
+	t.recMu.Lock()
+	recorders := slices.Clone(t.recorders)
+	t.recMu.Unlock()
 	inst := make(map[string]*keyRate)
 	var poolInst float64
-	for _, r := range t.recorders {
+	for _, r := range recorders {
 		p := r.pub.Load()
 		if p == nil || now.Sub(p.at) > staleAfter {
 			continue
@@ -289,7 +301,11 @@ func (t *Tracker) Merge(now time.Time) {
 	snap := make([]HotKey, 0, len(t.table))
 	for key, kr := range t.table {
 		if kr.promoted {
-			snap = append(snap, HotKey{Key: key, Rate: kr.rate, ReadShare: (kr.rate - kr.writeRate) / kr.rate})
+			h := HotKey{Key: key, Rate: kr.rate}
+			if kr.rate > 0 {
+				h.ReadShare = (kr.rate - kr.writeRate) / kr.rate
+			}
+			snap = append(snap, h)
 		}
 	}
 	slices.SortFunc(snap, func(a, b HotKey) int {
@@ -315,6 +331,10 @@ func (t *Tracker) Merge(now time.Time) {
 	// The key is no longer Hot: drop its entry (and any fill in flight).
 	for _, key := range demoted {
 		t.cache.invalidateString(key)
+	}
+	if len(demoted) > 0 {
+		// Settle otter's accounting now, so Bytes shows the release.
+		t.cache.c.CleanUp()
 	}
 }
 
