@@ -43,19 +43,25 @@ func maxOverMean(before, after []int64) float64 {
 
 // BenchmarkHotKeyShield is the short shield measurement: 8 memcached
 // behind jump hashing, gets drawn Zipf 1.1 over 20,000 keys by 32
-// connections (one request in flight each), every value verified, through
+// connections (one request in flight each) (and the same over ketama), every value verified, through
 // one proxy with hot keys off and one with them on, same servers, same
 // run. It reports each tier's hottest server's gets over the mean
 // (maxmean_off, maxmean_on) and throughput (rps_off, rps_on); it asserts
 // no time. The full run is in cmd/benchrun (make bench).
 func BenchmarkHotKeyShield(b *testing.B) {
+	for _, dist := range []string{"jump", "ketama"} {
+		b.Run(dist, func(b *testing.B) { benchShield(b, dist) })
+	}
+}
+
+func benchShield(b *testing.B, dist string) {
 	var mcs []*testserver.Process
 	for range 8 {
 		mcs = append(mcs, testserver.Memcached(b))
 	}
 	mk := func(name string, on bool) config.Pool {
 		p := proxytest.MemcachePool(b, name, mcs...)
-		p.Distribution = "jump"
+		p.Distribution = dist
 		p.HotKeys.Enabled = on
 		return p
 	}
