@@ -54,31 +54,43 @@ func hotSettings(c *config.Pool) hotkey.Settings {
 // hotMaxValue is the largest reply cached (the hotkey package's default).
 const hotMaxValue = 64 << 10
 
-// hotKeys attaches the pool's tracker to version pr (created at the first
-// version that enables it, updated by later ones). A version that turns
-// hot keys off empties the cache: writes it forwards do not invalidate,
-// so nothing cached before may be served once they are back on. Called
-// with Proxy.reloadMu held (or before Run).
+// hotKeys attaches the pool's tracker to version pr when it enables hot
+// keys: the pool's own (kept across reloads), or a new one for its first
+// such version. It changes nothing shared: a reload may still be refused
+// (publishHot applies it). Called with Proxy.reloadMu held (or before Run).
 func (live *poolLive) hotKeys(pr *poolRT) {
-	t := live.hk.Load()
 	if !pr.cfg.HotKeys.Enabled {
-		if t != nil {
-			t.Cache().InvalidateAll()
-		}
 		return
 	}
-	s := hotSettings(pr.cfg)
+	t := live.hk.Load()
 	if t == nil {
-		t = hotkey.NewTracker(s)
-		live.hk.Store(t)
-	} else {
-		t.Update(s)
-		if prev := live.cur.Load(); prev != nil && prev.hk == nil {
-			t.Cache().InvalidateAll()
-		}
+		t = hotkey.NewTracker(hotSettings(pr.cfg))
 	}
 	pr.hk = t
 	pr.hc = t.Cache()
+}
+
+// publishHot applies version pr's hot-key settings as it is published: the
+// tracker is kept (and updated) or made; a version that turns hot keys off
+// empties the cache, and one that turns them back on starts from an empty
+// one (writes forwarded while they were off did not invalidate). Called
+// with Proxy.reloadMu held (or before Run), just before live.cur.Store(pr).
+func (live *poolLive) publishHot(pr *poolRT) {
+	t := live.hk.Load()
+	prev := live.cur.Load()
+	switch {
+	case pr.hk == nil:
+		if t != nil && prev != nil && prev.hk != nil {
+			t.Cache().InvalidateAll()
+		}
+	case t == nil:
+		live.hk.Store(pr.hk)
+	default:
+		t.Update(hotSettings(pr.cfg)) // keeps what it can
+		if prev == nil || prev.hk == nil {
+			t.Cache().InvalidateAll()
+		}
+	}
 }
 
 // loopHot is a loop's recorder for one pool's tracker.

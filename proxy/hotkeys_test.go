@@ -329,3 +329,56 @@ func TestDisplayKey(t *testing.T) {
 		}
 	}
 }
+
+// TestHotKeysReload: hot_keys turned on by a reload starts serving; a
+// reload that changes its settings keeps the tracker (the key stays hot,
+// promotions are not counted again); turning it off stops serving, and a
+// write made while it is off is seen once it is back on (the cache was
+// emptied, not served stale).
+func TestHotKeysReload(t *testing.T) {
+	pool := hotPool(t, false, false)
+	p := proxytest.StartConfig(t, proxy.Options{}, &config.Config{Pools: []config.Pool{pool}})
+	reload := func(h config.HotKeys) {
+		t.Helper()
+		pc := pool
+		pc.HotKeys = h
+		if err := p.Reload(&config.Config{Pools: []config.Pool{pc}}); err != nil {
+			t.Fatalf("reload %+v: %v", h, err)
+		}
+	}
+	h := hkDial(t, pool.Listen, false)
+	if err := h.set("hot", "one"); err != nil {
+		t.Fatal(err)
+	}
+	on := config.HotKeys{Enabled: true, MinRate: 20, TTL: time.Minute}
+	reload(on)
+	warm(t, p, h, "hot")
+	promotions := nearStats(p, "hk").Promotions
+	on.CacheSize = 8 << 20
+	reload(on)
+	if got := p.HotKeys()["hk"]; len(got) != 1 || got[0].Key != "hot" {
+		t.Errorf("after a settings reload: hot keys %+v; want hot still listed", got)
+	}
+	hits := nearStats(p, "hk").Hits
+	for range 200 {
+		if v, _, err := h.get("hot"); err != nil || v != "one" {
+			t.Fatalf("get: %q, %v; want one", v, err)
+		}
+	}
+	if st := nearStats(p, "hk"); st.Hits <= hits || st.Promotions != promotions {
+		t.Errorf("after a settings reload: %+v; want hits above %d and promotions still %d", st, hits, promotions)
+	}
+	reload(config.HotKeys{})
+	if err := h.set("hot", "two"); err != nil { // not seen by the (off) near cache
+		t.Fatal(err)
+	}
+	if st := nearStats(p, "hk"); st.Enabled {
+		t.Errorf("hot keys off: stats %+v; want disabled", st)
+	}
+	reload(on)
+	for range 200 {
+		if v, _, err := h.get("hot"); err != nil || v != "two" {
+			t.Fatalf("hot keys back on: get %q, %v; want two (the write made while off)", v, err)
+		}
+	}
+}

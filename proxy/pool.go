@@ -103,6 +103,7 @@ func newPoolLive(p *Proxy, idx int, cfg *config.Pool) (*poolLive, error) {
 	if err != nil {
 		return nil, err
 	}
+	live.publishHot(pr)
 	live.cur.Store(pr)
 	return live, nil
 }
