@@ -131,7 +131,8 @@ func hotPool(t *testing.T, redis bool, on bool) config.Pool {
 func warm(t *testing.T, p *proxy.Proxy, c *hkConn, key string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for nearStats(p, "hk").Hits == 0 {
+	start := nearStats(p, "hk").Hits
+	for nearStats(p, "hk").Hits == start {
 		if time.Now().After(deadline) {
 			t.Fatalf("key %q never served from the near cache: %+v", key, nearStats(p, "hk"))
 		}
@@ -381,4 +382,37 @@ func TestHotKeysReload(t *testing.T) {
 			t.Fatalf("hot keys back on: get %q, %v; want two (the write made while off)", v, err)
 		}
 	}
+}
+
+// TestHotKeysRedisWritesInvalidate: a cached hot key is dropped by every
+// kind of write through the proxy: MSET and DEL split over servers, a
+// script's key, and a SET queued in MULTI (seen once EXEC's reply is in).
+func TestHotKeysRedisWritesInvalidate(t *testing.T) {
+	pool := hotPool(t, true, true)
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	h := hkDial(t, pool.Listen, true)
+	c := proxytest.Dial(t, pool.Listen)
+	get := func(want ...string) {
+		t.Helper()
+		c.RoundTrip("*2\r\n$3\r\nGET\r\n$3\r\nhot\r\n", want...)
+	}
+	if err := h.set("hot", "v0"); err != nil {
+		t.Fatal(err)
+	}
+	warm(t, p, h, "hot")
+	// Other keys spread the MSET and DEL over both servers.
+	c.RoundTrip("*7\r\n$4\r\nMSET\r\n$3\r\nhot\r\n$2\r\nv1\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n", "+OK\r\n")
+	get("$2\r\n", "v1\r\n")
+	warm(t, p, h, "hot")
+	c.RoundTrip("*4\r\n$4\r\nEVAL\r\n$39\r\nreturn redis.call('SET', KEYS[1], 'v2')\r\n$1\r\n1\r\n$3\r\nhot\r\n", "+OK\r\n")
+	get("$2\r\n", "v2\r\n")
+	warm(t, p, h, "hot")
+	c.RoundTrip("*1\r\n$5\r\nMULTI\r\n", "+OK\r\n")
+	c.RoundTrip("*3\r\n$3\r\nSET\r\n$3\r\nhot\r\n$2\r\nv3\r\n", "+QUEUED\r\n")
+	get("+QUEUED\r\n")
+	c.RoundTrip("*1\r\n$4\r\nEXEC\r\n", "*2\r\n", "+OK\r\n", "$2\r\n", "v3\r\n")
+	get("$2\r\n", "v3\r\n")
+	warm(t, p, h, "hot")
+	c.RoundTrip("*4\r\n$3\r\nDEL\r\n$3\r\nhot\r\n$1\r\na\r\n$1\r\nb\r\n", ":3\r\n")
+	get("$-1\r\n")
 }
