@@ -2,9 +2,11 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -34,6 +36,49 @@ type Source interface {
 }
 
 var _ Source = (*proxy.Proxy)(nil)
+
+// HotKeySource is the part of a Source that lists hot keys (proxy.Proxy
+// does; test fakes need not: /hotkeys then lists no pool).
+type HotKeySource interface {
+	// HotKeys lists the hot keys of every pool with hot_keys enabled.
+	HotKeys() map[string][]proxy.HotKeyStats
+}
+
+var _ HotKeySource = (*proxy.Proxy)(nil)
+
+// hotKey is one entry of /hotkeys.
+type hotKey struct {
+	Key    string  `json:"key"`
+	Rate   float64 `json:"rate"`
+	Server string  `json:"server"`
+	Cached bool    `json:"cached"`
+}
+
+// hotkeys serves GET /hotkeys: {"pools": {"<pool>": [{"key", "rate",
+// "server", "cached"}, ...]}}, hottest first, for every pool with hot_keys
+// enabled; keys cut to 64 bytes, bytes other than printable ASCII escaped
+// as \xNN (proxy.DisplayKey).
+func (s *Server) hotkeys(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	out := struct {
+		Pools map[string][]hotKey `json:"pools"`
+	}{Pools: map[string][]hotKey{}}
+	if hs, ok := s.opts.Source.(HotKeySource); ok {
+		for pool, list := range hs.HotKeys() {
+			keys := make([]hotKey, 0, len(list))
+			for _, h := range list {
+				keys = append(keys, hotKey{Key: proxy.DisplayKey(h.Key), Rate: math.Round(h.Rate*10) / 10, Server: h.Server, Cached: h.Cached})
+			}
+			out.Pools[pool] = keys
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
 
 // DefaultPollInterval is the backend figures collector's interval when
 // Options.PollInterval is zero.
@@ -354,6 +399,7 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", s.readyz)
+	mux.HandleFunc("/hotkeys", s.hotkeys)
 	if s.opts.Reload != nil {
 		mux.HandleFunc("/reload", s.reloadHandler)
 	}

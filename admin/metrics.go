@@ -37,6 +37,11 @@ type statsCollector struct {
 	acceptErrors                                      *prometheus.Desc
 	fragments, forwardErrors                          *prometheus.Desc
 
+	// Hot keys and the near cache: {pool} (invalidations also cause), only
+	// for pools with hot_keys enabled.
+	nearHits, nearMisses, nearFills, nearInval, nearBytes *prometheus.Desc
+	hkPromotions, hkDemotions                             *prometheus.Desc
+
 	// Server level: {pool, server}.
 	srvRequests, srvResponses, srvRequestBytes, srvResponseBytes *prometheus.Desc
 	srvLatency                                                   *prometheus.Desc
@@ -78,6 +83,14 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
 
+		nearHits:     d("near_cache_hits_total", "Reads of hot keys answered from the near cache (per key of a multi-get).", p),
+		nearMisses:   d("near_cache_misses_total", "Reads of hot keys the near cache did not hold, sent to the server.", p),
+		nearFills:    d("near_cache_fills_total", "Replies stored in the near cache.", p),
+		nearInval:    d("near_cache_invalidations_total", "Near-cache invalidations by cause: write (a write through the proxy, before it is sent), reply (the same write's reply), flush (flush_all, FLUSHDB, FLUSHALL: every key).", append(p, "cause")),
+		nearBytes:    d("near_cache_bytes", "Bytes the near cache holds now.", p),
+		hkPromotions: d("hotkey_promotions_total", "Keys promoted to hot.", p),
+		hkDemotions:  d("hotkey_demotions_total", "Hot keys demoted (their cached replies dropped).", p),
+
 		srvRequests:      d("server_requests_total", "Requests sent to the server.", ps),
 		srvResponses:     d("server_responses_total", "Replies received from the server.", ps),
 		srvRequestBytes:  d("server_request_bytes_total", "Bytes sent to the server.", ps),
@@ -115,6 +128,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.buildInfo, c.uptime, c.ready, c.memHeld, c.memLimit,
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
 		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
+		c.nearHits, c.nearMisses, c.nearFills, c.nearInval, c.nearBytes, c.hkPromotions, c.hkDemotions,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
@@ -159,6 +173,17 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.acceptErrors, ps.AcceptErrors, pn)
 		counter(c.fragments, ps.Fragments, pn)
 		counter(c.forwardErrors, ps.ForwardErrors, pn)
+		if nc := &ps.NearCache; nc.Enabled {
+			counter(c.nearHits, nc.Hits, pn)
+			counter(c.nearMisses, nc.Misses, pn)
+			counter(c.nearFills, nc.Fills, pn)
+			for i, cause := range proxy.InvalCauses {
+				counter(c.nearInval, nc.Invalidations[i], pn, cause)
+			}
+			gauge(c.nearBytes, float64(nc.Bytes), pn)
+			counter(c.hkPromotions, nc.Promotions, pn)
+			counter(c.hkDemotions, nc.Demotions, pn)
+		}
 		for i := range ps.Servers {
 			ss := &ps.Servers[i]
 			sn := ss.Name

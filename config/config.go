@@ -221,9 +221,31 @@ type Pool struct {
 	// and answered with the first server's reply, or the first error.
 	// Default none. Native shape, redis pools only.
 	AllowCommands []string
+	// HotKeys detects the pool's hot keys and serves them from a near cache
+	// inside the proxy (see docs/hotkeys.md). Default off. Native shape.
+	HotKeys HotKeys
 	// Servers are the pool's backends in configuration order. Ring indexes
 	// (hashring.Ring.Pick) are indexes into this slice.
 	Servers []Server
+}
+
+// HotKeys are a pool's hot_keys settings. Zero values mean the documented
+// defaults (the hotkey package applies them).
+type HotKeys struct {
+	// Enabled turns on detection and the near cache. Default false.
+	Enabled bool
+	// TTL is the longest a cached reply is served without hearing from its
+	// server. Default 0: 1s.
+	TTL time.Duration
+	// CacheSize bounds the pool's near cache, in bytes, per proxy. Default
+	// 0: 64 MiB.
+	CacheSize int64
+	// MinRate is the read rate (per second) below which no key is
+	// promoted. Default 0: 100.
+	MinRate float64
+	// TTLJitter is the +/- share (0 to 0.5) by which the expiry of sets is
+	// spread. Default 0 (none). Accepted; not applied yet.
+	TTLJitter float64
 }
 
 // Limits bound what one client may ask of the proxy. Hitting one gets the

@@ -719,3 +719,48 @@ func TestDefaultMaxMemory(t *testing.T) {
 		}
 	}
 }
+
+func TestHotKeys(t *testing.T) {
+	path := writeFile(t, `pools:
+  m:
+    listen: 127.0.0.1:6391
+    hot_keys: {enabled: true}
+    servers: ["127.0.0.1:11211:1"]
+  n:
+    listen: 127.0.0.1:6392
+    hot_keys:
+      enabled: true
+      ttl: 250ms
+      cache_size: 8MiB
+      min_rate: 50.5
+      ttl_jitter: 10%
+    servers: ["127.0.0.1:11211:1"]
+`)
+	cfg, warns, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings: got %q; want none", warns)
+	}
+	if got, want := cfg.Pool("m").HotKeys, (HotKeys{Enabled: true}); got != want {
+		t.Errorf("m: got %+v; want %+v", got, want)
+	}
+	if got, want := cfg.Pool("n").HotKeys, (HotKeys{Enabled: true, TTL: 250 * time.Millisecond, CacheSize: 8 << 20, MinRate: 50.5, TTLJitter: 0.1}); got != want {
+		t.Errorf("n: got %+v; want %+v", got, want)
+	}
+	for _, c := range []struct{ body, want string }{
+		{"hot_keys: yes", "hot_keys: must be a mapping"},
+		{"hot_keys: {enabled: maybe}", `hot_keys.enabled: "maybe": want true or false`},
+		{"hot_keys: {size: 1}", "hot_keys.size: unknown key"},
+		{"hot_keys: {ttl: -1s}", "hot_keys.ttl: -1s: must be >= 0"},
+		{"hot_keys: {cache_size: 100}", "hot_keys.cache_size: 100: must be at least 65536"},
+		{"hot_keys: {min_rate: fast}", `hot_keys.min_rate: "fast" is not a number`},
+		{"hot_keys: {ttl_jitter: 80%}", "hot_keys.ttl_jitter: 80: must be between 0% and 50%"},
+	} {
+		bad := writeFile(t, "pools:\n  m:\n    listen: 127.0.0.1:6391\n    "+c.body+"\n    servers: [\"127.0.0.1:11211:1\"]\n")
+		if _, _, err := Load(bad); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v; want an error containing %q", c.body, err, c.want)
+		}
+	}
+}

@@ -163,6 +163,12 @@ func diffPool(o, n *Pool) Changes {
 	key("limits.max_in_flight", itoa(o.Limits.MaxInFlight), itoa(n.Limits.MaxInFlight))
 	key("limits.max_client_buffer", itoa(o.Limits.MaxClientBuffer), itoa(n.Limits.MaxClientBuffer))
 	key("limits.max_clients", itoa(o.Limits.MaxClients), itoa(n.Limits.MaxClients))
+	ftoa := func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+	key("hot_keys.enabled", btoa(o.HotKeys.Enabled), btoa(n.HotKeys.Enabled))
+	key("hot_keys.ttl", o.HotKeys.TTL.String(), n.HotKeys.TTL.String())
+	key("hot_keys.cache_size", size(o.HotKeys.CacheSize), size(n.HotKeys.CacheSize))
+	key("hot_keys.min_rate", ftoa(o.HotKeys.MinRate), ftoa(n.HotKeys.MinRate))
+	key("hot_keys.ttl_jitter", ftoa(o.HotKeys.TTLJitter), ftoa(n.HotKeys.TTLJitter))
 	if !slices.Equal(o.AllowCommands, n.AllowCommands) {
 		cs = append(cs, Change{Pool: n.Name, What: "allow_commands",
 			Old: fmt.Sprintf("%q", o.AllowCommands), New: fmt.Sprintf("%q", n.AllowCommands)})

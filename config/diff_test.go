@@ -178,6 +178,8 @@ func bump(v reflect.Value) {
 		} else {
 			v.SetInt(v.Int() + 1)
 		}
+	case reflect.Float64:
+		v.SetFloat(v.Float() + 0.25)
 	case reflect.Slice:
 		v.Set(reflect.Append(v, reflect.Zero(v.Type().Elem())))
 	default:

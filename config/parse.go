@@ -221,7 +221,7 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 }
 
 // nativeOnly are the pool keys only the native shape has.
-var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "limits": true, "allow_commands": true}
+var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "limits": true, "allow_commands": true, "hot_keys": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 	pool := NewPool(name, ProtocolMemcache)
@@ -288,6 +288,8 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.ReadPolicy, _ = p.str(v, name, key)
 		case "limits":
 			p.limits(v, name, limits)
+		case "hot_keys":
+			pool.HotKeys = p.hotKeys(v, name)
 		case "allow_commands":
 			if v.Kind != yaml.SequenceNode {
 				p.fail(v, name, key, "want a list of command names")
@@ -362,6 +364,70 @@ func (p *parser) limits(m *yaml.Node, pool string, into map[string]int) {
 		}
 		into[k.Value] = n
 	})
+}
+
+// hotKeys parses a pool's hot_keys mapping.
+func (p *parser) hotKeys(m *yaml.Node, pool string) HotKeys {
+	var h HotKeys
+	if m.Kind != yaml.MappingNode {
+		p.fail(m, pool, "hot_keys", "must be a mapping")
+		return h
+	}
+	p.each(m, pool, "hot_keys.", func(k, v *yaml.Node) {
+		key := "hot_keys." + k.Value
+		p.pos.lines[posKey{pool, key}] = k.Line
+		switch k.Value {
+		case "enabled":
+			h.Enabled = p.bool(v, pool, key, false)
+		case "ttl":
+			h.TTL = p.duration(v, pool, key, 0)
+		case "cache_size":
+			if s, ok := p.scalar(v, pool, key); ok {
+				n, err := parseSize(s)
+				if err != nil {
+					p.fail(v, pool, key, "%v", err)
+					return
+				}
+				h.CacheSize = int64(n)
+			}
+		case "min_rate":
+			if s, ok := p.scalar(v, pool, key); ok {
+				f, err := strconv.ParseFloat(s, 64)
+				if err != nil {
+					p.fail(v, pool, key, "%q is not a number", s)
+					return
+				}
+				h.MinRate = f
+			}
+		case "ttl_jitter":
+			if s, ok := p.scalar(v, pool, key); ok {
+				f, err := parsePercent(s)
+				if err != nil {
+					p.fail(v, pool, key, "%v", err)
+					return
+				}
+				h.TTLJitter = f
+			}
+		default:
+			p.fail(k, pool, key, "unknown key (want one of enabled, ttl, cache_size, min_rate, ttl_jitter)")
+		}
+	})
+	return h
+}
+
+// parsePercent parses "10%" (or a plain fraction such as "0.1") into a
+// fraction.
+func parsePercent(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	div := 1.0
+	if strings.HasSuffix(t, "%") {
+		t, div = strings.TrimSpace(strings.TrimSuffix(t, "%")), 100
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a percentage such as 10%%", s)
+	}
+	return f / div, nil
 }
 
 // parseSize parses an integer with an optional KiB, MiB or GiB suffix.

@@ -139,6 +139,7 @@ func (v *checker) pool(p *Pool) {
 		}
 	}
 	v.limits(p)
+	v.hotKeys(p)
 	v.servers(p)
 	if len(v.probs) == before && !v.c.pos.anyBad(name) {
 		// Anything the ring itself refuses that the checks above missed.
@@ -247,4 +248,21 @@ func checkAddr(network, addr string) error {
 		return fmt.Errorf("network %q: want tcp or unix", network)
 	}
 	return nil
+}
+
+// hotKeys checks a pool's hot_keys settings (zero values mean defaults).
+func (v *checker) hotKeys(p *Pool) {
+	h, name := &p.HotKeys, p.Name
+	if h.TTL < 0 {
+		v.fail(name, "hot_keys.ttl", "%s: must be >= 0 (0: the default, 1s)", h.TTL)
+	}
+	if h.CacheSize < 0 || (h.CacheSize > 0 && h.CacheSize < 1<<16) {
+		v.fail(name, "hot_keys.cache_size", "%d: must be at least 65536 (64KiB), or 0 for the default", h.CacheSize)
+	}
+	if h.MinRate < 0 || h.MinRate != h.MinRate {
+		v.fail(name, "hot_keys.min_rate", "%v: must be >= 0 (0: the default, 100)", h.MinRate)
+	}
+	if h.TTLJitter < 0 || h.TTLJitter > 0.5 || h.TTLJitter != h.TTLJitter {
+		v.fail(name, "hot_keys.ttl_jitter", "%v: must be between 0%% and 50%%", h.TTLJitter*100)
+	}
 }

@@ -387,6 +387,9 @@ func (b *backend) answered(r *request, n int) {
 	b.counters.responses.Add(1)
 	b.counters.responseBytes.Add(int64(n))
 	b.counters.latency.observe(b.l.clock - r.sentAt)
+	if r.hkWrite {
+		rewritten(b.l, b.pr, r)
+	}
 	r.inFIFO = false
 	b.l.release(r)
 }
@@ -509,6 +512,9 @@ func (b *backend) failAll(msg string) {
 		// client's FIFO, and release must not recycle it until the
 		// backend is done with it too (exactly once, below).
 		failRequest(r, b.pr, msg)
+		if r.hkWrite {
+			rewritten(b.l, b.pr, r) // it may have been applied
+		}
 		r.inFIFO = false
 		b.l.release(r)
 	}

@@ -27,8 +27,11 @@
 //
 //	codec (mccodec.go, respcodec.go, respdedicated.go)
 //	  │ pr.pick(key) ─────────────► slot   ring index (configuration order) → slot
-//	  │ pr.written(key | nil) ────► (nothing yet: the near cache's invalidation)
-//	  │                              every keyed write, script keys, queued
+//	  │ pr.observe(l, key) ───────► hot-key detector (reads; hotkeys.go)
+//	  │ pr.lookup(l, key) ────────► near cache: plain get/GET/MGET of a hot key
+//	  │ pr.written(l, r, key|nil) ► detector + near-cache invalidation, before
+//	  │                              queueing and again at r's reply: every
+//	  │                              keyed write, script keys, queued
 //	  │                              transaction commands, flushes (nil)
 //	  ├─ one server:  route(cl, pr, r, slot, read, frame)
 //	  ├─ several:     newFragment / fanoutFragments ─► sendFragments ─► route per fragment

@@ -55,6 +55,10 @@ type loop struct {
 	clients map[*client]struct{}
 	free    []*request
 	pools   []*poolCounters // per pool, indexed like Proxy.pools
+	// hot[pool] is the loop's hot-key recorder for the pool (hotkeys.go);
+	// published is the clock of the last Publish.
+	hot       []loopHot
+	published int64
 	// clock is the loop's time in ns since the proxy started, read once at
 	// the start of each callback; request timestamps and latencies use it.
 	clock int64
@@ -477,6 +481,7 @@ func (l *loop) sweep() {
 	}
 	clear(l.retired[len(keep):])
 	l.retired = keep
+	l.publish()
 	l.flush()
 }
 

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"time"
 
+	"github.com/cacheproxy/cacheproxy/hotkey"
 	"github.com/cacheproxy/cacheproxy/pool"
 	"github.com/cacheproxy/cacheproxy/proxy/memcache"
 )
@@ -25,6 +28,10 @@ type mcScratch struct {
 	fragIdx [][]int // fragment -> indexes of its keys
 	servers []int   // key -> server
 	cursor  []int
+	// hot keys: per key of a multi-get, its cached reply block (nil: none)
+	// and whether its reply should fill the near cache.
+	cached [][]byte
+	fills  []bool
 }
 
 // hashKey returns the bytes to hash for key i of req, decoding a base64 key
@@ -161,6 +168,10 @@ func (m *memcacheCodec) answer(cl *client, req *memcache.Request) {
 	case memcache.CmdMetaNoop:
 		m.local(cl, memcache.AppendMetaNoop(nil), false)
 	case memcache.CmdStats:
+		if len(req.Args) == 1 && string(req.Args[0]) == "hotkeys" {
+			m.local(cl, m.statsHotKeys(cl), false)
+			return
+		}
 		m.local(cl, m.stats(cl, req), false)
 	case memcache.CmdConfigGet:
 		m.local(cl, m.clusterConfig(cl), false)
@@ -173,6 +184,26 @@ func (m *memcacheCodec) answer(cl *client, req *memcache.Request) {
 // live on server s, when s >= 0) to its server.
 func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	l := cl.l
+	pr := m.pr
+	var fillKey []byte
+	if pr.hk != nil && s < 0 && mcClass(req) == ClassRead && !req.Base64 {
+		key := req.Keys[0]
+		pr.observe(l, key)
+		if req.Cmd == memcache.CmdGet {
+			v, hot := pr.lookup(l, key)
+			if v != nil {
+				r := l.newRequest()
+				r.class = ClassRead
+				r.reply = append(append(r.reply[:0], v...), "END\r\n"...)
+				cl.push(r)
+				cl.complete(r)
+				return
+			}
+			if hot {
+				fillKey = key
+			}
+		}
+	}
 	if s < 0 {
 		s = m.pr.pick(cl.scratch().hashKey(req, 0))
 	}
@@ -189,8 +220,10 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	}
 	if r.class == ClassWrite {
 		for _, k := range req.Keys {
-			m.pr.written(k)
+			m.pr.written(l, r, k)
 		}
+	} else if fillKey != nil {
+		pr.markFill(r, fillKey)
 	}
 	route(cl, m.pr, r, s, req.Cmd == memcache.CmdGet, func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
@@ -214,7 +247,36 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 			same = false
 		}
 	}
-	if same {
+	hot := false
+	if pr := m.pr; pr.hk != nil && !req.Base64 {
+		sc.cached, sc.fills = sc.cached[:0], sc.fills[:0]
+		all := true
+		for _, k := range req.Keys {
+			pr.observe(cl.l, k)
+			var v []byte
+			var h bool
+			if req.Cmd == memcache.CmdGet {
+				v, h = pr.lookup(cl.l, k)
+			}
+			sc.cached = append(sc.cached, v)
+			sc.fills = append(sc.fills, h && v == nil)
+			hot = hot || h
+			all = all && v != nil
+		}
+		if all {
+			r := cl.l.newRequest()
+			r.class = ClassMulti
+			for _, v := range sc.cached {
+				r.reply = append(r.reply, v...)
+			}
+			r.reply = append(r.reply, "END\r\n"...)
+			clear(sc.cached)
+			cl.push(r)
+			cl.complete(r)
+			return
+		}
+	}
+	if same && !hot {
 		m.forwardKey(cl, req, sc.servers[0])
 		return
 	}
@@ -234,6 +296,20 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 	for i, s := range sc.servers {
 		parent.keys = append(parent.keys, req.Keys[i]...)
 		parent.keyEnds = append(parent.keyEnds, len(parent.keys))
+		if hot {
+			parent.hkCached = append(parent.hkCached, sc.cached[i])
+			parent.hkFills = append(parent.hkFills, sc.fills[i])
+			var g hotkey.Gen
+			if sc.fills[i] {
+				g = m.pr.hc.Begin(req.Keys[i])
+				parent.hkc = m.pr.hc
+			}
+			parent.hkGens = append(parent.hkGens, g)
+			if sc.cached[i] != nil {
+				parent.keyFrag = append(parent.keyFrag, -2) // answered from the near cache
+				continue
+			}
+		}
 		if s < 0 {
 			parent.keyFrag = append(parent.keyFrag, -1)
 			continue
@@ -254,6 +330,9 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 		parent.keyFrag = append(parent.keyFrag, fi)
 		parent.frags[fi].nkeys++
 	}
+	if hot {
+		clear(sc.cached)
+	}
 	sendFragments(cl, m.pr, parent, func(dst []byte, fi int) []byte {
 		return req.AppendMultiGet(dst, sc.fragIdx[fi])
 	})
@@ -270,7 +349,7 @@ func (m *memcacheCodec) forwardAll(cl *client, req *memcache.Request) {
 	for _, f := range parent.frags {
 		f.mc = header(req)
 	}
-	m.pr.written(nil)
+	m.pr.flushed(l, parent)
 	sendFragments(cl, m.pr, parent, func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
 	})
@@ -311,6 +390,9 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		}
 		fragmentDone(r, m)
 		return n, nil
+	}
+	if r.hkFill && rep.Hits == 1 && !rep.Status.IsError() && bytes.HasSuffix(buf[:n], []byte("\r\nEND\r\n")) {
+		b.pr.fill(b.l, r.hkc, r.keys, r.hkGen, buf[:n-len("END\r\n")])
 	}
 	cl := r.cl
 	switch {
@@ -380,7 +462,7 @@ func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 		p.reply = append(p.reply, f.reply...)
 		return
 	}
-	if allFailed && len(p.frags) > 0 {
+	if allFailed && len(p.frags) > 0 && !slices.ContainsFunc(p.hkCached, func(v []byte) bool { return v != nil }) {
 		cl.l.pools[m.pr.idx].errors[p.class].Add(1)
 		p.reply = append(p.reply, p.frags[0].reply...)
 		return
@@ -392,6 +474,10 @@ func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 		sc.cursor = append(sc.cursor, 0)
 	}
 	for i, fi := range p.keyFrag {
+		if fi == -2 {
+			w.add(p.hkCached[i])
+			continue
+		}
 		if fi < 0 {
 			continue
 		}
@@ -409,6 +495,9 @@ func (m *memcacheCodec) mergeGets(cl *client, p *request) {
 			continue
 		}
 		if bytes.Equal(key, p.key(i)) {
+			if p.hkc != nil && p.hkFills[i] {
+				m.pr.fill(cl.l, p.hkc, key, p.hkGens[i], body[:n])
+			}
 			w.add(body[:n])
 			sc.cursor[fi] += n
 		}
@@ -454,6 +543,22 @@ func (m *memcacheCodec) stats(cl *client, _ *memcache.Request) []byte {
 	b = memcache.AppendStatUint(b, "timeouts", u(timeouts))
 	b = memcache.AppendStatUint(b, "servers", uint64(len(ps.Servers)))
 	b = memcache.AppendStatUint(b, "servers_ejected", u(ejected))
+	return memcache.AppendEnd(b)
+}
+
+// statsHotKeys answers "stats hotkeys": one line per hot key of the pool,
+// hottest first: STAT <key> rate=<reads+writes/s> server=<name> cached=<0|1>
+// (key cut to 64 bytes, other than printable ASCII escaped as \xNN).
+func (m *memcacheCodec) statsHotKeys(cl *client) []byte {
+	var b []byte
+	for _, h := range cl.l.p.poolHotKeys(m.pr.live) {
+		cached := "0"
+		if h.Cached {
+			cached = "1"
+		}
+		b = memcache.AppendStat(b, DisplayKey(h.Key), "rate="+strconv.FormatFloat(h.Rate, 'f', 1, 64)+
+			" server="+h.Server+" cached="+cached)
+	}
 	return memcache.AppendEnd(b)
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/hashring"
+	"github.com/cacheproxy/cacheproxy/hotkey"
 	"github.com/cacheproxy/cacheproxy/pool"
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
@@ -54,6 +55,9 @@ type poolLive struct {
 	// removed is set when a reload takes the pool away: its listener is
 	// closed and its clients are drained.
 	removed atomic.Bool
+	// hk is the pool's hot-key tracker, made by the first version with
+	// hot_keys enabled and kept for the pool's life (nil until then).
+	hk atomic.Pointer[hotkey.Tracker]
 
 	// Guarded by Proxy.reloadMu.
 	slotOf     map[serverID]int
@@ -84,6 +88,10 @@ type poolRT struct {
 	slot  []int
 	index []int
 	slots []slotInfo
+	// hk is the pool's hot-key tracker when this version has hot_keys
+	// enabled (nil: off), hc its near cache.
+	hk *hotkey.Tracker
+	hc *hotkey.Cache
 }
 
 type ringBox struct{ r hashring.Ring }
@@ -95,6 +103,7 @@ func newPoolLive(p *Proxy, idx int, cfg *config.Pool) (*poolLive, error) {
 	if err != nil {
 		return nil, err
 	}
+	live.publishHot(pr)
 	live.cur.Store(pr)
 	return live, nil
 }
@@ -176,6 +185,7 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 	if err := pr.rebuild(live0); err != nil {
 		return nil, err
 	}
+	live.hotKeys(pr)
 	return pr, nil
 }
 

@@ -224,6 +224,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 
 	p.bg.Add(1)
 	go func() { defer p.bg.Done(); p.tickLoop(runCtx) }()
+	p.bg.Add(1)
+	go func() { defer p.bg.Done(); p.mergeLoop(runCtx) }()
 
 	select {
 	case err = <-engErr:

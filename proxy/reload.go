@@ -128,6 +128,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 
 	// Nothing can fail from here on.
 	for _, c := range changes {
+		c.live.publishHot(c.next)
 		c.live.cur.Store(c.next)
 		if p.serving {
 			c.live.runHealth(c.next)

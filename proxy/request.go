@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/cacheproxy/cacheproxy/hotkey"
 	"github.com/cacheproxy/cacheproxy/proxy/memcache"
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
@@ -55,12 +56,29 @@ type request struct {
 	held int64
 	// oom: the reply was refused or cut for max_memory.
 	oom bool
+
+	// Hot keys (hotkeys.go). hkc is the near cache of a request that
+	// fills it or invalidates in it (nil: neither).
+	hkc     *hotkey.Cache
+	hkFill  bool       // a read of a hot key (keys[0]): fill from the reply
+	hkGen   hotkey.Gen // the fill token, taken before the read was queued
+	hkWrite bool       // a write: invalidate keys again on the reply
+	hkFlush bool       // a flush: empty the cache again on the reply
+	// A multi-key get of a hot-key pool, per key: the cached reply block
+	// answering it (nil: asked of its server), and whether its reply fills
+	// the cache, with the token.
+	hkCached [][]byte
+	hkFills  []bool
+	hkGens   []hotkey.Gen
 }
 
 // reset clears r for reuse, keeping its buffers.
 func (r *request) reset() {
 	frags, reply, keys, keyEnds, keyFrag := r.frags[:0], r.reply[:0], r.keys[:0], r.keyEnds[:0], r.keyFrag[:0]
-	*r = request{frags: frags, reply: reply, keys: keys, keyEnds: keyEnds, keyFrag: keyFrag}
+	clear(r.hkCached)
+	cached, fills, gens := r.hkCached[:0], r.hkFills[:0], r.hkGens[:0]
+	*r = request{frags: frags, reply: reply, keys: keys, keyEnds: keyEnds, keyFrag: keyFrag,
+		hkCached: cached, hkFills: fills, hkGens: gens}
 }
 
 // key returns the i-th saved key of a multi-key request.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cacheproxy/cacheproxy/hotkey"
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
 
@@ -42,6 +43,10 @@ type respState struct {
 	fragArg  [][][]byte
 	iters    []resp.Elements
 	scanArgs [][]byte
+	// hot keys: per key of an MGET, its cached bulk (nil: none) and
+	// whether its reply should fill the near cache.
+	cached [][]byte
+	fills  []bool
 
 	txn *txnState // non-nil between MULTI (or WATCH) and EXEC/DISCARD
 	// awaitPush counts (un)subscribe confirmations the servers still owe;
@@ -251,6 +256,10 @@ func (rc *respCodec) local(cl *client, reply []byte) {
 func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 	rs := cl.rs
 	cmd := req.Cmd
+	if cmd == nil && strings.EqualFold(string(req.Args[0]), "cacheproxy") && rs.authed && rs.txn == nil {
+		rc.proxyCommand(cl, req)
+		return
+	}
 	if cmd == nil {
 		rc.reject(cl, resp.ErrUnknownCommand(nil, req.Args[0], req.Args[1:]), RejectProtocol)
 		return
@@ -324,7 +333,7 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 	case resp.ClassSameServer:
 		rc.forwardKeyed(cl, req, cmd, true)
 	case resp.ClassAny:
-		rc.forwardTo(cl, req, rc.pr.anyServer(), ClassRead)
+		rc.forwardTo(cl, req, rc.pr.anyServer(), ClassRead, nil)
 	case resp.ClassSplit:
 		rc.split(cl, req, cmd)
 	case resp.ClassFanout:
@@ -366,6 +375,31 @@ func authExempt(name string) bool {
 	return false
 }
 
+// proxyCommand answers the proxy's own command: CACHEPROXY HOTKEYS lists
+// the pool's hot keys, hottest first, as an array of [key, rate, server,
+// cached] (key cut to 64 bytes with other than printable ASCII escaped
+// as \xNN; rate a bulk string, reads and writes per second; cached 1 or 0).
+func (rc *respCodec) proxyCommand(cl *client, req *resp.Request) {
+	if len(req.Args) != 2 || !strings.EqualFold(string(req.Args[1]), "hotkeys") {
+		rc.reject(cl, resp.AppendError(nil, "ERR unknown CACHEPROXY subcommand: try CACHEPROXY HOTKEYS"), RejectProtocol)
+		return
+	}
+	list := cl.l.p.poolHotKeys(rc.pr.live)
+	b := resp.AppendArrayHeader(nil, len(list))
+	for _, h := range list {
+		b = resp.AppendArrayHeader(b, 4)
+		b = resp.AppendBulkString(b, DisplayKey(h.Key))
+		b = resp.AppendBulk(b, strconv.AppendFloat(nil, h.Rate, 'f', 1, 64))
+		b = resp.AppendBulkString(b, h.Server)
+		if h.Cached {
+			b = resp.AppendInt(b, 1)
+		} else {
+			b = resp.AppendInt(b, 0)
+		}
+	}
+	rc.local(cl, b)
+}
+
 // keyServer returns the server all of req's keys hash to: -1 when it has no
 // keys, -2 when they span servers. It reads the key positions dispatch found.
 func (rc *respCodec) keyServer(cl *client, req *resp.Request) int {
@@ -396,16 +430,37 @@ func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Comma
 		s = rc.pr.anyServer() // no keys (EVAL with numkeys 0): any server does
 	}
 	class := ClassWrite
+	var fillKey []byte
 	if cmd.Flags&resp.FlagReadonly != 0 {
 		class = ClassRead
-	} else {
-		rc.writtenKeys(cl, req)
+		if pr := rc.pr; pr.hk != nil {
+			for _, i := range cl.rs.keyIdx {
+				pr.observe(cl.l, req.Args[i])
+			}
+			if cmd.Name == "get" {
+				key := req.Args[1]
+				v, hot := pr.lookup(cl.l, key)
+				if v != nil {
+					r := cl.l.newRequest()
+					r.class = ClassRead
+					r.reply = append(r.reply[:0], v...)
+					cl.push(r)
+					cl.complete(r)
+					return
+				}
+				if hot {
+					fillKey = key
+				}
+			}
+		}
 	}
-	rc.forwardTo(cl, req, s, class)
+	rc.forwardTo(cl, req, s, class, fillKey)
 }
 
-// forwardTo sends req as is to server s.
-func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdClass) {
+// forwardTo sends req as is to server s. A write's keys (found by
+// dispatch) pass the written hook; fillKey, when not nil, is a hot key
+// whose reply fills the near cache.
+func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdClass, fillKey []byte) {
 	r := cl.l.newRequest()
 	r.class = class
 	if cmd := req.Cmd; cmd != nil {
@@ -415,16 +470,21 @@ func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdCl
 		r.replies = cmd.Replies
 	}
 	cl.push(r)
+	if class == ClassWrite {
+		rc.writtenKeys(cl, r, req)
+	} else if fillKey != nil {
+		rc.pr.markFill(r, fillKey)
+	}
 	route(cl, rc.pr, r, s, class == ClassRead, func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
 	}, -1)
 }
 
 // writtenKeys passes the keys of a write (found by dispatch) to the
-// pool's written hook.
-func (rc *respCodec) writtenKeys(cl *client, req *resp.Request) {
+// pool's written hook; r (nil: none) carries them.
+func (rc *respCodec) writtenKeys(cl *client, r *request, req *resp.Request) {
 	for _, i := range cl.rs.keyIdx {
-		rc.pr.written(req.Args[i])
+		rc.pr.written(cl.l, r, req.Args[i])
 	}
 }
 
@@ -458,13 +518,39 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 	if cmd.Name == "mget" || cmd.Name == "exists" {
 		class = ClassRead
 	}
-	if class == ClassWrite {
-		for i := 1; i < len(req.Args); i += step {
-			rc.pr.written(req.Args[i])
+	pr := rc.pr
+	hot := false
+	if pr.hk != nil && class == ClassRead {
+		rs.cached, rs.fills = rs.cached[:0], rs.fills[:0]
+		all := true
+		for i := 1; i < len(req.Args); i++ {
+			k := req.Args[i]
+			pr.observe(cl.l, k)
+			var v []byte
+			var h bool
+			if cmd.Name == "mget" {
+				v, h = pr.lookup(cl.l, k)
+			}
+			rs.cached = append(rs.cached, v)
+			rs.fills = append(rs.fills, h && v == nil)
+			hot = hot || h
+			all = all && v != nil
+		}
+		if all && cmd.Name == "mget" {
+			r := cl.l.newRequest()
+			r.class = ClassMulti
+			r.reply = resp.AppendArrayHeader(r.reply[:0], len(rs.cached))
+			for _, v := range rs.cached {
+				r.reply = append(r.reply, v...)
+			}
+			clear(rs.cached)
+			cl.push(r)
+			cl.complete(r)
+			return
 		}
 	}
-	if same {
-		rc.forwardTo(cl, req, rs.servers[0], class)
+	if same && !hot {
+		rc.forwardTo(cl, req, rs.servers[0], class, nil)
 		return
 	}
 	l := cl.l
@@ -481,6 +567,23 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 		rs.fragOf[i] = -1
 	}
 	for k, s := range rs.servers {
+		if hot {
+			key := req.Args[1+k]
+			parent.keys = append(parent.keys, key...)
+			parent.keyEnds = append(parent.keyEnds, len(parent.keys))
+			parent.hkCached = append(parent.hkCached, rs.cached[k])
+			parent.hkFills = append(parent.hkFills, rs.fills[k])
+			var g hotkey.Gen
+			if rs.fills[k] {
+				g = pr.hc.Begin(key)
+				parent.hkc = pr.hc
+			}
+			parent.hkGens = append(parent.hkGens, g)
+			if rs.cached[k] != nil {
+				parent.keyFrag = append(parent.keyFrag, -2) // answered from the near cache
+				continue
+			}
+		}
 		fi := rs.fragOf[s]
 		if fi < 0 {
 			fi = len(parent.frags)
@@ -495,6 +598,12 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 		i := 1 + k*step
 		rs.fragArg[fi] = append(rs.fragArg[fi], req.Args[i:i+step]...)
 		parent.keyFrag = append(parent.keyFrag, fi)
+		if class == ClassWrite {
+			pr.written(l, parent.frags[fi], req.Args[i])
+		}
+	}
+	if hot {
+		clear(rs.cached)
 	}
 	sendFragments(cl, rc.pr, parent, func(dst []byte, fi int) []byte {
 		return resp.AppendCommand(dst, rs.fragArg[fi]...)
@@ -529,7 +638,7 @@ func (rc *respCodec) fanoutTo(cl *client, req *resp.Request, merge resp.Merge, s
 			cmd = sub
 		}
 		if cmd.Flags&resp.FlagWrite != 0 {
-			rc.pr.written(nil) // FLUSHALL, FLUSHDB, ...: every key
+			rc.pr.flushed(l, parent) // FLUSHALL, FLUSHDB, ...: every key
 		}
 	}
 	sendFragments(cl, rc.pr, parent, func(dst []byte, _ int) []byte {
@@ -591,6 +700,9 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		r.reply = append(r.reply[:0], buf[:n]...)
 		fragmentDone(r, rc)
 		return n, nil
+	}
+	if r.hkFill && rep.Type == '$' && !bytes.HasPrefix(buf, []byte("$-1")) {
+		b.pr.fill(b.l, r.hkc, r.keys, r.hkGen, buf[:n])
 	}
 	if r.merge == resp.MergeScan && rep.Type == '*' {
 		rc.scanReply(r, buf[:n])
@@ -749,9 +861,17 @@ func (rc *respCodec) mergeOK(cl *client, p *request) {
 		}
 		p.reply = resp.AppendArrayHeader(p.reply, len(p.keyFrag))
 		w := replyBuilder{r: p} // big values are not copied
-		for _, fi := range p.keyFrag {
+		for k, fi := range p.keyFrag {
+			if fi == -2 {
+				w.add(p.hkCached[k])
+				continue
+			}
 			if rs.iters[fi].Next() {
-				w.add(rs.iters[fi].Elem())
+				e := rs.iters[fi].Elem()
+				if p.hkc != nil && p.hkFills[k] && len(e) > 0 && e[0] == '$' && !bytes.HasPrefix(e, []byte("$-1")) {
+					rc.pr.fill(cl.l, p.hkc, p.key(k), p.hkGens[k], e)
+				}
+				w.add(e)
 			} else if p.segs == nil {
 				p.reply = resp.AppendNull(p.reply, rs.resp3)
 			} else {
@@ -834,7 +954,7 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 	if rs.resp3 && (cmd.Name == "command" || cmd.Name == "command|info" || cmd.Name == "command|docs") {
 		// Their RESP3 forms (flags as sets, docs as maps, key specs as
 		// maps) have shapes of their own: the server's answer is exact.
-		rc.forwardTo(cl, req, 0, ClassRead)
+		rc.forwardTo(cl, req, 0, ClassRead, nil)
 		return
 	}
 	switch cmd.Name {

@@ -26,6 +26,9 @@ type txnState struct {
 	// command such as PING first) that command's name.
 	firstKey []byte
 	firstCmd string
+	// hkKeys are the keys written by the queued commands, for the near
+	// cache's invalidation at EXEC's reply (hot keys on).
+	hkKeys [][]byte
 	// Why the transaction is doomed, for EXEC's EXECABORT: keys refused
 	// because they go to another server than the pinned one, commands
 	// whose own keys span servers, and other refusals, in order.
@@ -245,7 +248,12 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 		case t.multiSent && t.aborted:
 			rc.sendDedicated(cl, [][]byte{[]byte("DISCARD")}, nil, t.server, ClassWrite, true)
 		case t.multiSent:
-			rc.sendDedicated(cl, nil, req, t.server, ClassWrite, false)
+			r := rc.sendDedicated(cl, nil, req, t.server, ClassWrite, false)
+			if r != nil && rc.pr.hk != nil {
+				for _, k := range t.hkKeys {
+					rc.pr.markWrite(r, k) // again when EXEC's reply comes
+				}
+			}
 			return
 		case t.watchFirst && t.server >= 0:
 			// WATCH without queued commands: release the watch.
@@ -320,7 +328,12 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 		}
 	}
 	if cmd.Flags&resp.FlagReadonly == 0 {
-		rc.writtenKeys(cl, req) // queued in the transaction: written at EXEC
+		rc.writtenKeys(cl, nil, req) // queued in the transaction: written at EXEC
+		if rc.pr.hk != nil {
+			for _, i := range cl.rs.keyIdx {
+				t.hkKeys = append(t.hkKeys, append([]byte(nil), req.Args[i]...))
+			}
+		}
 	}
 	if !t.multiSent {
 		t.multiSent = true

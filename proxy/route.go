@@ -88,6 +88,46 @@ func sendFragments(cl *client, pr *poolRT, parent *request, frame frameFunc) {
 // the keys of scripts and of commands queued in a transaction) calls it with
 // each key, a flush (flush_all, FLUSHALL, FLUSHDB and other keyless writes
 // sent to every server) with nil, meaning every key. It is called before the
-// request is queued. It does nothing yet: the near cache hangs its
-// invalidation here.
-func (pr *poolRT) written(key []byte) {}
+// request is queued. With hot keys on, the write is counted and its key
+// dropped from the near cache; r (the request carrying the write, nil when
+// the caller marks another) is marked to drop it again when its reply
+// comes (hotkeys.go).
+func (pr *poolRT) written(l *loop, r *request, key []byte) {
+	if pr.hk == nil {
+		return
+	}
+	if key == nil {
+		pr.hc.InvalidateAll()
+		l.near(pr).inval[InvalFlush].Add(1)
+		if r != nil {
+			pr.markFlush(r)
+		}
+		return
+	}
+	l.recorder(pr).Observe(key, true)
+	pr.hc.Invalidate(key)
+	l.near(pr).inval[InvalWrite].Add(1)
+	if r != nil {
+		pr.markWrite(r, key)
+	}
+}
+
+// flushed is written for a flush sent as parent's fragments: every
+// fragment empties the near cache again when its reply comes.
+func (pr *poolRT) flushed(l *loop, parent *request) {
+	if pr.hk == nil {
+		return
+	}
+	pr.written(l, nil, nil)
+	for _, f := range parent.frags {
+		pr.markFlush(f)
+	}
+}
+
+// observe counts a keyed read (write false) of key for the hot-key
+// detector; writes are counted by written.
+func (pr *poolRT) observe(l *loop, key []byte) {
+	if pr.hk != nil {
+		l.recorder(pr).Observe(key, false)
+	}
+}

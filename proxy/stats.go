@@ -124,6 +124,7 @@ type poolCounters struct {
 	bytesOut     counter
 	latency      histogram
 	forwardError counter
+	near         nearCounters
 }
 
 // RejectReason says why the proxy refused a request or a client.
@@ -172,6 +173,8 @@ type PoolStats struct {
 	ForwardErrors     int64 // requests failed because their server was unavailable
 	Latency           Histogram
 	Servers           []ServerStats
+	// NearCache: the pool's hot keys and near cache (hot_keys).
+	NearCache NearCacheStats
 }
 
 // ServerStats is a snapshot of one server's counters.
@@ -231,6 +234,11 @@ func (p *Proxy) Stats() []PoolStats {
 			ss.Failures = pr.health.Failures(s)
 		}
 		ps.AcceptErrors = live.acceptErrors.Load()
+		if pr.hk != nil {
+			ts := pr.hk.Stats()
+			ps.NearCache.Enabled = true
+			ps.NearCache.Bytes, ps.NearCache.Promotions, ps.NearCache.Demotions = ts.Bytes, int64(ts.Promotions), int64(ts.Demotions)
+		}
 		for _, l := range loops {
 			l.mu.Lock()
 			if i >= len(l.pools) {
@@ -259,6 +267,13 @@ func (p *Proxy) Stats() []PoolStats {
 			ps.BytesOut += pc.bytesOut.Load()
 			ps.ForwardErrors += pc.forwardError.Load()
 			pc.latency.addTo(&ps.Latency)
+			nc := &ps.NearCache
+			nc.Hits += pc.near.hits.Load()
+			nc.Misses += pc.near.misses.Load()
+			nc.Fills += pc.near.fills.Load()
+			for c := range nc.Invalidations {
+				nc.Invalidations[c] += pc.near.inval[c].Load()
+			}
 			for _, b := range bs {
 				si := pr.indexOf(sOf(b))
 				if si < 0 {

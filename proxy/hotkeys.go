@@ -1,0 +1,284 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/hotkey"
+)
+
+// Hot keys (docs/hotkeys.md): a pool with hot_keys enabled has one
+// hotkey.Tracker for its whole life (poolLive.hk, kept across reloads and
+// updated by them); each version that enables it points at it (poolRT.hk,
+// nil when off, so a pool without hot_keys pays one nil check). Each loop
+// owns a Recorder per such pool, fed on the routing seam (route.go: observe,
+// written), published from the loop's tick; one goroutine merges every
+// 100 ms. Reads of plain get/GET/MGET for promoted keys are answered from
+// the tracker's near cache; every write through the proxy invalidates its
+// keys before it is queued and again when its reply (or failure) comes.
+
+// mergeEvery is how often the trackers merge the loops' recorders, and
+// how often a loop publishes its recorder.
+const mergeEvery = 100 * time.Millisecond
+
+// Invalidation causes, the label of cacheproxy_near_cache_invalidations_total.
+const (
+	// InvalWrite is a keyed write through the proxy, before it is queued.
+	InvalWrite = iota
+	// InvalReply is the same write's reply (or failure) arriving.
+	InvalReply
+	// InvalFlush is a flush (flush_all, FLUSHDB, FLUSHALL, a transaction's
+	// EXEC reply): every key.
+	InvalFlush
+	numInval
+)
+
+// InvalCauses names the invalidation causes, indexed like the counters.
+var InvalCauses = [numInval]string{"write", "reply", "flush"}
+
+// nearCounters are one loop's near-cache counters for one pool.
+type nearCounters struct {
+	hits, misses, fills counter
+	inval               [numInval]counter
+}
+
+// hotSettings turns a pool's configuration into the tracker's settings.
+func hotSettings(c *config.Pool) hotkey.Settings {
+	h := c.HotKeys
+	return hotkey.Settings{TTL: h.TTL, CacheSize: h.CacheSize, MinRate: h.MinRate, Servers: len(c.Servers)}
+}
+
+// hotMaxValue is the largest reply cached (the hotkey package's default).
+const hotMaxValue = 64 << 10
+
+// hotKeys attaches the pool's tracker to version pr when it enables hot
+// keys: the pool's own (kept across reloads), or a new one for its first
+// such version. It changes nothing shared: a reload may still be refused
+// (publishHot applies it). Called with Proxy.reloadMu held (or before Run).
+func (live *poolLive) hotKeys(pr *poolRT) {
+	if !pr.cfg.HotKeys.Enabled {
+		return
+	}
+	t := live.hk.Load()
+	if t == nil {
+		t = hotkey.NewTracker(hotSettings(pr.cfg))
+	}
+	pr.hk = t
+	pr.hc = t.Cache()
+}
+
+// publishHot applies version pr's hot-key settings as it is published: the
+// tracker is kept (and updated) or made; a version that turns hot keys off
+// empties the cache, and one that turns them back on starts from an empty
+// one (writes forwarded while they were off did not invalidate). Called
+// with Proxy.reloadMu held (or before Run), just before live.cur.Store(pr).
+func (live *poolLive) publishHot(pr *poolRT) {
+	t := live.hk.Load()
+	prev := live.cur.Load()
+	switch {
+	case pr.hk == nil:
+		if t != nil && prev != nil && prev.hk != nil {
+			t.Cache().InvalidateAll()
+		}
+	case t == nil:
+		live.hk.Store(pr.hk)
+	default:
+		t.Update(hotSettings(pr.cfg)) // keeps what it can
+		if prev == nil || prev.hk == nil {
+			t.Cache().InvalidateAll()
+		}
+	}
+}
+
+// loopHot is a loop's recorder for one pool's tracker.
+type loopHot struct {
+	t   *hotkey.Tracker
+	rec *hotkey.Recorder
+}
+
+// recorder returns the loop's recorder for pr's tracker (pr.hk not nil).
+func (l *loop) recorder(pr *poolRT) *hotkey.Recorder {
+	for len(l.hot) <= pr.idx {
+		l.hot = append(l.hot, loopHot{})
+	}
+	h := &l.hot[pr.idx]
+	if h.t != pr.hk {
+		h.t, h.rec = pr.hk, pr.hk.Recorder()
+	}
+	return h.rec
+}
+
+// publish hands each recorder's counts to its tracker, at most every
+// mergeEvery (called from the loop's sweep).
+func (l *loop) publish() {
+	if len(l.hot) == 0 || l.clock-l.published < int64(mergeEvery) {
+		return
+	}
+	l.published = l.clock
+	now := time.Now()
+	for i := range l.hot {
+		if h := &l.hot[i]; h.rec != nil {
+			if i < len(l.vers) && l.vers[i] != nil && l.vers[i].hk == h.t {
+				h.rec.Publish(now)
+			} else {
+				*h = loopHot{} // hot keys went off (or the pool went)
+			}
+		}
+	}
+}
+
+// mergeLoop merges every hot-key pool's recorders until ctx ends.
+func (p *Proxy) mergeLoop(ctx context.Context) {
+	t := time.NewTicker(mergeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, live := range p.activePools() {
+				if pr := live.cur.Load(); pr.hk != nil {
+					pr.hk.Merge(now)
+				}
+			}
+		}
+	}
+}
+
+// near returns the loop's near-cache counters for pr.
+func (l *loop) near(pr *poolRT) *nearCounters { return &l.counters(pr.idx).near }
+
+// lookup is the read side of the seam for a plain get/GET/MGET key of a
+// hot-key pool (pr.hk not nil; the key has been observed): cached is the
+// reply bytes the near cache holds for it, hot whether the key is promoted
+// (a miss of a hot key should fill).
+func (pr *poolRT) lookup(l *loop, key []byte) (cached []byte, hot bool) {
+	if !pr.hk.Hot(key) {
+		return nil, false
+	}
+	if v, ok := pr.hc.Get(key); ok {
+		l.near(pr).hits.Add(1)
+		return v, true
+	}
+	l.near(pr).misses.Add(1)
+	return nil, true
+}
+
+// fill stores a hot key's reply block, taken with token gen before its read
+// was queued.
+func (pr *poolRT) fill(l *loop, c *hotkey.Cache, key []byte, gen hotkey.Gen, val []byte) {
+	if len(val) > hotMaxValue {
+		return
+	}
+	if c.Fill(key, gen, val) {
+		l.near(pr).fills.Add(1)
+	}
+}
+
+// markFill makes r (a single-key read of a hot key) fill the cache from its
+// reply: the token is taken now, before r is queued.
+func (pr *poolRT) markFill(r *request, key []byte) {
+	r.hkc = pr.hc
+	r.hkFill = true
+	r.hkGen = pr.hc.Begin(key)
+	r.keys = append(r.keys[:0], key...)
+}
+
+// markWrite makes r invalidate key again when its reply comes.
+func (pr *poolRT) markWrite(r *request, key []byte) {
+	r.hkc = pr.hc
+	r.hkWrite = true
+	r.keys = append(r.keys, key...)
+	r.keyEnds = append(r.keyEnds, len(r.keys))
+}
+
+// markFlush makes r (a flush fragment, an EXEC) empty the cache again when
+// its reply comes.
+func (pr *poolRT) markFlush(r *request) {
+	r.hkc = pr.hc
+	r.hkWrite = true
+	r.hkFlush = true
+}
+
+// rewritten is the reply side of a write's invalidation: called when r's
+// reply arrives or r fails (its effect unknown), before r is released.
+func rewritten(l *loop, pr *poolRT, r *request) {
+	if r.hkFlush {
+		r.hkc.InvalidateAll()
+		l.near(pr).inval[InvalFlush].Add(1)
+		return
+	}
+	for i := range r.keyEnds {
+		r.hkc.Invalidate(r.key(i))
+	}
+	l.near(pr).inval[InvalReply].Add(int64(len(r.keyEnds)))
+}
+
+// HotKeys lists the hot keys of every pool with hot_keys enabled, by pool
+// name, hottest first, with the server each key maps to now.
+func (p *Proxy) HotKeys() map[string][]HotKeyStats {
+	out := map[string][]HotKeyStats{}
+	for _, live := range p.activePools() {
+		if live.cur.Load().hk != nil {
+			out[live.name] = p.poolHotKeys(live)
+		}
+	}
+	return out
+}
+
+// poolHotKeys lists one pool's hot keys (empty when it has hot keys off).
+func (p *Proxy) poolHotKeys(live *poolLive) []HotKeyStats {
+	pr := live.cur.Load()
+	list := []HotKeyStats{}
+	if pr.hk == nil {
+		return list
+	}
+	for _, h := range pr.hk.Snapshot() {
+		server := ""
+		if s := pr.pick([]byte(h.Key)); s >= 0 {
+			server = pr.serverName(s)
+		}
+		list = append(list, HotKeyStats{Key: h.Key, Rate: h.Rate, ReadShare: h.ReadShare, Server: server, Cached: h.Cached})
+	}
+	return list
+}
+
+// DisplayKey is how a key is shown by /hotkeys, stats hotkeys and
+// CACHEPROXY HOTKEYS: its first 64 bytes, every byte other than printable
+// ASCII (and the backslash) escaped as \xNN.
+func DisplayKey(key string) string {
+	if len(key) > 64 {
+		key = key[:64]
+	}
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c > ' ' && c < 0x7f && c != '\\' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "\\x%02x", c)
+		}
+	}
+	return b.String()
+}
+
+// HotKeyStats describes one hot key of a pool.
+type HotKeyStats struct {
+	Key       string  // the whole key (cut for display by the caller)
+	Rate      float64 // reads and writes per second, estimated
+	ReadShare float64 // share of its operations that are reads
+	Server    string  // the server it maps to now
+	Cached    bool    // the near cache holds its reply now
+}
+
+// NearCacheStats are a pool's near-cache and hot-key counters.
+type NearCacheStats struct {
+	Enabled               bool
+	Hits, Misses, Fills   int64
+	Invalidations         [numInval]int64 // by cause, indexed like InvalCauses
+	Bytes                 int64
+	Promotions, Demotions int64
+}
