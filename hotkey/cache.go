@@ -3,6 +3,7 @@ package hotkey
 import (
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/maypok86/otter/v2"
 )
@@ -37,11 +38,22 @@ type cached struct {
 // the key (or InvalidateAll) came in between. Tokens are generation counters
 // striped by key hash, so an invalidation of another key in the same stripe
 // may drop a fill too (only a lost fill, never a stale value).
+//
+// A write through the proxy is in flight from WriteBegin (before it is
+// sent) to WriteEnd (its reply came, or it failed): meanwhile its key's
+// stripe is neither served nor filled, so a client that pipelines a read
+// behind its own write reads the server (after the write), and a read by
+// anyone that reached the server before the write cannot fill. A flush in
+// flight (FlushBegin..FlushEnd) does the same for every key, and a delayed
+// flush (FlushAt) empties the cache when its time comes.
 type Cache struct {
 	c        *otter.Cache[string, cached]
 	gens     [genStripes]atomic.Uint64
-	epoch    atomic.Uint64 // InvalidateAll calls; older entries are misses
-	ttl      atomic.Int64  // time.Duration of later fills
+	writing  [genStripes]atomic.Int32 // writes in flight, by stripe
+	flushing atomic.Int32             // flushes in flight
+	closedTo atomic.Int64             // a delayed flush: nothing served or filled before (unix ns); 0: none
+	epoch    atomic.Uint64            // InvalidateAll calls; older entries are misses
+	ttl      atomic.Int64             // time.Duration of later fills
 	maxValue atomic.Int64
 }
 
@@ -73,13 +85,35 @@ func (c *Cache) update(s Settings) {
 }
 
 func (c *Cache) stripe(key []byte) *atomic.Uint64 {
-	return &c.gens[hash64(key, 0)&(genStripes-1)]
+	return &c.gens[c.stripeOf(key)]
+}
+
+func (c *Cache) stripeOf(key []byte) uint64 { return hash64(key, 0) & (genStripes - 1) }
+
+// lookupKey views key as a string for a lookup that does not keep it.
+func lookupKey(key []byte) string { return unsafe.String(unsafe.SliceData(key), len(key)) }
+
+// closed reports whether key may be neither served nor filled now: a write
+// of its stripe or a flush is in flight, or a delayed flush is pending.
+func (c *Cache) closed(key []byte) bool {
+	if to := c.closedTo.Load(); to != 0 {
+		if time.Now().UnixNano() < to {
+			return true
+		}
+		if c.closedTo.CompareAndSwap(to, 0) {
+			c.InvalidateAll()
+		}
+	}
+	return c.flushing.Load() > 0 || c.writing[c.stripeOf(key)].Load() > 0
 }
 
 // Get returns key's cached reply bytes. The slice is shared: callers must
 // not modify it. No allocation on hit or miss.
 func (c *Cache) Get(key []byte) ([]byte, bool) {
-	v, ok := c.c.GetIfPresent(string(key))
+	if c.closed(key) {
+		return nil, false
+	}
+	v, ok := c.c.GetIfPresent(lookupKey(key))
 	if !ok || v.epoch != c.epoch.Load() {
 		return nil, false
 	}
@@ -104,9 +138,10 @@ func (c *Cache) Begin(key []byte) Gen {
 // allowed (the caller decides). val is copied: the caller keeps its buffer.
 func (c *Cache) Fill(key []byte, gen Gen, val []byte) bool {
 	st := c.stripe(key)
-	if Gen(st.Load()) != gen || int64(len(val)) > c.maxValue.Load() {
+	if Gen(st.Load()) != gen || int64(len(val)) > c.maxValue.Load() || c.closed(key) {
 		return false
 	}
+	w := &c.writing[c.stripeOf(key)]
 	v := cached{val: append([]byte(nil), val...), ttl: time.Duration(c.ttl.Load())}
 	// The check runs under the entry's bucket lock: an Invalidate that
 	// bumped the generation after it removes the entry after this write.
@@ -117,7 +152,7 @@ func (c *Cache) Fill(key []byte, gen Gen, val []byte) bool {
 		// this entry is a miss from then on even if otter's InvalidateAll
 		// (which does not wait for bucket locks) misses it.
 		v.epoch = c.epoch.Load()
-		if Gen(st.Load()) != gen {
+		if Gen(st.Load()) != gen || w.Load() > 0 || c.flushing.Load() > 0 {
 			return old, otter.CancelOp
 		}
 		stored = true
@@ -129,7 +164,49 @@ func (c *Cache) Fill(key []byte, gen Gen, val []byte) bool {
 // Invalidate drops key and makes every earlier Begin token for it stale.
 func (c *Cache) Invalidate(key []byte) {
 	c.stripe(key).Add(1)
-	c.c.Invalidate(string(key))
+	c.c.Invalidate(lookupKey(key))
+}
+
+// WriteBegin says a write of key is about to be sent: key is dropped, and
+// until the matching WriteEnd it is neither served nor filled (nor are the
+// keys that share its stripe).
+func (c *Cache) WriteBegin(key []byte) {
+	c.writing[c.stripeOf(key)].Add(1)
+	c.Invalidate(key)
+}
+
+// WriteEnd says the write WriteBegin announced is answered (or failed, its
+// effect unknown): key is dropped again, then may be filled by reads sent
+// from now on. Every WriteBegin needs exactly one WriteEnd.
+func (c *Cache) WriteEnd(key []byte) {
+	c.Invalidate(key)
+	c.writing[c.stripeOf(key)].Add(-1)
+}
+
+// FlushBegin and FlushEnd are WriteBegin and WriteEnd for every key (a
+// flush sent to a server).
+func (c *Cache) FlushBegin() {
+	c.flushing.Add(1)
+	c.InvalidateAll()
+}
+
+// FlushEnd: see FlushBegin.
+func (c *Cache) FlushEnd() {
+	c.InvalidateAll()
+	c.flushing.Add(-1)
+}
+
+// FlushAt is memcached's flush_all with a delay: the servers drop their
+// items at about t (their clocks tick in seconds), so the cache serves and
+// fills nothing until a second after t, and is emptied then.
+func (c *Cache) FlushAt(t time.Time) {
+	to := t.Add(time.Second).UnixNano()
+	for {
+		cur := c.closedTo.Load()
+		if cur >= to || c.closedTo.CompareAndSwap(cur, to) {
+			return
+		}
+	}
 }
 
 // invalidateString is Invalidate for a string key.

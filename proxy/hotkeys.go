@@ -87,9 +87,11 @@ func (live *poolLive) publishHot(pr *poolRT) {
 		live.hk.Store(pr.hk)
 	default:
 		t.Update(hotSettings(pr.cfg)) // keeps what it can
-		if prev == nil || prev.hk == nil {
-			t.Cache().InvalidateAll()
-		}
+		// Empty it on every new version: a cached reply may belong to a
+		// server, database (redis_db) or placement the new one no longer
+		// reads, and a version that turns hot keys back on follows writes
+		// that did not invalidate.
+		t.Cache().InvalidateAll()
 	}
 }
 
@@ -164,7 +166,22 @@ func (pr *poolRT) lookup(l *loop, key []byte) (cached []byte, hot bool) {
 		return v, true
 	}
 	l.near(pr).misses.Add(1)
-	return nil, true
+	// A replica may lag its primary: its answer, cached, would be served
+	// to every client for up to the TTL, not just for the lag.
+	return nil, !pr.replicaReads()
+}
+
+// replicaReads reports whether the pool's reads may go to replicas.
+func (pr *poolRT) replicaReads() bool {
+	if pr.cfg.ReadPolicy == config.ReadPrimary {
+		return false
+	}
+	for _, s := range pr.cfg.Servers {
+		if len(s.Replicas) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // fill stores a hot key's reply block, taken with token gen before its read
@@ -187,34 +204,60 @@ func (pr *poolRT) markFill(r *request, key []byte) {
 	r.keys = append(r.keys[:0], key...)
 }
 
-// markWrite makes r invalidate key again when its reply comes.
+// markWrite makes r a write of key in flight (hotkey.Cache.WriteBegin):
+// key is dropped now and neither served nor filled until r's reply comes
+// (or r fails), when it is dropped again (rewritten).
 func (pr *poolRT) markWrite(r *request, key []byte) {
 	r.hkc = pr.hc
 	r.hkWrite = true
 	r.keys = append(r.keys, key...)
 	r.keyEnds = append(r.keyEnds, len(r.keys))
+	pr.hc.WriteBegin(key)
 }
 
-// markFlush makes r (a flush fragment, an EXEC) empty the cache again when
-// its reply comes.
+// markFlush makes r (a flush fragment, an EXEC) a flush in flight: the
+// cache is emptied now and again when its reply comes, and serves nothing
+// meanwhile.
 func (pr *poolRT) markFlush(r *request) {
+	if r.hkFlush {
+		return
+	}
 	r.hkc = pr.hc
 	r.hkWrite = true
 	r.hkFlush = true
+	pr.hc.FlushBegin()
 }
 
 // rewritten is the reply side of a write's invalidation: called when r's
 // reply arrives or r fails (its effect unknown), before r is released.
 func rewritten(l *loop, pr *poolRT, r *request) {
+	if !r.hkWrite {
+		return
+	}
+	n := r.endWrites()
 	if r.hkFlush {
-		r.hkc.InvalidateAll()
 		l.near(pr).inval[InvalFlush].Add(1)
 		return
 	}
-	for i := range r.keyEnds {
-		r.hkc.Invalidate(r.key(i))
+	l.near(pr).inval[InvalReply].Add(int64(n))
+}
+
+// endWrites ends r's writes in flight (each WriteBegin or FlushBegin once)
+// and reports how many keys they were. release calls it for a write that
+// never got a reply or a failure (refused before it was sent).
+func (r *request) endWrites() int {
+	if !r.hkWrite {
+		return 0
 	}
-	l.near(pr).inval[InvalReply].Add(int64(len(r.keyEnds)))
+	r.hkWrite = false
+	if r.hkFlush {
+		r.hkc.FlushEnd()
+		return 0
+	}
+	for i := range r.keyEnds {
+		r.hkc.WriteEnd(r.key(i))
+	}
+	return len(r.keyEnds)
 }
 
 // HotKeys lists the hot keys of every pool with hot_keys enabled, by pool

@@ -544,8 +544,10 @@ func (l *loop) release(r *request) {
 		}
 	}
 	l.releaseHeld(r)
+	r.endWrites() // a write that never got a reply nor a failure
 	for i, f := range r.frags {
 		r.frags[i] = nil
+		f.endWrites()
 		f.reset()
 		if cap(f.reply) > 64<<10 {
 			f.reply = nil

@@ -219,8 +219,8 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		return
 	}
 	if r.class == ClassWrite {
-		for _, k := range req.Keys {
-			m.pr.written(l, r, k)
+		for i := range req.Keys {
+			m.pr.written(l, r, cl.scratch().hashKey(req, i)) // the key itself, when sent base64
 		}
 	} else if fillKey != nil {
 		pr.markFill(r, fillKey)
@@ -350,6 +350,16 @@ func (m *memcacheCodec) forwardAll(cl *client, req *memcache.Request) {
 		f.mc = header(req)
 	}
 	m.pr.flushed(l, parent)
+	if m.pr.hc != nil && len(req.Args) > 0 {
+		if d, err := strconv.ParseInt(string(req.Args[0]), 10, 64); err == nil && d > 0 {
+			// Memcached's rule: up to 30 days is relative, more is a unix time.
+			at := time.Now().Add(time.Duration(d) * time.Second)
+			if d > 30*24*3600 {
+				at = time.Unix(d, 0)
+			}
+			m.pr.hc.FlushAt(at)
+		}
+	}
 	sendFragments(cl, m.pr, parent, func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
 	})

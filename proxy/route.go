@@ -97,18 +97,20 @@ func (pr *poolRT) written(l *loop, r *request, key []byte) {
 		return
 	}
 	if key == nil {
-		pr.hc.InvalidateAll()
 		l.near(pr).inval[InvalFlush].Add(1)
 		if r != nil {
 			pr.markFlush(r)
+		} else {
+			pr.hc.InvalidateAll()
 		}
 		return
 	}
 	l.recorder(pr).Observe(key, true)
-	pr.hc.Invalidate(key)
 	l.near(pr).inval[InvalWrite].Add(1)
 	if r != nil {
-		pr.markWrite(r, key)
+		pr.markWrite(r, key) // drops key now, and keeps it closed until r's reply
+	} else {
+		pr.hc.Invalidate(key)
 	}
 }
 
