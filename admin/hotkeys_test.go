@@ -31,7 +31,7 @@ func TestHotKeysEndpoint(t *testing.T) {
 	}}
 	src.set(true, []proxy.PoolStats{
 		{Name: "mc", NearCache: proxy.NearCacheStats{Enabled: true, Hits: 7, Misses: 3, Fills: 2,
-			Invalidations: [3]int64{5, 4, 1}, Bytes: 300, Promotions: 2, Demotions: 1}},
+			Invalidations: [4]int64{5, 4, 1, 0}, Bytes: 300, Promotions: 2, Demotions: 1}},
 		{Name: "off"},
 	})
 	s := startAdmin(t, admin.Options{Source: src})
