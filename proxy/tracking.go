@@ -152,10 +152,12 @@ func (live *poolLive) runTracker(ctx context.Context, t *serverTracker) {
 		name = t.info.addr
 	}
 	wait := 50 * time.Millisecond
+	failing := false // an attempt failed since the last session was up: log once
 	for {
 		start := time.Now()
 		err := live.trackSession(ctx, t)
-		if t.up.Swap(false) {
+		wasUp := t.up.Swap(false)
+		if wasUp {
 			// Writes may have been missed: nothing cached may stay.
 			if hk := live.hk.Load(); hk != nil {
 				hk.Cache().InvalidateAll()
@@ -165,8 +167,16 @@ func (live *poolLive) runTracker(ctx context.Context, t *serverTracker) {
 		if ctx.Err() != nil {
 			return
 		}
-		live.p.log.Warn("redis tracking connection lost; near cache bypassed for its keys",
-			"pool", live.name, "server", name, "error", err)
+		switch {
+		case wasUp:
+			failing = false
+			live.p.log.Warn("redis tracking connection lost; near cache bypassed for its keys until it is back",
+				"pool", live.name, "server", name, "error", err)
+		case !failing:
+			failing = true
+			live.p.log.Warn("redis tracking connection failed; near cache bypassed for its keys, retrying",
+				"pool", live.name, "server", name, "error", err)
+		}
 		if time.Since(start) > 10*trackRetryMax {
 			wait = 50 * time.Millisecond
 		}
