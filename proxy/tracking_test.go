@@ -267,3 +267,39 @@ func trackingGoroutines() int {
 	buf := make([]byte, 4<<20)
 	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "proxy.(*poolLive).runTracker(")
 }
+
+// TestTrackingRefusedNoNearCache: servers that refuse CLIENT TRACKING (the
+// command disabled) never get a tracking connection up, so the near cache
+// never serves their keys: every read goes to the server and a write made
+// behind the proxy is seen at once.
+func TestTrackingRefusedNoNearCache(t *testing.T) {
+	pool := trackPool(t, testserver.Redis(t, "--rename-command", "CLIENT", ""), testserver.Redis(t, "--rename-command", "CLIENT", ""))
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	addrs := []string{pool.Servers[0].Addr, pool.Servers[1].Addr}
+	h := hkDial(t, pool.Listen, true)
+	if err := h.set("hot", "v0"); err != nil {
+		t.Fatal(err)
+	}
+	direct := hkDial(t, addrs[ownerOf(t, "hot", addrs)], true)
+	deadline := time.Now().Add(time.Second) // long enough to be promoted (merges every 100 ms)
+	for i := 1; time.Now().Before(deadline); i++ {
+		want := fmt.Sprintf("v%d", i)
+		if err := direct.set("hot", want); err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			if v, _, err := h.get("hot"); err != nil || v != want {
+				t.Fatalf("get through the proxy: %q, %v; want %q (no tracking: must not be cached)", v, err, want)
+			}
+		}
+	}
+	if hk := p.HotKeys()["hk"]; len(hk) == 0 || hk[0].Key != "hot" {
+		t.Fatalf("hot keys %+v; want hot promoted (else the test proves nothing)", hk)
+	}
+	if st := nearStats(p, "hk"); st.Hits != 0 || st.Fills != 0 {
+		t.Errorf("near cache without tracking: %+v; want no hits and no fills", st)
+	}
+	if m := trackingUp(p); len(m) != 2 || m["r1"] || m["r2"] {
+		t.Errorf("tracking up %v; want both servers down", m)
+	}
+}
