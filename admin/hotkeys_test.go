@@ -31,8 +31,10 @@ func TestHotKeysEndpoint(t *testing.T) {
 	}}
 	src.set(true, []proxy.PoolStats{
 		{Name: "mc", NearCache: proxy.NearCacheStats{Enabled: true, Hits: 7, Misses: 3, Fills: 2,
-			Invalidations: [3]int64{5, 4, 1}, Bytes: 300, Promotions: 2, Demotions: 1}},
+			Invalidations: [4]int64{5, 4, 1, 0}, Bytes: 300, Promotions: 2, Demotions: 1}},
 		{Name: "off"},
+		{Name: "rd", Protocol: "redis", NearCache: proxy.NearCacheStats{Enabled: true, Invalidations: [4]int64{0, 0, 0, 9}},
+			Servers: []proxy.ServerStats{{Name: "r1", TrackingUp: true}, {Name: "r2"}}},
 	})
 	s := startAdmin(t, admin.Options{Source: src})
 	code, body := get(t, s, "/hotkeys")
@@ -56,6 +58,9 @@ func TestHotKeysEndpoint(t *testing.T) {
 		{"cacheproxy_near_cache_bytes", []string{"pool", "mc"}, 300},
 		{"cacheproxy_hotkey_promotions_total", []string{"pool", "mc"}, 2},
 		{"cacheproxy_hotkey_demotions_total", []string{"pool", "mc"}, 1},
+		{"cacheproxy_near_cache_invalidations_total", []string{"pool", "rd", "cause", "tracking"}, 9},
+		{"cacheproxy_near_cache_tracking_up", []string{"pool", "rd", "server", "r1"}, 1},
+		{"cacheproxy_near_cache_tracking_up", []string{"pool", "rd", "server", "r2"}, 0},
 	} {
 		if got := m.must(t, c.name, c.lv...); got != c.want {
 			t.Errorf("%s{%s}: got %v; want %v", c.name, labels(c.lv...), got, c.want)
@@ -63,5 +68,8 @@ func TestHotKeysEndpoint(t *testing.T) {
 	}
 	if _, ok := m.find("cacheproxy_near_cache_hits_total", "pool", "off"); ok {
 		t.Errorf("near-cache metrics exported for a pool with hot keys off")
+	}
+	if _, ok := m.find("cacheproxy_near_cache_tracking_up", "pool", "mc"); ok {
+		t.Errorf("tracking_up exported for a memcached pool")
 	}
 }

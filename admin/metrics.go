@@ -39,8 +39,8 @@ type statsCollector struct {
 
 	// Hot keys and the near cache: {pool} (invalidations also cause), only
 	// for pools with hot_keys enabled.
-	nearHits, nearMisses, nearFills, nearInval, nearBytes *prometheus.Desc
-	hkPromotions, hkDemotions                             *prometheus.Desc
+	nearHits, nearMisses, nearFills, nearInval, nearBytes, nearTrackUp *prometheus.Desc
+	hkPromotions, hkDemotions                                          *prometheus.Desc
 
 	// Server level: {pool, server}.
 	srvRequests, srvResponses, srvRequestBytes, srvResponseBytes *prometheus.Desc
@@ -86,7 +86,8 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		nearHits:     d("near_cache_hits_total", "Reads of hot keys answered from the near cache (per key of a multi-get).", p),
 		nearMisses:   d("near_cache_misses_total", "Reads of hot keys the near cache did not hold, sent to the server.", p),
 		nearFills:    d("near_cache_fills_total", "Replies stored in the near cache.", p),
-		nearInval:    d("near_cache_invalidations_total", "Near-cache invalidations by cause: write (a write through the proxy, before it is sent), reply (the same write's reply), flush (flush_all, FLUSHDB, FLUSHALL: every key).", append(p, "cause")),
+		nearInval:    d("near_cache_invalidations_total", "Near-cache invalidations by cause: write (a write through the proxy, before it is sent), reply (the same write's reply), flush (flush_all, FLUSHDB, FLUSHALL: every key), tracking (a Redis tracking connection's push, or its loss: every key).", append(p, "cause")),
+		nearTrackUp:  d("near_cache_tracking_up", "1 while the server's Redis tracking connection is up (the near cache serves its keys only then), else 0.", ps),
 		nearBytes:    d("near_cache_bytes", "Bytes the near cache holds now.", p),
 		hkPromotions: d("hotkey_promotions_total", "Keys promoted to hot.", p),
 		hkDemotions:  d("hotkey_demotions_total", "Hot keys demoted (their cached replies dropped).", p),
@@ -128,7 +129,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.buildInfo, c.uptime, c.ready, c.memHeld, c.memLimit,
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
 		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
-		c.nearHits, c.nearMisses, c.nearFills, c.nearInval, c.nearBytes, c.hkPromotions, c.hkDemotions,
+		c.nearHits, c.nearMisses, c.nearFills, c.nearInval, c.nearBytes, c.nearTrackUp, c.hkPromotions, c.hkDemotions,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
@@ -188,6 +189,13 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ss := &ps.Servers[i]
 			sn := ss.Name
 			counter(c.srvRequests, ss.Requests, pn, sn)
+			if ps.NearCache.Enabled && ps.Protocol == "redis" {
+				up := 0.0
+				if ss.TrackingUp {
+					up = 1
+				}
+				gauge(c.nearTrackUp, up, pn, sn)
+			}
 			counter(c.srvResponses, ss.Responses, pn, sn)
 			counter(c.srvRequestBytes, ss.RequestBytes, pn, sn)
 			counter(c.srvResponseBytes, ss.ResponseBytes, pn, sn)

@@ -33,11 +33,14 @@ const (
 	// InvalFlush is a flush (flush_all, FLUSHDB, FLUSHALL, a transaction's
 	// EXEC reply): every key.
 	InvalFlush
+	// InvalTracking is a Redis tracking connection's push (a key written
+	// on its server, or a flush), or that connection's loss (every key).
+	InvalTracking
 	numInval
 )
 
 // InvalCauses names the invalidation causes, indexed like the counters.
-var InvalCauses = [numInval]string{"write", "reply", "flush"}
+var InvalCauses = [numInval]string{"write", "reply", "flush", "tracking"}
 
 // nearCounters are one loop's near-cache counters for one pool.
 type nearCounters struct {
@@ -160,6 +163,9 @@ func (l *loop) near(pr *poolRT) *nearCounters { return &l.counters(pr.idx).near 
 func (pr *poolRT) lookup(l *loop, key []byte) (cached []byte, hot bool) {
 	if !pr.hk.Hot(key) {
 		return nil, false
+	}
+	if pr.cfg.Protocol == config.ProtocolRedis && !pr.live.trackedUp(pr.pick(key)) {
+		return nil, false // no tracking connection: neither serve nor fill
 	}
 	if v, ok := pr.hc.Get(key); ok {
 		l.near(pr).hits.Add(1)

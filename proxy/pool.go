@@ -58,6 +58,9 @@ type poolLive struct {
 	// hk is the pool's hot-key tracker, made by the first version with
 	// hot_keys enabled and kept for the pool's life (nil until then).
 	hk atomic.Pointer[hotkey.Tracker]
+	// tracking holds a Redis hot-key pool's tracking connections
+	// (tracking.go).
+	tracking poolTracking
 
 	// Guarded by Proxy.reloadMu.
 	slotOf     map[serverID]int
@@ -200,6 +203,7 @@ func (live *poolLive) runHealth(pr *poolRT) {
 	live.stopHealth = cancel
 	p.bg.Add(1)
 	go func() { defer p.bg.Done(); _ = pr.health.Run(ctx, 0) }()
+	live.syncTracking(pr)
 }
 
 // rebuild builds and publishes a ring over the live servers (nil: all).

@@ -142,6 +142,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		if live.stopHealth != nil {
 			live.stopHealth()
 		}
+		live.stopTracking()
 		p.log.Info("pool removed; draining its clients", "pool", live.name, "clients", live.clients.Load(),
 			"timeout", p.opts.DrainTimeout)
 		if p.serving {

@@ -179,7 +179,10 @@ type PoolStats struct {
 
 // ServerStats is a snapshot of one server's counters.
 type ServerStats struct {
-	Name, Addr    string
+	Name, Addr string
+	// TrackingUp: the server's Redis tracking connection is up (a Redis
+	// pool with hot_keys only; see docs/hotkeys.md).
+	TrackingUp    bool
 	State         pool.State
 	EjectedAt     time.Time // last ejection; zero if never
 	Ejections     int64
@@ -238,6 +241,12 @@ func (p *Proxy) Stats() []PoolStats {
 			ts := pr.hk.Stats()
 			ps.NearCache.Enabled = true
 			ps.NearCache.Bytes, ps.NearCache.Promotions, ps.NearCache.Demotions = ts.Bytes, int64(ts.Promotions), int64(ts.Demotions)
+			ps.NearCache.Invalidations[InvalTracking] = live.tracking.inval.Load()
+			if trackingWanted(pr) {
+				for s := range ps.Servers {
+					ps.Servers[s].TrackingUp = live.trackedUp(pr.slot[s])
+				}
+			}
 		}
 		for _, l := range loops {
 			l.mu.Lock()
