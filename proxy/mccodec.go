@@ -222,8 +222,8 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		for _, k := range req.Keys {
 			m.pr.written(l, r, k)
 		}
-	} else if fillKey != nil {
-		pr.markFill(r, fillKey)
+	} else if fillKey != nil && pr.coalesce(l, r, fillKey, s, 0) {
+		return // waits for the same key's read in flight
 	}
 	route(cl, m.pr, r, s, req.Cmd == memcache.CmdGet, func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
@@ -393,6 +393,9 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	}
 	if r.hkFill && rep.Hits == 1 && !rep.Status.IsError() && bytes.HasSuffix(buf[:n], []byte("\r\nEND\r\n")) {
 		b.pr.fill(b.l, r.hkc, r.keys, r.hkGen, buf[:n-len("END\r\n")])
+	}
+	if r.hkFlight != nil {
+		land(r, deliver)
 	}
 	cl := r.cl
 	switch {

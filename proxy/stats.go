@@ -271,6 +271,7 @@ func (p *Proxy) Stats() []PoolStats {
 			nc.Hits += pc.near.hits.Load()
 			nc.Misses += pc.near.misses.Load()
 			nc.Fills += pc.near.fills.Load()
+			nc.Coalesced += pc.near.coalesced.Load()
 			for c := range nc.Invalidations {
 				nc.Invalidations[c] += pc.near.inval[c].Load()
 			}
