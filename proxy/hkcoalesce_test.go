@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -198,4 +199,80 @@ func hkPoolOver(t *testing.T, redis bool, ss []*testserver.Process) config.Pool 
 	p.ServerConnections = 2
 	p.HotKeys = config.HotKeys{Enabled: true, MinRate: 20}
 	return p
+}
+
+// TestHotKeysCoalesceNotAcrossWrite: with the servers stopped, a miss of a
+// hot key is in flight when a set of the key goes through the proxy; a
+// miss after the set must not wait for the read sent before it (it sends
+// its own: the coalesced counter stays), a miss after that one waits for
+// it, the servers count exactly two gets, and once the set is answered a
+// read sees its value.
+func TestHotKeysCoalesceNotAcrossWrite(t *testing.T) {
+	for _, redis := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memcache", true: "redis"}[redis], func(t *testing.T) {
+			ss, gets := hkServers(t, redis)
+			pool := hkPoolOver(t, redis, ss)
+			p := proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+			w := hkDial(t, pool.Listen, redis)
+			if err := w.set("hot", "v0"); err != nil {
+				t.Fatal(err)
+			}
+			warm(t, p, w, "hot")
+			if err := w.set("hot", "v1"); err != nil {
+				t.Fatal(err)
+			}
+			a, c, d := hkDial(t, pool.Listen, redis), hkDial(t, pool.Listen, redis), hkDial(t, pool.Listen, redis)
+			before := gets()
+			st := nearStats(p, "hk")
+			resume := stopServers(t, ss)
+			type res struct {
+				v   string
+				err error
+			}
+			get := func(h *hkConn) chan res {
+				ch := make(chan res, 1)
+				go func() {
+					v, ok, err := h.get("hot")
+					if err == nil && !ok {
+						err = fmt.Errorf("miss")
+					}
+					ch <- res{v, err}
+				}()
+				return ch
+			}
+			ra := get(a)
+			waitMisses(t, p, st.Misses+1)
+			setDone := make(chan error, 1)
+			go func() { setDone <- w.set("hot", "v2") }()
+			deadline := time.Now().Add(10 * time.Second)
+			for nearStats(p, "hk").Invalidations[proxy.InvalWrite] == st.Invalidations[proxy.InvalWrite] {
+				if time.Now().After(deadline) {
+					t.Fatalf("the set never reached the proxy: %+v", nearStats(p, "hk"))
+				}
+				time.Sleep(time.Millisecond)
+			}
+			rc := get(c)
+			waitMisses(t, p, st.Misses+2)
+			if got := nearStats(p, "hk").Coalesced; got != st.Coalesced {
+				t.Errorf("a miss after a write waited for a read sent before it: coalesced %d; want %d", got, st.Coalesced)
+			}
+			rd := get(d)
+			waitCoalesced(t, p, st.Coalesced+1)
+			resume()
+			for _, ch := range []chan res{ra, rc, rd} {
+				if r := <-ch; r.err != nil || (r.v != "v1" && r.v != "v2") {
+					t.Errorf("get hot: got %q (%v); want v1 or v2", r.v, r.err)
+				}
+			}
+			if err := <-setDone; err != nil {
+				t.Fatal(err)
+			}
+			if v, ok, err := a.get("hot"); err != nil || !ok || v != "v2" {
+				t.Errorf("get hot after the set: got %q (hit %v, err %v); want %q", v, ok, err, "v2")
+			}
+			if got := gets() - before; got != 3 {
+				t.Errorf("server gets: got %d; want 3 (two flights, one read after the set)", got)
+			}
+		})
+	}
 }
