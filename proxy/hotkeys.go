@@ -44,6 +44,7 @@ var InvalCauses = [numInval]string{"write", "reply", "flush"}
 type nearCounters struct {
 	hits, misses, fills counter
 	coalesced           counter // misses that waited for another's read
+	refreshes           counter // reads sent ahead of an entry's expiry
 	inval               [numInval]counter
 }
 
@@ -283,6 +284,7 @@ type NearCacheStats struct {
 	Enabled               bool
 	Hits, Misses, Fills   int64
 	Coalesced             int64           // misses that waited for another read of their key
+	Refreshes             int64           // reads sent to refresh an entry before it expires
 	Invalidations         [numInval]int64 // by cause, indexed like InvalCauses
 	Bytes                 int64
 	Promotions, Demotions int64
@@ -380,4 +382,26 @@ func (f *flight) resend(w *request) {
 		dst = strconv.AppendInt(dst, int64(len(key)), 10)
 		return append(append(append(dst, "\r\n"...), key...), "\r\n"...)
 	}, -1)
+}
+
+// refreshAhead is called on a near-cache hit of key (server s): when the
+// entry is in the last quarter of its TTL (Cache.Expiring) and no read of
+// key is in flight on this loop, it sends one read with no client (setup
+// prepares it, frame writes it) whose reply refills the cache, so a
+// steadily hot key is refreshed before it expires instead of missing on
+// every loop. Later misses of the key on the loop wait for it.
+func (pr *poolRT) refreshAhead(cl *client, key []byte, s int, proto int8, setup func(r *request), frame frameFunc) {
+	if s < 0 || !pr.hc.Expiring(key) {
+		return
+	}
+	l := cl.l
+	if f := l.flights(pr)[string(key)]; f != nil && f.gen == pr.hc.Begin(key) && f.proto == proto && f.pr == pr {
+		return // one in flight already
+	}
+	r := l.newRequest()
+	r.class = ClassRead
+	setup(r)
+	pr.coalesce(l, r, key, s, proto)
+	l.near(pr).refreshes.Add(1)
+	route(cl, pr, r, s, true, frame, -1)
 }

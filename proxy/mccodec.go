@@ -197,6 +197,10 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 				r.reply = append(append(r.reply[:0], v...), "END\r\n"...)
 				cl.push(r)
 				cl.complete(r)
+				pr.refreshAhead(cl, key, pr.pick(cl.scratch().hashKey(req, 0)), 0, func(r *request) {
+					r.mc = header(req)
+					r.nkeys = 1
+				}, func(dst []byte, _ int) []byte { return req.AppendForward(dst) })
 				return
 			}
 			if hot {

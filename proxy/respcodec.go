@@ -446,6 +446,12 @@ func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Comma
 					r.reply = append(r.reply[:0], v...)
 					cl.push(r)
 					cl.complete(r)
+					proto := int8(2)
+					if cl.rs.resp3 {
+						proto = 3
+					}
+					pr.refreshAhead(cl, key, s, proto, func(r *request) { r.replies = cmd.Replies },
+						func(dst []byte, _ int) []byte { return req.AppendForward(dst) })
 					return
 				}
 				if hot {
