@@ -40,6 +40,7 @@ type statsCollector struct {
 	// Hot keys and the near cache: {pool} (invalidations also cause), only
 	// for pools with hot_keys enabled.
 	nearHits, nearMisses, nearFills, nearInval, nearBytes, nearTrackUp *prometheus.Desc
+	nearCoalesced, nearRefreshes                                       *prometheus.Desc
 	hkPromotions, hkDemotions                                          *prometheus.Desc
 
 	// Server level: {pool, server}.
@@ -83,14 +84,16 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
 
-		nearHits:     d("near_cache_hits_total", "Reads of hot keys answered from the near cache (per key of a multi-get).", p),
-		nearMisses:   d("near_cache_misses_total", "Reads of hot keys the near cache did not hold, sent to the server.", p),
-		nearFills:    d("near_cache_fills_total", "Replies stored in the near cache.", p),
-		nearInval:    d("near_cache_invalidations_total", "Near-cache invalidations by cause: write (a write through the proxy, before it is sent), reply (the same write's reply), flush (flush_all, FLUSHDB, FLUSHALL: every key), tracking (a Redis tracking connection's push, or its loss: every key).", append(p, "cause")),
-		nearTrackUp:  d("near_cache_tracking_up", "1 while the server's Redis tracking connection is up (the near cache serves its keys only then), else 0.", ps),
-		nearBytes:    d("near_cache_bytes", "Bytes the near cache holds now.", p),
-		hkPromotions: d("hotkey_promotions_total", "Keys promoted to hot.", p),
-		hkDemotions:  d("hotkey_demotions_total", "Hot keys demoted (their cached replies dropped).", p),
+		nearHits:      d("near_cache_hits_total", "Reads of hot keys answered from the near cache (per key of a multi-get).", p),
+		nearMisses:    d("near_cache_misses_total", "Reads of hot keys the near cache did not hold, sent to the server.", p),
+		nearFills:     d("near_cache_fills_total", "Replies stored in the near cache.", p),
+		nearInval:     d("near_cache_invalidations_total", "Near-cache invalidations by cause: write (a write through the proxy, before it is sent), reply (the same write's reply), flush (flush_all, FLUSHDB, FLUSHALL: every key), tracking (a Redis tracking connection's push, or its loss: every key).", append(p, "cause")),
+		nearTrackUp:   d("near_cache_tracking_up", "1 while the server's Redis tracking connection is up (the near cache serves its keys only then), else 0.", ps),
+		nearCoalesced: d("near_cache_coalesced_total", "Misses of hot keys that waited for a read of the same key already in flight on their loop.", p),
+		nearRefreshes: d("near_cache_refreshes_total", "Reads sent to refresh a near-cache entry in the last quarter of its TTL.", p),
+		nearBytes:     d("near_cache_bytes", "Bytes the near cache holds now.", p),
+		hkPromotions:  d("hotkey_promotions_total", "Keys promoted to hot.", p),
+		hkDemotions:   d("hotkey_demotions_total", "Hot keys demoted (their cached replies dropped).", p),
 
 		srvRequests:      d("server_requests_total", "Requests sent to the server.", ps),
 		srvResponses:     d("server_responses_total", "Replies received from the server.", ps),
@@ -130,6 +133,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
 		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
 		c.nearHits, c.nearMisses, c.nearFills, c.nearInval, c.nearBytes, c.nearTrackUp, c.hkPromotions, c.hkDemotions,
+		c.nearCoalesced, c.nearRefreshes,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
@@ -178,6 +182,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.nearHits, nc.Hits, pn)
 			counter(c.nearMisses, nc.Misses, pn)
 			counter(c.nearFills, nc.Fills, pn)
+			counter(c.nearCoalesced, nc.Coalesced, pn)
+			counter(c.nearRefreshes, nc.Refreshes, pn)
 			for i, cause := range proxy.InvalCauses {
 				counter(c.nearInval, nc.Invalidations[i], pn, cause)
 			}

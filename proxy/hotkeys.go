@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,8 @@ var InvalCauses = [numInval]string{"write", "reply", "flush", "tracking"}
 // nearCounters are one loop's near-cache counters for one pool.
 type nearCounters struct {
 	hits, misses, fills counter
+	coalesced           counter // misses that waited for another's read
+	refreshes           counter // reads sent ahead of an entry's expiry
 	inval               [numInval]counter
 }
 
@@ -102,6 +105,8 @@ func (live *poolLive) publishHot(pr *poolRT) {
 type loopHot struct {
 	t   *hotkey.Tracker
 	rec *hotkey.Recorder
+	// flights are the loop's reads of hot keys in flight, by key.
+	flights map[string]*flight
 }
 
 // recorder returns the loop's recorder for pr's tracker (pr.hk not nil).
@@ -327,7 +332,125 @@ type HotKeyStats struct {
 type NearCacheStats struct {
 	Enabled               bool
 	Hits, Misses, Fills   int64
+	Coalesced             int64           // misses that waited for another read of their key
+	Refreshes             int64           // reads sent to refresh an entry before it expires
 	Invalidations         [numInval]int64 // by cause, indexed like InvalCauses
 	Bytes                 int64
 	Promotions, Demotions int64
+}
+
+// Coalescing (docs/hotkeys.md): on each loop, a miss of a hot key that
+// fills the near cache (a plain single-key get/GET) leads a flight; later
+// misses of the same key on the same loop, while it is in flight, wait for
+// its reply instead of sending their own read. A miss joins only if no
+// invalidation of the key (a write through the proxy on any loop, a flush)
+// came since the leader took its fill token, so a read sent before the
+// latest write is never shared with a reader that comes after it.
+
+// flight is a backend read of a hot key that later misses wait for.
+type flight struct {
+	l       *loop
+	pr      *poolRT
+	s       int        // the server read
+	gen     hotkey.Gen // the leader's fill token
+	proto   int8       // Redis: the leader client's protocol (2, 3); memcached 0
+	waiters []*request
+}
+
+// flights returns the loop's in-flight reads of pr's hot keys.
+func (l *loop) flights(pr *poolRT) map[string]*flight {
+	l.recorder(pr) // sizes l.hot and resets it when the tracker changed
+	h := &l.hot[pr.idx]
+	if h.flights == nil {
+		h.flights = map[string]*flight{}
+	}
+	return h.flights
+}
+
+// coalesce is called for r, a plain read of hot key for server s that
+// missed the near cache, just after r was pushed on its client's FIFO.
+// When a read of key is in flight on this loop with a token still valid, r
+// waits for its reply (coalesce returns true: r must not be sent);
+// otherwise r leads a new flight and is marked to fill the cache.
+func (pr *poolRT) coalesce(l *loop, r *request, key []byte, s int, proto int8) bool {
+	fl := l.flights(pr)
+	gen := pr.hc.Begin(key)
+	if f := fl[string(key)]; f != nil && f.gen == gen && f.proto == proto && f.pr == pr {
+		r.keys = append(r.keys[:0], key...)
+		r.inFIFO = true // held by the flight until it lands
+		f.waiters = append(f.waiters, r)
+		l.near(pr).coalesced.Add(1)
+		return true
+	}
+	pr.markFill(r, key)
+	r.hkGen = gen
+	f := &flight{l: l, pr: pr, s: s, gen: gen, proto: proto}
+	fl[string(key)] = f
+	r.hkFlight = f
+	return false
+}
+
+// land ends leader's flight: every waiter gets reply (the exact bytes the
+// leader's client gets: its value, its miss or its failure), in its own
+// client's order; with reply nil (nothing to share: the reply was
+// streamed) each waiter is sent on its own.
+func land(leader *request, reply []byte) {
+	f := leader.hkFlight
+	leader.hkFlight = nil
+	l := f.l
+	if f.pr.idx < len(l.hot) {
+		if fl := l.hot[f.pr.idx].flights; fl != nil && fl[string(leader.keys)] == f {
+			delete(fl, string(leader.keys))
+		}
+	}
+	for i, w := range f.waiters {
+		f.waiters[i] = nil
+		w.inFIFO = false
+		switch {
+		case w.cl == nil || w.cl.closed:
+			w.done = true
+			l.release(w)
+		case reply != nil:
+			w.reply = append(w.reply[:0], reply...)
+			w.cl.complete(w)
+		default:
+			f.resend(w)
+		}
+	}
+}
+
+// resend sends w, a waiter whose flight had no reply to share, on its own.
+func (f *flight) resend(w *request) {
+	key := w.keys
+	redis := f.pr.cfg.Protocol == config.ProtocolRedis
+	route(w.cl, f.pr, w, f.s, true, func(dst []byte, _ int) []byte {
+		if !redis {
+			return append(append(append(dst, "get "...), key...), "\r\n"...)
+		}
+		dst = append(dst, "*2\r\n$3\r\nGET\r\n$"...)
+		dst = strconv.AppendInt(dst, int64(len(key)), 10)
+		return append(append(append(dst, "\r\n"...), key...), "\r\n"...)
+	}, -1)
+}
+
+// refreshAhead is called on a near-cache hit of key (server s): when the
+// entry is in the last quarter of its TTL (Cache.Expiring) and no read of
+// key is in flight on this loop, it sends one read with no client (setup
+// prepares it, frame writes it) whose reply refills the cache, so a
+// steadily hot key is refreshed before it expires instead of missing on
+// every loop. Later misses of the key on the loop wait for it.
+func (pr *poolRT) refreshAhead(cl *client, key []byte, s int, proto int8, setup func(r *request), frame frameFunc) {
+	if s < 0 || !pr.hc.Expiring(key) {
+		return
+	}
+	l := cl.l
+	if f := l.flights(pr)[string(key)]; f != nil && f.gen == pr.hc.Begin(key) && f.proto == proto && f.pr == pr {
+		return // one in flight already
+	}
+	r := l.newRequest()
+	r.class = ClassRead
+	setup(r)
+	pr.coalesce(l, r, key, s, proto)
+	l.near(pr).refreshes.Add(1)
+	route(cl, pr, r, s, true, frame, -1)
 }

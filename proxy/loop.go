@@ -538,6 +538,9 @@ func (l *loop) release(r *request) {
 	if r.inQueue || r.inFIFO || r.pending > 0 {
 		return
 	}
+	if r.hkFlight != nil {
+		land(r, nil) // its reply was not seen whole: the waiters read on their own
+	}
 	for _, f := range r.frags {
 		if f.inFIFO {
 			return

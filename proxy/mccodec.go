@@ -197,6 +197,10 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 				r.reply = append(append(r.reply[:0], v...), "END\r\n"...)
 				cl.push(r)
 				cl.complete(r)
+				pr.refreshAhead(cl, key, pr.pick(cl.scratch().hashKey(req, 0)), 0, func(r *request) {
+					r.mc = header(req)
+					r.nkeys = 1
+				}, func(dst []byte, _ int) []byte { return req.AppendForward(dst) })
 				return
 			}
 			if hot {
@@ -222,8 +226,8 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		for i := range req.Keys {
 			m.pr.written(l, r, cl.scratch().hashKey(req, i)) // the key itself, when sent base64
 		}
-	} else if fillKey != nil {
-		pr.markFill(r, fillKey)
+	} else if fillKey != nil && pr.coalesce(l, r, fillKey, s, 0) {
+		return // waits for the same key's read in flight
 	}
 	route(cl, m.pr, r, s, req.Cmd == memcache.CmdGet, func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
@@ -403,6 +407,9 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	}
 	if r.hkFill && rep.Hits == 1 && !rep.Status.IsError() && bytes.HasSuffix(buf[:n], []byte("\r\nEND\r\n")) {
 		b.pr.fill(b.l, r.hkc, r.keys, r.hkGen, buf[:n-len("END\r\n")])
+	}
+	if r.hkFlight != nil {
+		land(r, deliver)
 	}
 	cl := r.cl
 	switch {

@@ -64,6 +64,9 @@ type request struct {
 	hkGen   hotkey.Gen // the fill token, taken before the read was queued
 	hkWrite bool       // a write: invalidate keys again on the reply
 	hkFlush bool       // a flush: empty the cache again on the reply
+	// hkFlight is the flight r leads: misses of the same key waiting for
+	// r's reply (hotkeys.go, coalesce).
+	hkFlight *flight
 	// A multi-key get of a hot-key pool, per key: the cached reply block
 	// answering it (nil: asked of its server), and whether its reply fills
 	// the cache, with the token.
@@ -113,6 +116,9 @@ func fragmentDone(f *request, c codec) {
 // completed on its client (silently for memcached noreply) and counted.
 func failRequest(r *request, pr *poolRT, msg string) {
 	r.reply = pr.codec.errorReply(r.reply[:0], msg)
+	if r.hkFlight != nil {
+		land(r, r.reply) // its waiters fail with it
+	}
 	switch {
 	case r.internal:
 		r.done = true

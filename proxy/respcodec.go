@@ -446,6 +446,12 @@ func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Comma
 					r.reply = append(r.reply[:0], v...)
 					cl.push(r)
 					cl.complete(r)
+					proto := int8(2)
+					if cl.rs.resp3 {
+						proto = 3
+					}
+					pr.refreshAhead(cl, key, s, proto, func(r *request) { r.replies = cmd.Replies },
+						func(dst []byte, _ int) []byte { return req.AppendForward(dst) })
 					return
 				}
 				if hot {
@@ -473,7 +479,13 @@ func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdCl
 	if class == ClassWrite {
 		rc.writtenKeys(cl, r, req)
 	} else if fillKey != nil {
-		rc.pr.markFill(r, fillKey)
+		proto := int8(2)
+		if cl.rs.resp3 {
+			proto = 3
+		}
+		if rc.pr.coalesce(cl.l, r, fillKey, s, proto) {
+			return // waits for the same key's read in flight
+		}
 	}
 	route(cl, rc.pr, r, s, class == ClassRead, func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
@@ -703,6 +715,9 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	}
 	if r.hkFill && rep.Type == '$' && !bytes.HasPrefix(buf, []byte("$-1")) {
 		b.pr.fill(b.l, r.hkc, r.keys, r.hkGen, buf[:n])
+	}
+	if r.hkFlight != nil {
+		land(r, buf[:n])
 	}
 	if r.merge == resp.MergeScan && rep.Type == '*' {
 		rc.scanReply(r, buf[:n])

@@ -280,6 +280,8 @@ func (p *Proxy) Stats() []PoolStats {
 			nc.Hits += pc.near.hits.Load()
 			nc.Misses += pc.near.misses.Load()
 			nc.Fills += pc.near.fills.Load()
+			nc.Coalesced += pc.near.coalesced.Load()
+			nc.Refreshes += pc.near.refreshes.Load()
 			for c := range nc.Invalidations {
 				nc.Invalidations[c] += pc.near.inval[c].Load()
 			}

@@ -1,0 +1,278 @@
+package proxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
+	"github.com/cacheproxy/cacheproxy/proxy"
+)
+
+// backendGets returns the gets a backend has served: memcached's cmd_get,
+// Redis's calls of get (INFO commandstats).
+func backendGets(t *testing.T, addr string, redis bool) int64 {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(proxytest.Timeout))
+	r := bufio.NewReader(c)
+	if !redis {
+		io.WriteString(c, "stats\r\n")
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("stats from %s: %v", addr, err)
+			}
+			if f := strings.Fields(l); len(f) == 3 && f[1] == "cmd_get" {
+				n, _ := strconv.ParseInt(f[2], 10, 64)
+				return n
+			}
+			if l == "END\r\n" {
+				t.Fatalf("stats from %s: no cmd_get", addr)
+			}
+		}
+	}
+	io.WriteString(c, "*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+	l, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(l, "$") {
+		t.Fatalf("INFO from %s: %q %v", addr, l, err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(l[1:]))
+	buf := make([]byte, n+2)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(buf), "\r\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_get:calls="); ok {
+			v, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// hkServers returns a hot-key pool over fresh servers, and the servers.
+func hkServers(t *testing.T, redis bool) ([]*testserver.Process, func() int64) {
+	var ss []*testserver.Process
+	for range 2 {
+		if redis {
+			ss = append(ss, testserver.Redis(t))
+		} else {
+			ss = append(ss, testserver.Memcached(t))
+		}
+	}
+	gets := func() int64 {
+		var n int64
+		for _, s := range ss {
+			n += backendGets(t, s.Addr, redis)
+		}
+		return n
+	}
+	return ss, gets
+}
+
+// stopServers SIGSTOPs ss (so the reads sent to them wait) and returns
+// what resumes them; the cleanup resumes them too.
+func stopServers(t *testing.T, ss []*testserver.Process) func() {
+	var once sync.Once
+	resume := func() {
+		once.Do(func() {
+			for _, s := range ss {
+				_ = syscall.Kill(s.Pid(), syscall.SIGCONT)
+			}
+		})
+	}
+	t.Cleanup(resume)
+	for _, s := range ss {
+		if err := syscall.Kill(s.Pid(), syscall.SIGSTOP); err != nil {
+			t.Fatalf("stop %s: %v", s.Addr, err)
+		}
+	}
+	return resume
+}
+
+// waitCoalesced polls the proxy until n misses have been coalesced in
+// all, or fails the test after a deadline.
+func waitCoalesced(t *testing.T, p *proxy.Proxy, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for nearStats(p, "hk").Coalesced < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("coalesced misses: got %d; want %d (%+v)", nearStats(p, "hk").Coalesced, n, nearStats(p, "hk"))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestHotKeysCoalesceMisses: 16 clients on one loop miss the same hot key
+// while its servers are stopped: the proxy sends one read, the 15 others
+// wait for it (the coalesced counter says so before the servers resume),
+// the servers count exactly one more get, and every client gets the value.
+func TestHotKeysCoalesceMisses(t *testing.T) {
+	for _, redis := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memcache", true: "redis"}[redis], func(t *testing.T) {
+			ss, gets := hkServers(t, redis)
+			pool := hkPoolOver(t, redis, ss)
+			p := proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+			w := hkDial(t, pool.Listen, redis)
+			if err := w.set("hot", "v0"); err != nil {
+				t.Fatal(err)
+			}
+			warm(t, p, w, "hot")
+			if err := w.set("hot", "v1"); err != nil { // drops it from the near cache
+				t.Fatal(err)
+			}
+			const n = 16
+			conns := make([]*hkConn, n)
+			for i := range conns {
+				conns[i] = hkDial(t, pool.Listen, redis)
+			}
+			before := gets()
+			st0 := nearStats(p, "hk")
+			c0 := st0.Coalesced
+			resume := stopServers(t, ss)
+			type res struct {
+				v   string
+				ok  bool
+				err error
+			}
+			out := make(chan res, n)
+			for i, c := range conns {
+				go func() {
+					v, ok, err := c.get("hot")
+					out <- res{v, ok, err}
+				}()
+				if i == 0 { // the leader's read is queued before the others come
+					waitMisses(t, p, st0.Misses+1)
+				}
+			}
+			waitCoalesced(t, p, c0+n-1)
+			resume()
+			for range n {
+				r := <-out
+				if r.err != nil || !r.ok || r.v != "v1" {
+					t.Errorf("get hot: got %q (hit %v, err %v); want %q", r.v, r.ok, r.err, "v1")
+				}
+			}
+			if got := gets() - before; got != 1 {
+				t.Errorf("server gets for %d coalesced misses: got %d; want 1", n, got)
+			}
+		})
+	}
+}
+
+// waitMisses polls the proxy until its near-cache misses reach n, or
+// fails the test after a deadline.
+func waitMisses(t *testing.T, p *proxy.Proxy, n int64) {
+	t.Helper()
+	start := int64(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for nearStats(p, "hk").Misses < start+n {
+		if time.Now().After(deadline) {
+			t.Fatalf("near-cache misses did not grow by %d: %+v", n, nearStats(p, "hk"))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// hkPoolOver is hotPool over the servers ss.
+func hkPoolOver(t *testing.T, redis bool, ss []*testserver.Process) config.Pool {
+	var p config.Pool
+	if redis {
+		p = proxytest.RedisPool(t, "hk", ss...)
+	} else {
+		p = proxytest.MemcachePool(t, "hk", ss...)
+	}
+	p.ServerConnections = 2
+	p.HotKeys = config.HotKeys{Enabled: true, MinRate: 20}
+	return p
+}
+
+// TestHotKeysCoalesceNotAcrossWrite: with the servers stopped, a miss of a
+// hot key is in flight when a set of the key goes through the proxy; a
+// miss after the set must not wait for the read sent before it (it sends
+// its own: the coalesced counter stays), a miss after that one waits for
+// it, the servers count exactly two gets, and once the set is answered a
+// read sees its value.
+func TestHotKeysCoalesceNotAcrossWrite(t *testing.T) {
+	for _, redis := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memcache", true: "redis"}[redis], func(t *testing.T) {
+			ss, gets := hkServers(t, redis)
+			pool := hkPoolOver(t, redis, ss)
+			p := proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+			w := hkDial(t, pool.Listen, redis)
+			if err := w.set("hot", "v0"); err != nil {
+				t.Fatal(err)
+			}
+			warm(t, p, w, "hot")
+			if err := w.set("hot", "v1"); err != nil {
+				t.Fatal(err)
+			}
+			a, c, d := hkDial(t, pool.Listen, redis), hkDial(t, pool.Listen, redis), hkDial(t, pool.Listen, redis)
+			before := gets()
+			st := nearStats(p, "hk")
+			resume := stopServers(t, ss)
+			type res struct {
+				v   string
+				err error
+			}
+			get := func(h *hkConn) chan res {
+				ch := make(chan res, 1)
+				go func() {
+					v, ok, err := h.get("hot")
+					if err == nil && !ok {
+						err = fmt.Errorf("miss")
+					}
+					ch <- res{v, err}
+				}()
+				return ch
+			}
+			ra := get(a)
+			waitMisses(t, p, st.Misses+1)
+			setDone := make(chan error, 1)
+			go func() { setDone <- w.set("hot", "v2") }()
+			deadline := time.Now().Add(10 * time.Second)
+			for nearStats(p, "hk").Invalidations[proxy.InvalWrite] == st.Invalidations[proxy.InvalWrite] {
+				if time.Now().After(deadline) {
+					t.Fatalf("the set never reached the proxy: %+v", nearStats(p, "hk"))
+				}
+				time.Sleep(time.Millisecond)
+			}
+			rc := get(c)
+			waitMisses(t, p, st.Misses+2)
+			if got := nearStats(p, "hk").Coalesced; got != st.Coalesced {
+				t.Errorf("a miss after a write waited for a read sent before it: coalesced %d; want %d", got, st.Coalesced)
+			}
+			rd := get(d)
+			waitCoalesced(t, p, st.Coalesced+1)
+			resume()
+			for _, ch := range []chan res{ra, rc, rd} {
+				if r := <-ch; r.err != nil || (r.v != "v1" && r.v != "v2") {
+					t.Errorf("get hot: got %q (%v); want v1 or v2", r.v, r.err)
+				}
+			}
+			if err := <-setDone; err != nil {
+				t.Fatal(err)
+			}
+			if v, ok, err := a.get("hot"); err != nil || !ok || v != "v2" {
+				t.Errorf("get hot after the set: got %q (hit %v, err %v); want %q", v, ok, err, "v2")
+			}
+			if got := gets() - before; got != 3 {
+				t.Errorf("server gets: got %d; want 3 (two flights, one read after the set)", got)
+			}
+		})
+	}
+}
