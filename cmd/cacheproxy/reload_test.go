@@ -195,7 +195,27 @@ func reloadConf(adminAddr, listen string, servers int) string {
 	return b.String()
 }
 
-func freeAddr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t)) }
+// freeAddr is a free loopback address, never one it gave before in this
+// test binary: the fake proxy does not hold a pool's listen address, so
+// the kernel may hand that port out again, and a configuration naming it
+// twice (a pool and admin.listen) is refused.
+func freeAddr(t *testing.T) string {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for {
+		a := "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
+		if !handedOut.addrs[a] {
+			handedOut.addrs[a] = true
+			return a
+		}
+	}
+}
+
+// handedOut is what freeAddr gave (test-only state).
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
 
 // TestReloadBadFile: a file that does not load is refused with what -t
 // prints (file:line for each problem), logged one problem a record,
