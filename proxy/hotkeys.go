@@ -179,15 +179,15 @@ func (pr *poolRT) lookup(l *loop, key []byte) (cached []byte, hot bool) {
 	l.near(pr).misses.Add(1)
 	// A replica may lag its primary: its answer, cached, would be served
 	// to every client for up to the TTL, not just for the lag.
-	return nil, !pr.replicaReads()
+	return nil, !pr.replicaReads
 }
 
-// replicaReads reports whether the pool's reads may go to replicas.
-func (pr *poolRT) replicaReads() bool {
-	if pr.cfg.ReadPolicy == config.ReadPrimary {
+// replicaReads reports whether the reads of pool c may go to replicas.
+func replicaReads(c *config.Pool) bool {
+	if c.ReadPolicy == config.ReadPrimary {
 		return false
 	}
-	for _, s := range pr.cfg.Servers {
+	for _, s := range c.Servers {
 		if len(s.Replicas) > 0 {
 			return true
 		}

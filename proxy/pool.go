@@ -85,6 +85,9 @@ type poolRT struct {
 	allow map[string]struct{}
 	// conns is the number of connections per server and loop.
 	conns int
+	// replicaReads: reads may go to replicas (read_policy and servers
+	// that have them); the near cache then takes no fills.
+	replicaReads bool
 	// slot maps a configuration index to its server's slot; index maps a
 	// slot back (-1: this version does not list it); slots describes every
 	// slot known when the version was built.
@@ -119,7 +122,7 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 	cp := c.Clone()
 	cfg := &cp
 	p := live.p
-	pr := &poolRT{p: p, idx: live.idx, live: live, cfg: cfg, conns: max(cfg.ServerConnections, 1)}
+	pr := &poolRT{p: p, idx: live.idx, live: live, cfg: cfg, conns: max(cfg.ServerConnections, 1), replicaReads: replicaReads(cfg)}
 	for _, s := range cfg.Servers {
 		pr.names = append(pr.names, s.Name)
 		id := serverID{s.Name, s.Addr}
