@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -140,7 +139,7 @@ func TestReloadMetrics(t *testing.T) {
 // failure or an Abort leaves the old ones serving and nothing new open.
 func TestMoveListeners(t *testing.T) {
 	s := startAdmin(t, admin.Options{Source: &fakeSource{}, StatsAddr: "127.0.0.1:0"})
-	waitFor(t, 10*time.Second, func() string { return healthz(s.Addr()) })
+	waitFor(t, 10*time.Second, func() string { return testserver.Healthz(s.Addr()) })
 	oldHTTP, oldStats := s.Addr(), s.StatsAddr()
 
 	// A taken address: an error naming it; the old listeners still serve.
@@ -149,12 +148,12 @@ func TestMoveListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	newHTTP := freeAddr(t)
+	newHTTP := testserver.FreeAddr(t)
 	if _, err := s.MoveListeners(newHTTP, taken.Addr().String()); err == nil || !strings.Contains(err.Error(), taken.Addr().String()) {
 		t.Fatalf("MoveListeners onto a taken stats address: got %v; want an error naming it", err)
 	}
 	assertFree(t, newHTTP) // the HTTP listener it bound first was closed
-	if msg := healthz(oldHTTP); msg != "" {
+	if msg := testserver.Healthz(oldHTTP); msg != "" {
 		t.Fatalf("old admin listener after a failed move: %s", msg)
 	}
 
@@ -174,16 +173,16 @@ func TestMoveListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg := healthz(oldHTTP); msg != "" { // nothing switched before Commit
+	if msg := testserver.Healthz(oldHTTP); msg != "" { // nothing switched before Commit
 		t.Fatalf("old admin listener before Commit: %s", msg)
 	}
 	mv.Commit()
 	if s.Addr() != newHTTP || s.StatsAddr() != "" {
 		t.Fatalf("after Commit: Addr %q StatsAddr %q; want %q \"\"", s.Addr(), s.StatsAddr(), newHTTP)
 	}
-	waitFor(t, 10*time.Second, func() string { return healthz(newHTTP) })
+	waitFor(t, 10*time.Second, func() string { return testserver.Healthz(newHTTP) })
 	waitFor(t, 10*time.Second, func() string {
-		if healthz(oldHTTP) == "" {
+		if testserver.Healthz(oldHTTP) == "" {
 			return "old admin listener still answers"
 		}
 		return ""
@@ -197,7 +196,7 @@ func TestMoveListeners(t *testing.T) {
 	})
 
 	// Stats back on; the admin address unchanged keeps its listener.
-	newStats := freeAddr(t)
+	newStats := testserver.FreeAddr(t)
 	mv, err = s.MoveListeners(newHTTP, newStats)
 	if err != nil {
 		t.Fatal(err)
@@ -206,29 +205,9 @@ func TestMoveListeners(t *testing.T) {
 	if got := statsDocument(t, newStats); !strings.HasPrefix(got, `{"service":"cacheproxy"`) {
 		t.Errorf("stats on the new address: got %q", got)
 	}
-	if msg := healthz(newHTTP); msg != "" {
+	if msg := testserver.Healthz(newHTTP); msg != "" {
 		t.Errorf("unchanged admin listener: %s", msg)
 	}
-}
-
-// healthz returns "" if GET /healthz on addr answers 200, else why not.
-func healthz(addr string) string {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + addr + "/healthz")
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return resp.Status
-	}
-	return ""
-}
-
-// freeAddr returns a loopback address with a port the kernel just handed
-// out.
-func freeAddr(t *testing.T) string {
-	return "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
 }
 
 // assertFree fails unless addr can be listened on.

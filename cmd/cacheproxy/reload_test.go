@@ -195,33 +195,11 @@ func reloadConf(adminAddr, listen string, servers int) string {
 	return b.String()
 }
 
-// freeAddr is a free loopback address, never one it gave before in this
-// test binary: the fake proxy does not hold a pool's listen address, so
-// the kernel may hand that port out again, and a configuration naming it
-// twice (a pool and admin.listen) is refused.
-func freeAddr(t *testing.T) string {
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for {
-		a := "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
-		if !handedOut.addrs[a] {
-			handedOut.addrs[a] = true
-			return a
-		}
-	}
-}
-
-// handedOut is what freeAddr gave (test-only state).
-var handedOut = struct {
-	sync.Mutex
-	addrs map[string]bool
-}{addrs: map[string]bool{}}
-
 // TestReloadBadFile: a file that does not load is refused with what -t
 // prints (file:line for each problem), logged one problem a record,
 // counted as an error, and the proxy is not called.
 func TestReloadBadFile(t *testing.T) {
-	adminAddr, listen := freeAddr(t), freeAddr(t)
+	adminAddr, listen := testserver.FreeAddr(t), testserver.FreeAddr(t)
 	good := reloadConf(adminAddr, listen, 3)
 	f := newReloadFixture(t, good)
 	for i, tc := range []struct {
@@ -280,7 +258,7 @@ func TestReloadBadFile(t *testing.T) {
 // one serves, the configuration in use and its hash stay, and the refusal
 // is counted and logged with the changes it would have made.
 func TestReloadApplyError(t *testing.T) {
-	adminAddr, listen, newAdmin := freeAddr(t), freeAddr(t), freeAddr(t)
+	adminAddr, listen, newAdmin := testserver.FreeAddr(t), testserver.FreeAddr(t), testserver.FreeAddr(t)
 	good := reloadConf(adminAddr, listen, 3)
 	f := newReloadFixture(t, good)
 	f.fake.err = errors.New(`pool "mc": server_connections cannot change live`)
@@ -296,7 +274,7 @@ func TestReloadApplyError(t *testing.T) {
 	} else {
 		ln.Close()
 	}
-	if msg := healthz(adminAddr); msg != "" {
+	if msg := testserver.Healthz(adminAddr); msg != "" {
 		t.Errorf("the old admin listener: %s", msg)
 	}
 	if got := f.adm.Addr(); got != adminAddr {
@@ -333,25 +311,11 @@ func TestReloadApplyError(t *testing.T) {
 	f.wantMetric("cacheproxy_config_reloads_total", "result", "error", 2)
 }
 
-// healthz returns "" if GET /healthz on addr answers 200, else why not.
-func healthz(addr string) string {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + addr + "/healthz")
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return resp.Status
-	}
-	return ""
-}
-
 // TestReloadOK: a good file reaches the proxy; the admin listener moves;
 // the metrics and the log say so; a second reload of the same file is "no
 // change" and does not bother the proxy.
 func TestReloadOK(t *testing.T) {
-	adminAddr, listen, newAdmin := freeAddr(t), freeAddr(t), freeAddr(t)
+	adminAddr, listen, newAdmin := testserver.FreeAddr(t), testserver.FreeAddr(t), testserver.FreeAddr(t)
 	f := newReloadFixture(t, reloadConf(adminAddr, listen, 3))
 	next := reloadConf(newAdmin, listen, 4)
 	f.write(next)
@@ -367,11 +331,11 @@ func TestReloadOK(t *testing.T) {
 	if len(got) != 1 || len(got[0].Pool("mc").Servers) != 4 {
 		t.Fatalf("the proxy got %d configurations; want 1 with 4 servers", len(got))
 	}
-	if msg := healthz(newAdmin); msg != "" {
+	if msg := testserver.Healthz(newAdmin); msg != "" {
 		t.Errorf("the new admin listener: %s", msg)
 	}
 	waitUntil(t, func() string {
-		if healthz(adminAddr) == "" {
+		if testserver.Healthz(adminAddr) == "" {
 			return "the old admin listener still answers"
 		}
 		return ""
@@ -406,9 +370,9 @@ func TestReloadOK(t *testing.T) {
 // TestReloadKeepsFlags: a listener given on the command line overrides
 // every reloaded file, as it overrides the first.
 func TestReloadKeepsFlags(t *testing.T) {
-	flagAdmin, listen := freeAddr(t), freeAddr(t)
-	f := newReloadFixture(t, reloadConf(freeAddr(t), listen, 3), "--admin", flagAdmin)
-	f.write(reloadConf(freeAddr(t), listen, 3))
+	flagAdmin, listen := testserver.FreeAddr(t), testserver.FreeAddr(t)
+	f := newReloadFixture(t, reloadConf(testserver.FreeAddr(t), listen, 3), "--admin", flagAdmin)
+	f.write(reloadConf(testserver.FreeAddr(t), listen, 3))
 	summary, err := f.m.reload(triggerSIGHUP, false)
 	if err != nil || summary != "no change" {
 		t.Errorf("reload: got %q, %v; want \"no change\" (--admin wins over the file)", summary, err)
@@ -421,7 +385,7 @@ func TestReloadKeepsFlags(t *testing.T) {
 // TestReloadHTTP drives POST /reload on the admin listener: 200 with the
 // summary, 400 with the file's problems, 405 for GET.
 func TestReloadHTTP(t *testing.T) {
-	adminAddr, listen := freeAddr(t), freeAddr(t)
+	adminAddr, listen := testserver.FreeAddr(t), testserver.FreeAddr(t)
 	f := newReloadFixture(t, reloadConf(adminAddr, listen, 3))
 	post := func(method string) (int, string) {
 		t.Helper()
@@ -451,17 +415,17 @@ func TestReloadHTTP(t *testing.T) {
 
 	// A POST /reload that moves the admin listener is answered on the old
 	// one; then the new one serves and the old one is gone.
-	newAdmin, stats := freeAddr(t), freeAddr(t)
+	newAdmin, stats := testserver.FreeAddr(t), testserver.FreeAddr(t)
 	f.write(reloadConf(newAdmin, listen, 4) + "stats:\n  listen: " + stats + "\n")
 	want := `admin.listen ` + adminAddr + ` -> ` + newAdmin + `; stats.listen "" -> ` + stats + "\n"
 	if code, body := post(http.MethodPost); code != 200 || body != want {
 		t.Errorf("POST moving the admin listener: got %d %q; want 200 %q", code, body, want)
 	}
-	if msg := healthz(newAdmin); msg != "" {
+	if msg := testserver.Healthz(newAdmin); msg != "" {
 		t.Errorf("the new admin listener: %s", msg)
 	}
 	waitUntil(t, func() string {
-		if healthz(adminAddr) == "" {
+		if testserver.Healthz(adminAddr) == "" {
 			return "the old admin listener still answers"
 		}
 		return ""
@@ -479,12 +443,12 @@ func TestReloadHTTP(t *testing.T) {
 
 // TestReloadSerialised: reloads asked for at once run one at a time.
 func TestReloadSerialised(t *testing.T) {
-	listen := freeAddr(t)
-	f := newReloadFixture(t, reloadConf(freeAddr(t), listen, 3))
+	listen := testserver.FreeAddr(t)
+	f := newReloadFixture(t, reloadConf(testserver.FreeAddr(t), listen, 3))
 	f.fake.hold = make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range 4 {
-		text := reloadConf(freeAddr(t), listen, 3+i%2)
+		text := reloadConf(testserver.FreeAddr(t), listen, 3+i%2)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -549,22 +513,22 @@ func openFDs(t *testing.T) int {
 // file descriptors are back to their level before (the old listeners and
 // their servers are gone).
 func TestReloadNoLeak(t *testing.T) {
-	listen := freeAddr(t)
-	f := newReloadFixture(t, reloadConf(freeAddr(t), listen, 3))
-	if msg := healthz(f.adm.Addr()); msg != "" { // the admin server is up
+	listen := testserver.FreeAddr(t)
+	f := newReloadFixture(t, reloadConf(testserver.FreeAddr(t), listen, 3))
+	if msg := testserver.Healthz(f.adm.Addr()); msg != "" { // the admin server is up
 		t.Fatal(msg)
 	}
 	baseG, baseFD := runtime.NumGoroutine(), openFDs(t)
 	for i := range 100 {
-		text := reloadConf(freeAddr(t), listen, 3+i%2)
+		text := reloadConf(testserver.FreeAddr(t), listen, 3+i%2)
 		if i%2 == 0 {
-			text += "stats:\n  listen: " + freeAddr(t) + "\n"
+			text += "stats:\n  listen: " + testserver.FreeAddr(t) + "\n"
 		}
 		f.write(text)
 		if _, err := f.m.reload(triggerSIGHUP, false); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
-		if msg := healthz(f.adm.Addr()); msg != "" {
+		if msg := testserver.Healthz(f.adm.Addr()); msg != "" {
 			t.Fatalf("reload %d: admin: %s", i, msg)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
 )
 
 // startWatch runs --watch's watcher on f's file (debounced 50ms, to keep
@@ -59,13 +61,13 @@ func waitServers(t *testing.T, f *reloadFixture, n int) {
 // reload.
 func TestWatchConfigMap(t *testing.T) {
 	dir := t.TempDir()
-	listen := freeAddr(t)
+	listen := testserver.FreeAddr(t)
 	writeVersion := func(name string, servers int) {
 		t.Helper()
 		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name, "config.yaml"), []byte(reloadConf(freeAddr(t), listen, servers)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name, "config.yaml"), []byte(reloadConf(testserver.FreeAddr(t), listen, servers)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -126,8 +128,8 @@ func TestWatchConfigMap(t *testing.T) {
 // however many events it makes and however often the watch wakes (the
 // same bytes are not reloaded twice); the next good save reloads.
 func TestWatchRenameOver(t *testing.T) {
-	listen := freeAddr(t)
-	f := newReloadFixture(t, reloadConf(freeAddr(t), listen, 3))
+	listen := testserver.FreeAddr(t)
+	f := newReloadFixture(t, reloadConf(testserver.FreeAddr(t), listen, 3))
 	startWatch(t, f)
 	save := func(text string) {
 		t.Helper()
@@ -139,7 +141,7 @@ func TestWatchRenameOver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	save(reloadConf(freeAddr(t), listen, 4))
+	save(reloadConf(testserver.FreeAddr(t), listen, 4))
 	waitServers(t, f, 4)
 
 	save("pools: [\n")
@@ -149,7 +151,7 @@ func TestWatchRenameOver(t *testing.T) {
 		}
 		return ""
 	})
-	save(reloadConf(freeAddr(t), listen, 3))
+	save(reloadConf(testserver.FreeAddr(t), listen, 3))
 	waitServers(t, f, 3)
 	f.wantMetric("cacheproxy_config_reloads_total", "result", "error", 1)
 	f.wantMetric("cacheproxy_config_reloads_total", "result", "ok", 2)
