@@ -96,6 +96,7 @@ type TrackerStats struct {
 	Promotions uint64 // keys promoted, monotonic
 	Demotions  uint64 // keys demoted, monotonic
 	Bytes      int64  // near cache size now (weighted bytes)
+	Recorders  int    // recorders registered now (one per loop that counts the pool)
 }
 
 // keyRate is one key's row in the rate table.
@@ -117,8 +118,9 @@ type Tracker struct {
 
 	promotions, demotions atomic.Uint64
 
-	recMu     sync.Mutex // guards recorders (Recorder, and Merge's copy)
+	recMu     sync.Mutex // guards recorders and recSeq (Recorder, Close, and Merge's copy)
 	recorders []*Recorder
+	recSeq    uint64 // recorders ever made: each gets its own seed
 
 	mu        sync.Mutex // guards the fields below (Merge, Update)
 	settings  Settings
@@ -152,10 +154,23 @@ func (t *Tracker) Recorder() *Recorder {
 	k := int(t.k.Load())
 	t.recMu.Lock()
 	defer t.recMu.Unlock()
-	seed := uint64(len(t.recorders))*0x9e3779b97f4a7c15 + 1
+	seed := t.recSeq*0x9e3779b97f4a7c15 + 1
+	t.recSeq++
 	r := &Recorder{t: t, k: k, d: New(Options{K: k, Depth: recorderDepth, Seed: seed})}
 	t.recorders = append(t.recorders, r)
 	return r
+}
+
+// Close unregisters r from its tracker: its counts stop being merged. The
+// loop that owns r calls it when it stops using r (hot keys turned off by a
+// reload, or a new tracker); r must not be used afterwards.
+func (r *Recorder) Close() {
+	t := r.t
+	t.recMu.Lock()
+	defer t.recMu.Unlock()
+	if i := slices.Index(t.recorders, r); i >= 0 {
+		t.recorders = slices.Delete(t.recorders, i, i+1)
+	}
 }
 
 // published is a recorder's view of one window, immutable once stored.
@@ -211,8 +226,8 @@ func (r *Recorder) Publish(now time.Time) {
 
 // Merge folds the recorders' published tops into the proxy-wide rate table,
 // decays, and promotes / demotes (hysteresis: demote below half the
-// promotion rate for two windows, or out of every top-K, or reads < 90% of
-// ops). One goroutine calls it about every 100 ms. Demoted keys are dropped
+// promotion rate for two windows in a row, a key in no fresh top-K counting
+// as zero reads in the window, or reads < 90% of ops). One goroutine calls it about every 100 ms. Demoted keys are dropped
 // from the near cache (their memory released).
 func (t *Tracker) Merge(now time.Time) {
 	t.mu.Lock()
@@ -286,7 +301,10 @@ func (t *Tracker) Merge(now time.Time) {
 			} else {
 				kr.below = 0
 			}
-			if in == nil || readShare < minReadShare || kr.below >= demoteWindows {
+			// A key in no fresh top decays like any other (its window
+			// counts as zero reads), so a pause in its traffic or in a
+			// loop's publishing demotes it only through the hysteresis.
+			if readShare < minReadShare || kr.below >= demoteWindows {
 				kr.promoted = false
 				changed = true
 				demoted = append(demoted, key)
@@ -359,12 +377,16 @@ func (t *Tracker) Snapshot() []HotKey {
 }
 
 // Stats returns counters: Promotions, Demotions (monotonic), Bytes (near
-// cache size now).
+// cache size now), Recorders (registered now).
 func (t *Tracker) Stats() TrackerStats {
+	t.recMu.Lock()
+	recorders := len(t.recorders)
+	t.recMu.Unlock()
 	return TrackerStats{
 		Promotions: t.promotions.Load(),
 		Demotions:  t.demotions.Load(),
 		Bytes:      t.cache.Bytes(),
+		Recorders:  recorders,
 	}
 }
 

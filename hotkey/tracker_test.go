@@ -574,19 +574,73 @@ func TestDemotedWhenOutOfEveryTop(t *testing.T) {
 	}
 	c := sm.t.Cache()
 	c.Fill(key, c.Begin(key), []byte("v"))
-	// The loops stop publishing (their tops go stale after a second): the
-	// key is in no top any more, whatever its decayed rate.
+	// The loops stop publishing (their tops go stale after a second).
 	sm.now = sm.now.Add(900 * time.Millisecond)
 	sm.t.Merge(sm.now)
 	if !sm.t.Hot(key) {
 		t.Fatal("demoted while the last tops were still fresh")
 	}
+	// In no fresh top, the key's windows count as zero reads: its rate
+	// decays, and it is demoted after two merges below half the promotion
+	// rate, not at once (a pause is not a demotion).
 	sm.now = sm.now.Add(200 * time.Millisecond)
 	sm.t.Merge(sm.now)
-	if sm.t.Hot(key) {
-		t.Fatal("still hot with no fresh top holding it")
+	if !sm.t.Hot(key) {
+		t.Fatal("demoted on the first merge with no fresh top; want the hysteresis first")
+	}
+	merges := 1
+	for sm.t.Hot(key) && merges < 20 {
+		sm.now = sm.now.Add(window)
+		sm.t.Merge(sm.now)
+		merges++
+	}
+	// 2000/s halves every 100 ms: below 50/s after 6 merges, plus one more
+	// window in a row below it.
+	if sm.t.Hot(key) || merges < 3 || merges > 8 {
+		t.Fatalf("hot=%v after %d merges with no fresh top; want demoted after 3..8", sm.t.Hot(key), merges)
 	}
 	if _, ok := c.Get(key); ok {
 		t.Fatal("demoted key still cached")
+	}
+	if st := sm.t.Stats(); st.Demotions != 1 {
+		t.Fatalf("stats %+v; want 1 demotion", st)
+	}
+}
+
+func TestRecorderClose(t *testing.T) {
+	sm := newSim(t, Settings{Servers: 1, MinRate: 100}, 2)
+	if n := sm.t.Stats().Recorders; n != 2 {
+		t.Fatalf("Recorders() = %d; want 2", n)
+	}
+	key := []byte("k")
+	reqs := make([][]byte, 200)
+	for i := range reqs {
+		reqs[i] = key
+	}
+	sm.step(reqs, nil)
+	if !sm.t.Hot(key) {
+		t.Fatal("not promoted at 2000 reads/s")
+	}
+	// Closed recorders are no longer merged: the pool rate and the key's
+	// rate fall to what the remaining one sees (nothing).
+	for _, r := range sm.rs {
+		r.Close()
+	}
+	sm.rs[0].Close() // twice: harmless
+	if n := sm.t.Stats().Recorders; n != 0 {
+		t.Fatalf("Recorders() = %d after Close; want 0", n)
+	}
+	for range 20 {
+		sm.now = sm.now.Add(window)
+		sm.t.Merge(sm.now)
+	}
+	if sm.t.Hot(key) {
+		t.Fatal("key still hot with every recorder closed")
+	}
+	for range 100 {
+		sm.t.Recorder().Close()
+	}
+	if n := sm.t.Stats().Recorders; n != 0 {
+		t.Fatalf("Recorders() = %d after 100 Recorder+Close; want 0", n)
 	}
 }

@@ -14,8 +14,8 @@ import (
 // TestHotKeysRefreshAhead: a key read steadily by 4 connections on one
 // loop over 8 TTLs of 300 ms is refreshed before it expires: its servers
 // count fewer than 2 gets per TTL (plus a small constant), the near cache
-// hardly ever misses it (fewer misses than TTLs: without refresh ahead
-// every expiry is a miss of each reader), refresh reads were sent, hits rise in
+// hardly ever misses it (fewer than 2 misses per TTL: without refresh
+// ahead every expiry is a miss of each reader), refresh reads were sent, hits rise in
 // every TTL, and every read gets the value.
 func TestHotKeysRefreshAhead(t *testing.T) {
 	for _, redis := range []bool{false, true} {
@@ -80,10 +80,12 @@ func TestHotKeysRefreshAhead(t *testing.T) {
 			}
 			// Without refresh ahead every expiry is a miss of each reader
 			// (about 4 per TTL here: 28 in a run with it disabled); with it
-			// 0 on an idle box, a few when a loaded one delays a refresh
-			// past the last quarter of the TTL.
-			if misses >= ttls {
-				t.Errorf("near-cache misses over %d TTLs: got %d; want fewer than %d (refreshed ahead)", ttls, misses, ttls)
+			// 0 on an idle box, and about one per TTL on a loaded one where
+			// the refresh's reply comes after the entry expired (the misses
+			// then wait for that refresh). Fewer than two per TTL separates
+			// the two without depending on the box's load.
+			if misses >= 2*ttls {
+				t.Errorf("near-cache misses over %d TTLs: got %d; want fewer than %d (refreshed ahead)", ttls, misses, 2*ttls)
 			}
 			if refreshes == 0 {
 				t.Errorf("no refresh read sent over %d TTLs", ttls)

@@ -116,6 +116,9 @@ func (l *loop) recorder(pr *poolRT) *hotkey.Recorder {
 	}
 	h := &l.hot[pr.idx]
 	if h.t != pr.hk {
+		if h.rec != nil {
+			h.rec.Close()
+		}
 		h.t, h.rec = pr.hk, pr.hk.Recorder()
 	}
 	return h.rec
@@ -134,6 +137,7 @@ func (l *loop) publish() {
 			if i < len(l.vers) && l.vers[i] != nil && l.vers[i].hk == h.t {
 				h.rec.Publish(now)
 			} else {
+				h.rec.Close()
 				*h = loopHot{} // hot keys went off (or the pool went)
 			}
 		}
@@ -337,6 +341,7 @@ type NearCacheStats struct {
 	Invalidations         [numInval]int64 // by cause, indexed like InvalCauses
 	Bytes                 int64
 	Promotions, Demotions int64
+	Recorders             int // event loops counting the pool's keys now (their recorders are released a tick after hot keys go off)
 }
 
 // Coalescing (docs/hotkeys.md): on each loop, a miss of a hot key that

@@ -382,11 +382,29 @@ func TestHotKeysReload(t *testing.T) {
 			t.Fatalf("hot keys back on: get %q, %v; want two (the write made while off)", v, err)
 		}
 	}
+	// Each off/on leaves no recorder behind: a loop that stops counting the
+	// pool unregisters its recorder (on its next publish tick).
+	recorders := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(proxytest.Timeout)
+		for nearStats(p, "hk").Recorders != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d recorders registered; want %d", nearStats(p, "hk").Recorders, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for range 3 {
+		recorders(1) // h's loop
+		reload(config.HotKeys{})
+		recorders(0)
+		reload(on)
+		if v, _, err := h.get("hot"); err != nil || v != "two" {
+			t.Fatalf("get %q, %v; want two", v, err)
+		}
+	}
 }
 
-// TestHotKeysRedisWritesInvalidate: a cached hot key is dropped by every
-// kind of write through the proxy: MSET and DEL split over servers, a
-// script's key, and a SET queued in MULTI (seen once EXEC's reply is in).
 func TestHotKeysRedisWritesInvalidate(t *testing.T) {
 	pool := hotPool(t, true, true)
 	p := proxytest.Start(t, proxy.Options{}, pool)

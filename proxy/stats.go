@@ -237,6 +237,11 @@ func (p *Proxy) Stats() []PoolStats {
 			ss.Failures = pr.health.Failures(s)
 		}
 		ps.AcceptErrors = live.acceptErrors.Load()
+		if t := live.hk.Load(); t != nil {
+			// Counted while hot keys are off too: the loops release their
+			// recorders then.
+			ps.NearCache.Recorders = t.Stats().Recorders
+		}
 		if pr.hk != nil {
 			ts := pr.hk.Stats()
 			ps.NearCache.Enabled = true
