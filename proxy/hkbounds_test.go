@@ -1,8 +1,6 @@
 package proxy_test
 
 import (
-	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,37 +95,15 @@ func TestHotKeysFollowAMovingHotSet(t *testing.T) {
 	// Four readers hammer one key at a time.
 	var cur atomic.Value
 	cur.Store("hot:a")
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for range 4 {
-		c := hkDial(t, pool.Listen, false)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				k := cur.Load().(string)
-				v, ok, err := c.get(k)
-				if err == nil && (!ok || v != "value-of-"+k[4:]) {
-					err = fmt.Errorf("get %s: %q (hit %v); want %q", k, v, ok, "value-of-"+k[4:])
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	defer func() { stop.Store(true); wg.Wait() }()
+	rd := startReaders(t, pool.Listen, false, 4, func() string { return cur.Load().(string) },
+		func(key, v string, hit bool) error { return value("value-of-"+key[4:])(key, v, hit) })
 	until := func(what string, cond func() bool) time.Duration {
 		t.Helper()
 		start := time.Now()
 		deadline := start.Add(proxytest.Timeout)
 		for !cond() {
-			select {
-			case err := <-errs:
+			if err := rd.Err(); err != nil {
 				t.Fatal(err)
-			default:
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: not within %v; hot keys %v, stats %+v", what, proxytest.Timeout, listed(), nearStats(p, "hk"))
@@ -146,12 +122,7 @@ func TestHotKeysFollowAMovingHotSet(t *testing.T) {
 	demote := until("hot:a demoted", func() bool { _, ok := listed()["hot:a"]; return !ok })
 	// The old entry's memory is released: one entry of the same size.
 	until("near cache back to one entry", func() bool { return nearStats(p, "hk").Bytes == bytes })
-	stop.Store(true)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	rd.Stop(t)
 	st := nearStats(p, "hk")
 	if st.Promotions != 2 || st.Demotions != 1 {
 		t.Errorf("promotions %d, demotions %d; want 2 and 1", st.Promotions, st.Demotions)

@@ -1,9 +1,6 @@
 package proxy_test
 
 import (
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,27 +26,7 @@ func TestHotKeysRefreshAhead(t *testing.T) {
 			if err := w.set("hot", "steady"); err != nil {
 				t.Fatal(err)
 			}
-			var stop atomic.Bool
-			var wg sync.WaitGroup
-			errs := make(chan error, 4)
-			for range 4 {
-				c := hkDial(t, pool.Listen, redis)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for !stop.Load() {
-						v, ok, err := c.get("hot")
-						if err == nil && (!ok || v != "steady") {
-							err = fmt.Errorf("get hot: got %q (hit %v); want %q", v, ok, "steady")
-						}
-						if err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
-			defer func() { stop.Store(true); wg.Wait() }()
+			rd := startReaders(t, pool.Listen, redis, 4, func() string { return "hot" }, value("steady"))
 			warm(t, p, w, "hot")
 			// Let the first fills settle, then measure over whole TTLs.
 			time.Sleep(ttl)
@@ -66,12 +43,7 @@ func TestHotKeysRefreshAhead(t *testing.T) {
 				prev = h
 			}
 			after, st2 := gets(), nearStats(p, "hk")
-			stop.Store(true)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+			rd.Stop(t)
 			reads, misses, refreshes := after-before, st2.Misses-st.Misses, st2.Refreshes-st.Refreshes
 			t.Logf("%d TTLs: %d server gets, %d near-cache hits, %d misses, %d refreshes, %d coalesced",
 				ttls, reads, st2.Hits-st.Hits, misses, refreshes, st2.Coalesced-st.Coalesced)

@@ -5,8 +5,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,21 +128,7 @@ func TestHotKeysPipelinedReadYourWrite(t *testing.T) {
 			}
 			warm(t, p, w, "hot")
 			hits := nearStats(p, "hk").Hits
-			var stop atomic.Bool
-			var wg sync.WaitGroup
-			for range 6 {
-				c := hkDial(t, pool.Listen, redis)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for !stop.Load() {
-						if _, _, err := c.get("hot"); err != nil {
-							return
-						}
-					}
-				}()
-			}
-			defer func() { stop.Store(true); wg.Wait() }()
+			startReaders(t, pool.Listen, redis, 6, func() string { return "hot" }, nil)
 			stale := 0
 			for i := 1; i <= 1000; i++ {
 				val := "v" + strconv.Itoa(i)

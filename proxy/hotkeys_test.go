@@ -142,6 +142,81 @@ func warm(t *testing.T, p *proxy.Proxy, c *hkConn, key string) {
 	}
 }
 
+// hkReaders are connections reading keys in a loop until stopped, for
+// tests that need a key kept hot while they act.
+type hkReaders struct {
+	stop  atomic.Bool
+	wg    sync.WaitGroup
+	errs  chan error
+	reads atomic.Int64
+	once  sync.Once
+}
+
+// startReaders starts n connections to addr, each reading key() over and
+// over; check (nil: any reply) judges each reply, and a reader stops at its
+// first error. The readers are stopped in t's cleanup if not before.
+func startReaders(t *testing.T, addr string, redis bool, n int, key func() string, check func(key, v string, hit bool) error) *hkReaders {
+	t.Helper()
+	r := &hkReaders{errs: make(chan error, n)}
+	for range n {
+		c := hkDial(t, addr, redis)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for !r.stop.Load() {
+				k := key()
+				v, hit, err := c.get(k)
+				if err == nil && check != nil {
+					err = check(k, v, hit)
+				}
+				if err != nil {
+					r.errs <- err
+					return
+				}
+				r.reads.Add(1)
+			}
+		}()
+	}
+	t.Cleanup(func() { r.Stop(t) })
+	return r
+}
+
+// Err returns a reader's error if one has stopped on one (nil otherwise);
+// it does not wait.
+func (r *hkReaders) Err() error {
+	select {
+	case err := <-r.errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// Stop stops the readers, waits for them and reports their errors on t. It
+// returns the reads they made; calls after the first only return that.
+func (r *hkReaders) Stop(t *testing.T) int64 {
+	t.Helper()
+	r.once.Do(func() {
+		r.stop.Store(true)
+		r.wg.Wait()
+		close(r.errs)
+		for err := range r.errs {
+			t.Error(err)
+		}
+	})
+	return r.reads.Load()
+}
+
+// value checks that a reader got want for every key.
+func value(want string) func(key, v string, hit bool) error {
+	return func(key, v string, hit bool) error {
+		if !hit || v != want {
+			return fmt.Errorf("get %s: got %q (hit %v); want %q", key, v, hit, want)
+		}
+		return nil
+	}
+}
+
 // TestHotKeysNoStaleReadAfterWrite: a hot key read by 6 connections while
 // another sets it and a third reads it back after each set: the read back
 // always sees the value just written, and the near cache is serving
@@ -156,28 +231,12 @@ func TestHotKeysNoStaleReadAfterWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			warm(t, p, check, "hot")
-			var stop atomic.Bool
-			var wg sync.WaitGroup
-			errs := make(chan error, 6)
-			var reads atomic.Int64
-			for range 6 {
-				c := hkDial(t, pool.Listen, redis)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for !stop.Load() {
-						v, ok, err := c.get("hot")
-						if err == nil && (!ok || !strings.HasPrefix(v, "v")) {
-							err = fmt.Errorf("reader: got %q (hit %v); want a value written", v, ok)
-						}
-						if err != nil {
-							errs <- err
-							return
-						}
-						reads.Add(1)
-					}
-				}()
-			}
+			rd := startReaders(t, pool.Listen, redis, 6, func() string { return "hot" }, func(key, v string, hit bool) error {
+				if !hit || !strings.HasPrefix(v, "v") {
+					return fmt.Errorf("reader: got %q (hit %v); want a value written", v, hit)
+				}
+				return nil
+			})
 			before := nearStats(p, "hk").Hits
 			const n = 1000
 			stale := 0
@@ -197,20 +256,15 @@ func TestHotKeysNoStaleReadAfterWrite(t *testing.T) {
 					}
 				}
 			}
-			stop.Store(true)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+			reads := rd.Stop(t)
 			after := nearStats(p, "hk")
 			if stale > 0 {
 				t.Errorf("%d stale reads of %d", stale, n)
 			}
 			if after.Hits <= before {
-				t.Errorf("near-cache hits: %d before the writes, %d after; want them to rise (%d reads)", before, after.Hits, reads.Load())
+				t.Errorf("near-cache hits: %d before the writes, %d after; want them to rise (%d reads)", before, after.Hits, reads)
 			}
-			t.Logf("%d sets, %d concurrent reads, near cache %+v", n, reads.Load(), after)
+			t.Logf("%d sets, %d concurrent reads, near cache %+v", n, reads, after)
 		})
 	}
 }
