@@ -128,11 +128,8 @@ func pollTargets(cfg *config.Config) []target {
 			targets = append(targets, t)
 			for _, r := range s.Replicas {
 				rt := t
-				rt.addr = r
-				rt.network = "tcp"
-				if len(r) > 0 && r[0] == '/' {
-					rt.network = "unix"
-				}
+				rt.addr = r.Addr
+				rt.network = r.Network
 				targets = append(targets, rt)
 			}
 		}

@@ -42,7 +42,7 @@ func TestBackendCollector(t *testing.T) {
 		{Name: "gone", Addr: dead, Network: "tcp", Weight: 1},
 	}
 	rdPool := config.NewPool("rdp", config.ProtocolRedis)
-	rdPool.Servers = []config.Server{{Name: "r1", Addr: rd.Addr, Network: "tcp", Weight: 1, Replicas: []string{replica.Addr}}}
+	rdPool.Servers = []config.Server{{Name: "r1", Addr: rd.Addr, Network: "tcp", Weight: 1, Replicas: []config.Replica{config.NewReplica(replica.Addr)}}}
 	authPool := config.NewPool("auth", config.ProtocolRedis)
 	authPool.RedisAuth = "s3cret"
 	authPool.Servers = []config.Server{{Name: "a1", Addr: authed.Addr, Network: "tcp", Weight: 1}}

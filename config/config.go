@@ -328,9 +328,43 @@ type Server struct {
 	Network string
 	// Weight is the server's share of the ring, > 0.
 	Weight int
-	// Replicas are the addresses of the server's replicas ("host:port" or a
-	// unix socket path). Native shape only.
-	Replicas []string
+	// Replicas are the server's replicas, in configuration order. Native
+	// shape only.
+	Replicas []Replica
+}
+
+// Replica is one replica of a server: written as a plain address
+// ("host:port" or a unix socket path) or as a mapping with addr and an
+// optional name.
+type Replica struct {
+	// Name names the replica in metrics, stats and logs ("r1"); when the
+	// configuration gives none it is the address as written. It never
+	// affects placement.
+	Name string
+	// Addr is where to connect: "host:port" (IPv6 hosts bracketed) or a unix
+	// socket path.
+	Addr string
+	// Network is "tcp" or "unix".
+	Network string
+}
+
+// NewReplica returns the replica at addr ("host:port" or a socket path),
+// named by its address.
+func NewReplica(addr string) Replica {
+	network := "tcp"
+	if strings.HasPrefix(addr, "/") {
+		network = "unix"
+	}
+	return Replica{Name: addr, Addr: addr, Network: network}
+}
+
+// ReplicaAddrs returns the addresses of s's replicas, in order.
+func (s *Server) ReplicaAddrs() []string {
+	out := make([]string, len(s.Replicas))
+	for i, r := range s.Replicas {
+		out[i] = r.Addr
+	}
+	return out
 }
 
 // Clone returns a deep copy of p: no slice of the copy shares memory with
@@ -340,7 +374,7 @@ func (p *Pool) Clone() Pool {
 	c.AllowCommands = append([]string(nil), p.AllowCommands...)
 	c.Servers = make([]Server, len(p.Servers))
 	for i, s := range p.Servers {
-		s.Replicas = append([]string(nil), s.Replicas...)
+		s.Replicas = append([]Replica(nil), s.Replicas...)
 		c.Servers[i] = s
 	}
 	return c

@@ -230,7 +230,7 @@ pools:
     servers:
       - name: shard1
         addr: 127.0.0.1:6379
-        replicas: [127.0.0.1:6380, /tmp/r.sock]
+        replicas: [127.0.0.1:6380, {name: r2, addr: /tmp/r.sock}]
       - addr: 127.0.0.1:11211
 `
 
@@ -269,7 +269,7 @@ func TestLoadNative(t *testing.T) {
 	r.Distribution = "jump"
 	r.ReadPolicy = ReadPreferReplica
 	r.Servers = []Server{
-		{Name: "shard1", Addr: "127.0.0.1:6379", Network: "tcp", Weight: 1, Replicas: []string{"127.0.0.1:6380", "/tmp/r.sock"}},
+		{Name: "shard1", Addr: "127.0.0.1:6379", Network: "tcp", Weight: 1, Replicas: []Replica{NewReplica("127.0.0.1:6380"), {Name: "r2", Addr: "/tmp/r.sock", Network: "unix"}}},
 		{Name: "127.0.0.1", Addr: "127.0.0.1:11211", Network: "tcp", Weight: 1},
 	}
 	if !reflect.DeepEqual(cfg.Pools[1], r) {
@@ -397,7 +397,13 @@ func TestLoadBad(t *testing.T) {
 		{"native server map unknown key", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers:\n      - addr: 127.0.0.1:6379\n        port: 1\n",
 			[]string{`6: pool "a": servers[0].port: unknown key (a server has name, addr, weight and replicas)`}, notTwemproxy},
 		{"native bad replica", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers:\n      - addr: 127.0.0.1:6379\n        replicas: [127.0.0.1]\n",
-			[]string{`5: pool "a": servers[0].replicas: "127.0.0.1": want host:port ([host]:port for IPv6) or a socket path`}, notTwemproxy},
+			[]string{`5: pool "a": servers[0].replicas[0]: "127.0.0.1": want host:port ([host]:port for IPv6) or a socket path`}, notTwemproxy},
+		{"native duplicate replica name", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers:\n      - addr: 127.0.0.1:6379\n        replicas: [{name: r1, addr: 127.0.0.1:6380}, {name: r1, addr: 127.0.0.1:6381}]\n",
+			[]string{`5: pool "a": servers[0].replicas[1]: duplicate replica name "r1" (also replicas[0])`}, notTwemproxy},
+		{"native replica unknown key", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers:\n      - addr: 127.0.0.1:6379\n        replicas: [{addr: 127.0.0.1:6380, weight: 2}]\n",
+			[]string{`6: pool "a": servers[0].replicas[0].weight: unknown key (a replica has name and addr)`}, notTwemproxy},
+		{"native replica without addr", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers:\n      - addr: 127.0.0.1:6379\n        replicas: [{name: r1}]\n",
+			[]string{`6: pool "a": servers[0].replicas[0]: addr is missing`}, notTwemproxy},
 		{"native read_policy replica without replicas", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    read_policy: replica\n    servers:\n      - addr: 127.0.0.1:6379\n        replicas: [127.0.0.1:6380]\n      - addr: 127.0.0.1:6381\n",
 			[]string{`5: pool "a": read_policy: replica: servers[1] (127.0.0.1:6381) has no replicas to read from`}, notTwemproxy},
 		{"native unknown read_policy", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    read_policy: nearest\n    servers: [127.0.0.1:11211:1]\n",

@@ -226,7 +226,16 @@ func serverSummary(s *Server) string {
 	}
 	b.WriteString(" weight " + strconv.Itoa(s.Weight))
 	if len(s.Replicas) > 0 {
-		b.WriteString(" replicas " + strings.Join(s.Replicas, ","))
+		b.WriteString(" replicas ")
+		for i, r := range s.Replicas {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if r.Name != r.Addr {
+				b.WriteString(r.Name + "=")
+			}
+			b.WriteString(r.Addr)
+		}
 	}
 	return b.String()
 }

@@ -498,7 +498,7 @@ func (p *parser) serverMap(m *yaml.Node, pool, key string) (Server, bool) {
 		name, addr string
 		named      bool
 		weight     = 1
-		replicas   []string
+		replicas   []Replica
 		ok         = true
 	)
 	p.each(m, pool, key+".", func(k, v *yaml.Node) {
@@ -517,14 +517,14 @@ func (p *parser) serverMap(m *yaml.Node, pool, key string) (Server, bool) {
 			weight = p.int(v, pool, sub, weight)
 		case "replicas":
 			if v.Kind != yaml.SequenceNode {
-				p.fail(v, pool, sub, "must be a list of addresses")
+				p.fail(v, pool, sub, "must be a list of addresses or {name, addr} mappings")
 				ok = false
 				return
 			}
-			for _, r := range v.Content {
-				s, good := p.str(deref(r), pool, sub)
+			for j, r := range v.Content {
+				rep, good := p.replica(deref(r), pool, fmt.Sprintf("%s[%d]", sub, j))
 				if good {
-					replicas = append(replicas, s)
+					replicas = append(replicas, rep)
 				}
 				ok = ok && good
 			}
@@ -555,6 +555,57 @@ func (p *parser) serverMap(m *yaml.Node, pool, key string) (Server, bool) {
 	s.Weight = weight
 	s.Replicas = replicas
 	return s, true
+}
+
+// replica parses one entry of a server's replicas: a plain address, or a
+// mapping with addr and an optional name.
+func (p *parser) replica(n *yaml.Node, pool, key string) (Replica, bool) {
+	if n.Kind == yaml.ScalarNode {
+		addr, ok := p.str(n, pool, key)
+		if !ok {
+			return Replica{}, false
+		}
+		return NewReplica(addr), true
+	}
+	if n.Kind != yaml.MappingNode {
+		p.fail(n, pool, key, "want an address (host:port) or a mapping with addr and optionally name")
+		return Replica{}, false
+	}
+	var (
+		name, addr string
+		named      bool
+		ok         = true
+	)
+	p.each(n, pool, key+".", func(k, v *yaml.Node) {
+		sub := key + "." + k.Value
+		var good bool
+		switch k.Value {
+		case "name":
+			name, good = p.str(v, pool, sub)
+			named = true
+		case "addr":
+			addr, good = p.str(v, pool, sub)
+		default:
+			p.fail(k, pool, sub, "unknown key (a replica has name and addr)")
+		}
+		ok = ok && good
+	})
+	if !ok {
+		return Replica{}, false
+	}
+	if addr == "" {
+		p.fail(n, pool, key, "addr is missing")
+		return Replica{}, false
+	}
+	r := NewReplica(addr)
+	if named {
+		if name == "" || strings.ContainsAny(name, " \t/") {
+			p.fail(n, pool, key+".name", "%q: want a non-empty name without spaces or '/'", name)
+			return Replica{}, false
+		}
+		r.Name = name
+	}
+	return r, true
 }
 
 // ParseServer parses a twemproxy server line, "host:port:weight [name]" or

@@ -82,7 +82,9 @@ func (c *Config) CheckHosts(ctx context.Context, r Resolver) []Warning {
 				note(s.Addr, use{pool: p.Name, key: key, what: fmt.Sprintf("server %q", s.Name)})
 			}
 			for _, rep := range s.Replicas {
-				note(rep, use{pool: p.Name, key: key + ".replicas", what: fmt.Sprintf("server %q replica %s", s.Name, rep)})
+				if rep.Network == "tcp" {
+					note(rep.Addr, use{pool: p.Name, key: key + ".replicas", what: fmt.Sprintf("server %q replica %s", s.Name, rep.Name)})
+				}
 			}
 		}
 	}

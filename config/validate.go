@@ -208,9 +208,16 @@ func (v *checker) servers(p *Pool) {
 		if err := checkAddr(s.Network, s.Addr); err != nil {
 			v.fail(name, key, "%v", err)
 		}
-		for _, r := range s.Replicas {
-			if _, err := parseAddr(r); err != nil {
-				v.fail(name, key+".replicas", "%v", err)
+		names := map[string]int{}
+		for j, r := range s.Replicas {
+			rkey := fmt.Sprintf("%s.replicas[%d]", key, j)
+			if _, err := parseAddr(r.Addr); err != nil {
+				v.fail(name, rkey, "%v", err)
+			}
+			if k, dup := names[r.Name]; dup {
+				v.fail(name, rkey, "duplicate replica name %q (also replicas[%d])", r.Name, k)
+			} else {
+				names[r.Name] = j
 			}
 		}
 		if len(s.Replicas) > 0 {

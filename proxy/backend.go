@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -99,12 +98,8 @@ func newBackend(l *loop, pr *poolRT, server int) *backend {
 // newReplicaBackend is a connection to replica i of server (a slot the
 // version lists).
 func newReplicaBackend(l *loop, pr *poolRT, server, i int) *backend {
-	addr := pr.cfg.Servers[pr.indexOf(server)].Replicas[i]
-	network := "tcp"
-	if strings.HasPrefix(addr, "/") {
-		network = "unix"
-	}
-	return &backend{l: l, pr: pr, server: server, replica: i, addr: addr, network: network}
+	r := pr.cfg.Servers[pr.indexOf(server)].Replicas[i]
+	return &backend{l: l, pr: pr, server: server, replica: i, addr: r.Addr, network: r.Network}
 }
 
 // name names the connection's server (and replica) in messages.

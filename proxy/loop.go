@@ -204,7 +204,7 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 				b.pr = pr
 			}
 		}
-		var want []string
+		var want []config.Replica
 		if ci >= 0 {
 			want = pr.cfg.Servers[ci].Replicas
 		}
@@ -231,12 +231,12 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 
 // sameReplicas reports whether the replica connections have ("conns" per
 // replica, in order) go to the addresses in want.
-func sameReplicas(have []*backend, want []string, conns int) bool {
+func sameReplicas(have []*backend, want []config.Replica, conns int) bool {
 	if len(have) != len(want)*conns {
 		return false
 	}
 	for k, b := range have {
-		if b.addr != want[k/conns] {
+		if w := want[k/conns]; b.addr != w.Addr || b.network != w.Network {
 			return false
 		}
 	}

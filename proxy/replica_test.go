@@ -25,7 +25,7 @@ func TestReadPolicyMemcache(t *testing.T) {
 	} {
 		t.Run(tc.policy, func(t *testing.T) {
 			pool := proxytest.MemcachePool(t, "mc", primary)
-			pool.Servers[0].Replicas = []string{replica.Addr}
+			pool.Servers[0].Replicas = []config.Replica{config.NewReplica(replica.Addr)}
 			pool.ReadPolicy = tc.policy
 			proxytest.Start(t, proxy.Options{}, pool)
 			c := proxytest.Dial(t, pool.Listen)
@@ -41,7 +41,7 @@ func TestReadPolicyMemcache(t *testing.T) {
 	}
 	// prefer_replica falls back to the primary while the replica is down.
 	pool := proxytest.MemcachePool(t, "mc", primary)
-	pool.Servers[0].Replicas = []string{replica.Addr}
+	pool.Servers[0].Replicas = []config.Replica{config.NewReplica(replica.Addr)}
 	pool.ReadPolicy = config.ReadPreferReplica
 	proxytest.Start(t, proxy.Options{}, pool)
 	replica.Kill()
@@ -69,7 +69,7 @@ func TestReadPolicyRedis(t *testing.T) {
 		}
 	}
 	pool := proxytest.RedisPool(t, "r", primary)
-	pool.Servers[0].Replicas = []string{replica.Addr}
+	pool.Servers[0].Replicas = []config.Replica{config.NewReplica(replica.Addr)}
 	pool.ReadPolicy = config.ReadReplica
 	proxytest.Start(t, proxy.Options{}, pool)
 	c := goRedis(t, pool.Listen)

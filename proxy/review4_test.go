@@ -360,12 +360,12 @@ func TestReloadReplicasBothProtocols(t *testing.T) {
 		pc.Servers = append([]config.Server(nil), base.Servers...)
 		switch i % 3 {
 		case 0:
-			pc.Servers[0].Replicas = []string{rs[2].Addr}
+			pc.Servers[0].Replicas = []config.Replica{config.NewReplica(rs[2].Addr)}
 		case 1:
-			pc.Servers[0].Replicas = []string{rs[3].Addr, rs[2].Addr}
+			pc.Servers[0].Replicas = []config.Replica{config.NewReplica(rs[3].Addr), config.NewReplica(rs[2].Addr)}
 			pc.Servers = pc.Servers[:1]
 		case 2:
-			pc.Servers[1].Replicas = []string{rs[3].Addr}
+			pc.Servers[1].Replicas = []config.Replica{config.NewReplica(rs[3].Addr)}
 		}
 		return &config.Config{Pools: []config.Pool{pc}}
 	}

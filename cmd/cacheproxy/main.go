@@ -398,7 +398,7 @@ func summarize(w io.Writer, cfg *config.Config) {
 		for _, s := range p.Servers {
 			replicas := ""
 			if len(s.Replicas) > 0 {
-				replicas = " replicas " + strings.Join(s.Replicas, ",")
+				replicas = " replicas " + strings.Join(s.ReplicaAddrs(), ",")
 			}
 			fmt.Fprintf(w, "  server %s addr %s weight %d%s\n", s.Name, s.Addr, s.Weight, replicas)
 		}
