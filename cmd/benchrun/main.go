@@ -141,6 +141,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 func backend(ctx context.Context, ps *procs, dir string, proto loadgen.Protocol, i int) (string, error) {
 	var lastErr error
 	for range 3 {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
 		addr, err := freeAddr()
 		if err != nil {
 			return "", err
