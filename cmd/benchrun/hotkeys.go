@@ -33,9 +33,11 @@ import (
 // shieldServers is the number of memcached behind the shield pools.
 const shieldServers = 8
 
-// shieldPool is one distribution's pair of pools, tier off and on.
+// shieldPool is one ring's pair of pools, tier off and on.
 type shieldPool struct {
-	dist    string
+	name    string // jump, ketama, or ketama-murmur
+	dist    string // jump or ketama
+	hash    string
 	off, on *target
 	servers []string // backend addresses, in pool order
 }
@@ -95,16 +97,32 @@ func hotKeys(ctx context.Context, o *options, ps *procs, dir string, out io.Writ
 	return nil
 }
 
+// label names the ring: jump (which has its own key hash) or ketama and
+// its hash.
+func (sp *shieldPool) label() string {
+	if sp.dist == "jump" {
+		return "jump"
+	}
+	return sp.dist + " " + sp.hash
+}
+
 // shieldRounds starts the shield's backends and proxies, runs its rounds
 // and prints its table.
 func shieldRounds(ctx context.Context, o *options, ps *procs, dir string, out io.Writer, samples *[]sample) error {
-	var dists []string
-	for _, d := range []string{"jump", "ketama"} {
-		if o.only == "" || strings.Contains("shield "+d, o.only) {
-			dists = append(dists, d)
+	// jump; ketama with the shield's hash (the default one unless
+	// -shield-hash says otherwise); and ketama with murmur, which spreads
+	// similar keys (see printPlacement), in the same run.
+	var sps []*shieldPool
+	for _, sp := range []*shieldPool{{name: "jump", dist: "jump", hash: o.shieldHash},
+		{name: "ketama", dist: "ketama", hash: o.shieldHash}, {name: "ketama-murmur", dist: "ketama", hash: "murmur"}} {
+		if sp.name == "ketama-murmur" && o.shieldHash == "murmur" {
+			continue
+		}
+		if o.only == "" || strings.Contains("shield "+sp.name, o.only) {
+			sps = append(sps, sp)
 		}
 	}
-	if len(dists) == 0 {
+	if len(sps) == 0 {
 		return nil
 	}
 	zipf, err := loadgen.NewZipf(o.shieldKeys, o.zipfS)
@@ -121,17 +139,18 @@ func shieldRounds(ctx context.Context, o *options, ps *procs, dir string, out io
 	}
 	mk := func(on bool) []pool {
 		var pl []pool
-		for _, d := range dists {
-			pl = append(pl, pool{name: d, proto: loadgen.Memcache, servers: servers, dist: d,
-				hash: o.shieldHash, hotKeys: on, serverPrefix: "mc"})
+		for _, sp := range sps {
+			pl = append(pl, pool{name: sp.name, proto: loadgen.Memcache, servers: servers, dist: sp.dist,
+				hash: sp.hash, hotKeys: on, serverPrefix: "mc"})
 		}
 		return pl
 	}
 	off := startProxy(ctx, ps, dir, "cacheproxy-shield-off", mk(false), o.binary)
 	on := startProxy(ctx, ps, dir, "cacheproxy-shield-on", mk(true), o.binary)
-	var sps []*shieldPool
-	for _, d := range dists {
-		sp := &shieldPool{dist: d, off: off[d], on: on[d], servers: servers}
+	var ready []*shieldPool
+	for _, sp := range sps {
+		d := sp.name
+		sp.off, sp.on, sp.servers = off[d], on[d], servers
 		if sp.off.unavailable != "" || sp.on.unavailable != "" {
 			fmt.Fprintf(os.Stderr, "shield %s unavailable: off %q, on %q\n", d, sp.off.unavailable, sp.on.unavailable)
 			continue
@@ -144,8 +163,9 @@ func shieldRounds(ctx context.Context, o *options, ps *procs, dir string, out io
 		if err != nil {
 			return fmt.Errorf("shield %s: preload: %w", d, err)
 		}
-		sps = append(sps, sp)
+		ready = append(ready, sp)
 	}
+	sps = ready
 	if len(sps) == 0 {
 		return nil
 	}
@@ -168,16 +188,16 @@ func shieldRounds(ctx context.Context, o *options, ps *procs, dir string, out io
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
-					return fmt.Errorf("shield %s %s: %w", sp.dist, tier, err)
+					return fmt.Errorf("shield %s %s: %w", sp.name, tier, err)
 				}
-				s.Comparison, s.Target, s.Round = "shield "+sp.dist, tier, r+1
+				s.Comparison, s.Target, s.Round = "shield "+sp.name, tier, r+1
 				ss = append(ss, s)
 				fmt.Fprintf(os.Stderr, "%-22s round %d %-10s %9.0f req/s  max/mean %.3f  backend gets %d of %d\n",
 					s.Comparison, r+1, tier, s.Throughput, s.MaxMean, s.BackendGets, s.ClientGets)
 			}
 		}
 	}
-	fmt.Fprintf(out, "\nhot-key shield: %d memcached, hash %s, gets only, Zipf %.2f over %d keys (uniform: same keys drawn uniformly, tier off), %d conns one request in flight, verify on; %d rounds x %v (warm-up %v), off/on/uniform alternating\n",
+	fmt.Fprintf(out, "\nhot-key shield: %d memcached, ketama hash %s (and murmur), gets only, Zipf %.2f over %d keys (uniform: same keys drawn uniformly, tier off), %d conns one request in flight, verify on; %d rounds x %v (warm-up %v), off/on/uniform alternating\n",
 		shieldServers, o.shieldHash, o.zipfS, o.shieldKeys, o.conns, o.rounds, o.duration, o.warmup)
 	printShield(out, sps, ss)
 	printPlacement(out, o, zipf)
@@ -319,14 +339,14 @@ type shieldSummary struct {
 	ratio             float64 // median over rounds of rps on / rps off
 }
 
-func summarize(dist string, ss []sample) shieldSummary {
+func summarize(name string, ss []sample) shieldSummary {
 	sum := shieldSummary{maxMean: map[string]float64{}, rps: map[string]float64{}, cpu: map[string]float64{},
 		faults: map[string]int64{}, errs: map[string]int64{}}
 	byRound := map[string]map[int]float64{"off": {}, "on": {}}
 	for _, tier := range []string{"off", "on", "uniform"} {
 		var mm, rps, cpu []float64
 		for _, s := range ss {
-			if s.Comparison != "shield "+dist || s.Target != tier {
+			if s.Comparison != "shield "+name || s.Target != tier {
 				continue
 			}
 			mm, rps, cpu = append(mm, s.MaxMean), append(rps, s.Throughput), append(cpu, s.CPUPerReq)
@@ -362,18 +382,18 @@ func shieldBound(dist string, floor float64) float64 {
 func printShield(w io.Writer, sps []*shieldPool, ss []sample) {
 	fmt.Fprintf(w, "%-14s %-8s %10s %9s %8s %6s %6s %9s\n", "shield", "tier", "req/s", "max/mean", "cpu us", "faults", "errors", "x req/s")
 	for _, sp := range sps {
-		sum := summarize(sp.dist, ss)
+		sum := summarize(sp.name, ss)
 		for _, tier := range []string{"off", "on", "uniform"} {
 			x := ""
 			if tier == "on" {
 				x = fmt.Sprintf("%.3f", sum.ratio)
 			}
-			fmt.Fprintf(w, "%-14s %-8s %10.0f %9.3f %8.2f %6d %6d %9s\n", sp.dist, tier, sum.rps[tier], sum.maxMean[tier],
+			fmt.Fprintf(w, "%-14s %-8s %10.0f %9.3f %8.2f %6d %6d %9s\n", sp.name, tier, sum.rps[tier], sum.maxMean[tier],
 				sum.cpu[tier], sum.faults[tier], sum.errs[tier], x)
 		}
 	}
 	for _, sp := range sps {
-		sum := summarize(sp.dist, ss)
+		sum := summarize(sp.name, ss)
 		bound := shieldBound(sp.dist, sum.maxMean["uniform"])
 		verdict := func(ok bool) string {
 			if ok {
@@ -383,7 +403,7 @@ func printShield(w io.Writer, sps []*shieldPool, ss []sample) {
 		}
 		faults := sum.faults["off"] + sum.faults["on"] + sum.faults["uniform"]
 		fmt.Fprintf(w, "%s: max/mean on %.3f vs bound %.2f: %s; throughput on/off %.3f: %s; faults %d: %s\n",
-			sp.dist, sum.maxMean["on"], bound, verdict(sum.maxMean["on"] <= bound),
+			sp.label(), sum.maxMean["on"], bound, verdict(sum.maxMean["on"] <= bound),
 			sum.ratio, verdict(sum.ratio > 1), faults, verdict(faults == 0))
 	}
 }

@@ -57,7 +57,7 @@ func TestHotKeysSmoke(t *testing.T) {
 			t.Errorf("%s: %d faults, %d errors, %.0f req/s", k, s.Faults, s.Errors, s.Throughput)
 		}
 	}
-	for _, dist := range []string{"jump", "ketama"} {
+	for _, dist := range []string{"jump", "ketama", "ketama-murmur"} {
 		for _, tier := range []string{"off", "on", "uniform"} {
 			k := "shield " + dist + "/" + tier
 			s, ok := got[k]
@@ -95,7 +95,8 @@ func TestHotKeysSmoke(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"hot-key shield: 8 memcached, hash fnv1a_64", "jump: max/mean on", "ketama: max/mean on",
+	for _, want := range []string{"hot-key shield: 8 memcached, ketama hash fnv1a_64", "jump: max/mean on", "ketama fnv1a_64: max/mean on",
+		"ketama murmur: max/mean on",
 		"placement of the 20000 keys", "ketama fnv1a_64", "hotkeys-cost redis P1"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
