@@ -192,7 +192,7 @@ func shieldRounds(ctx context.Context, o *options, ps *procs, dir string, out io
 				}
 				s.Comparison, s.Target, s.Round = "shield "+sp.name, tier, r+1
 				ss = append(ss, s)
-				fmt.Fprintf(os.Stderr, "%-22s round %d %-10s %9.0f req/s  max/mean %.3f  backend gets %d of %d\n",
+				fmt.Fprintf(os.Stderr, "%-25s round %d %-10s %9.0f req/s  max/mean %.3f  backend gets %d of %d\n",
 					s.Comparison, r+1, tier, s.Throughput, s.MaxMean, s.BackendGets, s.ClientGets)
 			}
 		}

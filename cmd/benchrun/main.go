@@ -294,7 +294,7 @@ func runComparisons(ctx context.Context, o *options, comps []*comparison, sample
 				}
 				s.Round = r + 1
 				*samples = append(*samples, s)
-				fmt.Fprintf(os.Stderr, "%-22s round %d %-10s %9.0f req/s  p50 %7.1f us  p99 %7.1f us\n", c.name(), r+1, t.name, s.Throughput, s.P50, s.P99)
+				fmt.Fprintf(os.Stderr, "%-25s round %d %-10s %9.0f req/s  p50 %7.1f us  p99 %7.1f us\n", c.name(), r+1, t.name, s.Throughput, s.P50, s.P99)
 			}
 		}
 	}
@@ -484,7 +484,7 @@ func median(xs []float64) float64 {
 // printTable prints medians over rounds per comparison and target, and the
 // median of the per-round ratios candidate/baseline.
 func printTable(w io.Writer, comps []*comparison, samples []sample) {
-	fmt.Fprintf(w, "\n%-22s %-11s %10s %8s %8s %8s %6s %6s %9s %9s\n",
+	fmt.Fprintf(w, "\n%-25s %-11s %10s %8s %8s %8s %6s %6s %9s %9s\n",
 		"comparison", "target", "req/s", "p50 us", "p99 us", "cpu us", "faults", "errors", "x req/s", "x p99")
 	for _, c := range comps {
 		byRound := map[string]map[int]sample{}
@@ -508,7 +508,7 @@ func printTable(w io.Writer, comps []*comparison, samples []sample) {
 				if why == "" {
 					why = "no samples"
 				}
-				fmt.Fprintf(w, "%-22s %-11s unavailable: %s\n", c.name(), t.name, why)
+				fmt.Fprintf(w, "%-25s %-11s unavailable: %s\n", c.name(), t.name, why)
 				continue
 			}
 			cpuS := "-"
@@ -528,7 +528,7 @@ func printTable(w io.Writer, comps []*comparison, samples []sample) {
 					ratioTP, ratioP99 = fmt.Sprintf("%.3f", median(rt)), fmt.Sprintf("%.3f", median(rp))
 				}
 			}
-			fmt.Fprintf(w, "%-22s %-11s %10.0f %8.1f %8.1f %8s %6d %6d %9s %9s\n",
+			fmt.Fprintf(w, "%-25s %-11s %10.0f %8.1f %8.1f %8s %6d %6d %9s %9s\n",
 				c.name(), t.name, median(tp), median(p50), median(p99), cpuS, faults, errs, ratioTP, ratioP99)
 		}
 	}
