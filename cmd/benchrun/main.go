@@ -271,12 +271,17 @@ func bench(ctx context.Context, o *options, ps *procs, dir string, out io.Writer
 }
 
 // runComparisons measures each comparison's targets alternately for
-// o.rounds rounds and appends the samples. A target that fails is marked
-// unavailable and skipped from then on.
+// o.rounds rounds, A then B in odd rounds and B then A in even ones (so
+// neither always runs first), and appends the samples. A target that fails
+// is marked unavailable and skipped from then on.
 func runComparisons(ctx context.Context, o *options, comps []*comparison, samples *[]sample) error {
 	for _, c := range comps {
 		for r := range o.rounds {
-			for _, t := range []*target{c.a, c.b} {
+			order := []*target{c.a, c.b}
+			if r%2 == 1 {
+				order[0], order[1] = c.b, c.a
+			}
+			for _, t := range order {
 				if t.unavailable != "" {
 					continue
 				}
