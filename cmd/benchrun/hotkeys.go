@@ -19,8 +19,9 @@ import (
 // The hot-key rounds (issue 13):
 //
 //   - shield: 8 memcached behind one proxy with hot_keys off and one with
-//     them on (same servers, same server names, same hash), for jump and
-//     ketama. Gets only, keys drawn Zipf 1.1 over -shield-keys keys, 32
+//     them on (same servers, same server names, same hash), for jump,
+//     ketama with -shield-hash (the default hash, fnv1a_64) and ketama with
+//     murmur. Gets only, keys drawn Zipf 1.1 over -shield-keys keys, 32
 //     connections one request in flight, every value verified. Rounds
 //     alternate off, on, and a uniform-key run through the off proxy (the
 //     distribution's own imbalance, the floor no cache removes). Per-server

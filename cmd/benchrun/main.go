@@ -5,8 +5,11 @@
 //
 //   - overhead: each backend directly vs cacheproxy over that one backend;
 //   - peer: cacheproxy vs nutcracker over the same three backends;
+//   - hotkeys-cost: cacheproxy with hot_keys off vs on over one backend;
 //
-// for memcache and redis at pipeline depth 1 and 16. It prints one table of
+// for memcache and redis at pipeline depth 1 and 16, then the hot-key
+// shield (hotkeys.go) with its own table. -hotkeys runs only the hot-key
+// rounds (make bench-hotkeys); -smoke makes any run a few seconds long. It prints one table of
 // medians over the rounds: throughput, p50, p99, each proxy's CPU time per
 // request (from /proc/PID/stat over the measured window), and the ratios,
 // headed by the machine's core count and CPU model. A target that does not
