@@ -116,7 +116,7 @@ func TestTTLJitterMemcache(t *testing.T) {
 		case 2:
 			on.RoundTrip("ms "+key+" 1 T1000 F7\r\nx\r\n", "HD\r\n")
 		case 3:
-			on.RoundTrip("set "+key+" 0 0 1 noreply\r\nq\r\nmg "+key+" c\r\n")
+			on.Send("set " + key + " 0 0 1 noreply\r\nq\r\nmg " + key + " c\r\n")
 			l := on.Line()
 			cas := strings.TrimSuffix(strings.TrimPrefix(l, "HD c"), "\r\n")
 			if _, err := strconv.ParseUint(cas, 10, 64); err != nil {

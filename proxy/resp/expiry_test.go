@@ -194,3 +194,27 @@ func TestAppendForwardArg(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkExpiry(b *testing.B) {
+	args := splitArgs("SET user:1234567890:profile v NX EX 3600")
+	b.ReportAllocs()
+	for b.Loop() {
+		if i, _, _, ok := Expiry("set", args); !ok || i != 5 {
+			b.Fatal("no expiry")
+		}
+	}
+}
+
+func BenchmarkAppendForwardArg(b *testing.B) {
+	p := NewParser(Limits{})
+	var req Request
+	in := AppendCommand(nil, splitArgs("SET user:1234567890:profile "+strings.Repeat("v", 100)+" EX 3600")...)
+	if _, err := p.Parse(in, &req); err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = req.AppendForwardArg(dst[:0], 4, 3599)
+	}
+}
