@@ -336,3 +336,46 @@ func TestTTLJitterRedis(t *testing.T) {
 		}
 	}
 }
+
+// TestTTLJitterReload: ttl_jitter follows reloads on a connection that
+// stays open: off, then 10%, then hot keys disabled (off again).
+func TestTTLJitterReload(t *testing.T) {
+	server := testserver.Memcached(t)
+	pool := proxytest.MemcachePool(t, "mc", server)
+	pool.HotKeys = config.HotKeys{Enabled: true}
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	backends := []*proxytest.Conn{proxytest.Dial(t, server.Addr)}
+	c := proxytest.Dial(t, pool.Listen)
+	const slack = 2 // seconds that may pass between a set and the read back
+	setAll := func(prefix string, n int) []int64 {
+		var ttls []int64
+		for i := range n {
+			c.RoundTrip("set "+prefix+strconv.Itoa(i)+" 0 1000 1\r\nx\r\n", "STORED\r\n")
+		}
+		for i := range n {
+			ttls = append(ttls, mcTTL(t, backends, prefix+strconv.Itoa(i)))
+		}
+		return ttls
+	}
+	unchanged := func(what string, ttls []int64) {
+		t.Helper()
+		for i, v := range ttls {
+			if v > 1000 || v < 1000-slack {
+				t.Errorf("%s: key %d: TTL %d; want 1000 (no jitter)", what, i, v)
+			}
+		}
+	}
+	reload := func(h config.HotKeys) {
+		t.Helper()
+		next := pool
+		next.HotKeys = h
+		if err := p.Reload(&config.Config{Pools: []config.Pool{next}}); err != nil {
+			t.Fatalf("Reload: %v", err)
+		}
+	}
+	unchanged("jitter 0", setAll("a", 20))
+	reload(config.HotKeys{Enabled: true, TTLJitter: 0.1})
+	checkSpread(t, "after a reload to 10%", setAll("b", 200), 1000, slack)
+	reload(config.HotKeys{TTLJitter: 0.1})
+	unchanged("after a reload to hot keys off", setAll("c", 20))
+}
