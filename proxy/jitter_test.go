@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -288,6 +289,24 @@ func TestTTLJitterRedis(t *testing.T) {
 	}
 	checkSpread(t, "ttl_jitter 10%", ttls, 1000000, slack)
 	expect(respDo(on, "GET", "on:{3}"), "$1\r\nv\r\n", "GET")
+
+	// A client library as applications use it: go-redis (RESP3) sends
+	// SET k v EX 1000 for a 1000 s expiration.
+	lib := goRedis(t, pools[0].Listen)
+	ctx := context.Background()
+	for i := range n {
+		if err := lib.Set(ctx, "lib:{"+strconv.Itoa(i)+"}", "v", 1000*time.Second).Err(); err != nil {
+			t.Fatalf("go-redis Set: %v", err)
+		}
+	}
+	ttls = ttls[:0]
+	for i := range n {
+		ttls = append(ttls, redisPTTL(t, backends, "lib:{"+strconv.Itoa(i)+"}"))
+	}
+	checkSpread(t, "go-redis Set with 1000s", ttls, 1000000, slack)
+	if v, err := lib.Get(ctx, "lib:{0}").Result(); err != nil || v != "v" {
+		t.Errorf("go-redis Get: %q, %v; want \"v\"", v, err)
+	}
 
 	// Not jittered, even with jitter on.
 	at := time.Now().Add(time.Hour)
