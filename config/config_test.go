@@ -466,6 +466,12 @@ func TestLoadWarnings(t *testing.T) {
 			[]string{`5: pool "a": servers[1]: weight 2 is ignored by distribution jump`}},
 		{"read policy without replicas", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    read_policy: any\n    servers: [127.0.0.1:11211:1]\n",
 			[]string{`4: pool "a": read_policy: any has no effect: no server has replicas`}},
+		{"ttl_jitter without hot keys", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    hot_keys:\n      ttl_jitter: 10%\n    servers: [127.0.0.1:11211:1]\n",
+			[]string{`5: pool "a": hot_keys.ttl_jitter: 10% is not applied: hot_keys.enabled is false`}},
+		{"ttl_jitter with hot keys off", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    hot_keys: {enabled: false, ttl_jitter: 5%}\n    servers: [127.0.0.1:11211:1]\n",
+			[]string{`4: pool "a": hot_keys.ttl_jitter: 5% is not applied: hot_keys.enabled is false`}},
+		{"ttl_jitter 0 without hot keys", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    hot_keys: {ttl_jitter: 0%}\n    servers: [127.0.0.1:11211:1]\n",
+			nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, tc.text)

@@ -229,7 +229,14 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	} else if fillKey != nil && pr.coalesce(l, r, fillKey, s, 0) {
 		return // waits for the same key's read in flight
 	}
+	var ttl int64 // a spread expiry to send instead of req's (jitter.go), 0: none
+	if r.class == ClassWrite {
+		ttl = l.mcTTL(pr, req)
+	}
 	route(cl, m.pr, r, s, req.Cmd == memcache.CmdGet, func(dst []byte, _ int) []byte {
+		if ttl > 0 {
+			return req.AppendForwardTTL(dst, ttl)
+		}
 		return req.AppendForward(dst)
 	}, -1)
 }
