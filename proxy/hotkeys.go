@@ -350,7 +350,10 @@ type NearCacheStats struct {
 // its reply instead of sending their own read. A miss joins only if no
 // invalidation of the key (a write through the proxy on any loop, a flush)
 // came since the leader took its fill token, so a read sent before the
-// latest write is never shared with a reader that comes after it.
+// latest write is never shared with a reader that comes after it; and no
+// miss joins or leads while a write of the key (or a flush) is in flight,
+// since a read led then may travel on another connection than the write's
+// and reach the server first.
 
 // flight is a backend read of a hot key that later misses wait for.
 type flight struct {
@@ -376,8 +379,18 @@ func (l *loop) flights(pr *poolRT) map[string]*flight {
 // missed the near cache, just after r was pushed on its client's FIFO.
 // When a read of key is in flight on this loop with a token still valid, r
 // waits for its reply (coalesce returns true: r must not be sent);
-// otherwise r leads a new flight and is marked to fill the cache.
+// otherwise r leads a new flight and is marked to fill the cache. While a
+// write of key or a flush is in flight (Cache.Closed) r does neither: it
+// is sent on its own, on its client's connection, behind that client's
+// own writes.
 func (pr *poolRT) coalesce(l *loop, r *request, key []byte, s int, proto int8) bool {
+	if pr.hc.Closed(key) {
+		// A write of key (or a flush) is in flight: a flight led since
+		// it was queued has the same token, but its read may have gone on
+		// another connection to the server and be answered before the
+		// write. Such a read neither waits nor leads (nor could it fill).
+		return false
+	}
 	fl := l.flights(pr)
 	gen := pr.hc.Begin(key)
 	if f := fl[string(key)]; f != nil && f.gen == gen && f.proto == proto && f.pr == pr {
