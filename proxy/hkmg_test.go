@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/internal/proxytest"
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
 
@@ -172,5 +175,161 @@ func TestHotKeysCoalesceNotDuringWrite(t *testing.T) {
 	}
 	if got := gets() - before; got != 2 {
 		t.Errorf("server gets: got %d; want 2 (each miss read on its own)", got)
+	}
+}
+
+// metaConn is a raw memcached text connection for byte-exact comparisons.
+type metaConn struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialMeta(t *testing.T, addr string) *metaConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &metaConn{c: c, r: bufio.NewReader(c)}
+}
+
+// do sends line (with "\r\n") and returns the whole reply: one line, and
+// the data block of a VA or VALUE reply (a get reply up to its END).
+func (m *metaConn) do(t *testing.T, line string) string {
+	t.Helper()
+	_ = m.c.SetDeadline(time.Now().Add(proxytest.Timeout))
+	if _, err := io.WriteString(m.c, line+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for {
+		l, err := m.r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%q: %v (read %q)", line, err, out.String())
+		}
+		out.WriteString(l)
+		f := strings.Fields(l)
+		size := -1
+		switch {
+		case len(f) >= 2 && f[0] == "VA":
+			size, _ = strconv.Atoi(f[1])
+		case len(f) == 4 && f[0] == "VALUE":
+			size, _ = strconv.Atoi(f[3])
+		}
+		if size >= 0 {
+			buf := make([]byte, size+2)
+			if _, err := io.ReadFull(m.r, buf); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			out.Write(buf)
+		}
+		if f[0] != "VALUE" {
+			return out.String()
+		}
+	}
+}
+
+// TestHotKeysMetaGetNearCache: mg of a hot key with flags among v f k O q
+// s b is answered from the near cache, byte for byte what memcached itself
+// answers: the same mg lines are sent to the server directly and through
+// the proxy, and each answerable line must be served from the near cache
+// (hits rise by one) in some round (the key may be demoted between two
+// rounds: the rounds go on for up to 10 s) while every reply of every round equals
+// memcached's. Lines with other flags (t, c, duplicates, b with k, a flag
+// longer than one letter) must reach the server (no hit). The keys are
+// cached by get (key1) and by mg v f alone (key2: an mg hit fills the
+// cache with the get reply block, so get through the proxy is answered
+// from it too, like the server's).
+func TestHotKeysMetaGetNearCache(t *testing.T) {
+	srv := testserver.Memcached(t)
+	pool := proxytest.MemcachePool(t, "hk", srv)
+	pool.HotKeys = config.HotKeys{Enabled: true, MinRate: 20, TTL: 10 * time.Second}
+	p := proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+	direct, via := dialMeta(t, srv.Addr), dialMeta(t, pool.Listen)
+	type item struct {
+		key, flags, value string
+		byMeta            bool // made hot and cached by mg v f only
+	}
+	items := []item{
+		{"foo", "5", "bar", false},
+		{"big", "4294967295", "x", false},
+		{"empty", "0", "", false},
+		{"crlf", "7", "a\r\nEND\r\nVALUE z 0 1", false},
+		{"mgonly", "42", "from mg", true},
+	}
+	for _, it := range items {
+		if got := via.do(t, fmt.Sprintf("set %s %s 0 %d\r\n%s", it.key, it.flags, len(it.value), it.value)); got != "STORED\r\n" {
+			t.Fatalf("set %s: %q", it.key, got)
+		}
+	}
+	served := func(line string) string {
+		before := nearStats(p, "hk").Hits
+		got := via.do(t, line)
+		if nearStats(p, "hk").Hits > before {
+			return got
+		}
+		return ""
+	}
+	b64 := func(k string) string { return base64.StdEncoding.EncodeToString([]byte(k)) }
+	for _, it := range items {
+		warmLine := "get " + it.key
+		if it.byMeta {
+			warmLine = "mg " + it.key + " v f"
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for served(warmLine) == "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("%q never served from the near cache: %+v", warmLine, nearStats(p, "hk"))
+			}
+		}
+		if it.byMeta {
+			if stats := nearStats(p, "hk"); stats.Fills == 0 {
+				t.Fatalf("mg v f filled nothing: %+v", stats)
+			}
+		}
+		k, bk := it.key, b64(it.key)
+		near := []string{
+			"mg " + k, "mg " + k + " v", "mg " + k + " f v", "mg " + k + " v f", "mg " + k + " s v f k",
+			"mg " + k + " k v", "mg " + k + " O123 v k", "mg " + k + " q v", "mg " + k + " q",
+			"mg " + k + " s", "mg " + k + " f", "mg " + k + " k q s f v O9", "mg " + k + "  v  f",
+			"mg " + k + " O", "mg " + k + " O" + strings.Repeat("a", 31), "mg " + k + " q k O1",
+			"mg " + bk + " b v f s", "mg " + bk + " b", "mg " + bk + " O7 b q v", "get " + k,
+		}
+		server := []string{
+			"mg " + k + " t v", "mg " + k + " c", "mg " + k + " v v", "mg " + bk + " b k v",
+			"mg " + k + " vx", "mg " + k + " O" + strings.Repeat("a", 32), "mg " + k + " h l",
+		}
+		for _, line := range server {
+			want := direct.do(t, line)
+			before := nearStats(p, "hk").Hits
+			if got := via.do(t, line); got != want {
+				t.Errorf("%q through the proxy: got %q; memcached answers %q", line, got, want)
+			}
+			if after := nearStats(p, "hk").Hits; after != before {
+				t.Errorf("%q was answered from the near cache (hits %d -> %d); it asks what only the server knows", line, before, after)
+			}
+		}
+		hit := map[string]bool{}
+		deadline = time.Now().Add(10 * time.Second)
+		for len(hit) < len(near) && time.Now().Before(deadline) {
+			for _, line := range near {
+				want := direct.do(t, line)
+				got := via.do(t, line)
+				before := nearStats(p, "hk").Hits
+				if got2 := via.do(t, line); got2 != want || got != want {
+					t.Fatalf("%q through the proxy: got %q then %q; memcached answers %q", line, got, got2, want)
+				}
+				if nearStats(p, "hk").Hits > before {
+					hit[line] = true
+				}
+			}
+		}
+		t.Logf("%s: %d of %d lines served from the near cache; %+v", k, len(hit), len(near), nearStats(p, "hk"))
+		for _, line := range near {
+			if !hit[line] {
+				t.Errorf("%q was never answered from the near cache in 10 s (%+v)", line, nearStats(p, "hk"))
+			}
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/hotkey"
+	"github.com/cacheproxy/cacheproxy/proxy/memcache"
 )
 
 // Hot keys (docs/hotkeys.md): a pool with hot_keys enabled has one
@@ -107,6 +108,8 @@ type loopHot struct {
 	rec *hotkey.Recorder
 	// flights are the loop's reads of hot keys in flight, by key.
 	flights map[string]*flight
+	// block is scratch for the get reply block made from an mg reply.
+	block []byte
 }
 
 // recorder returns the loop's recorder for pr's tracker (pr.hk not nil).
@@ -207,6 +210,20 @@ func (pr *poolRT) fill(l *loop, c *hotkey.Cache, key []byte, gen hotkey.Gen, val
 	}
 	if c.Fill(key, gen, val) {
 		l.near(pr).fills.Add(1)
+	}
+}
+
+// fillMeta fills the cache for key from reply, a server's VA reply to an
+// mg that asked for the value and client flags, stored as the get reply
+// block memcached would have sent (so get and mg are both answered from
+// it); a reply without them fills nothing.
+func (pr *poolRT) fillMeta(l *loop, c *hotkey.Cache, key []byte, gen hotkey.Gen, reply []byte) {
+	l.recorder(pr) // sizes l.hot
+	h := &l.hot[pr.idx]
+	blk, ok := memcache.AppendValueBlock(h.block[:0], key, reply)
+	h.block = blk[:0]
+	if ok {
+		pr.fill(l, c, key, gen, blk)
 	}
 }
 
