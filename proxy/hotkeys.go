@@ -18,7 +18,8 @@ import (
 // nil when off, so a pool without hot_keys pays one nil check). Each loop
 // owns a Recorder per such pool, fed on the routing seam (route.go: observe,
 // written), published from the loop's tick; one goroutine merges every
-// 100 ms. Reads of plain get/GET/MGET for promoted keys are answered from
+// 100 ms. Reads of plain get/GET/MGET (and mg asking only for the value,
+// client flags, size, key or opaque) for promoted keys are answered from
 // the tracker's near cache; every write through the proxy invalidates its
 // keys before it is queued and again when its reply (or failure) comes.
 
@@ -168,7 +169,7 @@ func (p *Proxy) mergeLoop(ctx context.Context) {
 // near returns the loop's near-cache counters for pr.
 func (l *loop) near(pr *poolRT) *nearCounters { return &l.counters(pr.idx).near }
 
-// lookup is the read side of the seam for a plain get/GET/MGET key of a
+// lookup is the read side of the seam for a plain get/GET/MGET (or mg) key of a
 // hot-key pool (pr.hk not nil; the key has been observed): cached is the
 // reply bytes the near cache holds for it, hot whether the key is promoted
 // (a miss of a hot key should fill).
