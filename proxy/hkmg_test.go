@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -196,18 +198,28 @@ func dialMeta(t *testing.T, addr string) *metaConn {
 }
 
 // do sends line (with "\r\n") and returns the whole reply: one line, and
-// the data block of a VA or VALUE reply (a get reply up to its END).
+// the data block of a VA or VALUE reply (a get reply up to its END). It
+// fails the test on an error (call it from the test's goroutine).
 func (m *metaConn) do(t *testing.T, line string) string {
 	t.Helper()
+	out, err := m.try(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// try is do returning its error, for other goroutines.
+func (m *metaConn) try(line string) (string, error) {
 	_ = m.c.SetDeadline(time.Now().Add(proxytest.Timeout))
 	if _, err := io.WriteString(m.c, line+"\r\n"); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	var out strings.Builder
 	for {
 		l, err := m.r.ReadString('\n')
 		if err != nil {
-			t.Fatalf("%q: %v (read %q)", line, err, out.String())
+			return "", fmt.Errorf("%q: %w (read %q)", line, err, out.String())
 		}
 		out.WriteString(l)
 		f := strings.Fields(l)
@@ -221,12 +233,12 @@ func (m *metaConn) do(t *testing.T, line string) string {
 		if size >= 0 {
 			buf := make([]byte, size+2)
 			if _, err := io.ReadFull(m.r, buf); err != nil {
-				t.Fatalf("%q: %v", line, err)
+				return "", fmt.Errorf("%q: %w", line, err)
 			}
 			out.Write(buf)
 		}
-		if f[0] != "VALUE" {
-			return out.String()
+		if len(f) == 0 || f[0] != "VALUE" {
+			return out.String(), nil
 		}
 	}
 }
@@ -369,5 +381,104 @@ func BenchmarkProxyNearCache(b *testing.B) {
 				b.Fatalf("near-cache hits %d, misses %d of %d reads", hits, misses, b.N)
 			}
 		})
+	}
+}
+
+// TestHotKeysMultiGetJoinsFlight: with the servers stopped, a get of a hot
+// key that misses is in flight; multi-gets of the same key on the same
+// loop (once in the middle of other keys, once twice) wait for that read
+// instead of reading it again (coalesced rises by three before the
+// servers resume), answer every key in the order asked, and the servers
+// count one get of the hot key in all. In "leader fails" the servers are
+// killed instead of resumed: every client gets the proxy's SERVER_ERROR
+// (a multi-get whose every fragment failed), none hangs, and the
+// connections stay usable.
+func TestHotKeysMultiGetJoinsFlight(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		t.Run(map[bool]string{false: "answered", true: "leader fails"}[kill], func(t *testing.T) {
+			multiGetJoinsFlight(t, kill)
+		})
+	}
+}
+
+func multiGetJoinsFlight(t *testing.T, kill bool) {
+	ss, gets := hkServers(t, false)
+	pool := hkPoolOver(t, false, ss)
+	p := proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+	w := hkDial(t, pool.Listen, false)
+	for k, v := range map[string]string{"hot": "v1", "ka": "va", "kb": "vb"} {
+		if err := w.set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warm(t, p, w, "hot")
+	if err := w.set("hot", "v2"); err != nil { // drops it from the near cache
+		t.Fatal(err)
+	}
+	a := hkDial(t, pool.Listen, false)
+	b, c := dialMeta(t, pool.Listen), dialMeta(t, pool.Listen)
+	st := nearStats(p, "hk")
+	before := gets()
+	resume := stopServers(t, ss)
+	type res struct {
+		v   string
+		hit bool
+		err error
+	}
+	ra := make(chan res, 1)
+	go func() {
+		v, hit, err := a.get("hot")
+		ra <- res{v, hit, err}
+	}()
+	waitMisses(t, p, st.Misses+1)
+	replies := make(chan string, 2)
+	for _, mc := range []struct {
+		conn *metaConn
+		line string
+	}{{b, "get ka hot kb"}, {c, "get hot hot"}} {
+		go func() {
+			out, err := mc.conn.try(mc.line)
+			if err != nil {
+				out = err.Error()
+			}
+			replies <- mc.line + " -> " + out
+		}()
+	}
+	waitCoalesced(t, p, st.Coalesced+3)
+	if kill {
+		for _, s := range ss {
+			s.Kill()
+		}
+		resume()
+		if r := <-ra; r.err == nil || !strings.Contains(r.err.Error(), "SERVER_ERROR") {
+			t.Errorf("get hot of a killed server: got %q (hit %v, err %v); want SERVER_ERROR", r.v, r.hit, r.err)
+		}
+		for range 2 {
+			if got := <-replies; !strings.Contains(got, " -> SERVER_ERROR ") {
+				t.Errorf("got %q; want SERVER_ERROR", got)
+			}
+		}
+		for _, mc := range []*metaConn{b, c} {
+			if got := mc.do(t, "version"); !strings.HasPrefix(got, "VERSION ") {
+				t.Errorf("version after the failure: got %q", got)
+			}
+		}
+		return
+	}
+	resume()
+	if r := <-ra; r.err != nil || !r.hit || r.v != "v2" {
+		t.Errorf("get hot: got %q (hit %v, err %v); want v2", r.v, r.hit, r.err)
+	}
+	want := map[string]bool{
+		"get ka hot kb -> VALUE ka 0 2\r\nva\r\nVALUE hot 0 2\r\nv2\r\nVALUE kb 0 2\r\nvb\r\nEND\r\n": true,
+		"get hot hot -> VALUE hot 0 2\r\nv2\r\nVALUE hot 0 2\r\nv2\r\nEND\r\n":                        true,
+	}
+	for range 2 {
+		if got := <-replies; !want[got] {
+			t.Errorf("got %q; want one of %q", got, slices.Collect(maps.Keys(want)))
+		}
+	}
+	if got := gets() - before; got != 3 {
+		t.Errorf("server gets: got %d; want 3 (hot once, ka, kb)", got)
 	}
 }

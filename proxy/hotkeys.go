@@ -409,21 +409,40 @@ func (pr *poolRT) coalesce(l *loop, r *request, key []byte, s int, proto int8) b
 		// write. Such a read neither waits nor leads (nor could it fill).
 		return false
 	}
-	fl := l.flights(pr)
-	gen := pr.hc.Begin(key)
-	if f := fl[string(key)]; f != nil && f.gen == gen && f.proto == proto && f.pr == pr {
-		r.keys = append(r.keys[:0], key...)
-		r.inFIFO = true // held by the flight until it lands
-		f.waiters = append(f.waiters, r)
-		l.near(pr).coalesced.Add(1)
+	if f := pr.joinable(l, key, proto); f != nil {
+		f.wait(r, key)
 		return true
 	}
+	gen := pr.hc.Begin(key)
 	pr.markFill(r, key)
 	r.hkGen = gen
 	f := &flight{l: l, pr: pr, s: s, gen: gen, proto: proto}
-	fl[string(key)] = f
+	l.flights(pr)[string(key)] = f
 	r.hkFlight = f
 	return false
+}
+
+// joinable returns the read of key in flight on loop l that a miss of key
+// (from a client speaking proto) may wait for, or nil: none, or one whose
+// token is stale (a write or flush came since it was sent), or a write of
+// key or a flush is in flight now (see coalesce).
+func (pr *poolRT) joinable(l *loop, key []byte, proto int8) *flight {
+	if pr.hc.Closed(key) {
+		return nil
+	}
+	if f := l.flights(pr)[string(key)]; f != nil && f.gen == pr.hc.Begin(key) && f.proto == proto && f.pr == pr {
+		return f
+	}
+	return nil
+}
+
+// wait makes r (a whole read, or a one-key fragment of a multi-get) wait
+// for f's reply instead of being sent.
+func (f *flight) wait(r *request, key []byte) {
+	r.keys = append(r.keys[:0], key...)
+	r.inFIFO = true // held by the flight until it lands
+	f.waiters = append(f.waiters, r)
+	f.l.near(f.pr).coalesced.Add(1)
 }
 
 // land ends leader's flight: every waiter gets reply (the exact bytes the
@@ -443,6 +462,8 @@ func land(leader *request, reply []byte) {
 		f.waiters[i] = nil
 		w.inFIFO = false
 		switch {
+		case w.parent != nil:
+			f.landFragment(w, reply)
 		case w.cl == nil || w.cl.closed:
 			w.done = true
 			l.release(w)
@@ -453,6 +474,36 @@ func land(leader *request, reply []byte) {
 			f.resend(w)
 		}
 	}
+}
+
+// landFragment completes w, a one-key fragment of a memcached multi-get
+// that waited for f, with the leader's reply (its VALUE block or miss,
+// without END; an error fails the fragment, whose key then reads as a
+// miss, as a failed server's keys do); with reply nil it is sent on its
+// own, unless its client is gone.
+func (f *flight) landFragment(w *request, reply []byte) {
+	p := w.parent
+	if reply == nil && p.cl != nil && !p.cl.closed {
+		key := w.keys
+		route(p.cl, f.pr, w, f.s, true, func(dst []byte, _ int) []byte {
+			return append(append(append(dst, "get "...), key...), "\r\n"...)
+		}, -1)
+		return
+	}
+	w.reply = w.reply[:0]
+	n, rep, err := 0, memcache.Reply{}, error(nil)
+	if reply != nil {
+		n, rep, err = memcache.ParseReply(reply, memcache.CmdGet)
+	}
+	if reply == nil || err != nil || n != len(reply) || rep.Status.IsError() {
+		w.failed = true
+		w.reply = append(w.reply, reply...)
+	} else {
+		w.ok = true
+		w.reply = append(w.reply, reply[:rep.Body]...)
+	}
+	fragmentDone(w, f.pr.codec)
+	f.l.release(w)
 }
 
 // resend sends w, a waiter whose flight had no reply to share, on its own.
@@ -480,7 +531,7 @@ func (pr *poolRT) refreshAhead(cl *client, key []byte, s int, proto int8, setup 
 		return
 	}
 	l := cl.l
-	if f := l.flights(pr)[string(key)]; f != nil && f.gen == pr.hc.Begin(key) && f.proto == proto && f.pr == pr {
+	if pr.joinable(l, key, proto) != nil {
 		return // one in flight already
 	}
 	r := l.newRequest()

@@ -360,6 +360,24 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 				parent.keyFrag = append(parent.keyFrag, -2) // answered from the near cache
 				continue
 			}
+			if fl := m.joinable(l, req, i, sc.fills[i]); fl != nil {
+				// A hot miss whose read is in flight on this loop: a
+				// fragment of its own waits for that read's reply
+				// (which fills the cache), instead of reading again.
+				parent.hkFills[i] = false
+				fi := len(parent.frags)
+				w := newFragment(l, parent, fl.s)
+				w.mc = header(req)
+				w.read = true
+				w.nkeys = 1
+				fl.wait(w, req.Keys[i])
+				for len(sc.fragIdx) <= fi {
+					sc.fragIdx = append(sc.fragIdx, nil)
+				}
+				sc.fragIdx[fi] = sc.fragIdx[fi][:0]
+				parent.keyFrag = append(parent.keyFrag, fi)
+				continue
+			}
 		}
 		if s < 0 {
 			parent.keyFrag = append(parent.keyFrag, -1)
@@ -387,6 +405,16 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 	sendFragments(cl, m.pr, parent, func(dst []byte, fi int) []byte {
 		return req.AppendMultiGet(dst, sc.fragIdx[fi])
 	})
+}
+
+// joinable returns the read in flight on l that key i of req, a multi-get,
+// may wait for: req is a plain get and key i a hot miss (miss), see
+// poolRT.joinable.
+func (m *memcacheCodec) joinable(l *loop, req *memcache.Request, i int, miss bool) *flight {
+	if req.Cmd != memcache.CmdGet || !miss {
+		return nil
+	}
+	return m.pr.joinable(l, req.Keys[i], 0)
 }
 
 // forwardAll sends flush_all to every live server.
