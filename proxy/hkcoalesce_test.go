@@ -2,10 +2,13 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,7 +106,39 @@ func stopServers(t *testing.T, ss []*testserver.Process) func() {
 			t.Fatalf("stop %s: %v", s.Addr, err)
 		}
 	}
+	for _, s := range ss {
+		waitStopped(t, s.Pid())
+	}
 	return resume
+}
+
+// waitStopped polls until every thread of process pid is stopped: kill
+// returns once SIGSTOP is queued, and a thread running on another CPU may
+// still answer a request before it stops.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stopped := true
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		if err != nil || len(tasks) == 0 {
+			t.Fatalf("threads of %d: %v", pid, err)
+		}
+		for _, task := range tasks {
+			b, err := os.ReadFile(task)
+			// The state follows the command name in parentheses.
+			if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) && b[i+2] != 'T' && b[i+2] != 't' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d did not stop", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // waitCoalesced polls the proxy until n misses have been coalesced in
