@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -253,7 +254,8 @@ func (m *metaConn) try(line string) (string, error) {
 // the proxy, and each answerable line must be served from the near cache
 // (hits rise by one) in some round (the key may be demoted between two
 // rounds: the rounds go on for up to 10 s) while every reply of every round equals
-// memcached's. Lines with other flags (t, c, duplicates, b with k, a flag
+// memcached's (listed lines and random orders of random subsets of the
+// flags). Lines with other flags (t, c, duplicates, b with k, a flag
 // longer than one letter) must reach the server (no hit). The keys are
 // cached by get (key1) and by mg v f alone (key2: an mg hit fills the
 // cache with the get reply block, so get through the proxy is answered
@@ -312,6 +314,17 @@ func TestHotKeysMetaGetNearCache(t *testing.T) {
 			"mg " + k + " s", "mg " + k + " f", "mg " + k + " k q s f v O9", "mg " + k + "  v  f",
 			"mg " + k + " O", "mg " + k + " O" + strings.Repeat("a", 31), "mg " + k + " q k O1",
 			"mg " + bk + " b v f s", "mg " + bk + " b", "mg " + bk + " O7 b q v", "get " + k,
+		}
+		// And random orders of random subsets of the flags (seeded: a
+		// failure names its line, and reruns the same).
+		rng := rand.New(rand.NewPCG(1, uint64(len(k))))
+		for range 12 {
+			flags := []string{"v", "f", "k", "q", "s", "O" + strconv.Itoa(rng.IntN(1000))}
+			rng.Shuffle(len(flags), func(i, j int) { flags[i], flags[j] = flags[j], flags[i] })
+			line := "mg " + k + " " + strings.Join(flags[:rng.IntN(len(flags)+1)], " ")
+			if !slices.Contains(near, line) {
+				near = append(near, line)
+			}
 		}
 		server := []string{
 			"mg " + k + " t v", "mg " + k + " c", "mg " + k + " v v", "mg " + bk + " b k v",
