@@ -107,6 +107,13 @@ func (c *Cache) closed(key []byte) bool {
 	return c.flushing.Load() > 0 || c.writing[c.stripeOf(key)].Load() > 0
 }
 
+// Closed reports whether key may be neither served nor filled now: a write
+// of its stripe or a flush through the proxy is in flight, or a delayed
+// flush is pending. A read of key that misses then must not share another
+// reader's backend read either: that read may have been sent after the
+// write but on another connection, and reach the server before it.
+func (c *Cache) Closed(key []byte) bool { return c.closed(key) }
+
 // Get returns key's cached reply bytes. The slice is shared: callers must
 // not modify it. No allocation on hit or miss.
 func (c *Cache) Get(key []byte) ([]byte, bool) {

@@ -28,7 +28,7 @@
 //	codec (mccodec.go, respcodec.go, respdedicated.go)
 //	  │ pr.pick(key) ─────────────► slot   ring index (configuration order) → slot
 //	  │ pr.observe(l, key) ───────► hot-key detector (reads; hotkeys.go)
-//	  │ pr.lookup(l, key) ────────► near cache: plain get/GET/MGET of a hot key
+//	  │ pr.lookup(l, key) ────────► near cache: plain get/GET/MGET or value-only mg of a hot key
 //	  │ pr.written(l, r, key|nil) ► detector + near-cache invalidation, before
 //	  │                              queueing and again at r's reply: every
 //	  │                              keyed write, script keys, queued

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/hotkey"
+	"github.com/cacheproxy/cacheproxy/proxy/memcache"
 )
 
 // Hot keys (docs/hotkeys.md): a pool with hot_keys enabled has one
@@ -17,7 +18,8 @@ import (
 // nil when off, so a pool without hot_keys pays one nil check). Each loop
 // owns a Recorder per such pool, fed on the routing seam (route.go: observe,
 // written), published from the loop's tick; one goroutine merges every
-// 100 ms. Reads of plain get/GET/MGET for promoted keys are answered from
+// 100 ms. Reads of plain get/GET/MGET (and mg asking only for the value,
+// client flags, size, key or opaque) for promoted keys are answered from
 // the tracker's near cache; every write through the proxy invalidates its
 // keys before it is queued and again when its reply (or failure) comes.
 
@@ -107,6 +109,8 @@ type loopHot struct {
 	rec *hotkey.Recorder
 	// flights are the loop's reads of hot keys in flight, by key.
 	flights map[string]*flight
+	// block is scratch for the get reply block made from an mg reply.
+	block []byte
 }
 
 // recorder returns the loop's recorder for pr's tracker (pr.hk not nil).
@@ -165,7 +169,7 @@ func (p *Proxy) mergeLoop(ctx context.Context) {
 // near returns the loop's near-cache counters for pr.
 func (l *loop) near(pr *poolRT) *nearCounters { return &l.counters(pr.idx).near }
 
-// lookup is the read side of the seam for a plain get/GET/MGET key of a
+// lookup is the read side of the seam for a plain get/GET/MGET (or mg) key of a
 // hot-key pool (pr.hk not nil; the key has been observed): cached is the
 // reply bytes the near cache holds for it, hot whether the key is promoted
 // (a miss of a hot key should fill).
@@ -207,6 +211,20 @@ func (pr *poolRT) fill(l *loop, c *hotkey.Cache, key []byte, gen hotkey.Gen, val
 	}
 	if c.Fill(key, gen, val) {
 		l.near(pr).fills.Add(1)
+	}
+}
+
+// fillMeta fills the cache for key from reply, a server's VA reply to an
+// mg that asked for the value and client flags, stored as the get reply
+// block memcached would have sent (so get and mg are both answered from
+// it); a reply without them fills nothing.
+func (pr *poolRT) fillMeta(l *loop, c *hotkey.Cache, key []byte, gen hotkey.Gen, reply []byte) {
+	l.recorder(pr) // sizes l.hot
+	h := &l.hot[pr.idx]
+	blk, ok := memcache.AppendValueBlock(h.block[:0], key, reply)
+	h.block = blk[:0]
+	if ok {
+		pr.fill(l, c, key, gen, blk)
 	}
 }
 
@@ -350,7 +368,10 @@ type NearCacheStats struct {
 // its reply instead of sending their own read. A miss joins only if no
 // invalidation of the key (a write through the proxy on any loop, a flush)
 // came since the leader took its fill token, so a read sent before the
-// latest write is never shared with a reader that comes after it.
+// latest write is never shared with a reader that comes after it; and no
+// miss joins or leads while a write of the key (or a flush) is in flight,
+// since a read led then may travel on another connection than the write's
+// and reach the server first.
 
 // flight is a backend read of a hot key that later misses wait for.
 type flight struct {
@@ -376,23 +397,52 @@ func (l *loop) flights(pr *poolRT) map[string]*flight {
 // missed the near cache, just after r was pushed on its client's FIFO.
 // When a read of key is in flight on this loop with a token still valid, r
 // waits for its reply (coalesce returns true: r must not be sent);
-// otherwise r leads a new flight and is marked to fill the cache.
+// otherwise r leads a new flight and is marked to fill the cache. While a
+// write of key or a flush is in flight (Cache.Closed) r does neither: it
+// is sent on its own, on its client's connection, behind that client's
+// own writes.
 func (pr *poolRT) coalesce(l *loop, r *request, key []byte, s int, proto int8) bool {
-	fl := l.flights(pr)
-	gen := pr.hc.Begin(key)
-	if f := fl[string(key)]; f != nil && f.gen == gen && f.proto == proto && f.pr == pr {
-		r.keys = append(r.keys[:0], key...)
-		r.inFIFO = true // held by the flight until it lands
-		f.waiters = append(f.waiters, r)
-		l.near(pr).coalesced.Add(1)
+	if pr.hc.Closed(key) {
+		// A write of key (or a flush) is in flight: a flight led since
+		// it was queued has the same token, but its read may have gone on
+		// another connection to the server and be answered before the
+		// write. Such a read neither waits nor leads (nor could it fill).
+		return false
+	}
+	if f := pr.joinable(l, key, proto); f != nil {
+		f.wait(r, key)
 		return true
 	}
+	gen := pr.hc.Begin(key)
 	pr.markFill(r, key)
 	r.hkGen = gen
 	f := &flight{l: l, pr: pr, s: s, gen: gen, proto: proto}
-	fl[string(key)] = f
+	l.flights(pr)[string(key)] = f
 	r.hkFlight = f
 	return false
+}
+
+// joinable returns the read of key in flight on loop l that a miss of key
+// (from a client speaking proto) may wait for, or nil: none, or one whose
+// token is stale (a write or flush came since it was sent), or a write of
+// key or a flush is in flight now (see coalesce).
+func (pr *poolRT) joinable(l *loop, key []byte, proto int8) *flight {
+	if pr.hc.Closed(key) {
+		return nil
+	}
+	if f := l.flights(pr)[string(key)]; f != nil && f.gen == pr.hc.Begin(key) && f.proto == proto && f.pr == pr {
+		return f
+	}
+	return nil
+}
+
+// wait makes r (a whole read, or a one-key fragment of a multi-get) wait
+// for f's reply instead of being sent.
+func (f *flight) wait(r *request, key []byte) {
+	r.keys = append(r.keys[:0], key...)
+	r.inFIFO = true // held by the flight until it lands
+	f.waiters = append(f.waiters, r)
+	f.l.near(f.pr).coalesced.Add(1)
 }
 
 // land ends leader's flight: every waiter gets reply (the exact bytes the
@@ -412,6 +462,8 @@ func land(leader *request, reply []byte) {
 		f.waiters[i] = nil
 		w.inFIFO = false
 		switch {
+		case w.parent != nil:
+			f.landFragment(w, reply)
 		case w.cl == nil || w.cl.closed:
 			w.done = true
 			l.release(w)
@@ -422,6 +474,36 @@ func land(leader *request, reply []byte) {
 			f.resend(w)
 		}
 	}
+}
+
+// landFragment completes w, a one-key fragment of a memcached multi-get
+// that waited for f, with the leader's reply (its VALUE block or miss,
+// without END; an error fails the fragment, whose key then reads as a
+// miss, as a failed server's keys do); with reply nil it is sent on its
+// own, unless its client is gone.
+func (f *flight) landFragment(w *request, reply []byte) {
+	p := w.parent
+	if reply == nil && p.cl != nil && !p.cl.closed {
+		key := w.keys
+		route(p.cl, f.pr, w, f.s, true, func(dst []byte, _ int) []byte {
+			return append(append(append(dst, "get "...), key...), "\r\n"...)
+		}, -1)
+		return
+	}
+	w.reply = w.reply[:0]
+	n, rep, err := 0, memcache.Reply{}, error(nil)
+	if reply != nil {
+		n, rep, err = memcache.ParseReply(reply, memcache.CmdGet)
+	}
+	if reply == nil || err != nil || n != len(reply) || rep.Status.IsError() {
+		w.failed = true
+		w.reply = append(w.reply, reply...)
+	} else {
+		w.ok = true
+		w.reply = append(w.reply, reply[:rep.Body]...)
+	}
+	fragmentDone(w, f.pr.codec)
+	f.l.release(w)
 }
 
 // resend sends w, a waiter whose flight had no reply to share, on its own.
@@ -449,7 +531,7 @@ func (pr *poolRT) refreshAhead(cl *client, key []byte, s int, proto int8, setup 
 		return
 	}
 	l := cl.l
-	if f := l.flights(pr)[string(key)]; f != nil && f.gen == pr.hc.Begin(key) && f.proto == proto && f.pr == pr {
+	if pr.joinable(l, key, proto) != nil {
 		return // one in flight already
 	}
 	r := l.newRequest()

@@ -185,11 +185,15 @@ func (m *memcacheCodec) answer(cl *client, req *memcache.Request) {
 func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	l := cl.l
 	pr := m.pr
-	var fillKey []byte
-	if pr.hk != nil && s < 0 && mcClass(req) == ClassRead && !req.Base64 {
-		key := req.Keys[0]
+	var fillKey, metaFill []byte
+	if pr.hk != nil && s < 0 && mcClass(req) == ClassRead && (!req.Base64 || req.Cmd == memcache.CmdMetaGet) {
+		key := cl.scratch().hashKey(req, 0) // the key itself, when sent base64
 		pr.observe(l, key)
-		if req.Cmd == memcache.CmdGet {
+		if req.Cmd == memcache.CmdMetaGet {
+			if m.metaHit(cl, req, key, &metaFill) {
+				return
+			}
+		} else if req.Cmd == memcache.CmdGet {
 			v, hot := pr.lookup(l, key)
 			if v != nil {
 				r := l.newRequest()
@@ -228,6 +232,8 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		}
 	} else if fillKey != nil && pr.coalesce(l, r, fillKey, s, 0) {
 		return // waits for the same key's read in flight
+	} else if metaFill != nil && !pr.hc.Closed(metaFill) {
+		pr.markFill(r, metaFill) // an mg miss asking v and f: its hit fills
 	}
 	var ttl int64 // a spread expiry to send instead of req's (jitter.go), 0: none
 	if r.class == ClassWrite {
@@ -239,6 +245,47 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		}
 		return req.AppendForward(dst)
 	}, -1)
+}
+
+// metaHit answers req, an mg of key (decoded when sent base64) in a
+// hot-key pool, from the near cache when its flags ask only for what a
+// cached get reply holds (memcache.Request.NearMetaGet) and the key is
+// cached; it reports whether it answered. Otherwise, when the key is hot
+// and req asks for the value and client flags, *fill is set to key: the
+// server's hit fills the cache.
+func (m *memcacheCodec) metaHit(cl *client, req *memcache.Request, key []byte, fill *[]byte) bool {
+	ok, fills := req.NearMetaGet()
+	if !ok {
+		return false
+	}
+	l, pr := cl.l, m.pr
+	v, hot := pr.lookup(l, key)
+	if v == nil {
+		if hot && fills {
+			*fill = key
+		}
+		return false
+	}
+	flags, data, ok := memcache.ValueBlock(v)
+	if !ok {
+		return false // not a block the proxy filled; never served
+	}
+	r := l.newRequest()
+	r.class = ClassRead
+	r.reply = req.AppendMetaHit(r.reply[:0], flags, data)
+	cl.push(r)
+	cl.complete(r)
+	if !req.Base64 {
+		// Refreshed by a plain get, whose reply (and flight) a get of the
+		// key shares; a base64 key is refreshed by its next miss.
+		pr.refreshAhead(cl, key, pr.pick(key), 0, func(r *request) {
+			r.mc = memcache.Request{Cmd: memcache.CmdGet}
+			r.nkeys = 1
+		}, func(dst []byte, _ int) []byte {
+			return append(append(append(dst, "get "...), key...), "\r\n"...)
+		})
+	}
+	return true
 }
 
 // forwardMulti splits get/gets/gat/gats over the servers of its keys.
@@ -320,6 +367,24 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 				parent.keyFrag = append(parent.keyFrag, -2) // answered from the near cache
 				continue
 			}
+			if fl := m.joinable(l, req, i, sc.fills[i]); fl != nil {
+				// A hot miss whose read is in flight on this loop: a
+				// fragment of its own waits for that read's reply
+				// (which fills the cache), instead of reading again.
+				parent.hkFills[i] = false
+				fi := len(parent.frags)
+				w := newFragment(l, parent, fl.s)
+				w.mc = header(req)
+				w.read = true
+				w.nkeys = 1
+				fl.wait(w, req.Keys[i])
+				for len(sc.fragIdx) <= fi {
+					sc.fragIdx = append(sc.fragIdx, nil)
+				}
+				sc.fragIdx[fi] = sc.fragIdx[fi][:0]
+				parent.keyFrag = append(parent.keyFrag, fi)
+				continue
+			}
 		}
 		if s < 0 {
 			parent.keyFrag = append(parent.keyFrag, -1)
@@ -347,6 +412,16 @@ func (m *memcacheCodec) forwardMulti(cl *client, req *memcache.Request) {
 	sendFragments(cl, m.pr, parent, func(dst []byte, fi int) []byte {
 		return req.AppendMultiGet(dst, sc.fragIdx[fi])
 	})
+}
+
+// joinable returns the read in flight on l that key i of req, a multi-get,
+// may wait for: req is a plain get and key i a hot miss (miss), see
+// poolRT.joinable.
+func (m *memcacheCodec) joinable(l *loop, req *memcache.Request, i int, miss bool) *flight {
+	if req.Cmd != memcache.CmdGet || !miss {
+		return nil
+	}
+	return m.pr.joinable(l, req.Keys[i], 0)
 }
 
 // forwardAll sends flush_all to every live server.
@@ -412,8 +487,13 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		fragmentDone(r, m)
 		return n, nil
 	}
-	if r.hkFill && rep.Hits == 1 && !rep.Status.IsError() && bytes.HasSuffix(buf[:n], []byte("\r\nEND\r\n")) {
-		b.pr.fill(b.l, r.hkc, r.keys, r.hkGen, buf[:n-len("END\r\n")])
+	if r.hkFill && rep.Hits == 1 && !rep.Status.IsError() {
+		switch {
+		case r.mc.Cmd == memcache.CmdGet && bytes.HasSuffix(buf[:n], []byte("\r\nEND\r\n")):
+			b.pr.fill(b.l, r.hkc, r.keys, r.hkGen, buf[:n-len("END\r\n")])
+		case r.mc.Cmd == memcache.CmdMetaGet && rep.Status == memcache.StatusVA:
+			b.pr.fillMeta(b.l, r.hkc, r.keys, r.hkGen, buf[:rep.Body])
+		}
 	}
 	if r.hkFlight != nil {
 		land(r, deliver)

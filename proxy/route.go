@@ -79,6 +79,9 @@ func sendFragments(cl *client, pr *poolRT, parent *request, frame frameFunc) {
 		return
 	}
 	for fi, f := range parent.frags {
+		if f.inFIFO {
+			continue // waits for a read of its key in flight (hotkeys.go)
+		}
 		route(cl, pr, f, f.server, f.read, frame, fi)
 	}
 }
