@@ -65,6 +65,10 @@ type HealthConfig struct {
 	Names []string
 	// Now returns the current time; if nil, time.Now is used. Tests inject it.
 	Now func() time.Time
+	// EjectAll lets every server be ejected. By default the last live
+	// server is kept (with none left every key fails); a pool's replicas
+	// set it, since the primary still serves when every replica is out.
+	EjectAll bool
 }
 
 // Health tracks a pool's servers. Failure, Success and State are safe for
@@ -160,7 +164,7 @@ func (h *Health) Inherit(i int, prev *Health, j int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if State(st) == StateEjected && State(dst.state.Load()) != StateEjected {
-		if h.ejectedN >= len(h.servers)-1 {
+		if !h.canEject() {
 			return // never eject the last live server
 		}
 		h.ejectedN++
@@ -236,7 +240,7 @@ func (h *Health) step(ctx context.Context) {
 			h.mu.Lock()
 			// Never eject the last live server: with none left every key
 			// fails, and the failing server is still the best guess.
-			if h.ejectedN < len(h.servers)-1 {
+			if h.canEject() {
 				s.state.Store(int32(StateEjected))
 				s.ejects.Add(1)
 				s.ejectAt.Store(now.UnixNano())
@@ -283,6 +287,12 @@ func (h *Health) probe(ctx context.Context, i int) error {
 	pctx, cancel := context.WithTimeout(ctx, h.cfg.ProbeTimeout)
 	defer cancel()
 	return h.cfg.Probe(pctx, i)
+}
+
+// canEject reports whether one more server may be ejected. Called with mu
+// held.
+func (h *Health) canEject() bool {
+	return h.cfg.EjectAll || h.ejectedN < len(h.servers)-1
 }
 
 func (h *Health) name(i int) string {

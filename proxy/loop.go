@@ -180,7 +180,8 @@ func (set connSet) each(fn func(b *backend)) {
 // reconcile returns old made to follow version pr: connections to servers
 // (slots) pr keeps carry over, servers it adds get new connections (RESP3
 // ones when resp3), and connections to servers it removes retire. dial
-// lists the new connections to primaries.
+// lists the new connections, to primaries and replicas (preconnect dials
+// them).
 func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial []*backend) {
 	conns := pr.conns
 	bs := make([]*backend, len(pr.slots)*conns)
@@ -218,6 +219,7 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 					b := newReplicaBackend(l, pr, slot, r)
 					b.resp3 = resp3
 					rs[slot] = append(rs[slot], b)
+					dial = append(dial, b)
 				}
 			}
 		} else {
@@ -302,9 +304,12 @@ func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *back
 		r := (id/conns + skip) % n
 		return reps[r*conns+id%conns]
 	}
+	// A replica takes reads while it is not ejected and its connection is
+	// not backing off.
+	up := func(b *backend) bool { return pr.replicaLive(s, b.replica) && b.usable() }
 	firstUp := func() *backend {
 		for i := uint64(0); i < n; i++ {
-			if b := pickReplica(i); b.usable() {
+			if b := pickReplica(i); up(b) {
 				return b
 			}
 		}
@@ -328,7 +333,7 @@ func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *back
 		}
 	case config.ReadAny:
 		if k := (id / conns) % (n + 1); k < n {
-			if b := reps[k*conns+id%conns]; b.usable() {
+			if b := reps[k*conns+id%conns]; up(b) {
 				return b
 			}
 		}

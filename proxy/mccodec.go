@@ -229,7 +229,7 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	} else if fillKey != nil && pr.coalesce(l, r, fillKey, s, 0) {
 		return // waits for the same key's read in flight
 	}
-	route(cl, m.pr, r, s, req.Cmd == memcache.CmdGet, func(dst []byte, _ int) []byte {
+	route(cl, m.pr, r, s, mcReplicaRead(req), func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
 	}, -1)
 }
@@ -590,6 +590,19 @@ func (m *memcacheCodec) clusterConfig(cl *client) []byte {
 }
 
 // mcClass is the counter class of a single-key memcached request.
+// mcReplicaRead reports whether read_policy may send req to a replica: a
+// get, an mg whose flags neither write nor ask for the CAS value, or an me.
+// gets, gat and gats (CAS tokens, touches) go to the primary.
+func mcReplicaRead(req *memcache.Request) bool {
+	switch req.Cmd {
+	case memcache.CmdGet, memcache.CmdMetaDebug:
+		return true
+	case memcache.CmdMetaGet:
+		return !req.Primary
+	}
+	return false
+}
+
 func mcClass(req *memcache.Request) CmdClass {
 	switch req.Cmd {
 	case memcache.CmdGet, memcache.CmdGets, memcache.CmdGat, memcache.CmdGats:

@@ -78,9 +78,15 @@ type poolRT struct {
 	cfg    *config.Pool
 	ring   atomic.Pointer[ringBox]
 	health *pool.Health
-	codec  codec
-	names  []string // "name" or "addr" per server (configuration order), for messages
-	dialer net.Dialer
+	// rhealth is the health of every server's replicas, rbase[ci] the
+	// index of server ci's first, rnames their "server/replica" names
+	// (replica.go).
+	rhealth *pool.Health
+	rbase   []int
+	rnames  []string
+	codec   codec
+	names   []string // "name" or "addr" per server (configuration order), for messages
+	dialer  net.Dialer
 	// allow holds the refused-by-default commands the configuration opens.
 	allow map[string]struct{}
 	// conns is the number of connections per server and loop.
@@ -188,6 +194,7 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		}
 		live0 = pr.health.Live()
 	}
+	pr.replicaHealth(prev, dialTimeout)
 	if err := pr.rebuild(live0); err != nil {
 		return nil, err
 	}
@@ -206,6 +213,10 @@ func (live *poolLive) runHealth(pr *poolRT) {
 	live.stopHealth = cancel
 	p.bg.Add(1)
 	go func() { defer p.bg.Done(); _ = pr.health.Run(ctx, 0) }()
+	if len(pr.rnames) > 0 {
+		p.bg.Add(1)
+		go func() { defer p.bg.Done(); _ = pr.rhealth.Run(ctx, 0) }()
+	}
 	live.syncTracking(pr)
 }
 
@@ -285,9 +296,14 @@ func (pr *poolRT) allowed(cmd *resp.Command) bool {
 // probe checks that server i answers its protocol's no-op.
 func (pr *poolRT) probe(ctx context.Context, i int) error {
 	s := pr.cfg.Servers[i]
-	c, err := pr.dialer.DialContext(ctx, s.Network, s.Addr)
+	return pr.probeAddr(ctx, s.Network, s.Addr)
+}
+
+// probeAddr checks that the server at addr answers the protocol's no-op.
+func (pr *poolRT) probeAddr(ctx context.Context, network, addr string) error {
+	c, err := pr.dialer.DialContext(ctx, network, addr)
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", s.Addr, err)
+		return fmt.Errorf("probe %s: %w", addr, err)
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -295,14 +311,14 @@ func (pr *poolRT) probe(ctx context.Context, i int) error {
 	}
 	req, want := pr.codec.probeRequest()
 	if _, err := c.Write(req); err != nil {
-		return fmt.Errorf("probe %s: %w", s.Addr, err)
+		return fmt.Errorf("probe %s: %w", addr, err)
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", s.Addr, err)
+		return fmt.Errorf("probe %s: %w", addr, err)
 	}
 	if !strings.HasPrefix(line, want) {
-		return fmt.Errorf("probe %s: unexpected reply %q", s.Addr, line)
+		return fmt.Errorf("probe %s: unexpected reply %q", addr, line)
 	}
 	return nil
 }

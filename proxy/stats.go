@@ -179,7 +179,11 @@ type PoolStats struct {
 
 // ServerStats is a snapshot of one server's counters.
 type ServerStats struct {
+	// Name is the server's name; a replica's is "server/replica".
 	Name, Addr string
+	// Role is RolePrimary or RoleReplica. A pool's primaries come first,
+	// in configuration order, then every replica (server by server).
+	Role string
 	// TrackingUp: the server's Redis tracking connection is up (a Redis
 	// pool with hot_keys only; see docs/hotkeys.md).
 	TrackingUp    bool
@@ -227,14 +231,18 @@ func (p *Proxy) Stats() []PoolStats {
 		out = append(out, PoolStats{})
 		ps := &out[len(out)-1]
 		ps.Name, ps.Protocol = pr.cfg.Name, string(pr.cfg.Protocol)
-		ps.Servers = make([]ServerStats, len(pr.cfg.Servers))
+		nprim := len(pr.cfg.Servers)
+		ps.Servers = make([]ServerStats, nprim+len(pr.rnames))
 		for s, srv := range pr.cfg.Servers {
 			ss := &ps.Servers[s]
-			ss.Name, ss.Addr = srv.Name, srv.Addr
-			ss.State = pr.health.State(s)
-			ss.Ejections = pr.health.Ejections(s)
-			ss.EjectedAt = pr.health.EjectedAt(s)
-			ss.Failures = pr.health.Failures(s)
+			ss.Name, ss.Addr, ss.Role = srv.Name, srv.Addr, RolePrimary
+			healthStats(ss, pr.health, s)
+			for r, rep := range srv.Replicas {
+				i := pr.rbase[s] + r
+				ss := &ps.Servers[nprim+i]
+				ss.Name, ss.Addr, ss.Role = pr.rnames[i], rep.Addr, RoleReplica
+				healthStats(ss, pr.rhealth, i)
+			}
 		}
 		ps.AcceptErrors = live.acceptErrors.Load()
 		if t := live.hk.Load(); t != nil {
@@ -260,9 +268,12 @@ func (p *Proxy) Stats() []PoolStats {
 				continue
 			}
 			pc := l.pools[i]
-			var bs []*backend // RESP3 clients' connections count too
+			var bs, rs []*backend // RESP3 clients' connections count too
 			for _, set := range l.connSets(i) {
 				bs = append(bs, set.backends...)
+				for _, reps := range set.replicas {
+					rs = append(rs, reps...)
+				}
 			}
 			l.mu.Unlock()
 			ps.ClientConnections += pc.clientConns.Load()
@@ -295,29 +306,46 @@ func (p *Proxy) Stats() []PoolStats {
 				if si < 0 {
 					continue // not in the current version (or a slot it lacks)
 				}
-				ss := &ps.Servers[si]
-				sc := &b.counters
-				if b.connected.Load() {
-					ss.Connections++
+				backendStats(&ps.Servers[si], b)
+			}
+			for _, b := range rs {
+				if ri := pr.replicaAt(b.server, b.replica, b.addr); ri >= 0 {
+					backendStats(&ps.Servers[nprim+ri], b)
 				}
-				ss.InFlight += b.inFlight.Load()
-				ss.Requests += sc.requests.Load()
-				ss.RequestBytes += sc.requestBytes.Load()
-				ss.Responses += sc.responses.Load()
-				ss.ResponseBytes += sc.responseBytes.Load()
-				ss.Errors += sc.errors.Load()
-				ss.Timeouts += sc.timeouts.Load()
-				ss.EOF += sc.eof.Load()
-				ss.ConnErrors += sc.connErrors.Load()
-				ss.Dials += sc.dials.Load()
-				ss.Hits += sc.hits.Load()
-				ss.Misses += sc.misses.Load()
-				ss.FragmentErrors += sc.fragmentErrors.Load()
-				sc.latency.addTo(&ss.Latency)
 			}
 		}
 	}
 	return out
+}
+
+// healthStats fills ss's health figures from server i of h.
+func healthStats(ss *ServerStats, h *pool.Health, i int) {
+	ss.State = h.State(i)
+	ss.Ejections = h.Ejections(i)
+	ss.EjectedAt = h.EjectedAt(i)
+	ss.Failures = h.Failures(i)
+}
+
+// backendStats adds connection b's counters to ss.
+func backendStats(ss *ServerStats, b *backend) {
+	sc := &b.counters
+	if b.connected.Load() {
+		ss.Connections++
+	}
+	ss.InFlight += b.inFlight.Load()
+	ss.Requests += sc.requests.Load()
+	ss.RequestBytes += sc.requestBytes.Load()
+	ss.Responses += sc.responses.Load()
+	ss.ResponseBytes += sc.responseBytes.Load()
+	ss.Errors += sc.errors.Load()
+	ss.Timeouts += sc.timeouts.Load()
+	ss.EOF += sc.eof.Load()
+	ss.ConnErrors += sc.connErrors.Load()
+	ss.Dials += sc.dials.Load()
+	ss.Hits += sc.hits.Load()
+	ss.Misses += sc.misses.Load()
+	ss.FragmentErrors += sc.fragmentErrors.Load()
+	sc.latency.addTo(&ss.Latency)
 }
 
 // fragmentFailed counts a failed fragment f of a multi-key request (cmd)
