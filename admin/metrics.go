@@ -51,6 +51,9 @@ type statsCollector struct {
 	srvFragmentErrors                                            *prometheus.Desc
 	srvConns, srvInFlight                                        *prometheus.Desc
 	srvEjections, srvFailures, srvUp, srvState                   *prometheus.Desc
+
+	// Replicated memcache pools: {pool, server}, one series per copy.
+	replDisagree, replAsyncErrors, replReadmittedMisses *prometheus.Desc
 }
 
 func newStatsCollector(src Source, version string) *statsCollector {
@@ -117,6 +120,10 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		srvFailures:  d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", psr),
 		srvUp:        d("server_up", "1 when the server's state is up, 0 when failing or ejected.", psr),
 		srvState:     d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(psr, "state")),
+
+		replDisagree:         d("replica_disagreements_total", "Replicated memcache pools: writes this copy answered differently from the copy whose reply the client got.", ps),
+		replAsyncErrors:      d("replica_async_errors_total", "Replicated memcache pools with write_policy all_async: writes this copy failed after the client had its reply.", ps),
+		replReadmittedMisses: d("replica_readmitted_misses_total", "Replicated memcache pools: misses this copy answered since it was last re-admitted after an ejection (it came back empty).", ps),
 	}
 }
 
@@ -140,6 +147,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
+		c.replDisagree, c.replAsyncErrors, c.replReadmittedMisses,
 	} {
 		ch <- d
 	}
@@ -227,6 +235,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.srvUp, b2f(ss.State == pool.StateUp), pn, sn, role)
 			for st := pool.StateUp; st <= pool.StateEjected; st++ {
 				gauge(c.srvState, b2f(ss.State == st), pn, sn, role, st.String())
+			}
+			if ps.Replicated {
+				counter(c.replDisagree, ss.Disagreements, pn, sn)
+				counter(c.replAsyncErrors, ss.AsyncErrors, pn, sn)
+				counter(c.replReadmittedMisses, ss.ReadmittedMisses, pn, sn)
 			}
 		}
 	}

@@ -90,6 +90,7 @@ type serverHealth struct {
 	total    atomic.Int64 // all failures, for metrics
 	ejects   atomic.Int64 // ejections, for metrics
 	ejectAt  atomic.Int64 // unix nanoseconds of the last ejection, 0 if never
+	readmits atomic.Int64 // re-admissions after an ejection
 	_        [32]byte     // keep servers on separate cache lines
 }
 
@@ -157,6 +158,7 @@ func (h *Health) Inherit(i int, prev *Health, j int) {
 	dst.total.Store(src.total.Load())
 	dst.ejects.Store(src.ejects.Load())
 	dst.ejectAt.Store(src.ejectAt.Load())
+	dst.readmits.Store(src.readmits.Load())
 	st := src.state.Load()
 	prev.mu.Lock()
 	retry := prev.retryAt[j]
@@ -181,6 +183,10 @@ func (h *Health) Failures(i int) int64 { return h.servers[i].total.Load() }
 
 // Ejections returns how many times server i has been ejected.
 func (h *Health) Ejections(i int) int64 { return h.servers[i].ejects.Load() }
+
+// Readmissions returns how many times server i has been re-admitted after
+// an ejection (a memcached that came back holds nothing it held before).
+func (h *Health) Readmissions(i int) int64 { return h.servers[i].readmits.Load() }
 
 // EjectedAt returns when server i was last ejected (zero if never).
 func (h *Health) EjectedAt(i int) time.Time {
@@ -269,6 +275,7 @@ func (h *Health) step(ctx context.Context) {
 		} else {
 			s.failures.Store(0)
 			s.state.Store(int32(StateUp))
+			s.readmits.Add(1)
 			h.ejectedN--
 			changed = true
 			h.cfg.Logger.Info("server re-admitted", "server", h.name(i))

@@ -8,6 +8,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/pool"
 )
 
 // loop is the state one event loop owns. Only that loop's goroutine touches
@@ -315,7 +316,19 @@ func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *back
 		}
 		return nil
 	}
-	switch pr.cfg.ReadPolicy {
+	// The primary takes a read unless it is ejected or backing off; in a
+	// replicated pool also while it is failing, since a live copy holds
+	// the same keys (replica.go).
+	primaryUp := func() bool {
+		ci := pr.indexOf(s)
+		st := pr.health.State(ci)
+		return st != pool.StateEjected && (!pr.replicated || st == pool.StateUp) && primary.usable()
+	}
+	policy := pr.cfg.ReadPolicy
+	if pr.replicated && policy == config.ReadPrimary {
+		policy = config.ReadPreferPrimary // any live copy may serve
+	}
+	switch policy {
 	case config.ReadReplica:
 		if b := firstUp(); b != nil {
 			return b
@@ -326,7 +339,7 @@ func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *back
 			return b
 		}
 	case config.ReadPreferPrimary:
-		if !primary.usable() {
+		if !primaryUp() {
 			if b := firstUp(); b != nil {
 				return b
 			}

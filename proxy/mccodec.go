@@ -226,12 +226,30 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		for i := range req.Keys {
 			m.pr.written(l, r, cl.scratch().hashKey(req, i)) // the key itself, when sent base64
 		}
+		if pr.replicated && pr.hasCopies(s) {
+			m.writeCopies(cl, r, s, req)
+			return
+		}
 	} else if fillKey != nil && pr.coalesce(l, r, fillKey, s, 0) {
 		return // waits for the same key's read in flight
 	}
 	route(cl, m.pr, r, s, mcReplicaRead(req), func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
 	}, -1)
+}
+
+// writeCopies sends write r (req) to every live copy of server s, as a
+// replicated write (replica.go).
+func (m *memcacheCodec) writeCopies(cl *client, r *request, s int, req *memcache.Request) {
+	r.repl = true
+	r.async = m.pr.async
+	copyFragments(cl.l, m.pr, r, s)
+	for _, f := range r.frags {
+		f.mc = header(req)
+	}
+	sendFragments(cl, m.pr, r, func(dst []byte, _ int) []byte {
+		return req.AppendForward(dst)
+	})
 }
 
 // forwardMulti splits get/gets/gat/gats over the servers of its keys.
@@ -388,6 +406,9 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		hits := min(rep.Hits, r.nkeys)
 		sc.hits.Add(int64(hits))
 		sc.misses.Add(int64(r.nkeys - hits))
+		if hits < r.nkeys && b.pr.replicated && b.readmitted() {
+			sc.readmittedMisses.Add(int64(r.nkeys - hits))
+		}
 	}
 	if r.parent != nil {
 		switch rep.Status {
@@ -399,7 +420,8 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 			if r.mc.Cmd.Class() == memcache.ClassMultiKey {
 				r.reply = append(r.reply[:0], buf[:rep.Body]...)
 			} else {
-				r.reply = append(r.reply[:0], buf[:n]...)
+				r.reply = append(r.reply[:0], deliver...)
+				r.silent = memcache.Suppress(&r.mc, rep) // a replicated write's copy
 			}
 		}
 		fragmentDone(r, m)
@@ -445,6 +467,10 @@ func frontIs(cl *client, r *request) bool {
 // reply.
 func (m *memcacheCodec) merge(p *request) {
 	cl := p.cl
+	if p.repl {
+		mergeCopies(cl, m.pr, p)
+		return
+	}
 	p.reply = p.reply[:0]
 	if p.mc.Cmd.Class() == memcache.ClassMultiKey {
 		m.mergeGets(cl, p)

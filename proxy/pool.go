@@ -84,7 +84,11 @@ type poolRT struct {
 	rhealth *pool.Health
 	rbase   []int
 	rnames  []string
-	codec   codec
+	// replicated: a memcache pool that writes every copy of a shard
+	// (write_policy all or all_async, servers with replicas); async:
+	// all_async. See replica.go.
+	replicated, async bool
+	codec             codec
 	names   []string // "name" or "addr" per server (configuration order), for messages
 	dialer  net.Dialer
 	// allow holds the refused-by-default commands the configuration opens.
@@ -128,7 +132,8 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 	cp := c.Clone()
 	cfg := &cp
 	p := live.p
-	pr := &poolRT{p: p, idx: live.idx, live: live, cfg: cfg, conns: max(cfg.ServerConnections, 1), replicaReads: replicaReads(cfg)}
+	pr := &poolRT{p: p, idx: live.idx, live: live, cfg: cfg, conns: max(cfg.ServerConnections, 1), replicaReads: replicaReads(cfg),
+		replicated: cfg.Replicated(), async: cfg.Writes() == config.WriteAllAsync}
 	for _, s := range cfg.Servers {
 		pr.names = append(pr.names, s.Name)
 		id := serverID{s.Name, s.Addr}
@@ -170,7 +175,7 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		dialTimeout = 5 * time.Second
 	}
 	pr.dialer = net.Dialer{Timeout: dialTimeout, KeepAlive: time.Minute}
-	pr.health = pool.NewHealth(pool.HealthConfig{
+	hc := pool.HealthConfig{
 		Servers:      len(cfg.Servers),
 		AutoEject:    cfg.AutoEjectHosts,
 		FailureLimit: cfg.ServerFailureLimit,
@@ -184,7 +189,13 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		},
 		Logger: p.log.With("pool", cfg.Name),
 		Names:  pr.names,
-	})
+	}
+	if pr.replicated {
+		// A shard never leaves the ring: its primary is ejected and
+		// probed as a replica is, while the other copies serve its keys.
+		hc.AutoEject, hc.EjectAll, hc.OnChange = true, true, nil
+	}
+	pr.health = pool.NewHealth(hc)
 	var live0 []bool
 	if prev != nil {
 		for i, s := range cfg.Servers {
@@ -192,7 +203,9 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 				pr.health.Inherit(i, prev.health, j)
 			}
 		}
-		live0 = pr.health.Live()
+		if !pr.replicated {
+			live0 = pr.health.Live()
+		}
 	}
 	pr.replicaHealth(prev, dialTimeout)
 	if err := pr.rebuild(live0); err != nil {

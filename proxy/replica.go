@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"time"
@@ -115,4 +116,143 @@ func (live *poolLive) replicaSuccess(s, r int, addr string) {
 	if i := cur.replicaAt(s, r, addr); i >= 0 {
 		cur.rhealth.Success(i)
 	}
+}
+
+// Replicated memcache pools (write_policy all or all_async, servers with
+// replicas; mcrouter's AllSync and AllAsync routes). Memcached does not
+// replicate, so the proxy writes every live copy of a shard: the primary
+// and its replicas. A write is a parent request with one pinned fragment per
+// copy (the fragment machinery of multi-key requests, route.go); with all,
+// the client's reply is the primary's (with the primary down, the first
+// copy's that answered well), with all_async the first good copy's, the rest
+// completing in the background. A copy that answers differently from the
+// one that answered the client is counted (disagreements). In such a pool
+// a shard never leaves the ring: a copy (the primary included) that fails
+// server_failure_limit times is ejected from reads and writes, probed, and
+// re-admitted, while the shard's other copies serve its keys.
+
+// copyLive reports whether copy r (-1: the primary) of slot s takes
+// requests: it is not ejected (so a write skips it).
+func (pr *poolRT) copyLive(s, r int) bool {
+	if r >= 0 {
+		return pr.replicaLive(s, r)
+	}
+	ci := pr.indexOf(s)
+	return ci >= 0 && pr.health.State(ci) != pool.StateEjected
+}
+
+// copyFragments adds a pinned fragment of parent for every live copy of
+// slot s: the primary first, then its replicas. With no copy live, the
+// primary still gets one (it fails fast or, if it is back, answers).
+func copyFragments(l *loop, pr *poolRT, parent *request, s int) {
+	n := len(parent.frags)
+	ci := pr.indexOf(s)
+	for r := -1; ci >= 0 && r < len(pr.cfg.Servers[ci].Replicas); r++ {
+		if pr.copyLive(s, r) {
+			f := newFragment(l, parent, s)
+			f.pinned, f.replica = true, r
+		}
+	}
+	if len(parent.frags) == n {
+		f := newFragment(l, parent, s)
+		f.pinned, f.replica = true, -1
+	}
+}
+
+// copyBackend returns the connection to copy r (-1: the primary) of slot s
+// that client id uses.
+func (l *loop) copyBackend(pr *poolRT, s, r int, id uint64) *backend {
+	if r < 0 {
+		return l.backendFor(pr, s, id)
+	}
+	conns := uint64(pr.conns)
+	return l.replicas[pr.idx][s][uint64(r)*conns+id%conns]
+}
+
+// hasCopies reports whether slot s has replicas in this version.
+func (pr *poolRT) hasCopies(s int) bool {
+	ci := pr.indexOf(s)
+	return ci >= 0 && len(pr.cfg.Servers[ci].Replicas) > 0
+}
+
+// copyDone is fragmentDone for a fragment f of a replicated write p: the
+// client is answered once every copy has (all), or by the first copy that
+// answered well (all_async; or by the last failure when none did).
+func copyDone(f, p *request, c codec) {
+	if !f.failed && p.first == nil {
+		p.first = f
+	}
+	switch {
+	case p.done:
+		// all_async, answered already: this copy completes in the
+		// background, its reply dropped and a failure counted.
+		if f.failed && f.via != nil {
+			f.via.counters.asyncErrors.Add(1)
+		}
+	case p.cl == nil:
+		if p.pending == 0 {
+			p.done = true
+		}
+	case p.pending == 0 || (p.async && !f.failed):
+		c.merge(p)
+	}
+}
+
+// mergeCopies answers a replicated write p: with the primary's reply when
+// it answered well (all) or the first good copy's, else (no copy took the
+// write) the first failure; copies whose reply disagrees with the one
+// given are counted. With all_async, copies still to answer are not seen
+// here.
+func mergeCopies(cl *client, pr *poolRT, p *request) {
+	chosen := p.first
+	if !p.async {
+		for _, f := range p.frags {
+			if f.replica < 0 && f.done && !f.failed {
+				chosen = f
+			}
+		}
+	}
+	p.reply = p.reply[:0]
+	if chosen == nil {
+		cl.l.pools[pr.idx].errors[p.class].Add(1)
+		p.reply = append(p.reply, p.frags[0].reply...)
+		p.silent = p.mc.Noreply
+		cl.complete(p)
+		return
+	}
+	p.reply = append(p.reply, chosen.reply...)
+	p.silent = chosen.silent || p.mc.Noreply
+	for _, f := range p.frags {
+		if f != chosen && f.done && !f.failed && f.via != nil && !sameStatus(f.reply, chosen.reply) {
+			f.via.counters.disagreements.Add(1)
+		}
+	}
+	cl.complete(p)
+}
+
+// sameStatus reports whether two memcached replies say the same: their
+// first words (STORED, NOT_STORED, DELETED, HD, NS, ... or incr's number).
+func sameStatus(a, b []byte) bool {
+	return bytes.Equal(firstWord(a), firstWord(b))
+}
+
+func firstWord(b []byte) []byte {
+	for i, c := range b {
+		if c == ' ' || c == '\r' || c == '\n' {
+			return b[:i]
+		}
+	}
+	return b
+}
+
+// readmitted reports whether b's copy has been re-admitted after an
+// ejection (so it may have come back empty).
+func (b *backend) readmitted() bool {
+	pr := b.pr
+	if b.replica >= 0 {
+		i := pr.replicaAt(b.server, b.replica, b.addr)
+		return i >= 0 && pr.rhealth.Readmissions(i) > 0
+	}
+	ci := pr.indexOf(b.server)
+	return ci >= 0 && pr.health.Readmissions(ci) > 0
 }

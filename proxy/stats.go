@@ -107,7 +107,14 @@ type serverCounters struct {
 	// were answered as misses (memcached) or the request with the error
 	// (Redis).
 	fragmentErrors counter
-	latency        histogram
+	// Replicated memcache pools (replica.go): writes whose reply from this
+	// copy disagreed with the one the client got, all_async writes this
+	// copy failed after the client was answered, and misses answered
+	// since the copy was last re-admitted.
+	disagreements    counter
+	asyncErrors      counter
+	readmittedMisses counter
+	latency          histogram
 }
 
 // poolCounters are one loop's counters for one pool.
@@ -173,6 +180,9 @@ type PoolStats struct {
 	ForwardErrors     int64 // requests failed because their server was unavailable
 	Latency           Histogram
 	Servers           []ServerStats
+	// Replicated: a memcache pool that writes every copy of a shard
+	// (write_policy all or all_async; docs/replicas.md).
+	Replicated bool
 	// NearCache: the pool's hot keys and near cache (hot_keys).
 	NearCache NearCacheStats
 }
@@ -211,7 +221,13 @@ type ServerStats struct {
 	// or it answered an error. A memcached client got misses for their
 	// keys; a Redis client got the error.
 	FragmentErrors int64
-	Latency        Histogram
+	// Replicated memcache pools (docs/replicas.md): Disagreements counts
+	// writes this copy answered differently from the copy whose reply the
+	// client got; AsyncErrors all_async writes it failed after the client
+	// was answered; ReadmittedMisses the misses it answered since it was
+	// last re-admitted after an ejection (it came back empty).
+	Disagreements, AsyncErrors, ReadmittedMisses int64
+	Latency                                      Histogram
 }
 
 // Stats returns a snapshot of every pool's counters. It is safe to call from
@@ -230,7 +246,7 @@ func (p *Proxy) Stats() []PoolStats {
 		pr := live.cur.Load()
 		out = append(out, PoolStats{})
 		ps := &out[len(out)-1]
-		ps.Name, ps.Protocol = pr.cfg.Name, string(pr.cfg.Protocol)
+		ps.Name, ps.Protocol, ps.Replicated = pr.cfg.Name, string(pr.cfg.Protocol), pr.replicated
 		nprim := len(pr.cfg.Servers)
 		ps.Servers = make([]ServerStats, nprim+len(pr.rnames))
 		for s, srv := range pr.cfg.Servers {
@@ -345,6 +361,9 @@ func backendStats(ss *ServerStats, b *backend) {
 	ss.Hits += sc.hits.Load()
 	ss.Misses += sc.misses.Load()
 	ss.FragmentErrors += sc.fragmentErrors.Load()
+	ss.Disagreements += sc.disagreements.Load()
+	ss.AsyncErrors += sc.asyncErrors.Load()
+	ss.ReadmittedMisses += sc.readmittedMisses.Load()
 	sc.latency.addTo(&ss.Latency)
 }
 
