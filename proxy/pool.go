@@ -89,8 +89,8 @@ type poolRT struct {
 	// all_async. See replica.go.
 	replicated, async bool
 	codec             codec
-	names   []string // "name" or "addr" per server (configuration order), for messages
-	dialer  net.Dialer
+	names             []string // "name" or "addr" per server (configuration order), for messages
+	dialer            net.Dialer
 	// allow holds the refused-by-default commands the configuration opens.
 	allow map[string]struct{}
 	// conns is the number of connections per server and loop.

@@ -29,17 +29,17 @@ type request struct {
 	inFIFO  bool // still queued on a backend connection
 	inQueue bool // still in its client's FIFO
 
-	read      bool       // a plain read: read_policy may send it to a replica
+	read bool // a plain read: read_policy may send it to a replica
 	// Replicated memcache pools (replica.go): a pinned fragment goes to
 	// one copy of its shard, replica (-1: the primary), over via. A
 	// replicated write's parent has repl set (async: answered by its
 	// first good copy), first is its first fragment answered well.
-	pinned  bool
-	replica int
-	via     *backend
-	repl    bool
-	async   bool
-	first   *request
+	pinned    bool
+	replica   int
+	via       *backend
+	repl      bool
+	async     bool
+	first     *request
 	internal  bool       // sent by the proxy itself (connection handshake); reply checked and dropped
 	dedicated bool       // sent on a client's own connection
 	blocking  bool       // a blocking command (BLPOP, XREAD BLOCK, ...), on a dedicated connection
