@@ -53,7 +53,7 @@ type statsCollector struct {
 	srvEjections, srvFailures, srvUp, srvState                   *prometheus.Desc
 
 	// Replicated memcache pools: {pool, server}, one series per copy.
-	replDisagree, replAsyncErrors, replReadmittedMisses *prometheus.Desc
+	replDisagree, replAsyncErrors, replReadmittedMisses, replRepairs *prometheus.Desc
 }
 
 func newStatsCollector(src Source, version string) *statsCollector {
@@ -124,6 +124,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		replDisagree:         d("replica_disagreements_total", "Replicated memcache pools: writes this copy answered differently from the copy whose reply the client got.", ps),
 		replAsyncErrors:      d("replica_async_errors_total", "Replicated memcache pools with write_policy all_async: writes this copy failed after the client had its reply.", ps),
 		replReadmittedMisses: d("replica_readmitted_misses_total", "Replicated memcache pools: misses this copy answered since it was last re-admitted after an ejection (it came back empty).", ps),
+		replRepairs:          d("replica_read_repairs_total", "Replicated memcache pools with read_repair: of those misses, reads sent again to another copy.", ps),
 	}
 }
 
@@ -147,7 +148,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
-		c.replDisagree, c.replAsyncErrors, c.replReadmittedMisses,
+		c.replDisagree, c.replAsyncErrors, c.replReadmittedMisses, c.replRepairs,
 	} {
 		ch <- d
 	}
@@ -240,6 +241,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 				counter(c.replDisagree, ss.Disagreements, pn, sn)
 				counter(c.replAsyncErrors, ss.AsyncErrors, pn, sn)
 				counter(c.replReadmittedMisses, ss.ReadmittedMisses, pn, sn)
+				counter(c.replRepairs, ss.ReadRepairs, pn, sn)
 			}
 		}
 	}

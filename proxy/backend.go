@@ -386,6 +386,10 @@ func (b *backend) answered(r *request, n int) {
 	b.counters.responses.Add(1)
 	b.counters.responseBytes.Add(int64(n))
 	b.counters.latency.observe(b.l.clock - r.sentAt)
+	if r.requeued {
+		r.requeued = false // read_repair sent it on (replica.go): not done
+		return
+	}
 	if r.hkWrite {
 		rewritten(b.l, b.pr, r)
 	}

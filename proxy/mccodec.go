@@ -233,6 +233,10 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	} else if fillKey != nil && pr.coalesce(l, r, fillKey, s, 0) {
 		return // waits for the same key's read in flight
 	}
+	if pr.replicated && pr.cfg.ReadRepair && r.class == ClassRead && mcReplicaRead(req) {
+		r.repair = true
+		r.raw = req.AppendForward(r.raw[:0]) // to send again on a miss
+	}
 	route(cl, m.pr, r, s, mcReplicaRead(req), func(dst []byte, _ int) []byte {
 		return req.AppendForward(dst)
 	}, -1)
@@ -408,6 +412,9 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		sc.misses.Add(int64(r.nkeys - hits))
 		if hits < r.nkeys && b.pr.replicated && b.readmitted() {
 			sc.readmittedMisses.Add(int64(r.nkeys - hits))
+			if r.repair && r.parent == nil && r.hkFlight == nil && repairRead(b, r) {
+				return n, nil // asked again of another copy; this reply is dropped
+			}
 		}
 	}
 	if r.parent != nil {

@@ -256,3 +256,36 @@ func (b *backend) readmitted() bool {
 	ci := pr.indexOf(b.server)
 	return ci >= 0 && pr.health.Readmissions(ci) > 0
 }
+
+// repairRead sends read r, which missed on b's copy (re-admitted after an
+// ejection, so it may have come back empty), once to another live copy of
+// its shard: the primary, or when b is the primary a replica (read_repair).
+// It reports whether r was sent; its miss is then dropped.
+func repairRead(b *backend, r *request) bool {
+	r.repair = false // once
+	cl := r.cl
+	if cl == nil || cl.closed {
+		return false
+	}
+	pr, l := b.pr, b.l
+	ci := pr.indexOf(b.server)
+	if ci < 0 {
+		return false
+	}
+	for c := -1; c < len(pr.cfg.Servers[ci].Replicas); c++ {
+		if c == b.replica || !pr.copyLive(b.server, c) {
+			continue
+		}
+		nb := l.copyBackend(pr, b.server, c, cl.id)
+		if nb.state == stateDown || nb.retired {
+			continue
+		}
+		nb.usable() // dials if idle
+		nb.wbuf = append(nb.wbuf, r.raw...)
+		r.requeued = true
+		nb.enqueue(r, len(r.raw))
+		b.counters.readRepairs.Add(1)
+		return true
+	}
+	return false
+}

@@ -190,3 +190,45 @@ func TestReplicatedMemcacheWrites(t *testing.T) {
 		})
 	}
 }
+
+// read_repair: a copy re-admitted after an ejection came back empty; a
+// read that misses on it is asked once more of another live copy, which
+// answers it. Without read_repair the miss is the client's.
+func TestReplicatedMemcacheReadRepair(t *testing.T) {
+	for _, repair := range []bool{true, false} {
+		t.Run(fmt.Sprintf("read_repair=%v", repair), func(t *testing.T) {
+			primary, replica := testserver.Memcached(t), testserver.Memcached(t)
+			pool := proxytest.MemcachePool(t, "mc", primary)
+			pool.Servers[0].Replicas = []config.Replica{{Name: "r1", Addr: replica.Addr, Network: "tcp"}}
+			pool.ReadRepair = repair
+			pool.ServerFailureLimit = 1
+			pool.ServerRetryTimeout = 200 * time.Millisecond
+			p := proxytest.Start(t, proxy.Options{}, pool)
+			c := proxytest.Dial(t, pool.Listen)
+			c.RoundTrip("set k 0 0 1\r\nv\r\n", "STORED\r\n")
+
+			primary.Kill()
+			waitFor(t, "the primary to be ejected", func() bool {
+				c.Send("set w 0 0 1\r\nx\r\n") // the replica takes it
+				c.Expect("STORED\r\n")
+				return serverStats(t, p, "mc", "mc1").State == cpool.StateEjected
+			})
+			primary.Restart()
+			waitFor(t, "the primary to be re-admitted", func() bool {
+				return serverStats(t, p, "mc", "mc1").State == cpool.StateUp
+			})
+			v, e := mcGet(c, "k") // the primary is read first, and is empty
+			want := ""
+			if repair {
+				want = "v"
+			}
+			if v != want || e != "" {
+				t.Fatalf("get k from the re-admitted primary: %q %q; want %q", v, e, want)
+			}
+			ss := serverStats(t, p, "mc", "mc1")
+			if ss.ReadmittedMisses != 1 || (ss.ReadRepairs == 1) != repair {
+				t.Fatalf("re-admitted misses %d, read repairs %d; want 1 and %v", ss.ReadmittedMisses, ss.ReadRepairs, repair)
+			}
+		})
+	}
+}

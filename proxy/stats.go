@@ -114,6 +114,7 @@ type serverCounters struct {
 	disagreements    counter
 	asyncErrors      counter
 	readmittedMisses counter
+	readRepairs      counter // misses sent again to another copy (read_repair)
 	latency          histogram
 }
 
@@ -226,8 +227,10 @@ type ServerStats struct {
 	// client got; AsyncErrors all_async writes it failed after the client
 	// was answered; ReadmittedMisses the misses it answered since it was
 	// last re-admitted after an ejection (it came back empty).
-	Disagreements, AsyncErrors, ReadmittedMisses int64
-	Latency                                      Histogram
+	// ReadRepairs counts those misses sent again to another copy
+	// (read_repair).
+	Disagreements, AsyncErrors, ReadmittedMisses, ReadRepairs int64
+	Latency                                                   Histogram
 }
 
 // Stats returns a snapshot of every pool's counters. It is safe to call from
@@ -364,6 +367,7 @@ func backendStats(ss *ServerStats, b *backend) {
 	ss.Disagreements += sc.disagreements.Load()
 	ss.AsyncErrors += sc.asyncErrors.Load()
 	ss.ReadmittedMisses += sc.readmittedMisses.Load()
+	ss.ReadRepairs += sc.readRepairs.Load()
 	sc.latency.addTo(&ss.Latency)
 }
 
