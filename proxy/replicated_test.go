@@ -213,6 +213,9 @@ func TestReplicatedMemcacheReadRepair(t *testing.T) {
 				c.Expect("STORED\r\n")
 				return serverStats(t, p, "mc", "mc1").State == cpool.StateEjected
 			})
+			if !p.Ready() {
+				t.Fatalf("not ready with the only primary ejected; its replica serves the shard")
+			}
 			primary.Restart()
 			waitFor(t, "the primary to be re-admitted", func() bool {
 				return serverStats(t, p, "mc", "mc1").State == cpool.StateUp

@@ -405,7 +405,7 @@ func sOf(b *backend) int {
 func (p *Proxy) Uptime() time.Duration { return time.Since(p.start) }
 
 // Ready reports whether every listener is up and every pool has at least one
-// server that is not ejected.
+// server that is not ejected (in a replicated memcache pool, a copy).
 func (p *Proxy) Ready() bool {
 	select {
 	case <-p.booted:
@@ -423,6 +423,11 @@ func (p *Proxy) Ready() bool {
 				ok = true
 				break
 			}
+		}
+		// A replicated pool's primaries may all be out while replicas
+		// serve their shards (replica.go).
+		for i := 0; pr.replicated && !ok && i < len(pr.rnames); i++ {
+			ok = pr.rhealth.State(i) != pool.StateEjected
 		}
 		if !ok {
 			return false
