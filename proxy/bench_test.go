@@ -9,6 +9,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
@@ -85,4 +86,20 @@ func BenchmarkProxyRedisGet(b *testing.B) {
 	c := proxytest.Dial(b, rd.Addr)
 	c.RoundTrip("SET k v\r\n", "+OK\r\n")
 	benchRoundTrips(b, pool.Listen, []byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), []byte("v\r\n"), 16)
+}
+
+// BenchmarkProxySetReplicated is BenchmarkProxySet on a replicated pool:
+// each set goes to the primary and its replica (write_policy all, or
+// all_async).
+func BenchmarkProxySetReplicated(b *testing.B) {
+	for _, policy := range []string{config.WriteAll, config.WriteAllAsync} {
+		b.Run(policy, func(b *testing.B) {
+			mc, rep := testserver.Memcached(b), testserver.Memcached(b)
+			pool := proxytest.MemcachePool(b, "mc", mc)
+			pool.Servers[0].Replicas = []config.Replica{config.NewReplica(rep.Addr)}
+			pool.WritePolicy = policy
+			proxytest.Start(b, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, pool)
+			benchRoundTrips(b, pool.Listen, []byte("set s 0 0 8\r\n12345678\r\n"), []byte("STORED\r\n"), 16)
+		})
+	}
 }
