@@ -235,3 +235,55 @@ func TestReadPolicyMetaGet(t *testing.T) {
 	}
 	c.Expect("P\r\n")
 }
+
+// The same for Redis: a dead replica is ejected, reads under
+// prefer_replica go to the primary meanwhile, and it is probed (PING) and
+// re-admitted when it is back.
+func TestReplicaEjectedProbedReadmittedRedis(t *testing.T) {
+	primary, replica := testserver.Redis(t), testserver.Redis(t)
+	ctx := context.Background()
+	for _, tc := range []struct{ addr, val string }{{primary.Addr, "P"}, {replica.Addr, "R"}} {
+		if err := goRedis(t, tc.addr).Set(ctx, "k", tc.val, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := proxytest.RedisPool(t, "r", primary)
+	pool.Servers[0].Replicas = []config.Replica{{Name: "r1", Addr: replica.Addr, Network: "tcp"}}
+	pool.ReadPolicy = config.ReadPreferReplica
+	pool.ServerFailureLimit = 2
+	pool.ServerRetryTimeout = 200 * time.Millisecond
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	get := func() string {
+		c.Send("GET k\r\n")
+		l := c.Line()
+		if l[0] == '$' {
+			return strings.TrimSuffix(c.Line(), "\r\n")
+		}
+		return l
+	}
+	if v := get(); v != "R" {
+		t.Fatalf("prefer_replica GET: %q; want R", v)
+	}
+	replica.Kill()
+	waitFor(t, "the replica to be ejected", func() bool {
+		if v := get(); v != "P" && v[0] != '-' {
+			t.Fatalf("GET with the replica dying: %q; want P or an error", v)
+		}
+		return serverStats(t, p, "r", "r1/r1").State == cpool.StateEjected
+	})
+	for i := 0; i < 20; i++ {
+		if v := get(); v != "P" {
+			t.Fatalf("GET %d with the replica ejected: %q; want P", i, v)
+		}
+	}
+	if ps := serverStats(t, p, "r", "r1"); ps.State != cpool.StateUp || ps.Failures != 0 {
+		t.Fatalf("primary %+v; want up with no failures", ps)
+	}
+	replica.Restart()
+	if err := goRedis(t, replica.Addr).Set(ctx, "k", "R2", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replica to be re-admitted", func() bool { return serverStats(t, p, "r", "r1/r1").State == cpool.StateUp })
+	waitFor(t, "reads back on the replica", func() bool { return get() == "R2" })
+}
