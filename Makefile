@@ -5,7 +5,7 @@ PKGS      := ./...
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 CONFIG    ?= config.yaml
 
-.PHONY: all build run test test-short lint vet fmt bench bench-go bench-quick fuzz fuzz-diff clean
+.PHONY: all build run test test-short lint vet fmt bench bench-go bench-quick bench-hotkeys fuzz fuzz-diff clean
 
 all: build
 
@@ -39,13 +39,21 @@ lint: vet
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-# Side-by-side runs (direct vs cacheproxy vs nutcracker) with cachebench;
-# QUICK=1 for the short variant. See docs/benchmarks.md.
-bench: bench-go
+# Side-by-side runs (direct vs cacheproxy vs nutcracker, then the hot-key
+# shield and the hot-key tier's cost) with the internal/loadgen generator;
+# QUICK=1 for the short variant. About 20 minutes in full. See
+# docs/benchmarks.md. `build` first, so the proxy measured is this tree's.
+bench: build bench-go
 	$(GO) run ./cmd/benchrun $(if $(QUICK),-quick)
 
-bench-quick: bench-go
+bench-quick: build bench-go
 	$(GO) run ./cmd/benchrun -quick
+
+# Only the hot-key rounds (shield off/on over jump and ketama, and the cost
+# on a uniform workload); SHIELD_KEYS=1000000 for the 1M-key variant.
+SHIELD_KEYS ?= 20000
+bench-hotkeys: build
+	$(GO) run ./cmd/benchrun -hotkeys -shield-keys $(SHIELD_KEYS) $(if $(QUICK),-quick)
 
 # Fuzz every parser for a short while each (FUZZTIME=30s by default).
 FUZZTIME ?= 30s

@@ -40,7 +40,8 @@ func ourMetrics(t *testing.T) []string {
 }
 
 // TestDashboard checks the Grafana dashboard: valid JSON, a pool template
-// variable, and every cacheproxy metric it queries exists.
+// variable, every cacheproxy metric it queries exists, and a "Hot keys" row
+// shows every near_cache_* and hotkey_* metric.
 func TestDashboard(t *testing.T) {
 	b, err := os.ReadFile("../deploy/grafana/cacheproxy.json")
 	if err != nil {
@@ -92,6 +93,46 @@ func TestDashboard(t *testing.T) {
 	}
 	if exprs < 20 {
 		t.Errorf("only %d queries in the dashboard", exprs)
+	}
+
+	// The "Hot keys" row (the panels after it, up to the next row) queries
+	// every near-cache and hot-key metric, the seven among them.
+	inRow, rows := false, 0
+	queried := map[string]bool{}
+	for _, p := range d.Panels {
+		if p.Type == "row" {
+			inRow = p.Title == "Hot keys"
+			if inRow {
+				rows++
+			}
+			continue
+		}
+		if inRow {
+			for _, tg := range p.Targets {
+				for _, m := range ref.FindAllString(tg.Expr, -1) {
+					queried[m] = true
+				}
+			}
+		}
+	}
+	if rows != 1 {
+		t.Fatalf("%d \"Hot keys\" rows in the dashboard, want 1", rows)
+	}
+	var hot []string
+	for _, m := range known {
+		if strings.HasPrefix(m, "cacheproxy_near_cache_") || strings.HasPrefix(m, "cacheproxy_hotkey_") {
+			hot = append(hot, m)
+			if !queried[m] {
+				t.Errorf("the Hot keys row does not show %s", m)
+			}
+		}
+	}
+	for _, m := range []string{"cacheproxy_near_cache_hits_total", "cacheproxy_near_cache_misses_total",
+		"cacheproxy_near_cache_fills_total", "cacheproxy_near_cache_invalidations_total", "cacheproxy_near_cache_bytes",
+		"cacheproxy_hotkey_promotions_total", "cacheproxy_hotkey_demotions_total"} {
+		if !slices.Contains(hot, m) {
+			t.Errorf("/metrics has no %s", m)
+		}
 	}
 }
 

@@ -261,8 +261,9 @@ type HotKeys struct {
 	// MinRate is the read rate (per second) below which no key is
 	// promoted. Default 0: 100.
 	MinRate float64
-	// TTLJitter is the +/- share (0 to 0.5) by which the expiry of sets is
-	// spread. Default 0 (none). Accepted; not applied yet.
+	// TTLJitter is the +/- share (0 to 0.5) by which the relative expiry of
+	// sets is spread (memcached exptime, Redis EX/PX; docs/hotkeys.md).
+	// Default 0 (none). Applied only while Enabled; otherwise Validate warns.
 	TTLJitter float64
 }
 

@@ -285,5 +285,7 @@ func (v *checker) hotKeys(p *Pool) {
 	}
 	if h.TTLJitter < 0 || h.TTLJitter > 0.5 || h.TTLJitter != h.TTLJitter {
 		v.fail(name, "hot_keys.ttl_jitter", "%v: must be between 0%% and 50%%", h.TTLJitter*100)
+	} else if h.TTLJitter > 0 && !h.Enabled {
+		v.warn(name, "hot_keys.ttl_jitter", "%v%% is not applied: hot_keys.enabled is false", h.TTLJitter*100)
 	}
 }

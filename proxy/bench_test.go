@@ -88,6 +88,33 @@ func BenchmarkProxyRedisGet(b *testing.B) {
 	benchRoundTrips(b, pool.Listen, []byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), []byte("v\r\n"), 16)
 }
 
+// BenchmarkProxySetExpiry: sets with an expiry (memcached exptime 3600,
+// Redis SET EX 3600) through a pool with hot keys on, without jitter and
+// with hot_keys.ttl_jitter 10% (every expiry rewritten), 16 in flight.
+func BenchmarkProxySetExpiry(b *testing.B) {
+	for _, redis := range []bool{false, true} {
+		for _, j := range []float64{0, 0.1} {
+			name := fmt.Sprintf("memcache/jitter%v", j*100)
+			if redis {
+				name = fmt.Sprintf("redis/jitter%v", j*100)
+			}
+			b.Run(name, func(b *testing.B) {
+				var pool config.Pool
+				req, end := "set s 0 3600 8\r\n12345678\r\n", "STORED\r\n"
+				if redis {
+					pool = proxytest.RedisPool(b, "r", testserver.Redis(b))
+					req, end = "*5\r\n$3\r\nSET\r\n$1\r\ns\r\n$8\r\n12345678\r\n$2\r\nEX\r\n$4\r\n3600\r\n", "+OK\r\n"
+				} else {
+					pool = proxytest.MemcachePool(b, "mc", testserver.Memcached(b))
+				}
+				pool.HotKeys = config.HotKeys{Enabled: true, TTLJitter: j}
+				proxytest.Start(b, proxy.Options{FlushMode: proxy.FlushPerIteration, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, pool)
+				benchRoundTrips(b, pool.Listen, []byte(req), []byte(end), 16)
+			})
+		}
+	}
+}
+
 // BenchmarkProxySetReplicated is BenchmarkProxySet on a replicated pool:
 // each set goes to the primary and its replica (write_policy all, or
 // all_async).

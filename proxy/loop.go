@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -63,10 +64,13 @@ type loop struct {
 	// clock is the loop's time in ns since the proxy started, read once at
 	// the start of each callback; request timestamps and latencies use it.
 	clock int64
+	// jrand draws the loop's TTL jitter (jitter.go); seeded per loop.
+	jrand rand.PCG
 }
 
 func newLoop(p *Proxy, el gnet.EventLoop) *loop {
 	l := &loop{p: p, el: el, clients: map[*client]struct{}{}}
+	l.jrand.Seed(rand.Uint64(), rand.Uint64())
 	l.flushTask = gnet.RunnableFunc(func(context.Context) error {
 		l.flushQueued = false
 		l.tick()

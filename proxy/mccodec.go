@@ -222,12 +222,14 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		failRequest(r, m.pr, "no server available")
 		return
 	}
+	var ttl int64 // a spread expiry to send instead of req's (jitter.go), 0: none
 	if r.class == ClassWrite {
 		for i := range req.Keys {
 			m.pr.written(l, r, cl.scratch().hashKey(req, i)) // the key itself, when sent base64
 		}
+		ttl = l.mcTTL(pr, req)
 		if pr.replicated && pr.hasCopies(s) {
-			m.writeCopies(cl, r, s, req)
+			m.writeCopies(cl, r, s, req, ttl) // every copy gets the same expiry
 			return
 		}
 	} else if fillKey != nil && pr.coalesce(l, r, fillKey, s, 0) {
@@ -238,13 +240,17 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		r.raw = req.AppendForward(r.raw[:0]) // to send again on a miss
 	}
 	route(cl, m.pr, r, s, mcReplicaRead(req), func(dst []byte, _ int) []byte {
+		if ttl > 0 {
+			return req.AppendForwardTTL(dst, ttl)
+		}
 		return req.AppendForward(dst)
 	}, -1)
 }
 
 // writeCopies sends write r (req) to every live copy of server s, as a
-// replicated write (replica.go).
-func (m *memcacheCodec) writeCopies(cl *client, r *request, s int, req *memcache.Request) {
+// replicated write (replica.go), with expiry ttl in place of req's own
+// when ttl > 0 (jitter.go).
+func (m *memcacheCodec) writeCopies(cl *client, r *request, s int, req *memcache.Request, ttl int64) {
 	r.repl = true
 	r.async = m.pr.async
 	copyFragments(cl.l, m.pr, r, s)
@@ -252,6 +258,9 @@ func (m *memcacheCodec) writeCopies(cl *client, r *request, s int, req *memcache
 		f.mc = header(req)
 	}
 	sendFragments(cl, m.pr, r, func(dst []byte, _ int) []byte {
+		if ttl > 0 {
+			return req.AppendForwardTTL(dst, ttl)
+		}
 		return req.AppendForward(dst)
 	})
 }

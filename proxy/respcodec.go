@@ -469,11 +469,16 @@ func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Comma
 func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdClass, fillKey []byte) {
 	r := cl.l.newRequest()
 	r.class = class
+	var ji int    // the argument holding a spread expiry (jitter.go), 0: none
+	var ttl int64 // the spread expiry
 	if cmd := req.Cmd; cmd != nil {
 		if sub := cmd.Resolve(req.Args); sub != nil {
 			cmd = sub
 		}
 		r.replies = cmd.Replies
+		if class == ClassWrite {
+			ji, ttl = cl.l.respTTL(rc.pr, cmd.Name, req)
+		}
 	}
 	cl.push(r)
 	if class == ClassWrite {
@@ -488,6 +493,9 @@ func (rc *respCodec) forwardTo(cl *client, req *resp.Request, s int, class CmdCl
 		}
 	}
 	route(cl, rc.pr, r, s, class == ClassRead, func(dst []byte, _ int) []byte {
+		if ji > 0 {
+			return req.AppendForwardArg(dst, ji, ttl)
+		}
 		return req.AppendForward(dst)
 	}, -1)
 }

@@ -5,8 +5,11 @@
 //
 //   - overhead: each backend directly vs cacheproxy over that one backend;
 //   - peer: cacheproxy vs nutcracker over the same three backends;
+//   - hotkeys-cost: cacheproxy with hot_keys off vs on over one backend;
 //
-// for memcache and redis at pipeline depth 1 and 16. It prints one table of
+// for memcache and redis at pipeline depth 1 and 16, then the hot-key
+// shield (hotkeys.go) with its own table. -hotkeys runs only the hot-key
+// rounds (make bench-hotkeys); -smoke makes any run a few seconds long. It prints one table of
 // medians over the rounds: throughput, p50, p99, each proxy's CPU time per
 // request (from /proc/PID/stat over the measured window), and the ratios,
 // headed by the machine's core count and CPU model. A target that does not
@@ -18,6 +21,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,6 +56,12 @@ type options struct {
 	binary   string
 	raw      string
 	only     string
+
+	// Hot-key rounds (hotkeys.go).
+	hotkeys    bool    // only the hot-key rounds
+	shieldKeys int     // keys the shield's Zipf draws from
+	shieldHash string  // the shield pools' hash
+	zipfS      float64 // the shield's Zipf exponent
 }
 
 func main() {
@@ -79,7 +89,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	depths := fs.String("depths", "1,16", "pipeline depths, comma-separated")
 	fs.StringVar(&o.binary, "cacheproxy", "bin/cacheproxy", "cacheproxy binary (built with go build when missing)")
 	fs.StringVar(&o.raw, "raw", "", "also write every round's figures as JSON to this file")
-	fs.StringVar(&o.only, "only", "", "run only comparisons whose name contains this (e.g. overhead, redis)")
+	fs.StringVar(&o.only, "only", "", "run only comparisons whose name contains this (e.g. overhead, redis, shield, hotkeys-cost)")
+	fs.BoolVar(&o.hotkeys, "hotkeys", false, "run only the hot-key rounds: the shield and the cost on a uniform workload (make bench-hotkeys)")
+	fs.IntVar(&o.shieldKeys, "shield-keys", 20000, "keys the shield draws from (Zipf); 1000000 for the 1M-key variant")
+	fs.StringVar(&o.shieldHash, "shield-hash", "fnv1a_64", "hash of the shield pools (the default hash; jump ignores it)")
+	fs.Float64Var(&o.zipfS, "zipf", 1.1, "Zipf exponent of the shield's keys")
+	smoke := fs.Bool("smoke", false, "a few seconds: one short round at depth 1, to check the harness (the cmd/benchrun test runs it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,6 +107,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *quick {
 		o.rounds, o.duration, o.warmup = 2, 2*time.Second, 300*time.Millisecond
+	}
+	if *smoke {
+		// The warm-up is long enough for the detector to promote (it
+		// merges every ~100 ms) on a loaded box.
+		o.rounds, o.duration, o.warmup, o.depths = 1, 400*time.Millisecond, 700*time.Millisecond, []int{1}
 	}
 	if o.rounds < 1 || o.duration <= 0 {
 		return errors.New("-rounds and -d must be positive")
@@ -106,13 +126,27 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *caslap {
 		return accuracy(ctx, &o, ps, dir, out)
 	}
-	return bench(ctx, &o, ps, dir, out)
+	var samples []sample
+	err = bench(ctx, &o, ps, dir, out, &samples)
+	if o.raw != "" {
+		b, jerr := json.MarshalIndent(samples, "", "  ")
+		if jerr != nil {
+			return errors.Join(err, jerr)
+		}
+		if werr := os.WriteFile(o.raw, b, 0o644); werr != nil {
+			return errors.Join(err, fmt.Errorf("write raw figures: %w", werr))
+		}
+	}
+	return err
 }
 
 // backend starts a memcached or redis-server on a free port.
 func backend(ctx context.Context, ps *procs, dir string, proto loadgen.Protocol, i int) (string, error) {
 	var lastErr error
 	for range 3 {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
 		addr, err := freeAddr()
 		if err != nil {
 			return "", err
@@ -174,11 +208,22 @@ type sample struct {
 	CPUPerReq  float64 `json:"cpu_us_per_req"` // -1 when not a proxy
 	Faults     int64   `json:"verify_faults"`
 	Errors     int64   `json:"errors"`
+
+	// Shield rounds only: gets the clients completed, gets the backends
+	// counted (get_hits+get_misses deltas) in all and per server, and the
+	// hottest server's over the mean.
+	ClientGets  int64   `json:"client_gets,omitempty"`
+	BackendGets int64   `json:"backend_gets,omitempty"`
+	ServerGets  []int64 `json:"server_gets,omitempty"`
+	MaxMean     float64 `json:"max_over_mean,omitempty"`
 }
 
-func bench(ctx context.Context, o *options, ps *procs, dir string, out io.Writer) error {
+func bench(ctx context.Context, o *options, ps *procs, dir string, out io.Writer, samples *[]sample) error {
 	cores, model := machine()
 	fmt.Fprintf(out, "machine: %d cores, %s; %s; GOMAXPROCS %d\n", cores, model, runtime.Version(), runtime.GOMAXPROCS(0))
+	if o.hotkeys {
+		return hotKeys(ctx, o, ps, dir, out, samples)
+	}
 	fmt.Fprintf(out, "load: %d conns, %.0f%% gets, %d-byte values, %d uniform keys, verify on; %d rounds x %v (warm-up %v), A/B alternating\n",
 		o.conns, o.getRatio*100, o.size, o.keys, o.rounds, o.duration, o.warmup)
 
@@ -221,10 +266,25 @@ func bench(ctx context.Context, o *options, ps *procs, dir string, out io.Writer
 		}
 	}
 
-	var samples []sample
+	if err := runComparisons(ctx, o, comps, samples); err != nil {
+		return err
+	}
+	printTable(out, comps, *samples)
+	return hotKeys(ctx, o, ps, dir, out, samples)
+}
+
+// runComparisons measures each comparison's targets alternately for
+// o.rounds rounds, A then B in odd rounds and B then A in even ones (so
+// neither always runs first), and appends the samples. A target that fails
+// is marked unavailable and skipped from then on.
+func runComparisons(ctx context.Context, o *options, comps []*comparison, samples *[]sample) error {
 	for _, c := range comps {
 		for r := range o.rounds {
-			for _, t := range []*target{c.a, c.b} {
+			order := []*target{c.a, c.b}
+			if r%2 == 1 {
+				order[0], order[1] = c.b, c.a
+			}
+			for _, t := range order {
 				if t.unavailable != "" {
 					continue
 				}
@@ -241,19 +301,9 @@ func bench(ctx context.Context, o *options, ps *procs, dir string, out io.Writer
 					continue
 				}
 				s.Round = r + 1
-				samples = append(samples, s)
-				fmt.Fprintf(os.Stderr, "%-22s round %d %-10s %9.0f req/s  p50 %7.1f us  p99 %7.1f us\n", c.name(), r+1, t.name, s.Throughput, s.P50, s.P99)
+				*samples = append(*samples, s)
+				fmt.Fprintf(os.Stderr, "%-25s round %d %-10s %9.0f req/s  p50 %7.1f us  p99 %7.1f us\n", c.name(), r+1, t.name, s.Throughput, s.P50, s.P99)
 			}
-		}
-	}
-	printTable(out, comps, samples)
-	if o.raw != "" {
-		b, err := json.MarshalIndent(samples, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.raw, b, 0o644); err != nil {
-			return fmt.Errorf("write raw figures: %w", err)
 		}
 	}
 	return nil
@@ -264,6 +314,12 @@ type pool struct {
 	name    string
 	proto   loadgen.Protocol
 	servers []string
+	// Hot-key rounds only (cacheproxy): distribution and hash (ketama and
+	// fnv1a_64 if empty), hot_keys enabled, and the servers' name prefix
+	// (the pool's name if empty; ketama places keys by server name).
+	dist, hash   string
+	hotKeys      bool
+	serverPrefix string
 }
 
 // startProxy writes a configuration for pools, starts the proxy and checks
@@ -304,7 +360,7 @@ func startProxy(ctx context.Context, ps *procs, dir, name string, pools []pool, 
 		args = []string{"-c", conf, "-s", port, "-a", "127.0.0.1", "-o", filepath.Join(dir, "nutcracker.log")}
 	} else {
 		if _, err := os.Stat(binary); err != nil {
-			build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/cacheproxy")
+			build := exec.CommandContext(ctx, "go", "build", "-o", binary, "github.com/cacheproxy/cacheproxy/cmd/cacheproxy")
 			if b, err := build.CombinedOutput(); err != nil {
 				return fail("does not build: " + firstLine(string(b)))
 			}
@@ -369,9 +425,14 @@ func proxyConfig(name string, pools []pool, listen []string) string {
 		} else {
 			fmt.Fprintf(&b, "%s  protocol: %s\n%s  timeout: 400ms\n", indent, p.proto, indent)
 		}
-		fmt.Fprintf(&b, "%s  hash: fnv1a_64\n%s  distribution: ketama\n%s  preconnect: true\n%s  servers:\n", indent, indent, indent, indent)
+		hash, dist, prefix := cmp.Or(p.hash, "fnv1a_64"), cmp.Or(p.dist, "ketama"), cmp.Or(p.serverPrefix, p.name)
+		fmt.Fprintf(&b, "%s  hash: %s\n%s  distribution: %s\n%s  preconnect: true\n", indent, hash, indent, dist, indent)
+		if p.hotKeys {
+			fmt.Fprintf(&b, "%s  hot_keys:\n%s    enabled: true\n", indent, indent)
+		}
+		fmt.Fprintf(&b, "%s  servers:\n", indent)
 		for j, s := range p.servers {
-			fmt.Fprintf(&b, "%s    - %s:1 %s%d\n", indent, s, p.name, j)
+			fmt.Fprintf(&b, "%s    - %s:1 %s%d\n", indent, s, prefix, j)
 		}
 	}
 	return b.String()
@@ -431,7 +492,7 @@ func median(xs []float64) float64 {
 // printTable prints medians over rounds per comparison and target, and the
 // median of the per-round ratios candidate/baseline.
 func printTable(w io.Writer, comps []*comparison, samples []sample) {
-	fmt.Fprintf(w, "\n%-22s %-11s %10s %8s %8s %8s %6s %6s %9s %9s\n",
+	fmt.Fprintf(w, "\n%-25s %-11s %10s %8s %8s %8s %6s %6s %9s %9s\n",
 		"comparison", "target", "req/s", "p50 us", "p99 us", "cpu us", "faults", "errors", "x req/s", "x p99")
 	for _, c := range comps {
 		byRound := map[string]map[int]sample{}
@@ -455,7 +516,7 @@ func printTable(w io.Writer, comps []*comparison, samples []sample) {
 				if why == "" {
 					why = "no samples"
 				}
-				fmt.Fprintf(w, "%-22s %-11s unavailable: %s\n", c.name(), t.name, why)
+				fmt.Fprintf(w, "%-25s %-11s unavailable: %s\n", c.name(), t.name, why)
 				continue
 			}
 			cpuS := "-"
@@ -475,7 +536,7 @@ func printTable(w io.Writer, comps []*comparison, samples []sample) {
 					ratioTP, ratioP99 = fmt.Sprintf("%.3f", median(rt)), fmt.Sprintf("%.3f", median(rp))
 				}
 			}
-			fmt.Fprintf(w, "%-22s %-11s %10.0f %8.1f %8.1f %8s %6d %6d %9s %9s\n",
+			fmt.Fprintf(w, "%-25s %-11s %10.0f %8.1f %8.1f %8s %6d %6d %9s %9s\n",
 				c.name(), t.name, median(tp), median(p50), median(p99), cpuS, faults, errs, ratioTP, ratioP99)
 		}
 	}

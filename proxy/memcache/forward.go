@@ -1,6 +1,9 @@
 package memcache
 
-import "encoding/base64"
+import (
+	"encoding/base64"
+	"strconv"
+)
 
 // AppendForward appends the request as the backend must see it, so that
 // the backend answers exactly one reply per request:
@@ -15,12 +18,47 @@ import "encoding/base64"
 //
 // It does not allocate when dst has the capacity.
 func (r *Request) AppendForward(dst []byte) []byte {
+	return r.appendForward(dst, 0)
+}
+
+// TTL reports the relative expiry, in seconds, that a set, add, replace or
+// cas (its exptime) or an ms (its T flag; not in append or prepend mode)
+// gives its item, when AppendForwardTTL may rewrite it: a plain decimal
+// from 1 to MaxRelativeTTL. ok is false for every other request and value
+// (0, negative, a unix time, or a spelling such as "+60").
+func (r *Request) TTL() (ttl int64, ok bool) {
+	return int64(r.ttl), r.ttlOff > 0
+}
+
+// AppendForwardTTL is AppendForward with the expiry TTL reported replaced
+// by ttl, written in decimal; everything else is as AppendForward sends it.
+// ttl must be from 1 to MaxRelativeTTL, so that memcached still reads a
+// relative expiry; a request without one (TTL's ok false) or an out of
+// range ttl is sent as AppendForward sends it. It does not allocate when
+// dst has the capacity.
+func (r *Request) AppendForwardTTL(dst []byte, ttl int64) []byte {
+	if r.ttlOff == 0 || ttl <= 0 || ttl > MaxRelativeTTL {
+		return r.appendForward(dst, 0)
+	}
+	return r.appendForward(dst, ttl)
+}
+
+// appendForward is AppendForward, with the expiry token replaced by ttl
+// when ttl > 0 (the caller checked it may be).
+func (r *Request) appendForward(dst []byte, ttl int64) []byte {
 	switch {
-	case r.Quiet:
-		dst = append(dst, r.Raw...)
-		return append(dst, QuietSentinel...)
-	case !r.Noreply:
-		return append(dst, r.Raw...)
+	case r.Quiet || !r.Noreply:
+		if ttl > 0 {
+			dst = append(dst, r.Raw[:r.ttlOff]...)
+			dst = strconv.AppendInt(dst, ttl, 10)
+			dst = append(dst, r.Raw[r.ttlEnd:]...)
+		} else {
+			dst = append(dst, r.Raw...)
+		}
+		if r.Quiet {
+			dst = append(dst, QuietSentinel...)
+		}
+		return dst
 	}
 	line := r.Raw[:r.line]
 	n := 0 // tokens in line
@@ -36,7 +74,11 @@ func (r *Request) AppendForward(dst []byte) []byte {
 		if i > 0 {
 			dst = append(dst, ' ')
 		}
-		dst = append(dst, t...)
+		if ttl > 0 && pos == r.ttlEnd {
+			dst = strconv.AppendInt(dst, ttl, 10)
+		} else {
+			dst = append(dst, t...)
+		}
 	}
 	dst = append(dst, '\r', '\n')
 	return append(dst, r.Raw[r.hdr:]...)

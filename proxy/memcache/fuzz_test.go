@@ -59,8 +59,14 @@ func parseAll(in []byte, chunk int) string {
 			}
 			fwd := req.AppendForward(nil)
 			checkForward(&req, fwd)
-			fmt.Fprintf(&out, "req %v %q keys %q nr %v q %v b %v val %q args %q fwd %q\n",
-				req.Cmd, req.Raw, req.Keys, req.Noreply, req.Quiet, req.Base64, req.Value, req.Args, fwd)
+			ttl, ok := req.TTL()
+			if ok {
+				for _, nt := range []int64{1, 9, MaxRelativeTTL} {
+					checkForwardTTL(&req, nt)
+				}
+			}
+			fmt.Fprintf(&out, "req %v %q keys %q nr %v q %v b %v val %q args %q fwd %q ttl %d %v\n",
+				req.Cmd, req.Raw, req.Keys, req.Noreply, req.Quiet, req.Base64, req.Value, req.Args, fwd, ttl, ok)
 			buf = buf[n:]
 		}
 		if off >= len(in) && (skip > 0 || len(buf) > 0) {
@@ -102,6 +108,25 @@ func checkForward(req *Request, fwd []byte) {
 	}
 }
 
+// checkForwardTTL panics unless the request sent with its expiry
+// rewritten to ttl reads as the same request (checkForward) whose TTL is
+// ttl, and differs from AppendForward's bytes only in that token.
+func checkForwardTTL(req *Request, ttl int64) {
+	fwd := req.AppendForwardTTL(nil, ttl)
+	checkForward(req, fwd)
+	p := NewParser(Limits{MaxKeyLength: 16, MaxValueSize: 64, MaxLineLength: 128, MaxKeys: 4})
+	var r Request
+	if _, err := p.Parse(fwd, &r); err != nil {
+		panic(err)
+	}
+	if got, ok := r.TTL(); !ok || got != ttl {
+		panic(fmt.Sprintf("%q rewritten with TTL %d as %q, which reads TTL %d, %v", req.Raw, ttl, fwd, got, ok))
+	}
+	if again := r.AppendForwardTTL(nil, ttl); !bytes.Equal(again, fwd) {
+		panic(fmt.Sprintf("%q rewritten with TTL %d as %q, rewritten again as %q", req.Raw, ttl, fwd, again))
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, c := range goodCases {
 		f.Add([]byte(c.in))
@@ -113,6 +138,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("set k 0 0 100\r\nxx\r\nget a\r\nbogus\r\nget a\r\n"))
 	f.Add([]byte("incr zz 1 noreply\x00\r\nset \x10k 0 0 2 noreply\x00x\r\nab\r\ndelete noreply\r\nmg k q q\r\n"))
 	f.Add([]byte("set k \t1 +0 4294967297\r\nx\r\nset k 0 0 1 noreply\r\nxyzset k 0 0 a noreply\r\nGET / HTTP/1.1\r\n"))
+	f.Add([]byte("set k 0 60 1 noreply\r\nx\r\ncas  k 1 2592000 1 5\nx\r\nms k 1 q T30 MS\r\nx\r\nms k 1 T5 MA\r\nx\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		whole := parseAll(in, 0)
 		for _, chunk := range []int{1, 2, 3, 7} {

@@ -98,6 +98,10 @@ type Request struct {
 
 	hdr  int // length of the command line including its terminator
 	line int // length of the line as memcached reads it (no terminator, cut at a NUL)
+	// ttlOff, ttlEnd locate in Raw the digits of a relative expiry that
+	// may be rewritten (see TTL); 0, 0 when there is none. ttl is its value.
+	ttlOff, ttlEnd int
+	ttl            int32
 }
 
 func (r *Request) reset() {
@@ -371,6 +375,9 @@ func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 		}
 		req.Noreply = noreply
 		req.Keys = append(req.Keys, toks[1])
+		if cmd == CmdSet || cmd == CmdAdd || cmd == CmdReplace || cmd == CmdCas {
+			req.setTTL(buf, toks[3])
+		}
 		return p.data(buf, hdr, vlen, req, true)
 
 	case CmdDelete:
@@ -560,9 +567,62 @@ func (p *Parser) parseMeta(buf []byte, hdr int, toks [][]byte, mcn int, req *Req
 		req.reset()
 		return 0, skipErr(KindServerError, msgTooLarge, hdr+vlen+2)
 	}
+	metaTTL(buf, toks[3:], req)
 	// memcached reads the block whatever its flags say and answers one
 	// reply (CLIENT_ERROR bad data chunk for a bad terminator): forward it.
 	return p.data(buf, hdr, vlen, req, false)
+}
+
+// MaxRelativeTTL is the largest exptime memcached reads as relative to now
+// (30 days, in seconds); a larger one is a unix time.
+const MaxRelativeTTL = 30 * 24 * 3600
+
+// setTTL records tok, an exptime token that points into buf, when it is a
+// relative expiry that may be rewritten: plain decimal digits (no sign, no
+// white space), more than 0 and at most MaxRelativeTTL. Anything else (0:
+// never expires, negative: expired at once, larger: a unix time, or an
+// unusual spelling memcached also reads) is left as it is.
+func (r *Request) setTTL(buf, tok []byte) {
+	if len(tok) == 0 || len(tok) > 7 {
+		return // MaxRelativeTTL has 7 digits
+	}
+	v := 0
+	for _, c := range tok {
+		if c < '0' || c > '9' {
+			return
+		}
+		v = v*10 + int(c-'0')
+	}
+	if v <= 0 || v > MaxRelativeTTL {
+		return
+	}
+	// tok is a subslice of buf, which it shares the end of the backing
+	// array with: the difference of the capacities is its offset.
+	r.ttlOff = cap(buf) - cap(tok)
+	r.ttlEnd = r.ttlOff + len(tok)
+	r.ttl = int32(v)
+}
+
+// metaTTL records the T flag of an ms (flags are its tokens after the data
+// length) as setTTL does, unless the mode is append or prepend (MA, MP),
+// which keep the item's expiry: only a set, add or replace's expiry moves.
+func metaTTL(buf []byte, flags [][]byte, req *Request) {
+	var t []byte
+	for _, f := range flags {
+		switch f[0] {
+		case 'T':
+			if t == nil {
+				t = f[1:]
+			}
+		case 'M':
+			if len(f) > 1 && (f[1] == 'A' || f[1] == 'a' || f[1] == 'P' || f[1] == 'p') {
+				return
+			}
+		}
+	}
+	if t != nil {
+		req.setTTL(buf, t)
+	}
 }
 
 // longLineOK reports whether a line longer than memcached's 2048-byte

@@ -247,6 +247,12 @@ func commandsDoc() []byte {
 		if c.Name == "publish" {
 			notes = append(notes, "hashed on the channel")
 		}
+		switch c.Name {
+		case "set":
+			notes = append(notes, "`EX`/`PX` spread by `hot_keys.ttl_jitter` (hotkeys.md)")
+		case "setex", "psetex":
+			notes = append(notes, "expiry spread by `hot_keys.ttl_jitter` (hotkeys.md)")
+		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", strings.ToUpper(strings.ReplaceAll(c.Name, "|", " ")), c.Class, strings.Join(notes, "; "))
 	}
 	for _, c := range Commands() {
