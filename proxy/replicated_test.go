@@ -235,3 +235,37 @@ func TestReplicatedMemcacheReadRepair(t *testing.T) {
 		})
 	}
 }
+
+// With hot_keys.ttl_jitter a replicated write's copies get one expiry: the
+// jitter is drawn once per write, not per copy.
+func TestReplicatedMemcacheJitterSameExpiry(t *testing.T) {
+	primary, replica := testserver.Memcached(t), testserver.Memcached(t)
+	pool := proxytest.MemcachePool(t, "mc", primary)
+	pool.Servers[0].Replicas = []config.Replica{{Name: "r1", Addr: replica.Addr, Network: "tcp"}}
+	pool.HotKeys = config.HotKeys{Enabled: true, TTLJitter: 0.5}
+	proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	dp, dr := proxytest.Dial(t, primary.Addr), proxytest.Dial(t, replica.Addr)
+	ttl := func(dc *proxytest.Conn, k string) int {
+		t.Helper()
+		dc.Send("mg " + k + " t\r\n")
+		var n int
+		if _, err := fmt.Sscanf(dc.Line(), "HD t%d", &n); err != nil {
+			t.Fatalf("mg %s t: %v", k, err)
+		}
+		return n
+	}
+	jittered := false
+	for i := 0; i < 20; i++ {
+		k := fmt.Sprintf("j%d", i)
+		c.RoundTrip("set "+k+" 0 10000 1\r\nv\r\n", "STORED\r\n")
+		tp, tr := ttl(dp, k), ttl(dr, k)
+		if d := tp - tr; d < -1 || d > 1 { // one second may tick between the two reads
+			t.Fatalf("%s: primary ttl %d, replica ttl %d; want the same expiry", k, tp, tr)
+		}
+		jittered = jittered || tp < 9990 || tp > 10001
+	}
+	if !jittered {
+		t.Fatalf("no expiry was spread by a 50%% jitter in 20 writes")
+	}
+}
