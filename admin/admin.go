@@ -421,13 +421,17 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	}
 	var down []string
 	for _, ps := range s.opts.Source.Stats() {
-		ejected := 0
+		ejected, primaries := 0, 0
 		for _, ss := range ps.Servers {
+			if ss.Role == proxy.RoleReplica {
+				continue // replicas take no keys of their own
+			}
+			primaries++
 			if ss.State == pool.StateEjected {
 				ejected++
 			}
 		}
-		if len(ps.Servers) > 0 && ejected == len(ps.Servers) {
+		if primaries > 0 && ejected == primaries {
 			down = append(down, ps.Name)
 		}
 	}

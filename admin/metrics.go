@@ -51,11 +51,17 @@ type statsCollector struct {
 	srvFragmentErrors                                            *prometheus.Desc
 	srvConns, srvInFlight                                        *prometheus.Desc
 	srvEjections, srvFailures, srvUp, srvState                   *prometheus.Desc
+
+	// Replicated memcache pools: {pool, server}, one series per copy.
+	replDisagree, replAsyncErrors, replReadmittedMisses, replRepairs *prometheus.Desc
 }
 
 func newStatsCollector(src Source, version string) *statsCollector {
 	p := []string{"pool"}
 	ps := []string{"pool", "server"}
+	// Per-server metrics: a replica's server label is "server/replica",
+	// and role says which (primary or replica).
+	psr := []string{"pool", "server", "role"}
 	d := func(name, help string, labels []string) *prometheus.Desc {
 		return prometheus.NewDesc(namespace+"_"+name, help, labels, nil)
 	}
@@ -95,25 +101,30 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		hkPromotions:  d("hotkey_promotions_total", "Keys promoted to hot.", p),
 		hkDemotions:   d("hotkey_demotions_total", "Hot keys demoted (their cached replies dropped).", p),
 
-		srvRequests:      d("server_requests_total", "Requests sent to the server.", ps),
-		srvResponses:     d("server_responses_total", "Replies received from the server.", ps),
-		srvRequestBytes:  d("server_request_bytes_total", "Bytes sent to the server.", ps),
-		srvResponseBytes: d("server_response_bytes_total", "Bytes received from the server.", ps),
-		srvLatency:       d("server_request_duration_seconds", "Server round-trip latency, from send to reply.", ps),
-		srvErrors:        d("server_errors_total", "Requests to the server the proxy failed (server down, connection lost, timeout).", ps),
-		srvTimeouts:      d("server_timeouts_total", "Requests to the server that timed out.", ps),
-		srvEOF:           d("server_eof_total", "Backend connections closed by the server.", ps),
-		srvConnErrors:    d("server_connection_errors_total", "Backend connect failures and I/O errors.", ps),
-		srvHits:          d("server_hits_total", "Retrieval keys answered with a value by the server, as seen in its replies.", ps),
-		srvMisses:        d("server_misses_total", "Retrieval keys answered with a miss by the server, as seen in its replies.", ps),
+		srvRequests:      d("server_requests_total", "Requests sent to the server.", psr),
+		srvResponses:     d("server_responses_total", "Replies received from the server.", psr),
+		srvRequestBytes:  d("server_request_bytes_total", "Bytes sent to the server.", psr),
+		srvResponseBytes: d("server_response_bytes_total", "Bytes received from the server.", psr),
+		srvLatency:       d("server_request_duration_seconds", "Server round-trip latency, from send to reply.", psr),
+		srvErrors:        d("server_errors_total", "Requests to the server the proxy failed (server down, connection lost, timeout).", psr),
+		srvTimeouts:      d("server_timeouts_total", "Requests to the server that timed out.", psr),
+		srvEOF:           d("server_eof_total", "Backend connections closed by the server.", psr),
+		srvConnErrors:    d("server_connection_errors_total", "Backend connect failures and I/O errors.", psr),
+		srvHits:          d("server_hits_total", "Retrieval keys answered with a value by the server, as seen in its replies.", psr),
+		srvMisses:        d("server_misses_total", "Retrieval keys answered with a miss by the server, as seen in its replies.", psr),
 		srvFragmentErrors: d("fragment_errors_total", "Fragments of multi-key requests (memcached get/gets/gat/gats, Redis MGET, MSET, DEL...) "+
-			"sent to the server that failed (down, timeout, connection lost, error reply): a memcached client got misses for their keys, a Redis client the error.", ps),
-		srvConns:     d("server_connections", "Backend connections open now.", ps),
-		srvInFlight:  d("server_in_flight", "Requests sent to the server and not yet answered.", ps),
-		srvEjections: d("server_ejections_total", "Times the server was ejected from the ring.", ps),
-		srvFailures:  d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", ps),
-		srvUp:        d("server_up", "1 when the server's state is up, 0 when failing or ejected.", ps),
-		srvState:     d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(ps, "state")),
+			"sent to the server that failed (down, timeout, connection lost, error reply): a memcached client got misses for their keys, a Redis client the error.", psr),
+		srvConns:     d("server_connections", "Backend connections open now.", psr),
+		srvInFlight:  d("server_in_flight", "Requests sent to the server and not yet answered.", psr),
+		srvEjections: d("server_ejections_total", "Times the server was ejected from the ring.", psr),
+		srvFailures:  d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", psr),
+		srvUp:        d("server_up", "1 when the server's state is up, 0 when failing or ejected.", psr),
+		srvState:     d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(psr, "state")),
+
+		replDisagree:         d("replica_disagreements_total", "Replicated memcache pools: writes this copy answered differently from the copy whose reply the client got.", ps),
+		replAsyncErrors:      d("replica_async_errors_total", "Replicated memcache pools with write_policy all_async: writes this copy failed after the client had its reply.", ps),
+		replReadmittedMisses: d("replica_readmitted_misses_total", "Replicated memcache pools: misses this copy answered since it was last re-admitted after an ejection (it came back empty).", ps),
+		replRepairs:          d("replica_read_repairs_total", "Replicated memcache pools with read_repair: of those misses, reads sent again to another copy.", ps),
 	}
 }
 
@@ -137,6 +148,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
+		c.replDisagree, c.replAsyncErrors, c.replReadmittedMisses, c.replRepairs,
 	} {
 		ch <- d
 	}
@@ -193,33 +205,43 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for i := range ps.Servers {
 			ss := &ps.Servers[i]
-			sn := ss.Name
-			counter(c.srvRequests, ss.Requests, pn, sn)
-			if ps.NearCache.Enabled && ps.Protocol == "redis" {
+			role := ss.Role
+			if role == "" {
+				role = proxy.RolePrimary
+			}
+			if ps.NearCache.Enabled && ps.Protocol == "redis" && role == proxy.RolePrimary {
 				up := 0.0
 				if ss.TrackingUp {
 					up = 1
 				}
-				gauge(c.nearTrackUp, up, pn, sn)
+				gauge(c.nearTrackUp, up, pn, ss.Name)
 			}
-			counter(c.srvResponses, ss.Responses, pn, sn)
-			counter(c.srvRequestBytes, ss.RequestBytes, pn, sn)
-			counter(c.srvResponseBytes, ss.ResponseBytes, pn, sn)
-			ch <- c.histogram(c.srvLatency, &ss.Latency, pn, sn)
-			counter(c.srvErrors, ss.Errors, pn, sn)
-			counter(c.srvTimeouts, ss.Timeouts, pn, sn)
-			counter(c.srvEOF, ss.EOF, pn, sn)
-			counter(c.srvConnErrors, ss.ConnErrors, pn, sn)
-			counter(c.srvHits, ss.Hits, pn, sn)
-			counter(c.srvMisses, ss.Misses, pn, sn)
-			counter(c.srvFragmentErrors, ss.FragmentErrors, pn, sn)
-			gauge(c.srvConns, float64(ss.Connections), pn, sn)
-			gauge(c.srvInFlight, float64(ss.InFlight), pn, sn)
-			counter(c.srvEjections, ss.Ejections, pn, sn)
-			counter(c.srvFailures, ss.Failures, pn, sn)
-			gauge(c.srvUp, b2f(ss.State == pool.StateUp), pn, sn)
+			sn := ss.Name
+			counter(c.srvRequests, ss.Requests, pn, sn, role)
+			counter(c.srvResponses, ss.Responses, pn, sn, role)
+			counter(c.srvRequestBytes, ss.RequestBytes, pn, sn, role)
+			counter(c.srvResponseBytes, ss.ResponseBytes, pn, sn, role)
+			ch <- c.histogram(c.srvLatency, &ss.Latency, pn, sn, role)
+			counter(c.srvErrors, ss.Errors, pn, sn, role)
+			counter(c.srvTimeouts, ss.Timeouts, pn, sn, role)
+			counter(c.srvEOF, ss.EOF, pn, sn, role)
+			counter(c.srvConnErrors, ss.ConnErrors, pn, sn, role)
+			counter(c.srvHits, ss.Hits, pn, sn, role)
+			counter(c.srvMisses, ss.Misses, pn, sn, role)
+			counter(c.srvFragmentErrors, ss.FragmentErrors, pn, sn, role)
+			gauge(c.srvConns, float64(ss.Connections), pn, sn, role)
+			gauge(c.srvInFlight, float64(ss.InFlight), pn, sn, role)
+			counter(c.srvEjections, ss.Ejections, pn, sn, role)
+			counter(c.srvFailures, ss.Failures, pn, sn, role)
+			gauge(c.srvUp, b2f(ss.State == pool.StateUp), pn, sn, role)
 			for st := pool.StateUp; st <= pool.StateEjected; st++ {
-				gauge(c.srvState, b2f(ss.State == st), pn, sn, st.String())
+				gauge(c.srvState, b2f(ss.State == st), pn, sn, role, st.String())
+			}
+			if ps.Replicated {
+				counter(c.replDisagree, ss.Disagreements, pn, sn)
+				counter(c.replAsyncErrors, ss.AsyncErrors, pn, sn)
+				counter(c.replReadmittedMisses, ss.ReadmittedMisses, pn, sn)
+				counter(c.replRepairs, ss.ReadRepairs, pn, sn)
 			}
 		}
 	}

@@ -148,6 +148,17 @@ func ReadPolicies() []string {
 	return []string{ReadPrimary, ReadPreferPrimary, ReadReplica, ReadPreferReplica, ReadAny}
 }
 
+// Write policies for memcache pools whose servers have replicas (mcrouter's
+// AllSync and AllAsync routes).
+const (
+	WritePrimary  = "primary"   // writes go to the primary only
+	WriteAll      = "all"       // to every live copy; the primary's reply answers
+	WriteAllAsync = "all_async" // to every live copy; the first reply answers
+)
+
+// WritePolicies lists the valid write_policy values.
+func WritePolicies() []string { return []string{WritePrimary, WriteAll, WriteAllAsync} }
+
 // Defaults shared by both file shapes (twemproxy's, where twemproxy has one).
 const (
 	DefaultHash               = "fnv1a_64"
@@ -212,6 +223,13 @@ type Pool struct {
 	// ReadPolicy chooses where reads go when servers have replicas: primary
 	// (default), prefer_primary, replica, prefer_replica or any.
 	ReadPolicy string
+	// WritePolicy chooses where memcached writes go when servers have
+	// replicas: primary, all or all_async. Empty means the default: all
+	// for a memcache pool with replicas, else primary (see Writes).
+	WritePolicy string
+	// ReadRepair retries on the primary a read that missed on a copy
+	// known to be behind (re-admitted after an ejection). Default false.
+	ReadRepair bool
 	// Limits bound what one client may ask of the proxy.
 	Limits Limits
 	// AllowCommands opens Redis commands the proxy refuses by default
@@ -296,6 +314,37 @@ func DefaultLimits(p Protocol) Limits {
 		l.MaxValueSize = 32 << 20
 	}
 	return l
+}
+
+// Writes returns the pool's write policy: WritePolicy when set, else all
+// for a memcache pool any of whose servers has replicas, else primary.
+func (p *Pool) Writes() string {
+	if p.WritePolicy != "" {
+		return p.WritePolicy
+	}
+	if p.Protocol == ProtocolMemcache {
+		for _, s := range p.Servers {
+			if len(s.Replicas) > 0 {
+				return WriteAll
+			}
+		}
+	}
+	return WritePrimary
+}
+
+// Replicated reports whether the pool writes every copy of a shard
+// (a memcache pool with replicas and write_policy all or all_async).
+func (p *Pool) Replicated() bool {
+	w := p.Writes()
+	if w != WriteAll && w != WriteAllAsync || p.Protocol != ProtocolMemcache {
+		return false
+	}
+	for _, s := range p.Servers {
+		if len(s.Replicas) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // NewPool returns a pool with every default filled in: what a file that gives

@@ -408,6 +408,10 @@ func TestLoadBad(t *testing.T) {
 			[]string{`5: pool "a": read_policy: replica: servers[1] (127.0.0.1:6381) has no replicas to read from`}, notTwemproxy},
 		{"native unknown read_policy", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    read_policy: nearest\n    servers: [127.0.0.1:11211:1]\n",
 			[]string{`4: pool "a": read_policy: "nearest": want one of primary, prefer_primary, replica, prefer_replica, any`}, notTwemproxy},
+		{"native write_policy all on redis", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    write_policy: all\n    servers:\n      - addr: 127.0.0.1:6379\n        replicas: [127.0.0.1:6380]\n",
+			[]string{`5: pool "a": write_policy: all: a Redis pool writes its primaries only (Redis replicates itself); want primary`}, notTwemproxy},
+		{"native unknown write_policy", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    write_policy: quorum\n    servers: [127.0.0.1:11211:1]\n",
+			[]string{`4: pool "a": write_policy: "quorum": want one of primary, all, all_async`}, notTwemproxy},
 		{"native limits", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers: [127.0.0.1:11211:1]\n    limits:\n      max_key_length: 300\n      max_in_flight: 0\n      max_value_size: 1GiB\n      max_clients: lots\n      max_conns: 5\n",
 			[]string{
 				`5: pool "a": limits.max_client_buffer: 67108864: must be at least max_value_size + max_key_length + 1024 = 1073743148, so the largest request fits`,
@@ -472,6 +476,9 @@ func TestLoadWarnings(t *testing.T) {
 			[]string{`4: pool "a": hot_keys.ttl_jitter: 5% is not applied: hot_keys.enabled is false`}},
 		{"ttl_jitter 0 without hot keys", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    hot_keys: {ttl_jitter: 0%}\n    servers: [127.0.0.1:11211:1]\n",
 			nil},
+		{"write policy without replicas", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    write_policy: all_async\n    read_repair: true\n    servers: [127.0.0.1:11211:1]\n",
+			[]string{`4: pool "a": write_policy: all_async has no effect: no server has replicas`,
+				`5: pool "a": read_repair: has no effect: the pool is not a replicated memcache pool (servers with replicas, write_policy all or all_async)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, tc.text)

@@ -157,6 +157,8 @@ func diffPool(o, n *Pool) Changes {
 	key("server_retry_timeout", o.ServerRetryTimeout.String(), n.ServerRetryTimeout.String())
 	key("server_failure_limit", itoa(o.ServerFailureLimit), itoa(n.ServerFailureLimit))
 	key("read_policy", o.ReadPolicy, n.ReadPolicy)
+	key("write_policy", o.Writes(), n.Writes())
+	key("read_repair", btoa(o.ReadRepair), btoa(n.ReadRepair))
 	key("limits.max_key_length", itoa(o.Limits.MaxKeyLength), itoa(n.Limits.MaxKeyLength))
 	key("limits.max_value_size", itoa(o.Limits.MaxValueSize), itoa(n.Limits.MaxValueSize))
 	key("limits.max_multibulk", itoa(o.Limits.MaxMultibulk), itoa(n.Limits.MaxMultibulk))

@@ -221,7 +221,7 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 }
 
 // nativeOnly are the pool keys only the native shape has.
-var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "limits": true, "allow_commands": true, "hot_keys": true}
+var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "limits": true, "allow_commands": true, "hot_keys": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 	pool := NewPool(name, ProtocolMemcache)
@@ -286,6 +286,10 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			}
 		case "read_policy":
 			pool.ReadPolicy, _ = p.str(v, name, key)
+		case "write_policy":
+			pool.WritePolicy, _ = p.str(v, name, key)
+		case "read_repair":
+			pool.ReadRepair = p.bool(v, name, key, pool.ReadRepair)
 		case "limits":
 			p.limits(v, name, limits)
 		case "hot_keys":

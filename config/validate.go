@@ -239,6 +239,20 @@ func (v *checker) servers(p *Pool) {
 	default:
 		v.fail(name, "read_policy", "%q: want one of %s", p.ReadPolicy, strings.Join(ReadPolicies(), ", "))
 	}
+	switch p.WritePolicy {
+	case "", WritePrimary:
+	case WriteAll, WriteAllAsync:
+		if p.Protocol == ProtocolRedis {
+			v.fail(name, "write_policy", "%s: a Redis pool writes its primaries only (Redis replicates itself); want primary", p.WritePolicy)
+		} else if withReplicas == 0 && len(p.Servers) > 0 {
+			v.warn(name, "write_policy", "%s has no effect: no server has replicas", p.WritePolicy)
+		}
+	default:
+		v.fail(name, "write_policy", "%q: want one of %s", p.WritePolicy, strings.Join(WritePolicies(), ", "))
+	}
+	if p.ReadRepair && !p.Replicated() {
+		v.warn(name, "read_repair", "has no effect: the pool is not a replicated memcache pool (servers with replicas, write_policy all or all_async)")
+	}
 }
 
 func checkAddr(network, addr string) error {

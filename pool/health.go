@@ -65,6 +65,10 @@ type HealthConfig struct {
 	Names []string
 	// Now returns the current time; if nil, time.Now is used. Tests inject it.
 	Now func() time.Time
+	// EjectAll lets every server be ejected. By default the last live
+	// server is kept (with none left every key fails); a pool's replicas
+	// set it, since the primary still serves when every replica is out.
+	EjectAll bool
 }
 
 // Health tracks a pool's servers. Failure, Success and State are safe for
@@ -86,6 +90,7 @@ type serverHealth struct {
 	total    atomic.Int64 // all failures, for metrics
 	ejects   atomic.Int64 // ejections, for metrics
 	ejectAt  atomic.Int64 // unix nanoseconds of the last ejection, 0 if never
+	readmits atomic.Int64 // re-admissions after an ejection
 	_        [32]byte     // keep servers on separate cache lines
 }
 
@@ -153,6 +158,7 @@ func (h *Health) Inherit(i int, prev *Health, j int) {
 	dst.total.Store(src.total.Load())
 	dst.ejects.Store(src.ejects.Load())
 	dst.ejectAt.Store(src.ejectAt.Load())
+	dst.readmits.Store(src.readmits.Load())
 	st := src.state.Load()
 	prev.mu.Lock()
 	retry := prev.retryAt[j]
@@ -160,7 +166,7 @@ func (h *Health) Inherit(i int, prev *Health, j int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if State(st) == StateEjected && State(dst.state.Load()) != StateEjected {
-		if h.ejectedN >= len(h.servers)-1 {
+		if !h.canEject() {
 			return // never eject the last live server
 		}
 		h.ejectedN++
@@ -177,6 +183,10 @@ func (h *Health) Failures(i int) int64 { return h.servers[i].total.Load() }
 
 // Ejections returns how many times server i has been ejected.
 func (h *Health) Ejections(i int) int64 { return h.servers[i].ejects.Load() }
+
+// Readmissions returns how many times server i has been re-admitted after
+// an ejection (a memcached that came back holds nothing it held before).
+func (h *Health) Readmissions(i int) int64 { return h.servers[i].readmits.Load() }
 
 // EjectedAt returns when server i was last ejected (zero if never).
 func (h *Health) EjectedAt(i int) time.Time {
@@ -236,7 +246,7 @@ func (h *Health) step(ctx context.Context) {
 			h.mu.Lock()
 			// Never eject the last live server: with none left every key
 			// fails, and the failing server is still the best guess.
-			if h.ejectedN < len(h.servers)-1 {
+			if h.canEject() {
 				s.state.Store(int32(StateEjected))
 				s.ejects.Add(1)
 				s.ejectAt.Store(now.UnixNano())
@@ -265,6 +275,7 @@ func (h *Health) step(ctx context.Context) {
 		} else {
 			s.failures.Store(0)
 			s.state.Store(int32(StateUp))
+			s.readmits.Add(1)
 			h.ejectedN--
 			changed = true
 			h.cfg.Logger.Info("server re-admitted", "server", h.name(i))
@@ -283,6 +294,12 @@ func (h *Health) probe(ctx context.Context, i int) error {
 	pctx, cancel := context.WithTimeout(ctx, h.cfg.ProbeTimeout)
 	defer cancel()
 	return h.cfg.Probe(pctx, i)
+}
+
+// canEject reports whether one more server may be ejected. Called with mu
+// held.
+func (h *Health) canEject() bool {
+	return h.cfg.EjectAll || h.ejectedN < len(h.servers)-1
 }
 
 func (h *Health) name(i int) string {

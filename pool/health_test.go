@@ -109,6 +109,34 @@ func TestHealthNeverEjectsLastServer(t *testing.T) {
 	}
 }
 
+func TestHealthEjectAllEjectsEveryServer(t *testing.T) {
+	probeOK := false
+	h := NewHealth(HealthConfig{Servers: 2, AutoEject: true, FailureLimit: 1, EjectAll: true,
+		RetryTimeout: time.Nanosecond,
+		Probe: func(context.Context, int) error {
+			if probeOK {
+				return nil
+			}
+			return errors.New("connection refused")
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h.Failure(0)
+	h.Failure(1)
+	h.step(context.Background())
+	for i := 0; i < 2; i++ {
+		if h.State(i) != StateEjected {
+			t.Fatalf("server %d: %v; want ejected (EjectAll keeps none)", i, h.State(i))
+		}
+	}
+	probeOK = true
+	h.step(context.Background())
+	for i := 0; i < 2; i++ {
+		if h.State(i) != StateUp {
+			t.Fatalf("server %d after a good probe: %v; want up", i, h.State(i))
+		}
+	}
+}
+
 func TestHealthWithoutAutoEjectOnlyCounts(t *testing.T) {
 	h := NewHealth(HealthConfig{Servers: 1, FailureLimit: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -111,16 +111,20 @@ func (b *backend) name() string {
 }
 
 // failure counts a failure toward the server's ejection; a replica's
-// failures only make its own connection back off.
+// count toward its own (never its primary's).
 func (b *backend) failure() {
 	if b.replica < 0 {
 		b.pr.live.failure(b.server)
+	} else {
+		b.pr.live.replicaFailure(b.server, b.replica, b.addr)
 	}
 }
 
 func (b *backend) success() {
 	if b.replica < 0 {
 		b.pr.live.success(b.server)
+	} else {
+		b.pr.live.replicaSuccess(b.server, b.replica, b.addr)
 	}
 }
 
@@ -382,6 +386,10 @@ func (b *backend) answered(r *request, n int) {
 	b.counters.responses.Add(1)
 	b.counters.responseBytes.Add(int64(n))
 	b.counters.latency.observe(b.l.clock - r.sentAt)
+	if r.requeued {
+		r.requeued = false // read_repair sent it on (replica.go): not done
+		return
+	}
 	if r.hkWrite {
 		rewritten(b.l, b.pr, r)
 	}

@@ -114,3 +114,19 @@ func BenchmarkProxySetExpiry(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkProxySetReplicated is BenchmarkProxySet on a replicated pool:
+// each set goes to the primary and its replica (write_policy all, or
+// all_async).
+func BenchmarkProxySetReplicated(b *testing.B) {
+	for _, policy := range []string{config.WriteAll, config.WriteAllAsync} {
+		b.Run(policy, func(b *testing.B) {
+			mc, rep := testserver.Memcached(b), testserver.Memcached(b)
+			pool := proxytest.MemcachePool(b, "mc", mc)
+			pool.Servers[0].Replicas = []config.Replica{config.NewReplica(rep.Addr)}
+			pool.WritePolicy = policy
+			proxytest.Start(b, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, pool)
+			benchRoundTrips(b, pool.Listen, []byte("set s 0 0 8\r\n12345678\r\n"), []byte("STORED\r\n"), 16)
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/pool"
 )
 
 // loop is the state one event loop owns. Only that loop's goroutine touches
@@ -184,7 +185,8 @@ func (set connSet) each(fn func(b *backend)) {
 // reconcile returns old made to follow version pr: connections to servers
 // (slots) pr keeps carry over, servers it adds get new connections (RESP3
 // ones when resp3), and connections to servers it removes retire. dial
-// lists the new connections to primaries.
+// lists the new connections, to primaries and replicas (preconnect dials
+// them).
 func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial []*backend) {
 	conns := pr.conns
 	bs := make([]*backend, len(pr.slots)*conns)
@@ -222,6 +224,7 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 					b := newReplicaBackend(l, pr, slot, r)
 					b.resp3 = resp3
 					rs[slot] = append(rs[slot], b)
+					dial = append(dial, b)
 				}
 			}
 		} else {
@@ -306,15 +309,30 @@ func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *back
 		r := (id/conns + skip) % n
 		return reps[r*conns+id%conns]
 	}
+	// A replica takes reads while it is not ejected and its connection is
+	// not backing off.
+	up := func(b *backend) bool { return pr.replicaLive(s, b.replica) && b.usable() }
 	firstUp := func() *backend {
 		for i := uint64(0); i < n; i++ {
-			if b := pickReplica(i); b.usable() {
+			if b := pickReplica(i); up(b) {
 				return b
 			}
 		}
 		return nil
 	}
-	switch pr.cfg.ReadPolicy {
+	// The primary takes a read unless it is ejected or backing off; in a
+	// replicated pool also while it is failing, since a live copy holds
+	// the same keys (replica.go).
+	primaryUp := func() bool {
+		ci := pr.indexOf(s)
+		st := pr.health.State(ci)
+		return st != pool.StateEjected && (!pr.replicated || st == pool.StateUp) && primary.usable()
+	}
+	policy := pr.cfg.ReadPolicy
+	if pr.replicated && policy == config.ReadPrimary {
+		policy = config.ReadPreferPrimary // any live copy may serve
+	}
+	switch policy {
 	case config.ReadReplica:
 		if b := firstUp(); b != nil {
 			return b
@@ -325,14 +343,14 @@ func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *back
 			return b
 		}
 	case config.ReadPreferPrimary:
-		if !primary.usable() {
+		if !primaryUp() {
 			if b := firstUp(); b != nil {
 				return b
 			}
 		}
 	case config.ReadAny:
 		if k := (id / conns) % (n + 1); k < n {
-			if b := reps[k*conns+id%conns]; b.usable() {
+			if b := reps[k*conns+id%conns]; up(b) {
 				return b
 			}
 		}

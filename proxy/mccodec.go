@@ -226,20 +226,26 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 		failRequest(r, m.pr, "no server available")
 		return
 	}
+	var ttl int64 // a spread expiry to send instead of req's (jitter.go), 0: none
 	if r.class == ClassWrite {
 		for i := range req.Keys {
 			m.pr.written(l, r, cl.scratch().hashKey(req, i)) // the key itself, when sent base64
+		}
+		ttl = l.mcTTL(pr, req)
+		if pr.replicated && pr.hasCopies(s) {
+			m.writeCopies(cl, r, s, req, ttl) // every copy gets the same expiry
+			return
 		}
 	} else if fillKey != nil && pr.coalesce(l, r, fillKey, s, 0) {
 		return // waits for the same key's read in flight
 	} else if metaFill != nil && !pr.hc.Closed(metaFill) {
 		pr.markFill(r, metaFill) // an mg miss asking v and f: its hit fills
 	}
-	var ttl int64 // a spread expiry to send instead of req's (jitter.go), 0: none
-	if r.class == ClassWrite {
-		ttl = l.mcTTL(pr, req)
+	if pr.replicated && pr.cfg.ReadRepair && r.class == ClassRead && mcReplicaRead(req) {
+		r.repair = true
+		r.raw = req.AppendForward(r.raw[:0]) // to send again on a miss
 	}
-	route(cl, m.pr, r, s, req.Cmd == memcache.CmdGet, func(dst []byte, _ int) []byte {
+	route(cl, m.pr, r, s, mcReplicaRead(req), func(dst []byte, _ int) []byte {
 		if ttl > 0 {
 			return req.AppendForwardTTL(dst, ttl)
 		}
@@ -286,6 +292,24 @@ func (m *memcacheCodec) metaHit(cl *client, req *memcache.Request, key []byte, f
 		})
 	}
 	return true
+}
+
+// writeCopies sends write r (req) to every live copy of server s, as a
+// replicated write (replica.go), with expiry ttl in place of req's own
+// when ttl > 0 (jitter.go).
+func (m *memcacheCodec) writeCopies(cl *client, r *request, s int, req *memcache.Request, ttl int64) {
+	r.repl = true
+	r.async = m.pr.async
+	copyFragments(cl.l, m.pr, r, s)
+	for _, f := range r.frags {
+		f.mc = header(req)
+	}
+	sendFragments(cl, m.pr, r, func(dst []byte, _ int) []byte {
+		if ttl > 0 {
+			return req.AppendForwardTTL(dst, ttl)
+		}
+		return req.AppendForward(dst)
+	})
 }
 
 // forwardMulti splits get/gets/gat/gats over the servers of its keys.
@@ -470,6 +494,12 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		hits := min(rep.Hits, r.nkeys)
 		sc.hits.Add(int64(hits))
 		sc.misses.Add(int64(r.nkeys - hits))
+		if hits < r.nkeys && b.pr.replicated && b.readmitted() {
+			sc.readmittedMisses.Add(int64(r.nkeys - hits))
+			if r.repair && r.parent == nil && r.hkFlight == nil && repairRead(b, r) {
+				return n, nil // asked again of another copy; this reply is dropped
+			}
+		}
 	}
 	if r.parent != nil {
 		switch rep.Status {
@@ -481,7 +511,8 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 			if r.mc.Cmd.Class() == memcache.ClassMultiKey {
 				r.reply = append(r.reply[:0], buf[:rep.Body]...)
 			} else {
-				r.reply = append(r.reply[:0], buf[:n]...)
+				r.reply = append(r.reply[:0], deliver...)
+				r.silent = memcache.Suppress(&r.mc, rep) // a replicated write's copy
 			}
 		}
 		fragmentDone(r, m)
@@ -532,6 +563,10 @@ func frontIs(cl *client, r *request) bool {
 // reply.
 func (m *memcacheCodec) merge(p *request) {
 	cl := p.cl
+	if p.repl {
+		mergeCopies(cl, m.pr, p)
+		return
+	}
 	p.reply = p.reply[:0]
 	if p.mc.Cmd.Class() == memcache.ClassMultiKey {
 		m.mergeGets(cl, p)
@@ -677,6 +712,19 @@ func (m *memcacheCodec) clusterConfig(cl *client) []byte {
 }
 
 // mcClass is the counter class of a single-key memcached request.
+// mcReplicaRead reports whether read_policy may send req to a replica: a
+// get, an mg whose flags neither write nor ask for the CAS value, or an me.
+// gets, gat and gats (CAS tokens, touches) go to the primary.
+func mcReplicaRead(req *memcache.Request) bool {
+	switch req.Cmd {
+	case memcache.CmdGet, memcache.CmdMetaDebug:
+		return true
+	case memcache.CmdMetaGet:
+		return !req.Primary
+	}
+	return false
+}
+
 func mcClass(req *memcache.Request) CmdClass {
 	switch req.Cmd {
 	case memcache.CmdGet, memcache.CmdGets, memcache.CmdGat, memcache.CmdGats:

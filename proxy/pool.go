@@ -78,9 +78,19 @@ type poolRT struct {
 	cfg    *config.Pool
 	ring   atomic.Pointer[ringBox]
 	health *pool.Health
-	codec  codec
-	names  []string // "name" or "addr" per server (configuration order), for messages
-	dialer net.Dialer
+	// rhealth is the health of every server's replicas, rbase[ci] the
+	// index of server ci's first, rnames their "server/replica" names
+	// (replica.go).
+	rhealth *pool.Health
+	rbase   []int
+	rnames  []string
+	// replicated: a memcache pool that writes every copy of a shard
+	// (write_policy all or all_async, servers with replicas); async:
+	// all_async. See replica.go.
+	replicated, async bool
+	codec             codec
+	names             []string // "name" or "addr" per server (configuration order), for messages
+	dialer            net.Dialer
 	// allow holds the refused-by-default commands the configuration opens.
 	allow map[string]struct{}
 	// conns is the number of connections per server and loop.
@@ -122,7 +132,8 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 	cp := c.Clone()
 	cfg := &cp
 	p := live.p
-	pr := &poolRT{p: p, idx: live.idx, live: live, cfg: cfg, conns: max(cfg.ServerConnections, 1), replicaReads: replicaReads(cfg)}
+	pr := &poolRT{p: p, idx: live.idx, live: live, cfg: cfg, conns: max(cfg.ServerConnections, 1), replicaReads: replicaReads(cfg),
+		replicated: cfg.Replicated(), async: cfg.Writes() == config.WriteAllAsync}
 	for _, s := range cfg.Servers {
 		pr.names = append(pr.names, s.Name)
 		id := serverID{s.Name, s.Addr}
@@ -164,7 +175,7 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		dialTimeout = 5 * time.Second
 	}
 	pr.dialer = net.Dialer{Timeout: dialTimeout, KeepAlive: time.Minute}
-	pr.health = pool.NewHealth(pool.HealthConfig{
+	hc := pool.HealthConfig{
 		Servers:      len(cfg.Servers),
 		AutoEject:    cfg.AutoEjectHosts,
 		FailureLimit: cfg.ServerFailureLimit,
@@ -178,7 +189,13 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		},
 		Logger: p.log.With("pool", cfg.Name),
 		Names:  pr.names,
-	})
+	}
+	if pr.replicated {
+		// A shard never leaves the ring: its primary is ejected and
+		// probed as a replica is, while the other copies serve its keys.
+		hc.AutoEject, hc.EjectAll, hc.OnChange = true, true, nil
+	}
+	pr.health = pool.NewHealth(hc)
 	var live0 []bool
 	if prev != nil {
 		for i, s := range cfg.Servers {
@@ -186,8 +203,11 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 				pr.health.Inherit(i, prev.health, j)
 			}
 		}
-		live0 = pr.health.Live()
+		if !pr.replicated {
+			live0 = pr.health.Live()
+		}
 	}
+	pr.replicaHealth(prev, dialTimeout)
 	if err := pr.rebuild(live0); err != nil {
 		return nil, err
 	}
@@ -206,6 +226,10 @@ func (live *poolLive) runHealth(pr *poolRT) {
 	live.stopHealth = cancel
 	p.bg.Add(1)
 	go func() { defer p.bg.Done(); _ = pr.health.Run(ctx, 0) }()
+	if len(pr.rnames) > 0 {
+		p.bg.Add(1)
+		go func() { defer p.bg.Done(); _ = pr.rhealth.Run(ctx, 0) }()
+	}
 	live.syncTracking(pr)
 }
 
@@ -285,9 +309,14 @@ func (pr *poolRT) allowed(cmd *resp.Command) bool {
 // probe checks that server i answers its protocol's no-op.
 func (pr *poolRT) probe(ctx context.Context, i int) error {
 	s := pr.cfg.Servers[i]
-	c, err := pr.dialer.DialContext(ctx, s.Network, s.Addr)
+	return pr.probeAddr(ctx, s.Network, s.Addr)
+}
+
+// probeAddr checks that the server at addr answers the protocol's no-op.
+func (pr *poolRT) probeAddr(ctx context.Context, network, addr string) error {
+	c, err := pr.dialer.DialContext(ctx, network, addr)
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", s.Addr, err)
+		return fmt.Errorf("probe %s: %w", addr, err)
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -295,14 +324,14 @@ func (pr *poolRT) probe(ctx context.Context, i int) error {
 	}
 	req, want := pr.codec.probeRequest()
 	if _, err := c.Write(req); err != nil {
-		return fmt.Errorf("probe %s: %w", s.Addr, err)
+		return fmt.Errorf("probe %s: %w", addr, err)
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", s.Addr, err)
+		return fmt.Errorf("probe %s: %w", addr, err)
 	}
 	if !strings.HasPrefix(line, want) {
-		return fmt.Errorf("probe %s: unexpected reply %q", s.Addr, line)
+		return fmt.Errorf("probe %s: unexpected reply %q", addr, line)
 	}
 	return nil
 }

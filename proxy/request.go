@@ -29,13 +29,28 @@ type request struct {
 	inFIFO  bool // still queued on a backend connection
 	inQueue bool // still in its client's FIFO
 
-	read      bool       // a plain read: read_policy may send it to a replica
-	internal  bool       // sent by the proxy itself (connection handshake); reply checked and dropped
-	dedicated bool       // sent on a client's own connection
-	blocking  bool       // a blocking command (BLPOP, XREAD BLOCK, ...), on a dedicated connection
-	merge     resp.Merge // how fragment replies combine (Redis)
-	name      string     // a split Redis request's command, for the log
-	info      int        // Redis INFO: the sections asked for
+	read bool // a plain read: read_policy may send it to a replica
+	// Replicated memcache pools (replica.go): a pinned fragment goes to
+	// one copy of its shard, replica (-1: the primary), over via. A
+	// replicated write's parent has repl set (async: answered by its
+	// first good copy), first is its first fragment answered well.
+	pinned  bool
+	replica int
+	via     *backend
+	repl    bool
+	async   bool
+	first   *request
+	// read_repair: repair marks a read that a miss on a re-admitted copy
+	// sends again, raw its bytes; requeued tells the backend that
+	// delivered the miss that r has moved to another connection.
+	repair, requeued bool
+	raw              []byte
+	internal         bool       // sent by the proxy itself (connection handshake); reply checked and dropped
+	dedicated        bool       // sent on a client's own connection
+	blocking         bool       // a blocking command (BLPOP, XREAD BLOCK, ...), on a dedicated connection
+	merge            resp.Merge // how fragment replies combine (Redis)
+	name             string     // a split Redis request's command, for the log
+	info             int        // Redis INFO: the sections asked for
 	// Redis: the reply types that can answer it (0: any).
 	replies resp.ReplyTypes
 
@@ -77,10 +92,10 @@ type request struct {
 
 // reset clears r for reuse, keeping its buffers.
 func (r *request) reset() {
-	frags, reply, keys, keyEnds, keyFrag := r.frags[:0], r.reply[:0], r.keys[:0], r.keyEnds[:0], r.keyFrag[:0]
+	frags, reply, keys, keyEnds, keyFrag, raw := r.frags[:0], r.reply[:0], r.keys[:0], r.keyEnds[:0], r.keyFrag[:0], r.raw[:0]
 	clear(r.hkCached)
 	cached, fills, gens := r.hkCached[:0], r.hkFills[:0], r.hkGens[:0]
-	*r = request{frags: frags, reply: reply, keys: keys, keyEnds: keyEnds, keyFrag: keyFrag,
+	*r = request{frags: frags, reply: reply, keys: keys, keyEnds: keyEnds, keyFrag: keyFrag, raw: raw,
 		hkCached: cached, hkFills: fills, hkGens: gens}
 }
 
@@ -99,6 +114,10 @@ func fragmentDone(f *request, c codec) {
 	f.done = true
 	p := f.parent
 	p.pending--
+	if p.repl {
+		copyDone(f, p, c)
+		return
+	}
 	switch {
 	case p.pending > 0:
 	case p.cl == nil:

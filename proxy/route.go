@@ -58,8 +58,13 @@ func newFragment(l *loop, parent *request, s int) *request {
 
 // fanoutFragments adds a fragment of parent for every server of pr, but the
 // ejected ones (which hold no keys now) when skipEjected.
+// In a replicated pool every live copy of every server gets one.
 func fanoutFragments(l *loop, pr *poolRT, parent *request, skipEjected bool) {
 	for i, s := range pr.slot {
+		if pr.replicated {
+			copyFragments(l, pr, parent, s)
+			continue
+		}
 		if skipEjected && pr.health.State(i) == pool.StateEjected {
 			continue
 		}
@@ -73,7 +78,9 @@ func fanoutFragments(l *loop, pr *poolRT, parent *request, skipEjected bool) {
 // a merge never sees a fragment half set up.
 func sendFragments(cl *client, pr *poolRT, parent *request, frame frameFunc) {
 	parent.pending = len(parent.frags)
-	cl.l.pools[pr.idx].fragments.Add(int64(len(parent.frags)))
+	if !parent.repl { // a replicated write's copies are not split keys
+		cl.l.pools[pr.idx].fragments.Add(int64(len(parent.frags)))
+	}
 	if parent.pending == 0 {
 		pr.codec.merge(parent)
 		return
@@ -81,6 +88,11 @@ func sendFragments(cl *client, pr *poolRT, parent *request, frame frameFunc) {
 	for fi, f := range parent.frags {
 		if f.inFIFO {
 			continue // waits for a read of its key in flight (hotkeys.go)
+		}
+		if f.pinned {
+			f.via = cl.l.copyBackend(pr, f.server, f.replica, cl.id)
+			sendOn(f.via, f, frame, fi)
+			continue
 		}
 		route(cl, pr, f, f.server, f.read, frame, fi)
 	}

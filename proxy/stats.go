@@ -107,7 +107,15 @@ type serverCounters struct {
 	// were answered as misses (memcached) or the request with the error
 	// (Redis).
 	fragmentErrors counter
-	latency        histogram
+	// Replicated memcache pools (replica.go): writes whose reply from this
+	// copy disagreed with the one the client got, all_async writes this
+	// copy failed after the client was answered, and misses answered
+	// since the copy was last re-admitted.
+	disagreements    counter
+	asyncErrors      counter
+	readmittedMisses counter
+	readRepairs      counter // misses sent again to another copy (read_repair)
+	latency          histogram
 }
 
 // poolCounters are one loop's counters for one pool.
@@ -173,13 +181,20 @@ type PoolStats struct {
 	ForwardErrors     int64 // requests failed because their server was unavailable
 	Latency           Histogram
 	Servers           []ServerStats
+	// Replicated: a memcache pool that writes every copy of a shard
+	// (write_policy all or all_async; docs/replicas.md).
+	Replicated bool
 	// NearCache: the pool's hot keys and near cache (hot_keys).
 	NearCache NearCacheStats
 }
 
 // ServerStats is a snapshot of one server's counters.
 type ServerStats struct {
+	// Name is the server's name; a replica's is "server/replica".
 	Name, Addr string
+	// Role is RolePrimary or RoleReplica. A pool's primaries come first,
+	// in configuration order, then every replica (server by server).
+	Role string
 	// TrackingUp: the server's Redis tracking connection is up (a Redis
 	// pool with hot_keys only; see docs/hotkeys.md).
 	TrackingUp    bool
@@ -207,7 +222,15 @@ type ServerStats struct {
 	// or it answered an error. A memcached client got misses for their
 	// keys; a Redis client got the error.
 	FragmentErrors int64
-	Latency        Histogram
+	// Replicated memcache pools (docs/replicas.md): Disagreements counts
+	// writes this copy answered differently from the copy whose reply the
+	// client got; AsyncErrors all_async writes it failed after the client
+	// was answered; ReadmittedMisses the misses it answered since it was
+	// last re-admitted after an ejection (it came back empty).
+	// ReadRepairs counts those misses sent again to another copy
+	// (read_repair).
+	Disagreements, AsyncErrors, ReadmittedMisses, ReadRepairs int64
+	Latency                                                   Histogram
 }
 
 // Stats returns a snapshot of every pool's counters. It is safe to call from
@@ -226,15 +249,19 @@ func (p *Proxy) Stats() []PoolStats {
 		pr := live.cur.Load()
 		out = append(out, PoolStats{})
 		ps := &out[len(out)-1]
-		ps.Name, ps.Protocol = pr.cfg.Name, string(pr.cfg.Protocol)
-		ps.Servers = make([]ServerStats, len(pr.cfg.Servers))
+		ps.Name, ps.Protocol, ps.Replicated = pr.cfg.Name, string(pr.cfg.Protocol), pr.replicated
+		nprim := len(pr.cfg.Servers)
+		ps.Servers = make([]ServerStats, nprim+len(pr.rnames))
 		for s, srv := range pr.cfg.Servers {
 			ss := &ps.Servers[s]
-			ss.Name, ss.Addr = srv.Name, srv.Addr
-			ss.State = pr.health.State(s)
-			ss.Ejections = pr.health.Ejections(s)
-			ss.EjectedAt = pr.health.EjectedAt(s)
-			ss.Failures = pr.health.Failures(s)
+			ss.Name, ss.Addr, ss.Role = srv.Name, srv.Addr, RolePrimary
+			healthStats(ss, pr.health, s)
+			for r, rep := range srv.Replicas {
+				i := pr.rbase[s] + r
+				ss := &ps.Servers[nprim+i]
+				ss.Name, ss.Addr, ss.Role = pr.rnames[i], rep.Addr, RoleReplica
+				healthStats(ss, pr.rhealth, i)
+			}
 		}
 		ps.AcceptErrors = live.acceptErrors.Load()
 		if t := live.hk.Load(); t != nil {
@@ -260,9 +287,12 @@ func (p *Proxy) Stats() []PoolStats {
 				continue
 			}
 			pc := l.pools[i]
-			var bs []*backend // RESP3 clients' connections count too
+			var bs, rs []*backend // RESP3 clients' connections count too
 			for _, set := range l.connSets(i) {
 				bs = append(bs, set.backends...)
+				for _, reps := range set.replicas {
+					rs = append(rs, reps...)
+				}
 			}
 			l.mu.Unlock()
 			ps.ClientConnections += pc.clientConns.Load()
@@ -295,29 +325,50 @@ func (p *Proxy) Stats() []PoolStats {
 				if si < 0 {
 					continue // not in the current version (or a slot it lacks)
 				}
-				ss := &ps.Servers[si]
-				sc := &b.counters
-				if b.connected.Load() {
-					ss.Connections++
+				backendStats(&ps.Servers[si], b)
+			}
+			for _, b := range rs {
+				if ri := pr.replicaAt(b.server, b.replica, b.addr); ri >= 0 {
+					backendStats(&ps.Servers[nprim+ri], b)
 				}
-				ss.InFlight += b.inFlight.Load()
-				ss.Requests += sc.requests.Load()
-				ss.RequestBytes += sc.requestBytes.Load()
-				ss.Responses += sc.responses.Load()
-				ss.ResponseBytes += sc.responseBytes.Load()
-				ss.Errors += sc.errors.Load()
-				ss.Timeouts += sc.timeouts.Load()
-				ss.EOF += sc.eof.Load()
-				ss.ConnErrors += sc.connErrors.Load()
-				ss.Dials += sc.dials.Load()
-				ss.Hits += sc.hits.Load()
-				ss.Misses += sc.misses.Load()
-				ss.FragmentErrors += sc.fragmentErrors.Load()
-				sc.latency.addTo(&ss.Latency)
 			}
 		}
 	}
 	return out
+}
+
+// healthStats fills ss's health figures from server i of h.
+func healthStats(ss *ServerStats, h *pool.Health, i int) {
+	ss.State = h.State(i)
+	ss.Ejections = h.Ejections(i)
+	ss.EjectedAt = h.EjectedAt(i)
+	ss.Failures = h.Failures(i)
+}
+
+// backendStats adds connection b's counters to ss.
+func backendStats(ss *ServerStats, b *backend) {
+	sc := &b.counters
+	if b.connected.Load() {
+		ss.Connections++
+	}
+	ss.InFlight += b.inFlight.Load()
+	ss.Requests += sc.requests.Load()
+	ss.RequestBytes += sc.requestBytes.Load()
+	ss.Responses += sc.responses.Load()
+	ss.ResponseBytes += sc.responseBytes.Load()
+	ss.Errors += sc.errors.Load()
+	ss.Timeouts += sc.timeouts.Load()
+	ss.EOF += sc.eof.Load()
+	ss.ConnErrors += sc.connErrors.Load()
+	ss.Dials += sc.dials.Load()
+	ss.Hits += sc.hits.Load()
+	ss.Misses += sc.misses.Load()
+	ss.FragmentErrors += sc.fragmentErrors.Load()
+	ss.Disagreements += sc.disagreements.Load()
+	ss.AsyncErrors += sc.asyncErrors.Load()
+	ss.ReadmittedMisses += sc.readmittedMisses.Load()
+	ss.ReadRepairs += sc.readRepairs.Load()
+	sc.latency.addTo(&ss.Latency)
 }
 
 // fragmentFailed counts a failed fragment f of a multi-key request (cmd)
@@ -354,7 +405,7 @@ func sOf(b *backend) int {
 func (p *Proxy) Uptime() time.Duration { return time.Since(p.start) }
 
 // Ready reports whether every listener is up and every pool has at least one
-// server that is not ejected.
+// server that is not ejected (in a replicated memcache pool, a copy).
 func (p *Proxy) Ready() bool {
 	select {
 	case <-p.booted:
@@ -372,6 +423,11 @@ func (p *Proxy) Ready() bool {
 				ok = true
 				break
 			}
+		}
+		// A replicated pool's primaries may all be out while replicas
+		// serve their shards (replica.go).
+		for i := 0; pr.replicated && !ok && i < len(pr.rnames); i++ {
+			ok = pr.rhealth.State(i) != pool.StateEjected
 		}
 		if !ok {
 			return false

@@ -427,6 +427,38 @@ func printRoute(w io.Writer, cfg *config.Config, key string) error {
 			note = fmt.Sprintf(" point 0x%08x", r.Point)
 		}
 		fmt.Fprintf(w, "pool %s: server %s addr %s hash 0x%08x%s\n", p.Name, s.Name, s.Addr, r.Hash, note)
+		printReplicas(w, p, &s)
 	}
 	return nil
+}
+
+// printReplicas prints, for --route, server s's replicas and which copy
+// would serve a read of the key under the pool's read_policy.
+func printReplicas(w io.Writer, p *config.Pool, s *config.Server) {
+	if len(s.Replicas) == 0 {
+		return
+	}
+	names := make([]string, len(s.Replicas))
+	for i, r := range s.Replicas {
+		names[i] = r.Name
+		fmt.Fprintf(w, "  replica %s/%s addr %s\n", s.Name, r.Name, r.Addr)
+	}
+	reps := "replica " + strings.Join(names, ", ")
+	if len(names) > 1 {
+		reps = "replicas " + strings.Join(names, ", ") + " (one per client connection)"
+	}
+	var reads string
+	switch p.ReadPolicy {
+	case config.ReadReplica:
+		reads = reps + "; fails while none is up"
+	case config.ReadPreferReplica:
+		reads = reps + "; the primary while none is up"
+	case config.ReadPreferPrimary:
+		reads = "primary; " + reps + " while the primary is down"
+	case config.ReadAny:
+		reads = "primary or " + reps + ", by client connection"
+	default:
+		reads = "primary (read_policy primary)"
+	}
+	fmt.Fprintf(w, "  reads: %s\n", reads)
 }

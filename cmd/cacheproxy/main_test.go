@@ -72,6 +72,8 @@ func TestRun(t *testing.T) {
 	bad := write("bad.yml", badSample)
 	missing := filepath.Join(dir, "missing.yml")
 	statsPool := write("stats-pool.yml", "a:\n  listen: 127.0.0.1:22222\n  servers:\n   - 127.0.0.1:11211:1\n")
+	replicated := write("replicated.yml", "pools:\n  mc:\n    listen: 127.0.0.1:22333\n    read_policy: prefer_replica\n"+
+		"    servers:\n      - name: s1\n        addr: 127.0.0.1:21211\n        replicas: [127.0.0.1:21311, {name: r2, addr: 127.0.0.1:21411}]\n")
 	misindented := write("misindented.yml", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n  - 127.0.0.1:11212:1\n")
 
 	for _, tc := range []struct {
@@ -138,6 +140,11 @@ func TestRun(t *testing.T) {
 				"pool mc_named: server server1 addr 127.0.0.1:21211 hash 0xe7ce03c3 point 0xe7d38b0b\n"},
 		{name: "route native", args: []string{"-c", native, "--route", "{user1}:cart"}, code: 0,
 			stdoutHas: "\npool store: server ", stderrHas: "client_connections"},
+		{name: "route with replicas", args: []string{"-c", replicated, "--route", "foo"}, code: 0, stderr: "",
+			stdout: "pool mc: server s1 addr 127.0.0.1:21211 hash 0x00000000 point 0x017e47db\n" +
+				"  replica s1/127.0.0.1:21311 addr 127.0.0.1:21311\n" +
+				"  replica s1/r2 addr 127.0.0.1:21411\n" +
+				"  reads: replicas 127.0.0.1:21311, r2 (one per client connection); the primary while none is up\n"},
 		{name: "route bad file", args: []string{"-c", bad, "--route", "foo"}, code: 1, stdout: "",
 			stderrHas: ":5: pool \"a\": servers[0]: weight 0: must be > 0\n"},
 

@@ -81,6 +81,11 @@ type Request struct {
 	Noreply bool
 	// Quiet reports the meta q flag.
 	Quiet bool
+	// Primary reports an mg whose flags write (N vivifies a missing key,
+	// T touches, R and E take part in recaching or set the CAS) or ask for
+	// the CAS value (c): it must go to the primary, never a replica. Also
+	// set when the flags are too many to read.
+	Primary bool
 	// Exptime is the exptime token of gat, gats and touch (nil otherwise).
 	Exptime []byte
 	// Value is the data block of a storage command (set, add, replace,
@@ -526,8 +531,12 @@ func (p *Parser) parseMeta(buf []byte, hdr int, toks [][]byte, mcn int, req *Req
 				req.Base64 = true
 			case 'q':
 				req.Quiet = true
+			case 'N', 'T', 'R', 'E', 'c':
+				req.Primary = req.Cmd == CmdMetaGet
 			}
 		}
+	} else {
+		req.Primary = req.Cmd == CmdMetaGet
 	}
 	if req.Base64 {
 		var err error

@@ -14,6 +14,7 @@ type parseWant struct {
 	noreply bool
 	quiet   bool
 	base64  bool
+	primary bool
 	exptime string
 	value   string
 	args    []string
@@ -83,6 +84,14 @@ var goodCases = []struct {
 	{"mg k Oq\r\n", parseWant{cmd: CmdMetaGet, keys: []string{"k"}}},
 	{"mg Zm9v b v\r\n", parseWant{cmd: CmdMetaGet, keys: []string{"Zm9v"}, base64: true}},
 	{"mg k\n", parseWant{cmd: CmdMetaGet, keys: []string{"k"}}},
+	// Flags that write or ask for the CAS value keep an mg on the primary.
+	{"mg k v N30\r\n", parseWant{cmd: CmdMetaGet, keys: []string{"k"}, primary: true}},
+	{"mg k v T30\r\n", parseWant{cmd: CmdMetaGet, keys: []string{"k"}, primary: true}},
+	{"mg k v R30\r\n", parseWant{cmd: CmdMetaGet, keys: []string{"k"}, primary: true}},
+	{"mg k v E5\r\n", parseWant{cmd: CmdMetaGet, keys: []string{"k"}, primary: true}},
+	{"mg k c v\r\n", parseWant{cmd: CmdMetaGet, keys: []string{"k"}, primary: true}},
+	{"mg k s v t k f h l O1\r\n", parseWant{cmd: CmdMetaGet, keys: []string{"k"}}},
+	{"md k T30\r\n", parseWant{cmd: CmdMetaDelete, keys: []string{"k"}}},
 	{"ms k 2 T0 F5 q\r\nhi\r\n", parseWant{cmd: CmdMetaSet, keys: []string{"k"}, value: "hi", quiet: true}},
 	{"ms k 5 MA\r\nVALUE\r\n", parseWant{cmd: CmdMetaSet, keys: []string{"k"}, value: "VALUE"}},
 	{"md k q\r\n", parseWant{cmd: CmdMetaDelete, keys: []string{"k"}, quiet: true}},
@@ -116,7 +125,7 @@ func checkGood(t *testing.T, in string, n int, err error, req *Request, w parseW
 		t.Fatalf("Parse(%q): n=%d raw=%q; want %d", in, n, req.Raw, wn)
 	}
 	got := parseWant{cmd: req.Cmd, n: w.n, keys: strs(req.Keys), noreply: req.Noreply, quiet: req.Quiet,
-		base64: req.Base64, exptime: string(req.Exptime), value: string(req.Value), args: strs(req.Args)}
+		base64: req.Base64, primary: req.Primary, exptime: string(req.Exptime), value: string(req.Value), args: strs(req.Args)}
 	if !reflect.DeepEqual(got, w) {
 		t.Fatalf("Parse(%q):\n got %+v\nwant %+v", in, got, w)
 	}
