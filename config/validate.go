@@ -140,6 +140,7 @@ func (v *checker) pool(p *Pool) {
 	}
 	v.limits(p)
 	v.hotKeys(p)
+	v.failover(p)
 	v.servers(p)
 	if len(v.probs) == before && !v.c.pos.anyBad(name) {
 		// Anything the ring itself refuses that the checks above missed.
@@ -205,7 +206,13 @@ func (v *checker) servers(p *Pool) {
 		} else if s.Weight != 1 && (p.Distribution == "jump" || p.Distribution == "random") {
 			v.warn(name, key, "weight %d is ignored by distribution %s", s.Weight, p.Distribution)
 		}
-		if err := checkAddr(s.Network, s.Addr); err != nil {
+		if s.Followed() {
+			if len(p.Sentinels) == 0 {
+				v.fail(name, key, "addr is missing (server %q without addr is a Sentinel master, and the pool has no sentinels)", s.Name)
+			} else if len(s.Replicas) > 0 {
+				v.fail(name, key+".replicas", "server %q is a Sentinel master: its replicas are learnt from the sentinels, not configured", s.Name)
+			}
+		} else if err := checkAddr(s.Network, s.Addr); err != nil {
 			v.fail(name, key, "%v", err)
 		}
 		names := map[string]int{}
@@ -238,6 +245,50 @@ func (v *checker) servers(p *Pool) {
 		}
 	default:
 		v.fail(name, "read_policy", "%q: want one of %s", p.ReadPolicy, strings.Join(ReadPolicies(), ", "))
+	}
+}
+
+// failover checks sentinels, sentinel_auth and role_check.
+func (v *checker) failover(p *Pool) {
+	name := p.Name
+	if p.RoleCheck < 0 {
+		v.fail(name, "role_check", "%v: must be >= 0 (0: off)", p.RoleCheck)
+	}
+	if p.Protocol != ProtocolRedis {
+		if len(p.Sentinels) > 0 {
+			v.fail(name, "sentinels", "only a redis pool can follow Sentinels")
+		}
+		if p.RoleCheck != 0 {
+			v.fail(name, "role_check", "only a redis pool can poll ROLE")
+		}
+		return
+	}
+	if len(p.Sentinels) > 0 && p.RoleCheck != 0 {
+		v.fail(name, "role_check", "a pool follows Sentinels or polls ROLE, not both: remove role_check or sentinels")
+	}
+	seen := map[string]bool{}
+	for _, s := range p.Sentinels {
+		if _, _, err := splitHostPort(s); err != nil {
+			v.fail(name, "sentinels", "%q: %v", s, err)
+		} else if seen[s] {
+			v.fail(name, "sentinels", "%q given twice", s)
+		}
+		seen[s] = true
+	}
+	followed := 0
+	for i := range p.Servers {
+		if p.Servers[i].Followed() {
+			followed++
+		}
+	}
+	if len(p.Sentinels) > 0 && followed == 0 {
+		v.warn(name, "sentinels", "no server is a Sentinel master (written {name: NAME} without addr): the sentinels are not asked")
+	}
+	if len(p.Sentinels) == 0 && p.SentinelAuth != (SentinelAuth{}) {
+		v.warn(name, "sentinel_auth", "ignored: the pool has no sentinels")
+	}
+	if p.SentinelAuth.User != "" && p.SentinelAuth.Password == "" {
+		v.fail(name, "sentinel_auth", "user %q without a password", p.SentinelAuth.User)
 	}
 }
 
