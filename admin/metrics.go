@@ -51,6 +51,7 @@ type statsCollector struct {
 	srvFragmentErrors                                            *prometheus.Desc
 	srvConns, srvInFlight                                        *prometheus.Desc
 	srvEjections, srvFailures, srvUp, srvState                   *prometheus.Desc
+	failovers                                                    *prometheus.Desc
 }
 
 func newStatsCollector(src Source, version string) *statsCollector {
@@ -111,6 +112,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		srvConns:     d("server_connections", "Backend connections open now.", ps),
 		srvInFlight:  d("server_in_flight", "Requests sent to the server and not yet answered.", ps),
 		srvEjections: d("server_ejections_total", "Times the server was ejected from the ring.", ps),
+		failovers:    d("failovers_total", "Primary changes of the server the proxy followed (Sentinel or role_check); only for followed servers.", ps),
 		srvFailures:  d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", ps),
 		srvUp:        d("server_up", "1 when the server's state is up, 0 when failing or ejected.", ps),
 		srvState:     d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(ps, "state")),
@@ -136,7 +138,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.nearCoalesced, c.nearRefreshes,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
-		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
+		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState, c.failovers,
 	} {
 		ch <- d
 	}
@@ -216,6 +218,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.srvConns, float64(ss.Connections), pn, sn)
 			gauge(c.srvInFlight, float64(ss.InFlight), pn, sn)
 			counter(c.srvEjections, ss.Ejections, pn, sn)
+			if ss.Followed {
+				counter(c.failovers, ss.Failovers, pn, sn)
+			}
 			counter(c.srvFailures, ss.Failures, pn, sn)
 			gauge(c.srvUp, b2f(ss.State == pool.StateUp), pn, sn)
 			for st := pool.StateUp; st <= pool.StateEjected; st++ {

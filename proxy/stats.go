@@ -179,7 +179,13 @@ type PoolStats struct {
 
 // ServerStats is a snapshot of one server's counters.
 type ServerStats struct {
+	// Addr is where the server is now: for a server whose failovers the
+	// proxy follows (Followed), the primary it learnt ("" until then).
 	Name, Addr string
+	// Followed: Sentinel or role_check tells where the server is.
+	Followed bool
+	// Failovers counts the primary changes followed (Sentinel, role_check).
+	Failovers int64
 	// TrackingUp: the server's Redis tracking connection is up (a Redis
 	// pool with hot_keys only; see docs/hotkeys.md).
 	TrackingUp    bool
@@ -231,6 +237,7 @@ func (p *Proxy) Stats() []PoolStats {
 		for s, srv := range pr.cfg.Servers {
 			ss := &ps.Servers[s]
 			ss.Name, ss.Addr = srv.Name, srv.Addr
+			ss.Followed, ss.Failovers = live.follow.server(srv.Name)
 			ss.State = pr.health.State(s)
 			ss.Ejections = pr.health.Ejections(s)
 			ss.EjectedAt = pr.health.EjectedAt(s)
