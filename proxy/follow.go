@@ -111,21 +111,25 @@ func (live *poolLive) learn(name string, l learnt) {
 		live.follow.learnt, live.follow.failovers = map[string]learnt{}, map[string]int64{}
 	}
 	live.follow.learnt[name] = l
-	moved := old.Addr != "" && old.Addr != l.addr
-	if moved {
-		live.follow.failovers[name]++
-	}
 	live.follow.mu.Unlock()
-	next, err := live.newVersion(live.withFollowed(live.configured), cur)
+	nc := live.withFollowed(live.configured)
+	j := slices.IndexFunc(nc.Servers, func(s config.Server) bool { return s.Name == name })
+	if j < 0 {
+		return
+	}
+	ns := nc.Servers[j]
+	if ns.Addr == old.Addr && slices.Equal(ns.Replicas, old.Replicas) {
+		return // nothing changes for the data path
+	}
+	next, err := live.newVersion(nc, cur)
 	if err != nil {
 		p.log.Error("follow failover: cannot build the pool's new version", "pool", live.name, "server", name, "error", err)
 		return
 	}
-	ns := next.cfg.Servers[i]
-	if ns.Addr == old.Addr && slices.Equal(ns.Replicas, old.Replicas) {
-		return // nothing changed for the data path
-	}
-	if moved {
+	if old.Addr != "" && old.Addr != ns.Addr {
+		live.follow.mu.Lock()
+		live.follow.failovers[name]++
+		live.follow.mu.Unlock()
 		p.log.Warn("failover followed: new primary", "pool", live.name, "server", name, "old", old.Addr, "new", ns.Addr,
 			"replicas", strings.Join(ns.ReplicaAddrs(), ","))
 	} else {
