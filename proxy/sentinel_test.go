@@ -302,9 +302,47 @@ func TestSentinelAuthAndNoAddress(t *testing.T) {
 	if ss := serverStats(t, p, "good", "m1"); ss.Addr != primary.Addr || ss.Failovers != 0 {
 		t.Fatalf("good pool: m1 at %q after %d failovers", ss.Addr, ss.Failovers)
 	}
+	// A reload (the file has no address for m1) keeps what was learnt,
+	// and a changed sentinel_auth restarts the watcher: the bad pool now
+	// learns too.
+	good.Timeout = 3 * time.Second
+	fixed := bad
+	fixed.SentinelAuth = config.SentinelAuth{Password: "s3cret"}
+	if err := p.Reload(&config.Config{Pools: []config.Pool{good, fixed}}); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if ss := serverStats(t, p, "good", "m1"); ss.Addr != primary.Addr {
+		t.Fatalf("after a reload m1 is at %q, want %s", ss.Addr, primary.Addr)
+	}
+	if v, err := g.Do("SET", "k2", "v2"); err != nil || v != "OK" {
+		t.Fatalf("SET after the reload: %v %v", v, err)
+	}
+	testserver.WaitFor(t, 15*time.Second, "SET through the pool whose sentinel_auth was fixed by a reload", func() error {
+		v, err := c.Do("SET", "k3", "v3")
+		if err != nil || v != "OK" {
+			return fmt.Errorf("reply %v, error %v", v, err)
+		}
+		return nil
+	})
+}
+
+// A pool whose Sentinels all refuse its password learns nothing and keeps
+// refusing fast.
+func TestSentinelWrongAuth(t *testing.T) {
+	primary := testserver.Redis(t)
+	s := testserver.Sentinels(t, 1, 0, testserver.SentinelOptions{Master: "m1", Primary: primary.Addr, Quorum: 1, Password: "s3cret"})
+	bad := sentinelPool(t, s)
+	bad.SentinelAuth = config.SentinelAuth{Password: "wrong"}
+	proxytest.Start(t, proxy.Options{}, bad)
+	c := dialRedis(t, bad.Listen, "")
 	// The wrong password still learns nothing.
-	if _, err := c.Do("SET", "k", "v"); err == nil {
-		t.Fatal("SET through the pool with the wrong sentinel_auth succeeded")
+	for i := 0; i < 20; i++ {
+		_, err := c.Do("SET", "k", "v")
+		var re respclient.Error
+		if !errors.As(err, &re) || !strings.Contains(string(re), "address not known yet") {
+			t.Fatalf("SET through the pool with the wrong sentinel_auth: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // spread over the watcher's retries; not synchronisation
 	}
 }
 
