@@ -75,7 +75,8 @@ type Config struct {
 	// each name and with every answer that differs from the last one
 	// reported. It may block; the Watcher waits.
 	OnChange func(Master)
-	// Logger gets a warning when no Sentinel answers. Default: discard.
+	// Logger gets a warning when no Sentinel answers for some name (once
+	// per outage). Default: discard.
 	Logger *slog.Logger
 }
 
@@ -120,6 +121,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); w.subscribe(ctx, poke) }()
 
 	known := map[string]Master{}
+	failing := false // the last ask left some name unanswered
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -130,7 +132,21 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		wait := w.cfg.Refresh
-		for _, m := range w.ask(ctx) {
+		ms, err := w.ask(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// Warn once per outage, not at every retry.
+			log := w.cfg.Logger.Warn
+			if failing {
+				log = w.cfg.Logger.Debug
+			}
+			log("no sentinel answered for every master; asking again every retry interval", "error", err, "retry", w.cfg.Retry)
+			failing = true
+		case err == nil && failing:
+			w.cfg.Logger.Info("sentinels answer again")
+			failing = false
+		}
+		for _, m := range ms {
 			if m.Addr == "" { // nobody answered for this name
 				wait = w.cfg.Retry
 				continue
@@ -145,8 +161,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 // ask asks the Sentinels about every master; a name no Sentinel answered
-// for comes back with an empty Addr.
-func (w *Watcher) ask(ctx context.Context) []Master {
+// for comes back with an empty Addr, and the error says what each Sentinel
+// said.
+func (w *Watcher) ask(ctx context.Context) ([]Master, error) {
 	out := make([]Master, len(w.cfg.Masters))
 	for i, name := range w.cfg.Masters {
 		out[i].Name = name
@@ -154,7 +171,7 @@ func (w *Watcher) ask(ctx context.Context) []Master {
 	var errs []error
 	for _, s := range w.cfg.Sentinels {
 		if ctx.Err() != nil {
-			return out
+			return out, ctx.Err()
 		}
 		c, err := w.dial(ctx, s)
 		if err != nil {
@@ -176,14 +193,10 @@ func (w *Watcher) ask(ctx context.Context) []Master {
 		}
 		c.Close()
 		if done {
-			return out
+			return out, nil
 		}
 	}
-	if ctx.Err() == nil {
-		w.cfg.Logger.Warn("no sentinel answered for every master; asking again soon",
-			"error", errors.Join(errs...), "retry", w.cfg.Retry)
-	}
-	return out
+	return out, errors.Join(errs...)
 }
 
 func (w *Watcher) dial(ctx context.Context, addr string) (*respclient.Conn, error) {
