@@ -792,6 +792,7 @@ func TestLoadSentinel(t *testing.T) {
     protocol: redis
     sentinels: [127.0.0.1:26379, "[::1]:26380"]
     sentinel_auth: {user: watcher, password: pw}
+    read_policy: replica  # the replicas are learnt
     servers:
       - {name: m1}
       - {name: m2, weight: 2}

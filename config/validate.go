@@ -231,16 +231,18 @@ func (v *checker) servers(p *Pool) {
 			withReplicas++
 		}
 	}
+	// A Sentinel master's replicas are learnt at run time: read_policy
+	// applies to them then.
 	switch p.ReadPolicy {
 	case ReadPrimary:
 	case ReadReplica:
 		for i, s := range p.Servers {
-			if len(s.Replicas) == 0 && !v.c.pos.isBad(name, fmt.Sprintf("servers[%d]", i)) {
+			if len(s.Replicas) == 0 && !s.Followed() && !v.c.pos.isBad(name, fmt.Sprintf("servers[%d]", i)) {
 				v.fail(name, "read_policy", "replica: servers[%d] (%s) has no replicas to read from", i, s.Name)
 			}
 		}
 	case ReadPreferPrimary, ReadPreferReplica, ReadAny:
-		if withReplicas == 0 && len(p.Servers) > 0 {
+		if withReplicas == 0 && len(p.Servers) > 0 && len(p.Sentinels) == 0 {
 			v.warn(name, "read_policy", "%s has no effect: no server has replicas", p.ReadPolicy)
 		}
 	default:

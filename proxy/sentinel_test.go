@@ -166,11 +166,28 @@ func TestSentinelFailover(t *testing.T) {
 	sentinels := testserver.Sentinels(t, 3, 1, testserver.SentinelOptions{
 		Master: "m1", Primary: primary.Addr, DownAfter: time.Second, FailoverTimeout: 3 * time.Second})
 	pool := sentinelPool(t, sentinels)
+	pool.ReadPolicy = config.ReadPreferReplica
 	p := proxytest.Start(t, proxy.Options{}, pool)
 
 	testserver.WaitFor(t, 15*time.Second, "the proxy to learn m1", func() error {
 		if ss := serverStats(t, p, "r", "m1"); ss.Addr != primary.Addr || !ss.Followed {
 			return fmt.Errorf("m1 at %q (followed %v)", ss.Addr, ss.Followed)
+		}
+		return nil
+	})
+	// Reads go to the replica the Sentinels told of: a key written on the
+	// replica alone (made writable for this) is read through the proxy.
+	rc := dialRedis(t, replica.Addr, "")
+	if _, err := rc.Do("CONFIG", "SET", "replica-read-only", "no"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.Do("SET", "{w}:replica-only", "R"); err != nil {
+		t.Fatal(err)
+	}
+	pc := dialRedis(t, pool.Listen, "")
+	testserver.WaitFor(t, 15*time.Second, "a read served by the learnt replica", func() error {
+		if v, err := pc.Do("GET", "{w}:replica-only"); err != nil || v != "R" {
+			return fmt.Errorf("GET: %v %v", v, err)
 		}
 		return nil
 	})
@@ -248,6 +265,12 @@ func TestSentinelFailover(t *testing.T) {
 	ss := serverStats(t, p, "r", "m1")
 	if ss.Addr != replica.Addr || ss.Failovers != 1 {
 		t.Fatalf("stats: m1 at %s after %d failovers; want %s after 1", ss.Addr, ss.Failovers, replica.Addr)
+	}
+	// prefer_replica with no healthy replica left reads from the new
+	// primary.
+	last := w.acks[len(w.acks)-1]
+	if v, err := pc.Do("GET", last.key); err != nil || v != last.val {
+		t.Fatalf("GET %s through the proxy after the failover: %v %v; want %s", last.key, v, err, last.val)
 	}
 	w.mu.Lock()
 	for _, e := range w.errs {
