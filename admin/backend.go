@@ -115,11 +115,15 @@ func (p *poller) setConfig(cfg *config.Config) {
 	p.targets, p.results = targets, keep
 }
 
-// pollTargets lists every server and replica of cfg.
+// pollTargets lists every server and replica of cfg, but Sentinel masters
+// (whose addresses the proxy learns at run time).
 func pollTargets(cfg *config.Config) []target {
 	var targets []target
 	for _, pl := range cfg.Pools {
 		for _, s := range pl.Servers {
+			if s.Followed() {
+				continue
+			}
 			t := target{pool: pl.Name, server: s.Name, addr: s.Addr, network: s.Network,
 				protocol: pl.Protocol, auth: pl.RedisAuth}
 			if t.network == "" {

@@ -51,6 +51,7 @@ type statsCollector struct {
 	srvFragmentErrors                                            *prometheus.Desc
 	srvConns, srvInFlight                                        *prometheus.Desc
 	srvEjections, srvFailures, srvUp, srvState                   *prometheus.Desc
+	failovers                                                    *prometheus.Desc
 
 	// Replicated memcache pools: {pool, server}, one series per copy.
 	replDisagree, replAsyncErrors, replReadmittedMisses, replRepairs *prometheus.Desc
@@ -117,6 +118,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		srvConns:     d("server_connections", "Backend connections open now.", psr),
 		srvInFlight:  d("server_in_flight", "Requests sent to the server and not yet answered.", psr),
 		srvEjections: d("server_ejections_total", "Times the server was ejected from the ring.", psr),
+		failovers:    d("failovers_total", "Primary changes of the server the proxy followed (Sentinel or role_check); only for followed servers.", ps),
 		srvFailures:  d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", psr),
 		srvUp:        d("server_up", "1 when the server's state is up, 0 when failing or ejected.", psr),
 		srvState:     d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(psr, "state")),
@@ -147,7 +149,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.nearCoalesced, c.nearRefreshes,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
-		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState,
+		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState, c.failovers,
 		c.replDisagree, c.replAsyncErrors, c.replReadmittedMisses, c.replRepairs,
 	} {
 		ch <- d
@@ -232,6 +234,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.srvConns, float64(ss.Connections), pn, sn, role)
 			gauge(c.srvInFlight, float64(ss.InFlight), pn, sn, role)
 			counter(c.srvEjections, ss.Ejections, pn, sn, role)
+			if ss.Followed {
+				counter(c.failovers, ss.Failovers, pn, sn)
+			}
 			counter(c.srvFailures, ss.Failures, pn, sn, role)
 			gauge(c.srvUp, b2f(ss.State == pool.StateUp), pn, sn, role)
 			for st := pool.StateUp; st <= pool.StateEjected; st++ {

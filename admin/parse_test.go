@@ -207,3 +207,31 @@ func TestFetchUnreachable(t *testing.T) {
 		t.Errorf("fetch from a closed port: got %v; want a dial error that is not a timeout", err)
 	}
 }
+
+// A followed server's stats object has its current address and failovers;
+// other servers keep nutcracker's fields only.
+func TestTwemproxyJSONFollowed(t *testing.T) {
+	stats := []proxy.PoolStats{{Name: "r", Servers: []proxy.ServerStats{
+		{Name: "m1", Addr: "127.0.0.1:7001", Followed: true, Failovers: 2},
+		{Name: "m2", Followed: true}, // no Sentinel answer yet
+		{Name: "s1", Addr: "127.0.0.1:7002"},
+	}}}
+	doc := twemproxyJSON(stats, "host", "1.0", 0, time.Unix(0, 0))
+	var all map[string]any
+	if err := json.Unmarshal(doc, &all); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, doc)
+	}
+	got := map[string]map[string]any{}
+	for _, name := range []string{"m1", "m2", "s1"} {
+		got[name], _ = all["r"].(map[string]any)[name].(map[string]any)
+	}
+	if got["m1"]["addr"] != "127.0.0.1:7001" || got["m1"]["failovers"] != 2.0 {
+		t.Fatalf("m1: %v", got["m1"])
+	}
+	if a, ok := got["m2"]["addr"]; !ok || a != "" {
+		t.Fatalf("m2 without an address: %v", got["m2"])
+	}
+	if _, ok := got["s1"]["addr"]; ok {
+		t.Fatalf("s1 is not followed and has addr: %v", got["s1"])
+	}
+}

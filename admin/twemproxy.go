@@ -132,6 +132,10 @@ func twemproxyJSON(stats []proxy.PoolStats, source, version string, uptime time.
 			w.num("in_queue_bytes", 0)
 			w.num("out_queue", ss.InFlight)
 			w.num("out_queue_bytes", 0)
+			if ss.Followed { // not in twemproxy: where a followed server is now
+				w.str("addr", ss.Addr)
+				w.num("failovers", ss.Failovers)
+			}
 			w.close()
 		}
 		w.close()

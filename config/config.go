@@ -242,10 +242,33 @@ type Pool struct {
 	// HotKeys detects the pool's hot keys and serves them from a near cache
 	// inside the proxy (see docs/hotkeys.md). Default off. Native shape.
 	HotKeys HotKeys
+	// Sentinels are Redis Sentinels ("host:port"), asked in order, that
+	// tell where the primary and replicas of each server written without an
+	// address are: such a server's name is the Sentinel master name. Default
+	// none. Native shape, redis pools only (docs/sentinel.md).
+	Sentinels []string
+	// SentinelAuth is sent to every Sentinel. Default none.
+	SentinelAuth SentinelAuth
+	// RoleCheck, when > 0, polls ROLE on every address of each server (its
+	// own and its replicas') this often and makes whichever answers master
+	// the primary. Default 0: off. Native shape, redis pools without
+	// sentinels only.
+	RoleCheck time.Duration
 	// Servers are the pool's backends in configuration order. Ring indexes
 	// (hashring.Ring.Pick) are indexes into this slice.
 	Servers []Server
 }
+
+// SentinelAuth are the credentials sent to Sentinels: AUTH password, or
+// AUTH user password when User is set.
+type SentinelAuth struct {
+	User     string
+	Password string
+}
+
+// Followed reports whether s is a Sentinel master: a server written with a
+// name and no address, whose address the pool's Sentinels tell.
+func (s *Server) Followed() bool { return s.Addr == "" }
 
 // HotKeys are a pool's hot_keys settings. Zero values mean the documented
 // defaults (the hotkey package applies them).
@@ -422,6 +445,7 @@ func (s *Server) ReplicaAddrs() []string {
 func (p *Pool) Clone() Pool {
 	c := *p
 	c.AllowCommands = append([]string(nil), p.AllowCommands...)
+	c.Sentinels = append([]string(nil), p.Sentinels...)
 	c.Servers = make([]Server, len(p.Servers))
 	for i, s := range p.Servers {
 		s.Replicas = append([]Replica(nil), s.Replicas...)

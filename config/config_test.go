@@ -393,7 +393,19 @@ func TestLoadBad(t *testing.T) {
 		{"native unknown protocol", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: http\n    servers: [127.0.0.1:11211:1]\n",
 			[]string{`4: pool "a": protocol: "http": want memcache or redis`}, notTwemproxy},
 		{"native server map without addr", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers:\n      - name: x\n",
-			[]string{`5: pool "a": servers[0]: addr is missing`}, notTwemproxy},
+			[]string{`5: pool "a": servers[0]: addr is missing (server "x" without addr is a Sentinel master, and the pool has no sentinels)`}, notTwemproxy},
+		{"sentinel master with replicas", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    sentinels: [127.0.0.1:26379]\n    servers:\n      - name: m1\n        replicas: [127.0.0.1:6380]\n",
+			[]string{`7: pool "a": servers[0].replicas: server "m1" is a Sentinel master: its replicas are learnt from the sentinels, not configured`}, notTwemproxy},
+		{"sentinels on memcache", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    sentinels: [127.0.0.1:26379]\n    servers:\n      - name: m1\n",
+			[]string{`4: pool "a": sentinels: only a redis pool can follow Sentinels`}, notTwemproxy},
+		{"sentinels and role_check", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    role_check: 1s\n    sentinels: [127.0.0.1:26379, nope]\n    servers:\n      - name: m1\n",
+			[]string{`5: pool "a": role_check: a pool follows Sentinels or polls ROLE, not both: remove role_check or sentinels`,
+				`6: pool "a": sentinels: "nope": want host:port`}, notTwemproxy},
+		{"sentinel_auth bad", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    sentinels: [127.0.0.1:26379]\n    sentinel_auth: {user: u, pass: p}\n    servers:\n      - name: m1\n",
+			[]string{`6: pool "a": sentinel_auth.pass: unknown key (sentinel_auth has user and password)`,
+				`6: pool "a": sentinel_auth: user "u" without a password`}, notTwemproxy},
+		{"negative role_check", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    role_check: -1s\n    servers:\n      - 127.0.0.1:6379:1\n",
+			[]string{`5: pool "a": role_check: -1s: must be >= 0 (0: off)`}, notTwemproxy},
 		{"native server map unknown key", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers:\n      - addr: 127.0.0.1:6379\n        port: 1\n",
 			[]string{`6: pool "a": servers[0].port: unknown key (a server has name, addr, weight and replicas)`}, notTwemproxy},
 		{"native bad replica", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers:\n      - addr: 127.0.0.1:6379\n        replicas: [127.0.0.1]\n",
@@ -781,5 +793,77 @@ func TestHotKeys(t *testing.T) {
 		if _, _, err := Load(bad); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v; want an error containing %q", c.body, err, c.want)
 		}
+	}
+}
+
+// TestLoadSentinel: a Sentinel pool's keys load, and a server written with
+// a name and no addr is a Sentinel master placed by its name.
+func TestLoadSentinel(t *testing.T) {
+	const text = `pools:
+  r:
+    listen: 127.0.0.1:22122
+    protocol: redis
+    sentinels: [127.0.0.1:26379, "[::1]:26380"]
+    sentinel_auth: {user: watcher, password: pw}
+    read_policy: replica  # the replicas are learnt
+    servers:
+      - {name: m1}
+      - {name: m2, weight: 2}
+  q:
+    listen: 127.0.0.1:22123
+    protocol: redis
+    role_check: 5s
+    servers:
+      - {name: s1, addr: redis-a:6379, replicas: [redis-b:6379]}
+  p:
+    listen: 127.0.0.1:22124
+    protocol: redis
+    sentinels: [127.0.0.1:26379]
+    sentinel_auth: only-a-password
+    servers:
+      - {name: m1}
+`
+	cfg, warns, err := Parse("c.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Fatalf("warnings: %v", warns)
+	}
+	r := cfg.Pool("r")
+	if want := []string{"127.0.0.1:26379", "[::1]:26380"}; !reflect.DeepEqual(r.Sentinels, want) {
+		t.Fatalf("sentinels %q, want %q", r.Sentinels, want)
+	}
+	if r.SentinelAuth != (SentinelAuth{User: "watcher", Password: "pw"}) {
+		t.Fatalf("sentinel_auth %+v", r.SentinelAuth)
+	}
+	want := []Server{{Name: "m1", Network: "tcp", Weight: 1}, {Name: "m2", Network: "tcp", Weight: 2}}
+	if !reflect.DeepEqual(r.Servers, want) || !r.Servers[0].Followed() {
+		t.Fatalf("servers %+v, want %+v", r.Servers, want)
+	}
+	if q := cfg.Pool("q"); q.RoleCheck != 5*time.Second || q.Servers[0].Followed() {
+		t.Fatalf("pool q: role_check %v, followed %v", q.RoleCheck, q.Servers[0].Followed())
+	}
+	if p := cfg.Pool("p"); p.SentinelAuth != (SentinelAuth{Password: "only-a-password"}) {
+		t.Fatalf("pool p: sentinel_auth %+v", p.SentinelAuth)
+	}
+	// Placement is by name: the same names with addresses make the same ring.
+	withAddr := r.Clone()
+	withAddr.Sentinels = nil
+	withAddr.Servers[0].Addr, withAddr.Servers[1].Addr = "127.0.0.1:7001", "127.0.0.1:7002"
+	r1, err1 := r.Ring()
+	r2, err2 := withAddr.Ring()
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	for i := 0; i < 1000; i++ {
+		k := []byte(fmt.Sprintf("key:%d", i))
+		if r1.Pick(k) != r2.Pick(k) {
+			t.Fatalf("key %s placed differently once addresses are known", k)
+		}
+	}
+	// A twemproxy file does not take the native keys.
+	if _, _, err := Parse("n.yml", []byte("a:\n  listen: 127.0.0.1:22121\n  redis: true\n  sentinels: [127.0.0.1:26379]\n  servers:\n   - 127.0.0.1:6379:1\n")); err == nil {
+		t.Fatal("a nutcracker.yml with sentinels loaded")
 	}
 }

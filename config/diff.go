@@ -18,7 +18,7 @@ type Change struct {
 	// Server is the server's name when What is "server".
 	Server string
 	// Old and New are the values before and after; "" for a pool or server
-	// that did not exist on that side. Secrets (redis_auth) are never
+	// that did not exist on that side. Secrets (redis_auth, sentinel_auth) are never
 	// given: both are "" and Secret is set.
 	Old, New string
 	// Secret marks a change whose values are not shown.
@@ -92,8 +92,8 @@ func (cs Changes) String() string {
 // changed address or weight is a change of that server, and a renamed
 // server is one removed and one added). The order of the servers matters to
 // modula and jump (a ring index is a position in the list): a reordering
-// with the same servers is reported as "servers order". redis_auth is
-// reported as changed without its values. Diff is a pure function: it reads
+// with the same servers is reported as "servers order". redis_auth and
+// sentinel_auth are reported as changed without their values. Diff is a pure function: it reads
 // prev and next and keeps nothing.
 func Diff(prev, next *Config) Changes {
 	var cs Changes
@@ -171,6 +171,14 @@ func diffPool(o, n *Pool) Changes {
 	key("hot_keys.cache_size", size(o.HotKeys.CacheSize), size(n.HotKeys.CacheSize))
 	key("hot_keys.min_rate", ftoa(o.HotKeys.MinRate), ftoa(n.HotKeys.MinRate))
 	key("hot_keys.ttl_jitter", ftoa(o.HotKeys.TTLJitter), ftoa(n.HotKeys.TTLJitter))
+	if !slices.Equal(o.Sentinels, n.Sentinels) {
+		cs = append(cs, Change{Pool: n.Name, What: "sentinels",
+			Old: strings.Join(o.Sentinels, ","), New: strings.Join(n.Sentinels, ",")})
+	}
+	if o.SentinelAuth != n.SentinelAuth {
+		cs = append(cs, Change{Pool: n.Name, What: "sentinel_auth", Secret: true})
+	}
+	key("role_check", o.RoleCheck.String(), n.RoleCheck.String())
 	if !slices.Equal(o.AllowCommands, n.AllowCommands) {
 		cs = append(cs, Change{Pool: n.Name, What: "allow_commands",
 			Old: fmt.Sprintf("%q", o.AllowCommands), New: fmt.Sprintf("%q", n.AllowCommands)})
@@ -222,6 +230,9 @@ func diffServers(o, n *Pool) Changes {
 // network when it is not tcp), weight and replicas.
 func serverSummary(s *Server) string {
 	var b strings.Builder
+	if s.Followed() {
+		b.WriteString("(sentinel master)")
+	}
 	b.WriteString(s.Addr)
 	if s.Network != "" && s.Network != "tcp" {
 		b.WriteString(" (" + s.Network + ")")

@@ -221,7 +221,8 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 }
 
 // nativeOnly are the pool keys only the native shape has.
-var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "limits": true, "allow_commands": true, "hot_keys": true}
+var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "limits": true,
+	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 	pool := NewPool(name, ProtocolMemcache)
@@ -294,6 +295,20 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			p.limits(v, name, limits)
 		case "hot_keys":
 			pool.HotKeys = p.hotKeys(v, name)
+		case "sentinels":
+			if v.Kind != yaml.SequenceNode {
+				p.fail(v, name, key, "want a list of host:port")
+				return
+			}
+			for _, c := range v.Content {
+				if s, ok := p.str(c, name, key); ok {
+					pool.Sentinels = append(pool.Sentinels, s)
+				}
+			}
+		case "sentinel_auth":
+			pool.SentinelAuth = p.sentinelAuth(v, name)
+		case "role_check":
+			pool.RoleCheck = p.duration(v, name, key, pool.RoleCheck)
 		case "allow_commands":
 			if v.Kind != yaml.SequenceNode {
 				p.fail(v, name, key, "want a list of command names")
@@ -336,6 +351,32 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 		}
 	}
 	return pool
+}
+
+// sentinelAuth parses sentinel_auth: a password, or a mapping with user
+// and password.
+func (p *parser) sentinelAuth(v *yaml.Node, pool string) SentinelAuth {
+	if v.Kind == yaml.ScalarNode {
+		pw, _ := p.str(v, pool, "sentinel_auth")
+		return SentinelAuth{Password: pw}
+	}
+	if v.Kind != yaml.MappingNode {
+		p.fail(v, pool, "sentinel_auth", "want a password, or a mapping with user and password")
+		return SentinelAuth{}
+	}
+	var a SentinelAuth
+	p.each(v, pool, "sentinel_auth.", func(k, val *yaml.Node) {
+		key := "sentinel_auth." + k.Value
+		switch k.Value {
+		case "user":
+			a.User, _ = p.str(val, pool, key)
+		case "password":
+			a.Password, _ = p.str(val, pool, key)
+		default:
+			p.fail(k, pool, key, "unknown key (sentinel_auth has user and password)")
+		}
+	})
+	return a
 }
 
 // limitKeys are the keys of a pool's limits section; the sizes may carry a
@@ -541,8 +582,17 @@ func (p *parser) serverMap(m *yaml.Node, pool, key string) (Server, bool) {
 		return Server{}, false
 	}
 	if addr == "" {
-		p.fail(m, pool, key, "addr is missing")
-		return Server{}, false
+		if !named {
+			p.fail(m, pool, key, "addr is missing (a server with a name and no addr is a Sentinel master: give the pool sentinels)")
+			return Server{}, false
+		}
+		if name == "" || strings.ContainsAny(name, " \t") {
+			p.fail(m, pool, key+".name", "%q: want a non-empty name without spaces", name)
+			return Server{}, false
+		}
+		// A Sentinel master: its address (and replicas) come from the
+		// pool's sentinels; Validate checks there are some.
+		return Server{Name: name, Network: "tcp", Weight: weight, Replicas: replicas}, true
 	}
 	s, err := parseAddr(addr)
 	if err != nil {

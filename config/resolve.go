@@ -78,7 +78,7 @@ func (c *Config) CheckHosts(ctx context.Context, r Resolver) []Warning {
 		}
 		for j, s := range p.Servers {
 			key := fmt.Sprintf("servers[%d]", j)
-			if s.Network == "tcp" {
+			if s.Network == "tcp" && !s.Followed() {
 				note(s.Addr, use{pool: p.Name, key: key, what: fmt.Sprintf("server %q", s.Name)})
 			}
 			for _, rep := range s.Replicas {

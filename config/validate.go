@@ -140,6 +140,7 @@ func (v *checker) pool(p *Pool) {
 	}
 	v.limits(p)
 	v.hotKeys(p)
+	v.failover(p)
 	v.servers(p)
 	if len(v.probs) == before && !v.c.pos.anyBad(name) {
 		// Anything the ring itself refuses that the checks above missed.
@@ -205,7 +206,13 @@ func (v *checker) servers(p *Pool) {
 		} else if s.Weight != 1 && (p.Distribution == "jump" || p.Distribution == "random") {
 			v.warn(name, key, "weight %d is ignored by distribution %s", s.Weight, p.Distribution)
 		}
-		if err := checkAddr(s.Network, s.Addr); err != nil {
+		if s.Followed() {
+			if len(p.Sentinels) == 0 {
+				v.fail(name, key, "addr is missing (server %q without addr is a Sentinel master, and the pool has no sentinels)", s.Name)
+			} else if len(s.Replicas) > 0 {
+				v.fail(name, key+".replicas", "server %q is a Sentinel master: its replicas are learnt from the sentinels, not configured", s.Name)
+			}
+		} else if err := checkAddr(s.Network, s.Addr); err != nil {
 			v.fail(name, key, "%v", err)
 		}
 		names := map[string]int{}
@@ -224,16 +231,18 @@ func (v *checker) servers(p *Pool) {
 			withReplicas++
 		}
 	}
+	// A Sentinel master's replicas are learnt at run time: read_policy
+	// applies to them then.
 	switch p.ReadPolicy {
 	case ReadPrimary:
 	case ReadReplica:
 		for i, s := range p.Servers {
-			if len(s.Replicas) == 0 && !v.c.pos.isBad(name, fmt.Sprintf("servers[%d]", i)) {
+			if len(s.Replicas) == 0 && !s.Followed() && !v.c.pos.isBad(name, fmt.Sprintf("servers[%d]", i)) {
 				v.fail(name, "read_policy", "replica: servers[%d] (%s) has no replicas to read from", i, s.Name)
 			}
 		}
 	case ReadPreferPrimary, ReadPreferReplica, ReadAny:
-		if withReplicas == 0 && len(p.Servers) > 0 {
+		if withReplicas == 0 && len(p.Servers) > 0 && len(p.Sentinels) == 0 {
 			v.warn(name, "read_policy", "%s has no effect: no server has replicas", p.ReadPolicy)
 		}
 	default:
@@ -252,6 +261,50 @@ func (v *checker) servers(p *Pool) {
 	}
 	if p.ReadRepair && !p.Replicated() {
 		v.warn(name, "read_repair", "has no effect: the pool is not a replicated memcache pool (servers with replicas, write_policy all or all_async)")
+	}
+}
+
+// failover checks sentinels, sentinel_auth and role_check.
+func (v *checker) failover(p *Pool) {
+	name := p.Name
+	if p.RoleCheck < 0 {
+		v.fail(name, "role_check", "%v: must be >= 0 (0: off)", p.RoleCheck)
+	}
+	if p.Protocol != ProtocolRedis {
+		if len(p.Sentinels) > 0 {
+			v.fail(name, "sentinels", "only a redis pool can follow Sentinels")
+		}
+		if p.RoleCheck != 0 {
+			v.fail(name, "role_check", "only a redis pool can poll ROLE")
+		}
+		return
+	}
+	if len(p.Sentinels) > 0 && p.RoleCheck != 0 {
+		v.fail(name, "role_check", "a pool follows Sentinels or polls ROLE, not both: remove role_check or sentinels")
+	}
+	seen := map[string]bool{}
+	for _, s := range p.Sentinels {
+		if _, _, err := splitHostPort(s); err != nil {
+			v.fail(name, "sentinels", "%q: %v", s, err)
+		} else if seen[s] {
+			v.fail(name, "sentinels", "%q given twice", s)
+		}
+		seen[s] = true
+	}
+	followed := 0
+	for i := range p.Servers {
+		if p.Servers[i].Followed() {
+			followed++
+		}
+	}
+	if len(p.Sentinels) > 0 && followed == 0 {
+		v.warn(name, "sentinels", "no server is a Sentinel master (written {name: NAME} without addr): the sentinels are not asked")
+	}
+	if len(p.Sentinels) == 0 && p.SentinelAuth != (SentinelAuth{}) {
+		v.warn(name, "sentinel_auth", "ignored: the pool has no sentinels")
+	}
+	if p.SentinelAuth.User != "" && p.SentinelAuth.Password == "" {
+		v.fail(name, "sentinel_auth", "user %q without a password", p.SentinelAuth.User)
 	}
 }
 

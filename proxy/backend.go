@@ -140,9 +140,18 @@ func (b *backend) usable() bool {
 		}
 		b.state = stateIdle
 	}
+	if b.addr == "" {
+		// A Sentinel master no Sentinel has told about yet: fail fast.
+		b.cause = noAddrCause
+		return false
+	}
 	b.connect()
 	return true
 }
+
+// noAddrCause is why a server without an address (a Sentinel master before
+// the first answer) refuses requests.
+const noAddrCause = "address not known yet (no Sentinel has answered for it)"
 
 // unavailable counts a request failed at once because b is down.
 func (b *backend) unavailable() {
@@ -181,7 +190,7 @@ func (b *backend) enqueue(r *request, size int) {
 // connect starts a dial in its own goroutine; the connection is enrolled on
 // b's loop and reported through onOpen, or the failure through dialFailed.
 func (b *backend) connect() {
-	if b.state == stateConnecting || b.state == stateConnected {
+	if b.state == stateConnecting || b.state == stateConnected || b.addr == "" {
 		return
 	}
 	b.state = stateConnecting

@@ -62,7 +62,14 @@ type poolLive struct {
 	// (tracking.go).
 	tracking poolTracking
 
+	// follow is what the pool's failover follower (Sentinel, role_check)
+	// learnt, and the follower itself (follow.go).
+	follow poolFollow
+
 	// Guarded by Proxy.reloadMu.
+	// configured is the pool as configured (a Sentinel master without its
+	// address); versions are built from it with follow applied.
+	configured *config.Pool
 	slotOf     map[serverID]int
 	slots      []slotInfo         // append-only; versions share prefixes of it
 	stopHealth context.CancelFunc // stops the current version's health goroutine
@@ -115,7 +122,9 @@ type ringBox struct{ r hashring.Ring }
 // newPoolLive starts a pool's life with its first version.
 func newPoolLive(p *Proxy, idx int, cfg *config.Pool) (*poolLive, error) {
 	live := &poolLive{p: p, idx: idx, name: cfg.Name, slotOf: map[serverID]int{}}
-	pr, err := live.newVersion(cfg, nil)
+	conf := cfg.Clone()
+	live.configured = &conf
+	pr, err := live.newVersion(live.withFollowed(cfg), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +208,11 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 	var live0 []bool
 	if prev != nil {
 		for i, s := range cfg.Servers {
-			if j := slices.Index(prev.names, s.Name); j >= 0 {
+			j := slices.Index(prev.names, s.Name)
+			if j >= 0 && prev.cfg.Servers[j].Addr != s.Addr && live.followed(s.Name) {
+				continue // a failover followed: the new primary starts healthy
+			}
+			if j >= 0 {
 				pr.health.Inherit(i, prev.health, j)
 			}
 		}
@@ -213,6 +226,17 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 	}
 	live.hotKeys(pr)
 	return pr, nil
+}
+
+// publish makes next the pool's current version, as a reload does: hot keys
+// and health move to it; the caller then has the loops adopt it
+// (loop.version). Called with Proxy.reloadMu held.
+func (live *poolLive) publish(next *poolRT) {
+	live.publishHot(next)
+	live.cur.Store(next)
+	if live.p.serving {
+		live.runHealth(next)
+	}
 }
 
 // runHealth starts the health goroutine of version pr, stopping the previous

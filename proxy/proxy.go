@@ -270,6 +270,7 @@ func (p *Proxy) serve(live *poolLive) {
 	p.acc.Add(1)
 	go func() { defer p.acc.Done(); p.acceptLoop(p.ctx, live, ln) }()
 	live.runHealth(pr)
+	live.syncFollow()
 	p.log.Info("listening", "pool", pr.cfg.Name, "listen", pr.cfg.Listen, "protocol", string(pr.cfg.Protocol),
 		"servers", len(pr.cfg.Servers), "distribution", pr.cfg.Distribution)
 }

@@ -75,7 +75,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		if err := liveChange(cur.cfg, pc); err != nil {
 			return fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
-		next, err := live.newVersion(pc, cur)
+		next, err := live.newVersion(live.withFollowed(pc), cur)
 		if err != nil {
 			return fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
@@ -128,10 +128,15 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 
 	// Nothing can fail from here on.
 	for _, c := range changes {
-		c.live.publishHot(c.next)
-		c.live.cur.Store(c.next)
+		c.live.publish(c.next)
+		for i := range cfg.Pools {
+			if cfg.Pools[i].Name == c.live.name {
+				conf := cfg.Pools[i].Clone()
+				c.live.configured = &conf
+			}
+		}
 		if p.serving {
-			c.live.runHealth(c.next)
+			c.live.syncFollow()
 		}
 	}
 	for _, live := range removed {
@@ -143,6 +148,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 			live.stopHealth()
 		}
 		live.stopTracking()
+		live.syncFollow() // removed: stops the follower
 		p.log.Info("pool removed; draining its clients", "pool", live.name, "clients", live.clients.Load(),
 			"timeout", p.opts.DrainTimeout)
 		if p.serving {

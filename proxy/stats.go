@@ -190,11 +190,17 @@ type PoolStats struct {
 
 // ServerStats is a snapshot of one server's counters.
 type ServerStats struct {
-	// Name is the server's name; a replica's is "server/replica".
+	// Name is the server's name; a replica's is "server/replica". Addr is
+	// where the server is now: for a server whose failovers the proxy
+	// follows (Followed), the primary it learnt ("" until then).
 	Name, Addr string
 	// Role is RolePrimary or RoleReplica. A pool's primaries come first,
 	// in configuration order, then every replica (server by server).
 	Role string
+	// Followed: Sentinel or role_check tells where the server is.
+	Followed bool
+	// Failovers counts the primary changes followed (Sentinel, role_check).
+	Failovers int64
 	// TrackingUp: the server's Redis tracking connection is up (a Redis
 	// pool with hot_keys only; see docs/hotkeys.md).
 	TrackingUp    bool
@@ -255,6 +261,7 @@ func (p *Proxy) Stats() []PoolStats {
 		for s, srv := range pr.cfg.Servers {
 			ss := &ps.Servers[s]
 			ss.Name, ss.Addr, ss.Role = srv.Name, srv.Addr, RolePrimary
+			ss.Followed, ss.Failovers = live.follow.server(srv.Name)
 			healthStats(ss, pr.health, s)
 			for r, rep := range srv.Replicas {
 				i := pr.rbase[s] + r

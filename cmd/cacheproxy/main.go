@@ -400,7 +400,7 @@ func summarize(w io.Writer, cfg *config.Config) {
 			if len(s.Replicas) > 0 {
 				replicas = " replicas " + strings.Join(s.ReplicaAddrs(), ",")
 			}
-			fmt.Fprintf(w, "  server %s addr %s weight %d%s\n", s.Name, s.Addr, s.Weight, replicas)
+			fmt.Fprintf(w, "  server %s addr %s weight %d%s\n", s.Name, addrText(&s), s.Weight, replicas)
 		}
 	}
 }
@@ -426,7 +426,7 @@ func printRoute(w io.Writer, cfg *config.Config, key string) error {
 		case "ketama":
 			note = fmt.Sprintf(" point 0x%08x", r.Point)
 		}
-		fmt.Fprintf(w, "pool %s: server %s addr %s hash 0x%08x%s\n", p.Name, s.Name, s.Addr, r.Hash, note)
+		fmt.Fprintf(w, "pool %s: server %s addr %s hash 0x%08x%s\n", p.Name, s.Name, addrText(&s), r.Hash, note)
 		printReplicas(w, p, &s)
 	}
 	return nil
@@ -461,4 +461,13 @@ func printReplicas(w io.Writer, p *config.Pool, s *config.Server) {
 		reads = "primary (read_policy primary)"
 	}
 	fmt.Fprintf(w, "  reads: %s\n", reads)
+}
+
+// addrText is a server's address for -t and --route: a Sentinel master's
+// is learnt at run time.
+func addrText(s *config.Server) string {
+	if s.Followed() {
+		return "(sentinel master " + s.Name + ")"
+	}
+	return s.Addr
 }
