@@ -43,6 +43,9 @@ type statsCollector struct {
 	nearCoalesced, nearRefreshes                                       *prometheus.Desc
 	hkPromotions, hkDemotions                                          *prometheus.Desc
 
+	// Warm-up after a ring change: {pool}, memcache pools with warmup.
+	warmHits, warmMisses, warmCopies *prometheus.Desc
+
 	// Server level: {pool, server}.
 	srvRequests, srvResponses, srvRequestBytes, srvResponseBytes *prometheus.Desc
 	srvLatency                                                   *prometheus.Desc
@@ -90,6 +93,10 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		acceptErrors:  d("accept_errors_total", "Client connections the listener failed to accept (out of descriptors, say) or to hand to an event loop.", p),
 		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
+
+		warmHits:   d("warmup_hits_total", "Warm-up after a ring change: reads that missed on the key's new server and hit on its previous owner (answered from there).", p),
+		warmMisses: d("warmup_misses_total", "Warm-up after a ring change: reads that missed on the key's new server and on its previous owner.", p),
+		warmCopies: d("warmup_copies_total", "Warm-up after a ring change: items copied from a key's previous owner to its new server (add, remaining TTL kept).", p),
 
 		nearHits:      d("near_cache_hits_total", "Reads of hot keys answered from the near cache (per key of a multi-get).", p),
 		nearMisses:    d("near_cache_misses_total", "Reads of hot keys the near cache did not hold, sent to the server.", p),
@@ -146,7 +153,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
 		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
 		c.nearHits, c.nearMisses, c.nearFills, c.nearInval, c.nearBytes, c.nearTrackUp, c.hkPromotions, c.hkDemotions,
-		c.nearCoalesced, c.nearRefreshes,
+		c.nearCoalesced, c.nearRefreshes, c.warmHits, c.warmMisses, c.warmCopies,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState, c.failovers,
@@ -204,6 +211,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.nearBytes, float64(nc.Bytes), pn)
 			counter(c.hkPromotions, nc.Promotions, pn)
 			counter(c.hkDemotions, nc.Demotions, pn)
+		}
+		if w := &ps.Warmup; w.Enabled || w.Hits+w.Misses > 0 {
+			counter(c.warmHits, w.Hits, pn)
+			counter(c.warmMisses, w.Misses, pn)
+			counter(c.warmCopies, w.Copies, pn)
 		}
 		for i := range ps.Servers {
 			ss := &ps.Servers[i]

@@ -230,6 +230,12 @@ type Pool struct {
 	// ReadRepair retries on the primary a read that missed on a copy
 	// known to be behind (re-admitted after an ejection). Default false.
 	ReadRepair bool
+	// Warmup (memcache pools) is how long, after a new version whose ring
+	// differs from the previous one (servers added by a reload or by
+	// discovery), a single-key read that misses on its key's new server
+	// is asked of the server that owned the key under the previous ring,
+	// and a hit copied to the new server with add. 0 (the default): off.
+	Warmup time.Duration
 	// Limits bound what one client may ask of the proxy.
 	Limits Limits
 	// AllowCommands opens Redis commands the proxy refuses by default

@@ -159,6 +159,7 @@ func diffPool(o, n *Pool) Changes {
 	key("read_policy", o.ReadPolicy, n.ReadPolicy)
 	key("write_policy", o.Writes(), n.Writes())
 	key("read_repair", btoa(o.ReadRepair), btoa(n.ReadRepair))
+	key("warmup", o.Warmup.String(), n.Warmup.String())
 	key("limits.max_key_length", itoa(o.Limits.MaxKeyLength), itoa(n.Limits.MaxKeyLength))
 	key("limits.max_value_size", itoa(o.Limits.MaxValueSize), itoa(n.Limits.MaxValueSize))
 	key("limits.max_multibulk", itoa(o.Limits.MaxMultibulk), itoa(n.Limits.MaxMultibulk))

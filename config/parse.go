@@ -221,7 +221,7 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 }
 
 // nativeOnly are the pool keys only the native shape has.
-var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "limits": true,
+var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "warmup": true, "limits": true,
 	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
@@ -291,6 +291,8 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.WritePolicy, _ = p.str(v, name, key)
 		case "read_repair":
 			pool.ReadRepair = p.bool(v, name, key, pool.ReadRepair)
+		case "warmup":
+			pool.Warmup = p.duration(v, name, key, pool.Warmup)
 		case "limits":
 			p.limits(v, name, limits)
 		case "hot_keys":

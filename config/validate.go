@@ -112,6 +112,11 @@ func (v *checker) pool(p *Pool) {
 	if p.Timeout < 0 {
 		v.fail(name, "timeout", "%v: must be >= 0 (0 waits forever)", p.Timeout)
 	}
+	if p.Warmup < 0 {
+		v.fail(name, "warmup", "%v: must be >= 0", p.Warmup)
+	} else if p.Warmup > 0 && p.Protocol != ProtocolMemcache {
+		v.fail(name, "warmup", "%v: warm-up is for memcache pools only (a Redis pool's data moves with its servers)", p.Warmup)
+	}
 	if p.ServerRetryTimeout < 0 {
 		v.fail(name, "server_retry_timeout", "%v: must be >= 0", p.ServerRetryTimeout)
 	}

@@ -241,6 +241,11 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	} else if metaFill != nil && !pr.hc.Closed(metaFill) {
 		pr.markFill(r, metaFill) // an mg miss asking v and f: its hit fills
 	}
+	if r.class == ClassRead && fillKey == nil && metaFill == nil && r.hkFlight == nil && warmable(req) {
+		if w := pr.warming(l); w != nil {
+			w.startWarm(r, req, req.Keys[0], s, cl.id) // a miss asks the key's old server
+		}
+	}
 	if pr.replicated && pr.cfg.ReadRepair && r.class == ClassRead && mcReplicaRead(req) {
 		r.repair = true
 		r.raw = req.AppendForward(r.raw[:0]) // to send again on a miss
@@ -500,6 +505,9 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 				return n, nil // asked again of another copy; this reply is dropped
 			}
 		}
+	}
+	if r.warm != nil && r.parent == nil && warmReply(b, r, buf[:n], rep) {
+		return n, nil // asked again of the key's old server, or the proxy's own request
 	}
 	if r.parent != nil {
 		switch rep.Status {

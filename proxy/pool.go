@@ -62,6 +62,13 @@ type poolLive struct {
 	// (tracking.go).
 	tracking poolTracking
 
+	// Warm-up after a ring change (warmup.go): writes seen while a window
+	// is open (allocated by the first window), the end of the last window
+	// (proxy clock, ns) and the pool's totals.
+	writes    atomic.Pointer[warmWrites]
+	warmUntil atomic.Int64
+	warm      warmCounters
+
 	// follow is what the pool's failover follower (Sentinel, role_check)
 	// learnt, and the follower itself (follow.go).
 	follow poolFollow
@@ -115,6 +122,8 @@ type poolRT struct {
 	// enabled (nil: off), hc its near cache.
 	hk *hotkey.Tracker
 	hc *hotkey.Cache
+	// warm is the version's warm-up after a ring change (nil: none).
+	warm *warmState
 }
 
 type ringBox struct{ r hashring.Ring }
@@ -225,6 +234,7 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		return nil, err
 	}
 	live.hotKeys(pr)
+	pr.warmup(prev)
 	return pr, nil
 }
 

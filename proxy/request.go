@@ -45,6 +45,13 @@ type request struct {
 	// delivered the miss that r has moved to another connection.
 	repair, requeued bool
 	raw              []byte
+	// Warm-up after a ring change (warmup.go): the window r reads under,
+	// its stage, the key's old and new server (slots), the write seq when
+	// it was parsed and its client's id (for the connection to use).
+	warm             *warmState
+	warmStage        uint8
+	warmFrom, warmTo int
+	warmSeq, warmID  uint64
 	internal         bool       // sent by the proxy itself (connection handshake); reply checked and dropped
 	dedicated        bool       // sent on a client's own connection
 	blocking         bool       // a blocking command (BLPOP, XREAD BLOCK, ...), on a dedicated connection

@@ -108,6 +108,7 @@ func sendFragments(cl *client, pr *poolRT, parent *request, frame frameFunc) {
 // the caller marks another) is marked to drop it again when its reply
 // comes (hotkeys.go).
 func (pr *poolRT) written(l *loop, r *request, key []byte) {
+	pr.live.wrote(l, key) // warm-up copies in flight (warmup.go)
 	if pr.hk == nil {
 		return
 	}
