@@ -43,7 +43,7 @@ const (
 	// warmBuckets is the size of the table of recent writes (by key hash):
 	// a write marks its bucket, and a copy whose bucket was written since
 	// its read is skipped (a collision only skips a copy).
-	warmBuckets = 1 << 14
+	warmBuckets = 1 << 16
 )
 
 // Stages of a warm-up read (request.warmStage).
@@ -63,8 +63,10 @@ type warmState struct {
 	// to slot map.
 	ring hashring.Ring
 	slot []int
-	// until is the end of the window on the proxy's clock (ns since start).
-	until   int64
+	// until is the end of the window on the proxy's clock (ns since start),
+	// startSeq the write seq when it opened.
+	until    int64
+	startSeq uint64
 	stopped atomic.Bool
 	// lookups and hits of this window, for the stop-early rule.
 	lookups, hits atomic.Int64
@@ -114,6 +116,7 @@ func (pr *poolRT) warmup(prev *poolRT) {
 	}
 	w := &warmState{live: live, writes: live.writes.Load(), ring: prev.ring.Load().r, slot: prev.slot,
 		until: int64(time.Since(live.p.start) + cfg.Warmup)}
+	w.startSeq = w.writes.seq.Load()
 	pr.warm = w
 	live.warmUntil.Store(w.until)
 	live.p.log.Info("ring changed: warm-up from the previous owners", "pool", cfg.Name, "for", cfg.Warmup)
@@ -148,15 +151,17 @@ func warmable(req *memcache.Request) bool {
 }
 
 // startWarm marks r, a read of key for new server s, to be asked of the
-// key's previous owner when it misses there.
+// key's previous owner when it misses there: unless the key did not move,
+// or was written through the proxy since the window opened (its old copy
+// is stale; a collision in the table of writes only costs a miss).
 func (w *warmState) startWarm(r *request, req *memcache.Request, key []byte, s int, id uint64) {
 	i := w.ring.Pick(key)
 	if i < 0 || i >= len(w.slot) {
 		return
 	}
 	old := w.slot[i]
-	if old == s {
-		return
+	if old == s || w.writes.writtenSince(key, w.startSeq) {
+		return // not moved, or written (deleted, say) since the ring changed
 	}
 	r.warm = w
 	r.warmStage = warmNew

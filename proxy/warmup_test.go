@@ -1,0 +1,317 @@
+package proxy_test
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
+	"github.com/cacheproxy/cacheproxy/proxy"
+)
+
+// warmKeys is how many keys the warm-up tests fill.
+const warmKeys = 2000
+
+// warmTTL is the expiry the even keys are set with (the odd ones have
+// none).
+const warmTTL = 3600
+
+// warmSetup starts 3 memcached, a proxy over the first 2 (warm-up as
+// given) filled with warmKeys keys through the proxy, and reloads it to
+// all 3. It returns the proxy, the servers, the 3-server configuration
+// and, per key, the index of its server before and after.
+func warmSetup(t *testing.T, warmup time.Duration) (*proxy.Proxy, []*testserver.Process, *config.Config, []int, []int) {
+	t.Helper()
+	var mcs []*testserver.Process
+	for range 3 {
+		mcs = append(mcs, testserver.Memcached(t))
+	}
+	base := proxytest.MemcachePool(t, "mc", mcs...)
+	base.Warmup = warmup
+	all := base.Servers
+	cfg2, cfg3 := withServers(base, all, 2), withServers(base, all, 3)
+	p := proxytest.StartConfig(t, proxy.Options{Loops: 2}, cfg2)
+	c := proxytest.Dial(t, base.Listen)
+	var b strings.Builder
+	for i := range warmKeys {
+		exp := 0
+		if i%2 == 0 {
+			exp = warmTTL
+		}
+		v := warmValue(i)
+		fmt.Fprintf(&b, "set %s 7 %d %d\r\n%s\r\n", warmKey(i), exp, len(v), v)
+	}
+	c.Send(b.String())
+	for range warmKeys {
+		c.Expect("STORED\r\n")
+	}
+	ring2, err := cfg2.Pools[0].Ring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring3, err := cfg3.Pools[0].Ring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, after := make([]int, warmKeys), make([]int, warmKeys)
+	for i := range warmKeys {
+		before[i], after[i] = ring2.Pick([]byte(warmKey(i))), ring3.Pick([]byte(warmKey(i)))
+	}
+	if err := p.Reload(cfg3); err != nil {
+		t.Fatalf("reload to 3 servers: %v", err)
+	}
+	return p, mcs, cfg3, before, after
+}
+
+func warmKey(i int) string   { return "wk:" + strconv.Itoa(i) }
+func warmValue(i int) string { return "value-" + strconv.Itoa(i*7919) }
+
+// moved returns the keys whose server changed.
+func moved(before, after []int) []int {
+	var out []int
+	for i := range before {
+		if before[i] != after[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// warmStats returns the pool's warm-up counters.
+func warmStats(p *proxy.Proxy) proxy.WarmupStats { return p.Stats()[0].Warmup }
+
+// getAll reads every key through c, pipelined 100 at a time, every fifth
+// with mg v f, and returns how many missed; a hit with another value or
+// flags fails t.
+func getAll(t *testing.T, c *proxytest.Conn) int {
+	t.Helper()
+	misses := 0
+	for start := 0; start < warmKeys; start += 100 {
+		var b strings.Builder
+		for i := start; i < start+100; i++ {
+			if i%5 == 0 {
+				fmt.Fprintf(&b, "mg %s v f\r\n", warmKey(i))
+			} else {
+				fmt.Fprintf(&b, "get %s\r\n", warmKey(i))
+			}
+		}
+		c.Send(b.String())
+		for i := start; i < start+100; i++ {
+			v := warmValue(i)
+			if i%5 == 0 {
+				switch l := c.Line(); l {
+				case "EN\r\n":
+					misses++
+				case fmt.Sprintf("VA %d f7\r\n", len(v)):
+					c.Expect(v + "\r\n")
+				default:
+					t.Fatalf("mg %s: got %q; want VA %d f7 or EN", warmKey(i), l, len(v))
+				}
+				continue
+			}
+			_, vals := c.ReadGet()
+			got, ok := vals[warmKey(i)]
+			if !ok {
+				misses++
+			} else if got != v {
+				t.Fatalf("get %s: %q; want %q", warmKey(i), got, v)
+			}
+		}
+	}
+	return misses
+}
+
+// direct reads key from a memcached with mg t v f: its TTL, flags and
+// value, ok false on a miss.
+func direct(t *testing.T, addr, key string) (ttl int, flags, value string, ok bool) {
+	t.Helper()
+	c := proxytest.Dial(t, addr)
+	defer c.C.Close()
+	c.Send("mg " + key + " t v f\r\n")
+	l := c.Line()
+	if l == "EN\r\n" {
+		return 0, "", "", false
+	}
+	f := strings.Fields(l)
+	if len(f) != 4 || f[0] != "VA" || f[2][0] != 't' || f[3][0] != 'f' {
+		t.Fatalf("mg %s on %s: %q; want VA <len> t<ttl> f<flags>", key, addr, l)
+	}
+	n, _ := strconv.Atoi(f[1])
+	ttl, _ = strconv.Atoi(f[2][1:])
+	value = c.ReadN(n + 2)
+	return ttl, f[3][1:], value[:n], true
+}
+
+// waitCopies polls until the pool has copied n items (copies follow the
+// client's reply).
+func waitCopies(t *testing.T, p *proxy.Proxy, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(proxytest.Timeout)
+	for warmStats(p).Copies < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("warm-up copies: %+v; want %d", warmStats(p), n)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+}
+
+// TestWarmupAfterAddingServer: 2000 keys on 2 servers, a reload to 3 with
+// warmup: every key still hits through the proxy, the moved ones are
+// answered by their old server and copied to their new one with their
+// flags, value and remaining TTL (none stays none).
+func TestWarmupAfterAddingServer(t *testing.T) {
+	p, mcs, cfg3, before, after := warmSetup(t, time.Minute)
+	mv := moved(before, after)
+	if len(mv) < warmKeys/5 {
+		t.Fatalf("%d of %d keys moved to the third server; want about a third", len(mv), warmKeys)
+	}
+	c := proxytest.Dial(t, cfg3.Pools[0].Listen)
+	if misses := getAll(t, c); misses != 0 {
+		t.Fatalf("%d of %d keys missed through the proxy during warm-up; want 0", misses, warmKeys)
+	}
+	st := warmStats(p)
+	if st.Hits != int64(len(mv)) || st.Misses != 0 || !st.Enabled || !st.Active {
+		t.Fatalf("warm-up stats %+v; want %d hits, 0 misses, enabled and active", st, len(mv))
+	}
+	waitCopies(t, p, int64(len(mv)))
+	for _, i := range mv {
+		ttl, flags, v, ok := direct(t, mcs[after[i]].Addr, warmKey(i))
+		if !ok {
+			t.Fatalf("%s: not on its new server %s after warm-up", warmKey(i), mcs[after[i]].Addr)
+		}
+		if flags != "7" || v != warmValue(i) {
+			t.Fatalf("%s on its new server: flags %s value %q; want 7 %q", warmKey(i), flags, v, warmValue(i))
+		}
+		// The copy's TTL is the old server's remaining one: at most
+		// warmTTL, and not more than a minute less on a loaded box.
+		if i%2 == 0 && (ttl > warmTTL || ttl < warmTTL-60) {
+			t.Fatalf("%s on its new server: TTL %d; want about %d", warmKey(i), ttl, warmTTL)
+		}
+		if i%2 == 1 && ttl != -1 {
+			t.Fatalf("%s on its new server: TTL %d; want -1 (none, as set)", warmKey(i), ttl)
+		}
+	}
+	if n := statValue(t, mcs[2].Addr, "curr_items"); n != int64(len(mv)) {
+		t.Fatalf("third server holds %d items; want the %d moved keys", n, len(mv))
+	}
+	// Now on their new server: read again, they hit there, no new lookup.
+	if misses := getAll(t, c); misses != 0 {
+		t.Fatalf("second pass: %d misses; want 0", misses)
+	}
+	if st := warmStats(p); st.Hits != int64(len(mv)) {
+		t.Fatalf("second pass asked old servers again: %+v; want %d hits still", st, len(mv))
+	}
+}
+
+// TestWarmupOff: the same reload without warmup: the moved keys miss
+// (what warm-up is for), the others hit.
+func TestWarmupOff(t *testing.T) {
+	p, _, cfg3, before, after := warmSetup(t, 0)
+	mv := moved(before, after)
+	c := proxytest.Dial(t, cfg3.Pools[0].Listen)
+	if misses := getAll(t, c); misses != len(mv) || misses == 0 {
+		t.Fatalf("without warm-up: %d misses; want the %d moved keys", misses, len(mv))
+	}
+	if st := warmStats(p); st != (proxy.WarmupStats{}) {
+		t.Fatalf("warm-up stats %+v; want zero", st)
+	}
+}
+
+// TestWarmupWriteWins: during warm-up, a set or delete of a moved key
+// through the proxy is never undone by a copy from its old server, even
+// pipelined right behind a read whose miss goes to the old server; the
+// replies keep their order.
+func TestWarmupWriteWins(t *testing.T) {
+	p, mcs, cfg3, before, after := warmSetup(t, time.Minute)
+	mv := moved(before, after)
+	c := proxytest.Dial(t, cfg3.Pools[0].Listen)
+	del, set := mv[0], mv[1]
+	dk, sk := warmKey(del), warmKey(set)
+	c.Send("get " + dk + "\r\ndelete " + dk + "\r\nget " + sk + "\r\nset " + sk + " 3 0 3\r\nnew\r\nget " + sk + "\r\n")
+	// The reads were parsed before the writes: they see the old values.
+	c.Expect(fmt.Sprintf("VALUE %s 7 %d\r\n", dk, len(warmValue(del))), warmValue(del)+"\r\n", "END\r\n")
+	c.Expect("NOT_FOUND\r\n") // the new server had no copy yet
+	c.Expect(fmt.Sprintf("VALUE %s 7 %d\r\n", sk, len(warmValue(set))), warmValue(set)+"\r\n", "END\r\n")
+	c.Expect("STORED\r\n")
+	c.Expect("VALUE "+sk+" 3 3\r\n", "new\r\n", "END\r\n")
+	// Other keys' copies run after these; once a later key is copied,
+	// these were decided.
+	c.RoundTrip("get "+warmKey(mv[2])+"\r\n", fmt.Sprintf("VALUE %s 7 %d\r\n", warmKey(mv[2]), len(warmValue(mv[2]))),
+		warmValue(mv[2])+"\r\n", "END\r\n")
+	waitCopies(t, p, 1)
+	if _, _, _, ok := direct(t, mcs[after[del]].Addr, dk); ok {
+		t.Fatalf("%s: deleted through the proxy, yet copied to its new server", dk)
+	}
+	if _, flags, v, ok := direct(t, mcs[after[set]].Addr, sk); !ok || v != "new" || flags != "3" {
+		t.Fatalf("%s on its new server: %q flags %s (present %v); want the value set after the reload", sk, v, flags, ok)
+	}
+	// The deleted key is not asked of its old server again: a miss.
+	c.RoundTrip("get "+dk+"\r\n", "END\r\n")
+	if st := warmStats(p); st.Copies != 1 || st.Hits != 3 {
+		t.Fatalf("warm-up stats %+v; want 3 hits, 1 copy", st)
+	}
+}
+
+// TestWarmupStopsEarly: when fewer than 1% of the old-server lookups hit
+// (1000 reads of moved keys nobody set), the warm-up stops: a moved key
+// then misses.
+func TestWarmupStopsEarly(t *testing.T) {
+	p, _, cfg3, before, after := warmSetup(t, time.Minute)
+	mv := moved(before, after)
+	ring2cfg := cfg3.Pools[0]
+	ring2cfg.Servers = ring2cfg.Servers[:2]
+	ring2, err := ring2cfg.Ring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring3, err := cfg3.Pools[0].Ring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := proxytest.Dial(t, cfg3.Pools[0].Listen)
+	var b strings.Builder
+	n := 0
+	for i := 0; n < 1000; i++ {
+		k := []byte("absent:" + strconv.Itoa(i))
+		if ring2.Pick(k) != ring3.Pick(k) {
+			b.WriteString("get " + string(k) + "\r\n")
+			n++
+		}
+	}
+	c.Send(b.String())
+	for range n {
+		c.Expect("END\r\n")
+	}
+	st := warmStats(p)
+	if st.Misses != 1000 || st.Hits != 0 || st.Active {
+		t.Fatalf("after 1000 old-server misses: %+v; want 1000 misses, 0 hits, no longer active", st)
+	}
+	c.RoundTrip("get "+warmKey(mv[0])+"\r\n", "END\r\n")
+	if st := warmStats(p); st.Misses != 1000 {
+		t.Fatalf("after the stop: %+v; want no more lookups", st)
+	}
+}
+
+// TestWarmupWindowEnds: a window of 1ms is over by the time the test
+// reads: moved keys miss, nothing is asked of the old servers.
+func TestWarmupWindowEnds(t *testing.T) {
+	p, _, cfg3, before, after := warmSetup(t, time.Millisecond)
+	deadline := time.Now().Add(proxytest.Timeout)
+	for warmStats(p).Active {
+		if time.Now().After(deadline) {
+			t.Fatalf("warm-up of 1ms still active after %v", proxytest.Timeout)
+		}
+		time.Sleep(time.Millisecond) // poll interval
+	}
+	c := proxytest.Dial(t, cfg3.Pools[0].Listen)
+	if misses := getAll(t, c); misses != len(moved(before, after)) {
+		t.Fatalf("after the window: %d misses; want the %d moved keys", misses, len(moved(before, after)))
+	}
+	if st := warmStats(p); st.Hits+st.Misses != 0 || !st.Enabled {
+		t.Fatalf("warm-up stats %+v; want no lookups, enabled", st)
+	}
+}
