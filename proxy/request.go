@@ -141,6 +141,10 @@ func fragmentDone(f *request, c codec) {
 // closed), a fragment counts toward its parent's merge, a whole request is
 // completed on its client (silently for memcached noreply) and counted.
 func failRequest(r *request, pr *poolRT, msg string) {
+	if r.warmStage == warmOld && r.cl != nil {
+		warmFailed(r) // the new server's miss stands (warmup.go)
+		return
+	}
 	r.reply = pr.codec.errorReply(r.reply[:0], msg)
 	if r.hkFlight != nil {
 		land(r, r.reply) // its waiters fail with it

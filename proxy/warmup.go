@@ -246,6 +246,7 @@ func warmReply(b *backend, r *request, buf []byte, rep memcache.Reply) bool {
 			return false // the old owner is gone or down: a miss
 		}
 		r.warmStage = warmOld
+		r.reply = append(r.reply[:0], buf...) // the miss, should the old server fail
 		resend(ob, r, r.raw)
 		return true
 	case warmOld:
@@ -279,6 +280,15 @@ func warmReply(b *backend, r *request, buf []byte, rep memcache.Reply) bool {
 	}
 	r.done = true // the proxy's own request: nothing to deliver
 	return true
+}
+
+// warmFailed answers r, a read whose old server failed it (down, timeout,
+// connection lost), with its new server's miss, kept in r.reply: the
+// warm-up found nothing, which is no error of the client's read.
+func warmFailed(r *request) {
+	r.warmStage = warmNone
+	r.warm.live.warm.misses.Add(1)
+	r.cl.complete(r)
 }
 
 // warmFetchItem asks old server b for the item r hit, with its remaining

@@ -315,3 +315,28 @@ func TestWarmupWindowEnds(t *testing.T) {
 		t.Fatalf("warm-up stats %+v; want no lookups, enabled", st)
 	}
 }
+
+// TestWarmupOldServerDown: a moved key whose old owner has died gets the
+// new server's miss, never an error.
+func TestWarmupOldServerDown(t *testing.T) {
+	p, mcs, cfg3, before, after := warmSetup(t, time.Minute)
+	mcs[0].Kill()
+	c := proxytest.Dial(t, cfg3.Pools[0].Listen)
+	n := 0
+	for _, i := range moved(before, after) {
+		if before[i] != 0 {
+			continue
+		}
+		c.RoundTrip("get "+warmKey(i)+"\r\n", "END\r\n")
+		c.RoundTrip("mg "+warmKey(i)+" v\r\n", "EN\r\n")
+		if n++; n == 20 {
+			break
+		}
+	}
+	if n == 0 {
+		t.Fatal("no key moved from the first server")
+	}
+	if st := warmStats(p); st.Hits != 0 || st.Copies != 0 {
+		t.Fatalf("warm-up stats %+v; want no hit, no copy", st)
+	}
+}
