@@ -264,6 +264,9 @@ func (v *checker) servers(p *Pool) {
 	default:
 		v.fail(name, "write_policy", "%q: want one of %s", p.WritePolicy, strings.Join(WritePolicies(), ", "))
 	}
+	if p.Warmup > 0 && p.Replicated() {
+		v.warn(name, "warmup", "%v has no effect: a replicated pool (write_policy all or all_async) is not warmed", p.Warmup)
+	}
 	if p.ReadRepair && !p.Replicated() {
 		v.warn(name, "read_repair", "has no effect: the pool is not a replicated memcache pool (servers with replicas, write_policy all or all_async)")
 	}
