@@ -67,7 +67,7 @@ type warmState struct {
 	// startSeq the write seq when it opened.
 	until    int64
 	startSeq uint64
-	stopped atomic.Bool
+	stopped  atomic.Bool
 	// lookups and hits of this window, for the stop-early rule.
 	lookups, hits atomic.Int64
 }
