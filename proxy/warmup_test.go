@@ -2,12 +2,14 @@ package proxy_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/loadgen"
 	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
@@ -338,5 +340,90 @@ func TestWarmupOldServerDown(t *testing.T) {
 	}
 	if st := warmStats(p); st.Hits != 0 || st.Copies != 0 {
 		t.Fatalf("warm-up stats %+v; want no hit, no copy", st)
+	}
+}
+
+// zipfPhase runs n cache-aside reads of keys drawn from z with r through c,
+// pipelined 100 at a time: a get, and on a miss a set of the key. It
+// returns the hit ratio.
+func zipfPhase(t *testing.T, c *proxytest.Conn, prefix string, z *loadgen.Zipf, r *rand.Rand, n int) float64 {
+	t.Helper()
+	hits := 0
+	keys := make([]string, 100)
+	for done := 0; done < n; done += len(keys) {
+		var b strings.Builder
+		for i := range keys {
+			keys[i] = prefix + strconv.Itoa(z.Next(r))
+			b.WriteString("get " + keys[i] + "\r\n")
+		}
+		c.Send(b.String())
+		b.Reset()
+		sets := 0
+		for _, k := range keys {
+			if _, vals := c.ReadGet(); vals[k] != "" {
+				hits++
+				continue
+			}
+			b.WriteString("set " + k + " 0 0 " + strconv.Itoa(len(k)+2) + " noreply\r\nv:" + k + "\r\n")
+			sets++
+		}
+		if sets > 0 {
+			c.Send(b.String() + "mn\r\n") // the sets are in before the next batch
+			c.Expect("MN\r\n")
+		}
+	}
+	return float64(hits) / float64(n)
+}
+
+// TestWarmupZipfHitRatio is the measure: Zipf 1.1 cache-aside
+// reads over 3 servers, then a fourth is added; with warm-up the hit ratio
+// over the next reads is at least 95% of the one before, while the same
+// draws through a pool without warm-up (same servers, same run, keys of
+// their own) lose the moved keys. Phases are counts of reads (20000, a few
+// seconds at most here) rather than 10 s of wall time, so that a loaded
+// box changes nothing.
+func TestWarmupZipfHitRatio(t *testing.T) {
+	var mcs []*testserver.Process
+	for range 4 {
+		mcs = append(mcs, testserver.Memcached(t))
+	}
+	warm := proxytest.MemcachePool(t, "warm", mcs...)
+	warm.Warmup = time.Minute
+	cold := proxytest.MemcachePool(t, "cold", mcs...)
+	three := func(pc config.Pool) config.Pool { pc.Servers = pc.Servers[:3]; return pc }
+	p := proxytest.StartConfig(t, proxy.Options{Loops: 2}, &config.Config{Pools: []config.Pool{three(warm), three(cold)}})
+	z, err := loadgen.NewZipf(50000, 1.1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	ratios := map[string][2]float64{}
+	run := func(phase int) {
+		for _, pc := range []config.Pool{warm, cold} {
+			c := proxytest.Dial(t, pc.Listen)
+			r := rand.New(rand.NewPCG(uint64(phase), 7)) // the same draws for both pools
+			got := zipfPhase(t, c, pc.Name+":", z, r, n)
+			c.C.Close()
+			if phase > 0 {
+				v := ratios[pc.Name]
+				v[phase-1] = got
+				ratios[pc.Name] = v
+			}
+		}
+	}
+	run(0) // fill
+	run(1) // before
+	if err := p.Reload(&config.Config{Pools: []config.Pool{warm, cold}}); err != nil {
+		t.Fatalf("reload to 4 servers: %v", err)
+	}
+	run(2) // after
+	w, c := ratios["warm"], ratios["cold"]
+	t.Logf("hit ratio before/after the fourth server: with warm-up %.4f/%.4f, without %.4f/%.4f; warm-up %+v",
+		w[0], w[1], c[0], c[1], p.Stats()[0].Warmup)
+	if w[1] < 0.95*w[0] {
+		t.Errorf("with warm-up: hit ratio %.4f after; want >= 95%% of %.4f before", w[1], w[0])
+	}
+	if c[1] >= w[1] {
+		t.Errorf("without warm-up: hit ratio %.4f after; want below the warmed pool's %.4f (the test proves nothing)", c[1], w[1])
 	}
 }
