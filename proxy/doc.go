@@ -59,6 +59,12 @@
 //	        clients switch to v2 before parsing their next request; a request
 //	        parsed under v1 finishes on the backend it was queued on.
 //
+// A version whose ring differs from its predecessor's may warm up
+// (warmup.go): for warmup, a get/mg miss on a moved key's new server is
+// sent again to its old one (as read_repair does for copies, replica.go)
+// and a hit copied with add, each step a request handled in a reply
+// callback.
+//
 // A removed pool stops accepting and its clients drain as on shutdown; its
 // connections retire once the loop has none of its clients left.
 //
