@@ -281,11 +281,19 @@ func repairRead(b *backend, r *request) bool {
 			continue
 		}
 		nb.usable() // dials if idle
-		nb.wbuf = append(nb.wbuf, r.raw...)
-		r.requeued = true
-		nb.enqueue(r, len(r.raw))
+		resend(nb, r, r.raw)
 		b.counters.readRepairs.Add(1)
 		return true
 	}
 	return false
+}
+
+// resend queues r, whose reply on its current connection is dropped, on b
+// with bytes wire: "miss, ask elsewhere", for read_repair (another copy)
+// and warm-up (the key's owner under the previous ring, warmup.go). The
+// connection that delivered the miss leaves r to b (requeued).
+func resend(b *backend, r *request, wire []byte) {
+	b.wbuf = append(b.wbuf, wire...)
+	r.requeued = true
+	b.enqueue(r, len(wire))
 }

@@ -221,14 +221,6 @@ func (l *loop) warmBackend(pr *poolRT, s int, id uint64) *backend {
 	return b
 }
 
-// resend queues r, which has a reply on its current connection that is
-// dropped, on b with bytes wire (read_repair's step, replica.go).
-func resend(b *backend, r *request, wire []byte) {
-	b.wbuf = append(b.wbuf, wire...)
-	r.requeued = true
-	b.enqueue(r, len(wire))
-}
-
 // warmReply handles the reply rep (n bytes of buf) to r, a read or a
 // proxy request of a warm-up, on b. It reports whether the reply is
 // consumed (r went on to another server, or was the proxy's own); else
