@@ -238,6 +238,9 @@ type Options struct {
 	// OnChange is called, from Watch's goroutine, with the first answer and
 	// with every answer that differs from the last one reported.
 	OnChange func(Cluster)
+	// OnAnswer is called, from Watch's goroutine, with every good answer,
+	// changed or not (before OnChange). nil: not called.
+	OnAnswer func(Cluster)
 	// OnError is called, from Watch's goroutine, with every failed ask
 	// (nil: ignored). The last good answer stays the one reported.
 	OnError func(error)
@@ -265,10 +268,15 @@ func Watch(ctx context.Context, o Options) error {
 			if o.OnError != nil {
 				o.OnError(err)
 			}
-		case !have || !c.Equal(last):
-			last, have = c, true
-			if o.OnChange != nil {
-				o.OnChange(c)
+		default:
+			if o.OnAnswer != nil {
+				o.OnAnswer(c)
+			}
+			if !have || !c.Equal(last) {
+				last, have = c, true
+				if o.OnChange != nil {
+					o.OnChange(c)
+				}
 			}
 		}
 		select {
