@@ -108,6 +108,14 @@ func TestDiscoveryFollowsNodes(t *testing.T) {
 	st.waitOps(t, 500)
 	waitServers(t, p, 0, server(1), server(3))
 	ep.SetDown(false)
+	// A reload of the pool (another timeout) keeps the discovered nodes.
+	pc2 := pc
+	pc2.Timeout = 2 * proxytest.PoolTimeout
+	if err := p.Reload(&config.Config{Pools: []config.Pool{pc2}}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	waitServers(t, p, 0, server(1), server(3))
+	st.waitOps(t, 500)
 	stop()
 	st.check(t)
 
@@ -217,5 +225,51 @@ func TestProxyAnswersClusterConfig(t *testing.T) {
 	cl, err := discovery.Fetch(t.Context(), pc.Listen, 5*time.Second)
 	if err != nil || cl.Version != 1 || len(cl.Nodes) != 1 || cl.Nodes[0].Addr() != pc.Listen {
 		t.Fatalf("Fetch: %+v, %v", cl, err)
+	}
+}
+
+// TestDiscoveryNamesByHost: a node's ring name is its host name, so a node
+// whose address changes keeps its keys' placement: the keys another node
+// holds stay there, those of the moved node go to its new address.
+func TestDiscoveryNamesByHost(t *testing.T) {
+	a, b, moved := testserver.Memcached(t), testserver.Memcached(t), testserver.Memcached(t)
+	ep := testserver.NewConfigEndpoint(t, false)
+	ep.SetNodes(testserver.Node("a.example", a), testserver.Node("b.example", b))
+	pc := discoveryPool(t, ep.Addr, 100*time.Millisecond)
+	p := proxytest.StartListening(t, proxy.Options{Loops: 1}, &config.Config{Pools: []config.Pool{pc}})
+	waitServers(t, p, proxytest.Timeout, "a.example="+a.Addr, "b.example="+b.Addr)
+	c := proxytest.Dial(t, pc.Listen)
+	const n = 200
+	setAll := func() {
+		for i := range n {
+			c.RoundTrip(fmt.Sprintf("set key:%d 0 0 1\r\nx\r\n", i), "STORED\r\n")
+		}
+	}
+	holds := func(s *testserver.Process) map[int]bool {
+		d := proxytest.Dial(t, s.Addr)
+		defer d.C.Close()
+		out := map[int]bool{}
+		for i := range n {
+			d.Send(fmt.Sprintf("get key:%d\r\n", i))
+			if keys, _ := d.ReadGet(); len(keys) == 1 {
+				out[i] = true
+			}
+		}
+		return out
+	}
+	setAll()
+	onA, onB := holds(a), holds(b)
+	if len(onA)+len(onB) != n || len(onA) == 0 || len(onB) == 0 {
+		t.Fatalf("%d keys on a, %d on b; want %d in all, some on each", len(onA), len(onB), n)
+	}
+	// a.example moves to another address (a replaced node, a new IP).
+	ep.SetNodes(testserver.Node("a.example", moved), testserver.Node("b.example", b))
+	waitServers(t, p, proxytest.Timeout, "a.example="+moved.Addr, "b.example="+b.Addr)
+	setAll()
+	if got := holds(moved); fmt.Sprint(got) != fmt.Sprint(onA) {
+		t.Errorf("moved node holds %d keys; want exactly the %d a.example held", len(got), len(onA))
+	}
+	if got := holds(b); fmt.Sprint(got) != fmt.Sprint(onB) {
+		t.Errorf("b.example holds %d keys; want the same %d as before", len(got), len(onB))
 	}
 }
