@@ -113,7 +113,7 @@ func (live *poolLive) syncDiscovery() {
 		Endpoint: live.configured.Discovery.Endpoint,
 		Interval: live.configured.Discovery.Interval,
 		OnAnswer: live.discoveryAnswered,
-		OnChange: live.discovered,
+		OnChange: func(c discovery.Cluster) { live.discovered(ctx, c) },
 		OnError:  live.discoveryFailed,
 	}
 	p.bg.Add(1)
@@ -148,12 +148,14 @@ func (live *poolLive) discoveryFailed(err error) {
 	}
 }
 
-// discovered applies a new node list. Called from the watcher goroutine.
-func (live *poolLive) discovered(c discovery.Cluster) {
+// discovered applies a new node list. Called from the watcher goroutine;
+// ctx is the watcher's: a watcher stopped (under reloadMu) by a reload that
+// changed the endpoint applies nothing more.
+func (live *poolLive) discovered(ctx context.Context, c discovery.Cluster) {
 	p := live.p
 	p.reloadMu.Lock()
 	defer p.reloadMu.Unlock()
-	if live.removed.Load() || live.configured == nil {
+	if ctx.Err() != nil || live.removed.Load() || live.configured == nil {
 		return
 	}
 	d := &live.disc
