@@ -188,6 +188,8 @@ type PoolStats struct {
 	NearCache NearCacheStats
 	// Warmup: the pool's warm-up after ring changes (warmup).
 	Warmup WarmupStats
+	// Discovery: the pool's ElastiCache auto discovery (discovery).
+	Discovery DiscoveryStats
 }
 
 // ServerStats is a snapshot of one server's counters.
@@ -274,6 +276,7 @@ func (p *Proxy) Stats() []PoolStats {
 		}
 		ps.AcceptErrors = live.acceptErrors.Load()
 		live.warmStats(&ps.Warmup)
+		ps.Discovery = live.discoveryStats(pr.cfg)
 		if t := live.hk.Load(); t != nil {
 			// Counted while hot keys are off too: the loops release their
 			// recorders then.

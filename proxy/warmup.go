@@ -99,11 +99,12 @@ type WarmupStats struct {
 }
 
 // warmup gives version pr, built from prev, its warm-up: a new window when
-// the ring changed, prev's (if still open) when it did not. Called with
-// Proxy.reloadMu held.
+// the ring changed, prev's (if still open) when it did not; none after a
+// version without servers (discovery's first answer). Called with
+// Proxy.reloadMu held (a reload, or discovery's republish).
 func (pr *poolRT) warmup(prev *poolRT) {
 	cfg := pr.cfg
-	if prev == nil || cfg.Warmup <= 0 || cfg.Protocol != config.ProtocolMemcache || pr.replicated {
+	if prev == nil || len(prev.cfg.Servers) == 0 || cfg.Warmup <= 0 || cfg.Protocol != config.ProtocolMemcache || pr.replicated {
 		return
 	}
 	if sameRing(prev.cfg, cfg) {
