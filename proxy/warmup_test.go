@@ -436,3 +436,49 @@ func TestWarmupZipfHitRatio(t *testing.T) {
 		t.Errorf("without warm-up: hit ratio %.4f after; want below the warmed pool's %.4f (the test proves nothing)", c[1], w[1])
 	}
 }
+
+// TestWarmupDiscovery: ElastiCache discovery adds a node (2 to 3): the
+// new version warms up as a reload's does; no key misses through the
+// proxy and the moved ones land on the new node.
+func TestWarmupDiscovery(t *testing.T) {
+	var mcs []*testserver.Process
+	for range 3 {
+		mcs = append(mcs, testserver.Memcached(t))
+	}
+	node := func(i int) string { return testserver.Node(fmt.Sprintf("node%d.example", i+1), mcs[i]) }
+	server := func(i int) string { return fmt.Sprintf("node%d.example=%s", i+1, mcs[i].Addr) }
+	ep := testserver.NewConfigEndpoint(t, false)
+	ep.SetNodes(node(0), node(1))
+	const interval = time.Second
+	const within = interval + 3*time.Second // one interval, plus slack for a loaded box (as TestDiscoveryFollowsNodes)
+	pc := discoveryPool(t, ep.Addr, interval)
+	pc.Warmup = time.Minute
+	p := proxytest.Start(t, proxy.Options{Loops: 2}, pc)
+	waitServers(t, p, within, server(0), server(1))
+	c := proxytest.Dial(t, pc.Listen)
+	const n = 500
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "set %s 7 0 %d\r\n%s\r\n", warmKey(i), len(warmValue(i)), warmValue(i))
+	}
+	c.Send(b.String())
+	for range n {
+		c.Expect("STORED\r\n")
+	}
+	ep.SetNodes(node(0), node(1), node(2))
+	waitServers(t, p, within, server(0), server(1), server(2))
+	for i := range n {
+		c.Send("get " + warmKey(i) + "\r\n")
+		if _, vals := c.ReadGet(); vals[warmKey(i)] != warmValue(i) {
+			t.Fatalf("get %s after node 3 joined: %q; want %q (warmed from its old node)", warmKey(i), vals[warmKey(i)], warmValue(i))
+		}
+	}
+	st := p.Stats()[0].Warmup
+	if st.Hits == 0 || st.Misses != 0 {
+		t.Fatalf("warm-up stats %+v; want hits (the keys that moved to node 3), no miss", st)
+	}
+	waitCopies(t, p, st.Hits)
+	if items := statValue(t, mcs[2].Addr, "curr_items"); items != st.Hits {
+		t.Fatalf("node 3 holds %d items; want the %d moved keys", items, st.Hits)
+	}
+}
