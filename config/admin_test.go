@@ -1,11 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 const adminPools = "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers: [127.0.0.1:11211:1]\n"
@@ -88,5 +91,46 @@ func TestDiffAdminAccess(t *testing.T) {
 	}
 	if cs := Diff(next, next); len(cs) != 0 {
 		t.Errorf("Diff of a config with itself: %v", cs)
+	}
+}
+
+// TestSidecarAdmin loads the ConfigMap's config.yaml from
+// deploy/kubernetes/sidecar.yaml (with the Secret's path pointed at a
+// temporary token file): the admin port is reachable by the kubelet and
+// needs the token; pprof is off.
+func TestSidecarAdmin(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "deploy", "kubernetes", "sidecar.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatalf("no ConfigMap with config.yaml in sidecar.yaml: %v", err)
+		}
+		if doc.Kind == "ConfigMap" {
+			text = doc.Data["config.yaml"]
+			break
+		}
+	}
+	const secretPath = "/etc/cacheproxy-admin/token"
+	if !strings.Contains(text, "token_file: "+secretPath) {
+		t.Fatalf("sidecar config.yaml does not read the token from %s:\n%s", secretPath, text)
+	}
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("k8s-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := Load(writeFile(t, strings.Replace(text, secretPath, tok, 1)))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if want := (Admin{Listen: "0.0.0.0:9121", Token: "k8s-secret", TokenFile: tok}); cfg.Admin != want {
+		t.Errorf("admin: got %+v; want %+v", cfg.Admin, want)
 	}
 }

@@ -640,8 +640,8 @@ func TestShippedConfig(t *testing.T) {
 	if len(warns) != 0 {
 		t.Errorf("warnings: got %q; want none", warns)
 	}
-	if cfg.Admin.Listen != "127.0.0.1:9121" {
-		t.Errorf("admin.listen: got %q; want %q", cfg.Admin.Listen, "127.0.0.1:9121")
+	if want := (Admin{Listen: "127.0.0.1:9121"}); cfg.Admin != want {
+		t.Errorf("admin: got %+v; want %+v (no token, pprof off)", cfg.Admin, want)
 	}
 	mc := cfg.Pool("mc")
 	if mc == nil {
