@@ -3,6 +3,7 @@ package admin
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/pool"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
@@ -36,6 +37,7 @@ type statsCollector struct {
 	clientConns, clientTotal, clientEOF, clientErrors *prometheus.Desc
 	acceptErrors                                      *prometheus.Desc
 	fragments, forwardErrors                          *prometheus.Desc
+	authFailures                                      *prometheus.Desc // Redis pools only
 
 	// Hot keys and the near cache: {pool} (invalidations also cause), only
 	// for pools with hot_keys enabled.
@@ -90,6 +92,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		acceptErrors:  d("accept_errors_total", "Client connections the listener failed to accept (out of descriptors, say) or to hand to an event loop.", p),
 		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
+		authFailures:  d("auth_failures_total", "AUTH (or HELLO ... AUTH) commands with a wrong password (Redis pools; a connection is closed after 10 in a row).", p),
 
 		nearHits:      d("near_cache_hits_total", "Reads of hot keys answered from the near cache (per key of a multi-get).", p),
 		nearMisses:    d("near_cache_misses_total", "Reads of hot keys the near cache did not hold, sent to the server.", p),
@@ -145,6 +148,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.buildInfo, c.uptime, c.ready, c.memHeld, c.memLimit,
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
 		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
+		c.authFailures,
 		c.nearHits, c.nearMisses, c.nearFills, c.nearInval, c.nearBytes, c.nearTrackUp, c.hkPromotions, c.hkDemotions,
 		c.nearCoalesced, c.nearRefreshes,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
@@ -192,6 +196,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.acceptErrors, ps.AcceptErrors, pn)
 		counter(c.fragments, ps.Fragments, pn)
 		counter(c.forwardErrors, ps.ForwardErrors, pn)
+		if ps.Protocol == string(config.ProtocolRedis) {
+			counter(c.authFailures, ps.AuthFailures, pn)
+		}
 		if nc := &ps.NearCache; nc.Enabled {
 			counter(c.nearHits, nc.Hits, pn)
 			counter(c.nearMisses, nc.Misses, pn)

@@ -34,7 +34,7 @@ type respState struct {
 	// authFails counts wrong AUTH passwords since the last right one; at
 	// MaxAuthFailures the connection is closed.
 	authFails int
-	name   []byte
+	name      []byte
 	// resp3 is set by HELLO 3 (cleared by HELLO 2 and RESET): the client's
 	// requests travel on backend connections that did HELLO 3 (see
 	// loop.clientBackend), and the replies the proxy makes are RESP3.

@@ -183,8 +183,8 @@ type PoolStats struct {
 	// AuthFailures counts AUTH (and HELLO ... AUTH) commands with a wrong
 	// password on a Redis pool with redis_auth.
 	AuthFailures int64
-	Latency           Histogram
-	Servers           []ServerStats
+	Latency      Histogram
+	Servers      []ServerStats
 	// Replicated: a memcache pool that writes every copy of a shard
 	// (write_policy all or all_async; docs/replicas.md).
 	Replicated bool
