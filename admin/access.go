@@ -40,8 +40,8 @@ func (a *access) allows(header string) bool {
 	return subtle.ConstantTimeCompare(got[:], a.sum[:]) == 1
 }
 
-// open reports whether path is served without the token: the probes.
-func open(path string) bool { return path == "/healthz" || path == "/readyz" }
+// isProbe reports whether path is served without the token: the probes.
+func isProbe(path string) bool { return path == "/healthz" || path == "/readyz" }
 
 // guard wraps next with the access now in force: /debug/pprof/ answers 404
 // unless pprof is on, and every path but /healthz and /readyz answers 401
@@ -49,7 +49,7 @@ func open(path string) bool { return path == "/healthz" || path == "/readyz" }
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a := s.access.Load()
-		if !open(r.URL.Path) && !a.allows(r.Header.Get("Authorization")) {
+		if !isProbe(r.URL.Path) && !a.allows(r.Header.Get("Authorization")) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cacheproxy admin"`)
 			http.Error(w, "unauthorized: send Authorization: Bearer <admin.token>", http.StatusUnauthorized)
 			return
