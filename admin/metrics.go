@@ -54,6 +54,7 @@ type statsCollector struct {
 	srvConns, srvInFlight                                        *prometheus.Desc
 	srvEjections, srvFailures, srvUp, srvState                   *prometheus.Desc
 	failovers                                                    *prometheus.Desc
+	discErrors, discChanges, discVersion, discNodes              *prometheus.Desc
 
 	// Replicated memcache pools: {pool, server}, one series per copy.
 	replDisagree, replAsyncErrors, replReadmittedMisses, replRepairs *prometheus.Desc
@@ -121,6 +122,10 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		srvConns:     d("server_connections", "Backend connections open now.", psr),
 		srvInFlight:  d("server_in_flight", "Requests sent to the server and not yet answered.", psr),
 		srvEjections: d("server_ejections_total", "Times the server was ejected from the ring.", psr),
+		discErrors:   d("discovery_errors_total", "Discovery pools: failed asks of the configuration endpoint (unreachable, bad answer); the last good node list keeps serving.", p),
+		discChanges:  d("discovery_changes_total", "Discovery pools: node lists applied (a new version of the cluster's configuration that changed the ring or an address).", p),
+		discVersion:  d("discovery_config_version", "Discovery pools: configuration version of the endpoint's last good answer (0: none yet).", p),
+		discNodes:    d("discovery_nodes", "Discovery pools: nodes in the endpoint's last good answer.", p),
 		failovers:    d("failovers_total", "Primary changes of the server the proxy followed (Sentinel or role_check); only for followed servers.", ps),
 		srvFailures:  d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", psr),
 		srvUp:        d("server_up", "1 when the server's state is up, 0 when failing or ejected.", psr),
@@ -154,6 +159,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState, c.failovers,
+		c.discErrors, c.discChanges, c.discVersion, c.discNodes,
 		c.replDisagree, c.replAsyncErrors, c.replReadmittedMisses, c.replRepairs,
 	} {
 		ch <- d
@@ -198,6 +204,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.forwardErrors, ps.ForwardErrors, pn)
 		if ps.Protocol == string(config.ProtocolRedis) {
 			counter(c.authFailures, ps.AuthFailures, pn)
+		}
+		if d := &ps.Discovery; d.Enabled {
+			counter(c.discErrors, d.Errors, pn)
+			counter(c.discChanges, d.Changes, pn)
+			gauge(c.discVersion, float64(d.Version), pn)
+			gauge(c.discNodes, float64(d.Nodes), pn)
 		}
 		if nc := &ps.NearCache; nc.Enabled {
 			counter(c.nearHits, nc.Hits, pn)

@@ -265,10 +265,30 @@ type Pool struct {
 	// the primary. Default 0: off. Native shape, redis pools without
 	// sentinels only.
 	RoleCheck time.Duration
+	// Discovery follows an ElastiCache memcached cluster's node list
+	// (auto discovery) in addition to Servers. Default: off (Endpoint
+	// empty). Native shape, memcache pools only (docs/discovery.md).
+	Discovery Discovery
 	// Servers are the pool's backends in configuration order. Ring indexes
 	// (hashring.Ring.Pick) are indexes into this slice.
 	Servers []Server
 }
+
+// Discovery is a pool's discovery settings.
+type Discovery struct {
+	// Endpoint is the cluster's configuration endpoint, "host:port".
+	Endpoint string
+	// Interval is how often the endpoint is asked. Default
+	// DefaultDiscoveryInterval.
+	Interval time.Duration
+}
+
+// DefaultDiscoveryInterval is how often a discovery endpoint is asked when
+// discovery.interval is not given.
+const DefaultDiscoveryInterval = 60 * time.Second
+
+// Enabled reports whether the pool follows a configuration endpoint.
+func (d Discovery) Enabled() bool { return d.Endpoint != "" }
 
 // SentinelAuth are the credentials sent to Sentinels: AUTH password, or
 // AUTH user password when User is set.

@@ -404,6 +404,15 @@ func TestLoadBad(t *testing.T) {
 		{"sentinel_auth bad", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    sentinels: [127.0.0.1:26379]\n    sentinel_auth: {user: u, pass: p}\n    servers:\n      - name: m1\n",
 			[]string{`6: pool "a": sentinel_auth.pass: unknown key (sentinel_auth has user and password)`,
 				`6: pool "a": sentinel_auth: user "u" without a password`}, notTwemproxy},
+		{"discovery on redis", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    discovery: {endpoint: cfg.example:11211}\n",
+			[]string{`5: pool "a": discovery: only a memcache pool can follow ElastiCache auto discovery`}, notTwemproxy},
+		{"discovery bad endpoint and interval", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    discovery:\n      endpoint: nope\n      interval: 0s\n",
+			[]string{`5: pool "a": discovery.endpoint: "nope": want host:port`, `6: pool "a": discovery.interval: 0s: must be > 0`}, notTwemproxy},
+		{"discovery without endpoint", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    discovery: {interval: 5s, port: 1}\n",
+			[]string{`2: pool "a": servers: none: a pool needs at least one server`, `4: pool "a": discovery.port: unknown key (discovery has endpoint and interval)`,
+				`4: pool "a": discovery.endpoint: missing: the cluster's configuration endpoint, host:port`}, notTwemproxy},
+		{"discovery in a nutcracker file", "a:\n  listen: 127.0.0.1:22121\n  discovery: {endpoint: cfg.example:11211}\n  servers:\n   - 127.0.0.1:11211:1\n",
+			[]string{`3: pool "a": discovery: unknown key in a nutcracker.yml file (cacheproxy's own keys need the native shape: put the pools under pools:)`}, notTwemproxy},
 		{"negative role_check", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    role_check: -1s\n    servers:\n      - 127.0.0.1:6379:1\n",
 			[]string{`5: pool "a": role_check: -1s: must be >= 0 (0: off)`}, notTwemproxy},
 		{"native server map unknown key", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    servers:\n      - addr: 127.0.0.1:6379\n        port: 1\n",
@@ -865,5 +874,34 @@ func TestLoadSentinel(t *testing.T) {
 	// A twemproxy file does not take the native keys.
 	if _, _, err := Parse("n.yml", []byte("a:\n  listen: 127.0.0.1:22121\n  redis: true\n  sentinels: [127.0.0.1:26379]\n  servers:\n   - 127.0.0.1:6379:1\n")); err == nil {
 		t.Fatal("a nutcracker.yml with sentinels loaded")
+	}
+}
+
+func TestLoadDiscovery(t *testing.T) {
+	const text = `pools:
+  only:
+    listen: 127.0.0.1:22122
+    discovery: {endpoint: "mycluster.cfg.use1.cache.amazonaws.com:11211"}
+  both:
+    listen: 127.0.0.1:22123
+    discovery:
+      endpoint: 127.0.0.1:11311
+      interval: 5s
+    servers:
+      - 127.0.0.1:11211:1
+`
+	cfg, warns, err := Parse("c.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Fatalf("warnings: %v", warns)
+	}
+	want := Discovery{Endpoint: "mycluster.cfg.use1.cache.amazonaws.com:11211", Interval: 60 * time.Second}
+	if o := cfg.Pool("only"); o.Discovery != want || len(o.Servers) != 0 || !o.Discovery.Enabled() {
+		t.Fatalf("pool only: %+v, %d servers", o.Discovery, len(o.Servers))
+	}
+	if b := cfg.Pool("both"); b.Discovery != (Discovery{Endpoint: "127.0.0.1:11311", Interval: 5 * time.Second}) || len(b.Servers) != 1 {
+		t.Fatalf("pool both: %+v, %d servers", b.Discovery, len(b.Servers))
 	}
 }

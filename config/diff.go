@@ -184,6 +184,8 @@ func diffPool(o, n *Pool) Changes {
 		cs = append(cs, Change{Pool: n.Name, What: "sentinel_auth", Secret: true})
 	}
 	key("role_check", o.RoleCheck.String(), n.RoleCheck.String())
+	key("discovery.endpoint", o.Discovery.Endpoint, n.Discovery.Endpoint)
+	key("discovery.interval", o.Discovery.Interval.String(), n.Discovery.Interval.String())
 	if !slices.Equal(o.AllowCommands, n.AllowCommands) {
 		cs = append(cs, Change{Pool: n.Name, What: "allow_commands",
 			Old: fmt.Sprintf("%q", o.AllowCommands), New: fmt.Sprintf("%q", n.AllowCommands)})

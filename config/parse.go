@@ -247,7 +247,7 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 
 // nativeOnly are the pool keys only the native shape has.
 var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "limits": true,
-	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true}
+	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true, "discovery": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 	pool := NewPool(name, ProtocolMemcache)
@@ -334,6 +334,8 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.SentinelAuth = p.sentinelAuth(v, name)
 		case "role_check":
 			pool.RoleCheck = p.duration(v, name, key, pool.RoleCheck)
+		case "discovery":
+			pool.Discovery = p.discovery(v, name)
 		case "allow_commands":
 			if v.Kind != yaml.SequenceNode {
 				p.fail(v, name, key, "want a list of command names")
@@ -434,6 +436,31 @@ func (p *parser) limits(m *yaml.Node, pool string, into map[string]int) {
 		}
 		into[k.Value] = n
 	})
+}
+
+// discovery parses a pool's discovery mapping.
+func (p *parser) discovery(m *yaml.Node, pool string) Discovery {
+	d := Discovery{Interval: DefaultDiscoveryInterval}
+	if m.Kind != yaml.MappingNode {
+		p.fail(m, pool, "discovery", "must be a mapping with endpoint (and interval)")
+		return d
+	}
+	p.each(m, pool, "discovery.", func(k, v *yaml.Node) {
+		key := "discovery." + k.Value
+		p.pos.lines[posKey{pool, key}] = k.Line
+		switch k.Value {
+		case "endpoint":
+			d.Endpoint, _ = p.str(v, pool, key)
+		case "interval":
+			d.Interval = p.duration(v, pool, key, d.Interval)
+		default:
+			p.fail(k, pool, key, "unknown key (discovery has endpoint and interval)")
+		}
+	})
+	if d.Endpoint == "" && !p.pos.isBad(pool, "discovery.endpoint") {
+		p.fail(m, pool, "discovery.endpoint", "missing: the cluster's configuration endpoint, host:port")
+	}
+	return d
 }
 
 // hotKeys parses a pool's hot_keys mapping.

@@ -185,8 +185,9 @@ func (v *checker) pool(p *Pool) {
 	v.limits(p)
 	v.hotKeys(p)
 	v.failover(p)
+	v.discovery(p)
 	v.servers(p)
-	if len(v.probs) == before && !v.c.pos.anyBad(name) {
+	if len(v.probs) == before && !v.c.pos.anyBad(name) && len(p.Servers) > 0 {
 		// Anything the ring itself refuses that the checks above missed.
 		_, err := hashring.New(hashring.Options{Distribution: p.Distribution, Hash: p.Hash, HashTag: p.HashTag, Servers: p.RingServers()})
 		if err != nil {
@@ -224,7 +225,7 @@ func (v *checker) limits(p *Pool) {
 
 func (v *checker) servers(p *Pool) {
 	name := p.Name
-	if len(p.Servers) == 0 && !v.c.pos.isBad(name, "servers") {
+	if len(p.Servers) == 0 && !p.Discovery.Enabled() && !v.c.pos.isBad(name, "servers") {
 		v.fail(name, "servers", "none: a pool needs at least one server")
 	}
 	seen := map[string]int{}
@@ -305,6 +306,26 @@ func (v *checker) servers(p *Pool) {
 	}
 	if p.ReadRepair && !p.Replicated() {
 		v.warn(name, "read_repair", "has no effect: the pool is not a replicated memcache pool (servers with replicas, write_policy all or all_async)")
+	}
+}
+
+// discovery checks a pool's discovery settings.
+func (v *checker) discovery(p *Pool) {
+	d, name := p.Discovery, p.Name
+	if !d.Enabled() {
+		return
+	}
+	if p.Protocol != ProtocolMemcache {
+		v.fail(name, "discovery", "only a memcache pool can follow ElastiCache auto discovery")
+	}
+	if _, _, err := splitHostPort(d.Endpoint); err != nil {
+		v.fail(name, "discovery.endpoint", "%q: %v", d.Endpoint, err)
+	}
+	if d.Interval <= 0 {
+		v.fail(name, "discovery.interval", "%v: must be > 0", d.Interval)
+	}
+	if p.Replicated() || p.ReadPolicy != "" && p.ReadPolicy != ReadPrimary {
+		v.fail(name, "discovery", "discovered nodes have no replicas: remove replicas, read_policy and write_policy, or discovery")
 	}
 }
 

@@ -83,6 +83,7 @@ func (live *poolLive) withFollowed(c *config.Pool) *config.Pool {
 		s.Addr, s.Network = l.addr, "tcp"
 		s.Replicas = slices.Clone(l.replicas)
 	}
+	live.withDiscovered(&cp)
 	return &cp
 }
 
@@ -121,8 +122,7 @@ func (live *poolLive) learn(name string, l learnt) {
 	if ns.Addr == old.Addr && slices.Equal(ns.Replicas, old.Replicas) {
 		return // nothing changes for the data path
 	}
-	next, err := live.newVersion(nc, cur)
-	if err != nil {
+	if err := live.republish(nc); err != nil {
 		p.log.Error("follow failover: cannot build the pool's new version", "pool", live.name, "server", name, "error", err)
 		return
 	}
@@ -136,8 +136,20 @@ func (live *poolLive) learn(name string, l learnt) {
 		p.log.Info("server address learnt", "pool", live.name, "server", name, "primary", ns.Addr,
 			"replicas", strings.Join(ns.ReplicaAddrs(), ","))
 	}
+}
+
+// republish builds a version of the pool from nc (the configured pool with
+// what its followers learnt applied) and publishes it as a reload does:
+// requests parsed from then on use it, the loops adopt it now, connections
+// to servers in both versions are kept. Called with Proxy.reloadMu held.
+func (live *poolLive) republish(nc *config.Pool) error {
+	next, err := live.newVersion(nc, live.cur.Load())
+	if err != nil {
+		return err
+	}
 	live.publish(next)
-	p.forEachLoop(func(l *loop) { l.version(live) })
+	live.p.forEachLoop(func(l *loop) { l.version(live) })
+	return nil
 }
 
 // followKey describes the follower that configured pool c needs ("" for

@@ -117,7 +117,16 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 
 // dispatch routes one parsed request.
 func (m *memcacheCodec) dispatch(cl *client, req *memcache.Request) {
-	switch req.Cmd.Class() {
+	class := req.Cmd.Class()
+	if req.Cmd == memcache.CmdGet && len(req.Keys) == 1 && string(req.Keys[0]) == memcache.ClusterKey {
+		m.local(cl, memcache.AppendClusterValue(nil, 1, []memcache.ClusterNode{m.self(cl)}), false)
+		return
+	}
+	if len(m.pr.slot) == 0 && class != memcache.ClassLocal {
+		m.noServers(cl, req)
+		return
+	}
+	switch class {
 	case memcache.ClassLocal:
 		m.answer(cl, req)
 	case memcache.ClassKey:
@@ -704,11 +713,36 @@ func (m *memcacheCodec) statsHotKeys(cl *client) []byte {
 // clusterConfig answers "config get cluster" in the ElastiCache discovery
 // format, naming the proxy itself as the only node.
 func (m *memcacheCodec) clusterConfig(cl *client) []byte {
+	return memcache.AppendConfigCluster(nil, 1, []memcache.ClusterNode{m.self(cl)})
+}
+
+// self is the proxy as a cluster node, as the client reached it: the
+// address the client connected to (the listener's, or the interface's
+// when it listens on all of them), named by the listen address's host when
+// that is a name. The version of the answer stays 1: the node never changes.
+func (m *memcacheCodec) self(cl *client) memcache.ClusterNode {
 	node := memcache.ClusterNode{Host: "127.0.0.1", IP: "127.0.0.1"}
 	if a, ok := cl.laddr.(*net.TCPAddr); ok {
-		node = memcache.ClusterNode{Host: a.IP.String(), IP: a.IP.String(), Port: a.Port}
+		ip := a.IP.String()
+		node = memcache.ClusterNode{Host: ip, IP: ip, Port: a.Port}
+		if h, _, err := net.SplitHostPort(m.pr.cfg.Listen); err == nil && h != "" && net.ParseIP(h) == nil {
+			node.Host = h
+		}
 	}
-	return memcache.AppendConfigCluster(nil, 1, []memcache.ClusterNode{node})
+	return node
+}
+
+// noServers fails req of a pool that has no server yet: a discovery pool
+// before its endpoint's first answer.
+func (m *memcacheCodec) noServers(cl *client, req *memcache.Request) {
+	pc := cl.l.pools[m.pr.idx]
+	class := mcClass(req)
+	pc.errors[class].Add(1)
+	msg := "no servers yet: waiting for the first answer of discovery endpoint " + m.pr.cfg.Discovery.Endpoint
+	if !m.pr.cfg.Discovery.Enabled() {
+		msg = "the pool has no servers"
+	}
+	cl.answer(class, memcache.AppendError(nil, memcache.KindServerError, msg), req.Noreply)
 }
 
 // mcClass is the counter class of a single-key memcached request.

@@ -65,6 +65,9 @@ type poolLive struct {
 	// follow is what the pool's failover follower (Sentinel, role_check)
 	// learnt, and the follower itself (follow.go).
 	follow poolFollow
+	// disc is what the pool's ElastiCache discovery learnt, and its
+	// watcher (discover.go).
+	disc poolDiscovery
 
 	// Guarded by Proxy.reloadMu.
 	// configured is the pool as configured (a Sentinel master without its
@@ -221,6 +224,12 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		}
 	}
 	pr.replicaHealth(prev, dialTimeout)
+	if len(cfg.Servers) == 0 {
+		// A discovery pool before the endpoint's first answer: no ring;
+		// the codec fails every request that needs a server (noServers).
+		live.hotKeys(pr)
+		return pr, nil
+	}
 	if err := pr.rebuild(live0); err != nil {
 		return nil, err
 	}

@@ -271,6 +271,7 @@ func (p *Proxy) serve(live *poolLive) {
 	go func() { defer p.acc.Done(); p.acceptLoop(p.ctx, live, ln) }()
 	live.runHealth(pr)
 	live.syncFollow()
+	live.syncDiscovery()
 	p.log.Info("listening", "pool", pr.cfg.Name, "listen", pr.cfg.Listen, "protocol", string(pr.cfg.Protocol),
 		"servers", len(pr.cfg.Servers), "distribution", pr.cfg.Distribution)
 }

@@ -137,6 +137,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		}
 		if p.serving {
 			c.live.syncFollow()
+			c.live.syncDiscovery()
 		}
 	}
 	for _, live := range removed {
@@ -149,6 +150,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		}
 		live.stopTracking()
 		live.syncFollow() // removed: stops the follower
+		live.syncDiscovery()
 		p.log.Info("pool removed; draining its clients", "pool", live.name, "clients", live.clients.Load(),
 			"timeout", p.opts.DrainTimeout)
 		if p.serving {

@@ -190,6 +190,8 @@ type PoolStats struct {
 	Replicated bool
 	// NearCache: the pool's hot keys and near cache (hot_keys).
 	NearCache NearCacheStats
+	// Discovery: the pool's ElastiCache auto discovery (discovery).
+	Discovery DiscoveryStats
 }
 
 // ServerStats is a snapshot of one server's counters.
@@ -275,6 +277,7 @@ func (p *Proxy) Stats() []PoolStats {
 			}
 		}
 		ps.AcceptErrors = live.acceptErrors.Load()
+		ps.Discovery = live.discoveryStats(pr.cfg)
 		if t := live.hk.Load(); t != nil {
 			// Counted while hot keys are off too: the loops release their
 			// recorders then.

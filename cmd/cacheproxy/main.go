@@ -395,6 +395,9 @@ func summarize(w io.Writer, cfg *config.Config) {
 		}
 		fmt.Fprintf(w, "pool %s: %s listen %s distribution %s hash %s%s servers %d\n",
 			p.Name, p.Protocol, p.Listen, p.Distribution, p.Hash, tag, len(p.Servers))
+		if p.Discovery.Enabled() {
+			fmt.Fprintf(w, "  discovery %s every %v\n", p.Discovery.Endpoint, p.Discovery.Interval)
+		}
 		for _, s := range p.Servers {
 			replicas := ""
 			if len(s.Replicas) > 0 {
@@ -410,6 +413,14 @@ func summarize(w io.Writer, cfg *config.Config) {
 func printRoute(w io.Writer, cfg *config.Config, key string) error {
 	for i := range cfg.Pools {
 		p := &cfg.Pools[i]
+		if p.Discovery.Enabled() {
+			if len(p.Servers) == 0 {
+				fmt.Fprintf(w, "pool %s: servers learnt at run time from discovery endpoint %s\n", p.Name, p.Discovery.Endpoint)
+				continue
+			}
+			fmt.Fprintf(w, "pool %s: among the configured servers only (nodes from discovery endpoint %s join at run time)\n",
+				p.Name, p.Discovery.Endpoint)
+		}
 		ring, err := p.Ring()
 		if err != nil {
 			return err

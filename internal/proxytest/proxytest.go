@@ -82,6 +82,38 @@ func Start(t testing.TB, opts proxy.Options, pools ...config.Pool) *proxy.Proxy 
 // max_memory).
 func StartConfig(t testing.TB, opts proxy.Options, cfg *config.Config) *proxy.Proxy {
 	t.Helper()
+	p, done := run(t, opts, cfg)
+	deadline := time.Now().Add(Timeout)
+	for !p.Ready() {
+		select {
+		case err := <-done:
+			t.Fatalf("proxy stopped before it was ready: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy not ready after %v", Timeout)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+	return p
+}
+
+// StartListening is StartConfig for a proxy that is not ready yet (a
+// discovery pool before its endpoint's first answer): it returns once
+// every pool's listener accepts.
+func StartListening(t testing.TB, opts proxy.Options, cfg *config.Config) *proxy.Proxy {
+	t.Helper()
+	p, done := run(t, opts, cfg)
+	for i := range cfg.Pools {
+		WaitAccept(t, cfg.Pools[i].Listen, done)
+	}
+	return p
+}
+
+// run validates cfg and runs a proxy over it until the test ends; done
+// delivers Run's result should it stop early.
+func run(t testing.TB, opts proxy.Options, cfg *config.Config) (*proxy.Proxy, chan error) {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -106,19 +138,7 @@ func StartConfig(t testing.TB, opts proxy.Options, cfg *config.Config) *proxy.Pr
 			t.Errorf("proxy did not stop within 30s")
 		}
 	})
-	deadline := time.Now().Add(Timeout)
-	for !p.Ready() {
-		select {
-		case err := <-done:
-			t.Fatalf("proxy stopped before it was ready: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy not ready after %v", Timeout)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
-	return p
+	return p, done
 }
 
 // WaitAccept polls addr until it accepts a connection, failing the test if

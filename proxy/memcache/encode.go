@@ -97,6 +97,22 @@ type ClusterNode struct {
 // where <len> counts the two "\n"-terminated lines, as a data block's length
 // does; the proxy names itself so discovery-aware clients keep using it.
 func AppendConfigCluster(dst []byte, version uint64, nodes []ClusterNode) []byte {
+	return appendCluster(dst, "CONFIG cluster 0 ", version, nodes)
+}
+
+// ClusterKey is the key engines before 1.4.14 keep the auto-discovery
+// answer under.
+const ClusterKey = "AmazonElastiCache:cluster"
+
+// AppendClusterValue appends the pre-1.4.14 auto-discovery answer to
+// "get AmazonElastiCache:cluster": the body AppendConfigCluster sends, as
+// the value of that key ("VALUE AmazonElastiCache:cluster 0 <len>\r\n...").
+func AppendClusterValue(dst []byte, version uint64, nodes []ClusterNode) []byte {
+	return appendCluster(dst, "VALUE "+ClusterKey+" 0 ", version, nodes)
+}
+
+// appendCluster appends head, the body's length, the body and END.
+func appendCluster(dst []byte, head string, version uint64, nodes []ClusterNode) []byte {
 	bodyLen := len(strconv.AppendUint(make([]byte, 0, 20), version, 10)) + 1
 	for i, n := range nodes {
 		if i > 0 {
@@ -105,7 +121,7 @@ func AppendConfigCluster(dst []byte, version uint64, nodes []ClusterNode) []byte
 		bodyLen += len(n.Host) + 1 + len(n.IP) + 1 + len(strconv.AppendInt(make([]byte, 0, 20), int64(n.Port), 10))
 	}
 	bodyLen++
-	dst = append(dst, "CONFIG cluster 0 "...)
+	dst = append(dst, head...)
 	dst = strconv.AppendInt(dst, int64(bodyLen), 10)
 	dst = append(dst, '\r', '\n')
 	dst = strconv.AppendUint(dst, version, 10)

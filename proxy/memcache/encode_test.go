@@ -23,6 +23,8 @@ func TestEncoders(t *testing.T) {
 			"myCluster.pc4ldq.0002.use1.cache.amazonaws.com|10.80.249.27|11211\n\r\nEND\r\n"},
 		{string(AppendConfigCluster(nil, 1, []ClusterNode{{"localhost", "127.0.0.1", 22122}})),
 			"CONFIG cluster 0 28\r\n1\nlocalhost|127.0.0.1|22122\n\r\nEND\r\n"},
+		{string(AppendClusterValue(nil, 1, []ClusterNode{{"localhost", "127.0.0.1", 22122}})),
+			"VALUE AmazonElastiCache:cluster 0 28\r\n1\nlocalhost|127.0.0.1|22122\n\r\nEND\r\n"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {
