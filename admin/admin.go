@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,10 +93,17 @@ const statsWriteTimeout = 5 * time.Second
 
 // Options configure a Server.
 type Options struct {
-	// Addr is the HTTP listen address for /metrics, /healthz, /readyz and
-	// /debug/pprof/ ("127.0.0.1:0" picks a free port). If empty, the HTTP
-	// listener is off.
+	// Addr is the HTTP listen address for /metrics, /healthz, /readyz,
+	// /hotkeys, /reload and (with Pprof) /debug/pprof/ ("127.0.0.1:0" picks
+	// a free port). If empty, the HTTP listener is off.
 	Addr string
+	// Token, if not empty, is the bearer token every request but /healthz
+	// and /readyz must carry (Authorization: Bearer <token>); others get
+	// 401 with WWW-Authenticate: Bearer. SetConfig changes it.
+	Token string
+	// Pprof serves /debug/pprof/; when false those paths answer 404.
+	// SetConfig changes it.
+	Pprof bool
 	// StatsAddr is the twemproxy-compatible JSON stats TCP address. If
 	// empty, the stats listener is off.
 	StatsAddr string
@@ -147,6 +155,7 @@ type Server struct {
 	reg    *prometheus.Registry
 	poller *poller
 	reload *reloadCollector
+	access atomic.Pointer[access] // the token and pprof switch now
 
 	mu    sync.Mutex
 	state runPhase
@@ -199,6 +208,7 @@ func New(o Options) (*Server, error) {
 		o.Hostname = hostname()
 	}
 	s := &Server{opts: o, log: o.Logger.With("component", "admin"), reload: newReloadCollector()}
+	s.access.Store(newAccess(o.Token, o.Pprof))
 	if o.Config != nil && o.PollInterval > 0 {
 		s.poller = newPoller(o.Config, o.PollInterval, s.log)
 		// The figures are only seen on /metrics: poll while it is served.
@@ -285,11 +295,13 @@ func (s *Server) StatsAddr() string {
 	return s.stats.ln.Addr().String()
 }
 
-// SetConfig makes the backend figures collector poll cfg's servers from
-// its next poll on (the figures of a server in both configurations are
-// kept). It does nothing when the Server was built without a Config or
-// with the collector off.
+// SetConfig applies cfg's admin.token and admin.pprof from the next
+// request on, and makes the backend figures collector poll cfg's servers
+// from its next poll on (the figures of a server in both configurations
+// are kept; no collector runs when the Server was built without a Config
+// or with the collector off).
 func (s *Server) SetConfig(cfg *config.Config) {
+	s.access.Store(newAccess(cfg.Admin.Token, cfg.Admin.Pprof))
 	if s.poller != nil {
 		s.poller.setConfig(cfg)
 	}
@@ -386,9 +398,14 @@ func closeUnless(e, keep *endpoint) {
 // that want to add their own collectors before Run.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
-// Handler returns the admin HTTP handler: /metrics, /healthz, /readyz and
-// /debug/pprof/ on a mux of its own.
+// Handler returns the admin HTTP handler: /metrics, /healthz, /readyz,
+// /hotkeys, /reload and /debug/pprof/ on a mux of its own, behind the
+// bearer token check and the pprof switch (see Options.Token and Pprof).
 func (s *Server) Handler() http.Handler {
+	return s.guard(s.mux())
+}
+
+func (s *Server) mux() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),

@@ -16,7 +16,7 @@ import (
 
 func TestEndpoints(t *testing.T) {
 	src := &fakeSource{}
-	s := startAdmin(t, admin.Options{Source: src})
+	s := startAdmin(t, admin.Options{Source: src, Pprof: true})
 	allEjected := []proxy.PoolStats{
 		{Name: "ok", Servers: []proxy.ServerStats{{Name: "a", State: pool.StateEjected}, {Name: "b", State: pool.StateFailing}}},
 		{Name: "zeta", Servers: []proxy.ServerStats{{Name: "c", State: pool.StateEjected}}},

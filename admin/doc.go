@@ -6,9 +6,13 @@
 //	              -> poller (Collect) <-- poll goroutine --> memcached "stats",
 //	                                      every PollInterval  Redis "INFO"
 //	/healthz, /readyz -----------------> Source.Ready()
-//	/debug/pprof/ ---------------------> net/http/pprof
+//	/debug/pprof/ ---------------------> net/http/pprof (Options.Pprof only)
 //	POST /reload ----------------------> Options.Reload (cmd/cacheproxy's reload)
 //	stats port (twemproxy JSON) -------> Source.Stats()
+//
+// Every path but /healthz and /readyz goes through guard (access.go): with
+// Options.Token (admin.token) set it needs Authorization: Bearer <token>.
+// The token and the pprof switch are swapped whole by SetConfig.
 //
 // Nothing here runs on the proxy's event loops and nothing is updated by
 // them: the data path keeps its own lock-free per-loop counters, and this

@@ -108,12 +108,23 @@ func (c *Config) MemoryBudget() int64 {
 }
 
 // Admin configures the admin HTTP listener (/metrics, /healthz, /readyz,
-// /debug/pprof/).
+// /hotkeys, /reload and, with Pprof, /debug/pprof/).
 type Admin struct {
 	// Listen is the host:port to serve on. If empty, the admin listener is
 	// off (unless the --admin flag sets it). The default is empty; the shipped
 	// config.yaml sets 127.0.0.1:9121.
 	Listen string
+	// Token, if not empty, is the bearer token every admin request but
+	// /healthz and /readyz must carry (Authorization: Bearer <token>). It
+	// is admin.token, or the contents of admin.token_file (surrounding
+	// white space trimmed), which Parse reads.
+	Token string
+	// TokenFile is the file admin.token_file names ("" if none), as
+	// written; a relative name is relative to the working directory.
+	TokenFile string
+	// Pprof serves /debug/pprof/ on the admin listener (admin.pprof;
+	// default false).
+	Pprof bool
 }
 
 // Stats configures twemproxy's JSON stats listener.

@@ -448,7 +448,7 @@ func TestLoadBad(t *testing.T) {
 		{"native pool under the admin's dual-stack wildcard", "admin:\n  listen: 0.0.0.0:22121\npools:\n  a:\n    listen: \"[::1]:22121\"\n    servers: [127.0.0.1:11211:1]\n",
 			[]string{`5: pool "a": listen: [::1]:22121 overlaps 0.0.0.0:22121, the listen address of admin.listen (admin.listen opens 0.0.0.0:22121 dual-stack: it binds the port on every IPv4 and IPv6 address)`}, notTwemproxy},
 		{"native admin unknown key", "admin:\n  port: 9121\npools:\n  a:\n    listen: 127.0.0.1:22121\n    servers: [127.0.0.1:11211:1]\n",
-			[]string{`2: admin.port: unknown key (admin has only listen)`}, notTwemproxy},
+			[]string{`2: admin.port: unknown key (admin has listen, token, token_file and pprof)`}, notTwemproxy},
 		{"native pools not a map", "pools: [a]\n", []string{`1: pools: must be a mapping of pool names to pools`, `0: no pools`}, notTwemproxy},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -649,8 +649,8 @@ func TestShippedConfig(t *testing.T) {
 	if len(warns) != 0 {
 		t.Errorf("warnings: got %q; want none", warns)
 	}
-	if cfg.Admin.Listen != "127.0.0.1:9121" {
-		t.Errorf("admin.listen: got %q; want %q", cfg.Admin.Listen, "127.0.0.1:9121")
+	if want := (Admin{Listen: "127.0.0.1:9121"}); cfg.Admin != want {
+		t.Errorf("admin: got %+v; want %+v (no token, pprof off)", cfg.Admin, want)
 	}
 	mc := cfg.Pool("mc")
 	if mc == nil {

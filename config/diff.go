@@ -18,7 +18,7 @@ type Change struct {
 	// Server is the server's name when What is "server".
 	Server string
 	// Old and New are the values before and after; "" for a pool or server
-	// that did not exist on that side. Secrets (redis_auth, sentinel_auth) are never
+	// that did not exist on that side. Secrets (redis_auth, sentinel_auth, admin.token) are never
 	// given: both are "" and Secret is set.
 	Old, New string
 	// Secret marks a change whose values are not shown.
@@ -103,6 +103,11 @@ func Diff(prev, next *Config) Changes {
 		}
 	}
 	key("", "admin.listen", prev.Admin.Listen, next.Admin.Listen)
+	key("", "admin.token_file", prev.Admin.TokenFile, next.Admin.TokenFile)
+	if prev.Admin.Token != next.Admin.Token {
+		cs = append(cs, Change{What: "admin.token", Secret: true})
+	}
+	key("", "admin.pprof", strconv.FormatBool(prev.Admin.Pprof), strconv.FormatBool(next.Admin.Pprof))
 	key("", "stats.listen", prev.Stats.Listen, next.Stats.Listen)
 	key("", "max_memory", size(prev.MaxMemory), size(next.MaxMemory))
 

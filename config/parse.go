@@ -164,7 +164,7 @@ func (p *parser) native(root *yaml.Node, cfg *Config) {
 			}
 			p.pools(v, cfg, true)
 		case "admin":
-			cfg.Admin.Listen = p.section(k, v, "admin")
+			p.admin(v, &cfg.Admin)
 		case "stats":
 			cfg.Stats.Listen = p.section(k, v, "stats")
 		case "max_memory":
@@ -202,6 +202,31 @@ func (p *parser) section(k, v *yaml.Node, name string) string {
 		listen, _ = p.str(v, "", key)
 	})
 	return canonicalListen(listen)
+}
+
+// admin parses the admin section: listen, token, token_file and pprof.
+func (p *parser) admin(v *yaml.Node, a *Admin) {
+	if v.Kind != yaml.MappingNode {
+		p.fail(v, "", "admin", "must be a mapping with keys such as listen")
+		return
+	}
+	p.each(v, "", "admin.", func(k, v *yaml.Node) {
+		key := "admin." + k.Value
+		p.pos.lines[posKey{"", key}] = k.Line
+		switch k.Value {
+		case "listen":
+			s, _ := p.str(v, "", key)
+			a.Listen = canonicalListen(s)
+		case "token":
+			a.Token, _ = p.str(v, "", key)
+		case "token_file":
+			a.TokenFile, _ = p.str(v, "", key)
+		case "pprof":
+			a.Pprof = p.bool(v, "", key, false)
+		default:
+			p.fail(k, "", key, "unknown key (admin has listen, token, token_file and pprof)")
+		}
+	})
 }
 
 func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {

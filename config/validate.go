@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -42,6 +44,47 @@ func (v *checker) warn(pool, key, format string, args ...any) {
 	v.warns = append(v.warns, Warning{File: v.c.File, Line: v.c.pos.line(pool, key), Pool: pool, Key: key, Reason: fmt.Sprintf(format, args...)})
 }
 
+// maxTokenFile bounds the admin token file read: a token is a line.
+const maxTokenFile = 4096
+
+// adminToken checks admin.token and admin.token_file and reads the file
+// into Admin.Token.
+func (v *checker) adminToken() {
+	a := &v.c.Admin
+	if a.TokenFile == "" {
+		if strings.ContainsAny(a.Token, " \t\r\n") {
+			v.fail("", "admin.token", "must not contain white space (it is sent as Authorization: Bearer <token>)")
+		}
+		return
+	}
+	if a.Token != "" {
+		v.fail("", "admin.token_file", "set admin.token or admin.token_file, not both")
+		return
+	}
+	f, err := os.Open(a.TokenFile)
+	if err != nil {
+		v.fail("", "admin.token_file", "%v", err)
+		return
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		v.fail("", "admin.token_file", "%s: %v", a.TokenFile, err)
+		return
+	}
+	tok := strings.TrimSpace(string(data))
+	switch {
+	case len(data) > maxTokenFile:
+		v.fail("", "admin.token_file", "%s: longer than %d bytes (want one line, the token)", a.TokenFile, maxTokenFile)
+	case tok == "":
+		v.fail("", "admin.token_file", "%s: empty (want one line, the token)", a.TokenFile)
+	case strings.ContainsAny(tok, " \t\r\n"):
+		v.fail("", "admin.token_file", "%s: the token must be one word on one line", a.TokenFile)
+	default:
+		a.Token = tok
+	}
+}
+
 func (c *Config) check() ([]Problem, []Warning) {
 	v := &checker{c: c}
 	if len(c.Pools) == 0 {
@@ -65,6 +108,7 @@ func (c *Config) check() ([]Problem, []Warning) {
 		}
 		listeners.add("", s.key, newClaim(s.key, l, true)) // Go's net.Listen: a wildcard is dual-stack
 	}
+	v.adminToken()
 	if c.MaxMemory != 0 && c.MaxMemory < MinMaxMemory {
 		v.fail("", "max_memory", "%d: must be at least %d (1MiB), or 0 for the default", c.MaxMemory, MinMaxMemory)
 	}

@@ -66,6 +66,11 @@ type loop struct {
 	clock int64
 	// jrand draws the loop's TTL jitter (jitter.go); seeded per loop.
 	jrand rand.PCG
+	// authLogAt is the clock of the last failed-AUTH log line and
+	// authUnlogged the failures since that went unlogged (respcodec.go:
+	// at most one line per authLogEvery per loop).
+	authLogAt    int64
+	authUnlogged int64
 }
 
 func newLoop(p *Proxy, el gnet.EventLoop) *loop {

@@ -31,7 +31,10 @@ type respState struct {
 	parser *resp.Parser
 	req    resp.Request
 	authed bool
-	name   []byte
+	// authFails counts wrong AUTH passwords since the last right one; at
+	// MaxAuthFailures the connection is closed.
+	authFails int
+	name      []byte
 	// resp3 is set by HELLO 3 (cleared by HELLO 2 and RESET): the client's
 	// requests travel on backend connections that did HELLO 3 (see
 	// loop.clientBackend), and the replies the proxy makes are RESP3.
@@ -1012,8 +1015,16 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 		b = resp.AppendSimple(nil, "RESET")
 	case "auth":
 		b = rc.auth(cl, args[1:])
+		if rs.authFails >= MaxAuthFailures {
+			rc.closeGuesser(cl, b)
+			return
+		}
 	case "hello":
 		b = rc.hello(cl, args[1:])
+		if rs.authFails >= MaxAuthFailures {
+			rc.closeGuesser(cl, b)
+			return
+		}
 	case "select":
 		db, err := strconv.Atoi(string(args[1]))
 		switch {
@@ -1093,11 +1104,48 @@ func (rc *respCodec) auth(cl *client, args [][]byte) []byte {
 	pass := args[len(args)-1]
 	if len(args) == 2 && string(args[0]) != "default" ||
 		subtle.ConstantTimeCompare(pass, []byte(want)) != 1 {
-		// A failed AUTH leaves the client as it was, as in Redis.
+		// A failed AUTH leaves the client as it was, as in Redis (but
+		// counted: see closeGuesser).
+		rc.authFailed(cl)
 		return wrong
 	}
 	cl.rs.authed = true
+	cl.rs.authFails = 0
 	return resp.AppendSimple(nil, "OK")
+}
+
+// MaxAuthFailures is how many wrong AUTH passwords in a row a client of a
+// Redis pool with redis_auth may send on one connection: the last one's
+// WRONGPASS reply is written and the connection closed, so that a
+// password is not guessed at the speed of a pipeline.
+const MaxAuthFailures = 10
+
+// authLogEvery bounds the failed-AUTH log lines: at most one per loop
+// per second, counting the failures it did not log.
+const authLogEvery = int64(time.Second)
+
+// authFailed counts a wrong password and logs the peer, rate-limited.
+func (rc *respCodec) authFailed(cl *client) {
+	cl.rs.authFails++
+	cl.l.pools[rc.pr.idx].authFailures.Add(1)
+	l := cl.l
+	now := int64(time.Since(l.p.start))
+	if l.authLogAt != 0 && now-l.authLogAt < authLogEvery {
+		l.authUnlogged++
+		return
+	}
+	l.p.log.Warn("AUTH with a wrong password", "pool", rc.pr.cfg.Name, "remote", cl.raddr.String(),
+		"failures_on_connection", cl.rs.authFails, "closing", cl.rs.authFails >= MaxAuthFailures,
+		"unlogged_since_last", l.authUnlogged)
+	l.authLogAt, l.authUnlogged = now, 0
+}
+
+// closeGuesser answers the client's MaxAuthFailures-th wrong password with
+// reply (Redis's WRONGPASS) and closes the connection once it is written;
+// the pipelined input after it is dropped.
+func (rc *respCodec) closeGuesser(cl *client, reply []byte) {
+	cl.l.pools[rc.pr.idx].clientErr.Add(1)
+	cl.closeWith(reply)
 }
 
 // proto is the client's protocol version, 2 or 3.

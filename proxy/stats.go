@@ -132,6 +132,7 @@ type poolCounters struct {
 	bytesOut     counter
 	latency      histogram
 	forwardError counter
+	authFailures counter // wrong AUTH passwords (Redis pools with redis_auth)
 	near         nearCounters
 }
 
@@ -179,8 +180,11 @@ type PoolStats struct {
 	Fragments         int64
 	BytesIn, BytesOut int64
 	ForwardErrors     int64 // requests failed because their server was unavailable
-	Latency           Histogram
-	Servers           []ServerStats
+	// AuthFailures counts AUTH (and HELLO ... AUTH) commands with a wrong
+	// password on a Redis pool with redis_auth.
+	AuthFailures int64
+	Latency      Histogram
+	Servers      []ServerStats
 	// Replicated: a memcache pool that writes every copy of a shard
 	// (write_policy all or all_async; docs/replicas.md).
 	Replicated bool
@@ -323,6 +327,7 @@ func (p *Proxy) Stats() []PoolStats {
 			ps.BytesIn += pc.bytesIn.Load()
 			ps.BytesOut += pc.bytesOut.Load()
 			ps.ForwardErrors += pc.forwardError.Load()
+			ps.AuthFailures += pc.authFailures.Load()
 			pc.latency.addTo(&ps.Latency)
 			nc := &ps.NearCache
 			nc.Hits += pc.near.hits.Load()

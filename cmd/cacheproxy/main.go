@@ -98,7 +98,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fs.BoolVarP(&o.daemonize, "daemonize", "d", false, "not supported: run under a supervisor (systemd, a container) instead")
 	fs.IntVarP(&o.verbose, "verbose", "v", 5, "log level, twemproxy's scale: <=3 errors, 4 warnings, 5-6 info, >=7 debug; SIGTTIN/SIGTTOU step it up/down")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
-	fs.StringVar(&o.admin, "admin", "", "admin HTTP address (/metrics, /healthz, /readyz, /debug/pprof/, POST /reload); overrides admin.listen")
+	fs.StringVar(&o.admin, "admin", "", "admin HTTP address (/metrics, /healthz, /readyz, /hotkeys, POST /reload; /debug/pprof/ with admin.pprof); overrides admin.listen")
 	fs.StringVar(&o.route, "route", "", "print the server KEY goes to in every pool, then exit")
 	fs.BoolVar(&o.watch, "watch", false, "reload the configuration file when it changes (follows editors' rename-over and a Kubernetes ConfigMap's symlink swap)")
 	usage := func(w io.Writer) {

@@ -106,7 +106,8 @@ func newReloadFixture(t *testing.T, text string, args ...string) *reloadFixture 
 	f.m = newReloadManager(o, l, log, notFoundResolver{})
 	f.m.now = func() time.Time { return fixedNow }
 	f.adm, err = admin.New(admin.Options{Addr: l.cfg.Admin.Listen, StatsAddr: l.cfg.Stats.Listen, Config: l.cfg,
-		Source: statsSource{}, Logger: log, PollInterval: -1, Reload: f.m.reloadHTTP})
+		Source: statsSource{}, Logger: log, PollInterval: -1, Reload: f.m.reloadHTTP,
+		Token: l.cfg.Admin.Token, Pprof: l.cfg.Admin.Pprof})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, so serveOp
 	// reload can turn them on.
 	ao := admin.Options{
 		Addr: cfg.Admin.Listen, StatsAddr: cfg.Stats.Listen, Config: cfg, Source: p,
+		Token: cfg.Admin.Token, Pprof: cfg.Admin.Pprof,
 		Logger: log, Version: proxy.Version,
 	}
 	if so.reload != nil {
