@@ -2,7 +2,6 @@ package admin_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -66,17 +65,8 @@ func startAdmin(t *testing.T, o admin.Options) *admin.Server {
 // get fetches path from the admin server and returns the status and body.
 func get(t *testing.T, s *admin.Server, path string) (int, string) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + s.Addr() + path)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: read body: %v", path, err)
-	}
-	return resp.StatusCode, string(b)
+	code, _, body := getAuth(t, s, path, "")
+	return code, body
 }
 
 // metrics is one scrape of /metrics.
