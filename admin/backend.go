@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/respclient"
 )
 
 // pollTimeout bounds one poll of one server: dial, AUTH, stats/INFO.
@@ -253,6 +254,9 @@ func (p *poller) extract(proto config.Protocol, fields map[string]string) (map[s
 func fetch(ctx context.Context, t *target) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
+	if t.protocol == config.ProtocolRedis {
+		return fetchInfo(ctx, t)
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, t.network, t.addr)
 	if err != nil {
@@ -265,38 +269,33 @@ func fetch(ctx context.Context, t *target) (map[string]string, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	r := bufio.NewReaderSize(c, 16<<10)
-	if t.protocol == config.ProtocolRedis {
-		if t.auth != "" {
-			if _, err := c.Write(respCommand("AUTH", t.auth)); err != nil {
-				return nil, fmt.Errorf("write AUTH: %w", err)
-			}
-			if err := readRESPSimple(r); err != nil {
-				return nil, fmt.Errorf("AUTH: %w", err)
-			}
-		}
-		if _, err := c.Write(respCommand("INFO")); err != nil {
-			return nil, fmt.Errorf("write INFO: %w", err)
-		}
-		return readRedisInfo(r)
-	}
 	if _, err := c.Write([]byte("stats\r\n")); err != nil {
 		return nil, fmt.Errorf("write stats: %w", err)
 	}
-	return readMemcacheStats(r)
+	return readMemcacheStats(bufio.NewReaderSize(c, 16<<10))
 }
 
-// respCommand encodes a command as a RESP array of bulk strings.
-func respCommand(args ...string) []byte {
-	b := []byte("*" + strconv.Itoa(len(args)) + "\r\n")
-	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, "\r\n"...)
-		b = append(b, a...)
-		b = append(b, "\r\n"...)
+// fetchInfo asks a Redis server for INFO (after AUTH when t has a password)
+// with respclient, and returns INFO's fields. ctx bounds the whole poll: its
+// end closes the connection under a command in progress.
+func fetchInfo(ctx context.Context, t *target) (map[string]string, error) {
+	deadline, _ := ctx.Deadline()
+	c, err := respclient.DialNetwork(ctx, t.network, t.addr, "", t.auth, time.Until(deadline))
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
 	}
-	return b
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	v, err := c.Do("INFO")
+	if err != nil {
+		return nil, fmt.Errorf("redis info: %w", err)
+	}
+	info, ok := v.(string)
+	if !ok {
+		return nil, fmt.Errorf("redis info: got %T; want a bulk string", v)
+	}
+	return parseInfo(info), nil
 }
 
 // Describe implements prometheus.Collector.

@@ -10,11 +10,9 @@ import (
 	"strings"
 )
 
-// Bounds on what a backend may send the collector.
-const (
-	maxStatLines = 4096    // lines in a memcached stats reply
-	maxInfoBytes = 1 << 20 // a Redis INFO bulk string
-)
+// maxStatLines bounds the lines of a memcached stats reply the collector
+// reads. (A Redis INFO reply is bounded by respclient.MaxBulk.)
+const maxStatLines = 4096
 
 // errTooLong is returned for a reply beyond the bounds above.
 var errTooLong = errors.New("reply too long")
@@ -65,60 +63,20 @@ func readMemcacheStats(r *bufio.Reader) (map[string]string, error) {
 	return nil, fmt.Errorf("memcached stats: more than %d lines: %w", maxStatLines, errTooLong)
 }
 
-// readRESPSimple reads a RESP simple-string reply and returns an error for
-// an error reply (or anything else).
-func readRESPSimple(r *bufio.Reader) error {
-	l, err := readLine(r)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	if len(l) > 0 && l[0] == '+' {
-		return nil
-	}
-	return fmt.Errorf("redis: %q", l)
-}
-
-// readRedisInfo reads the bulk-string reply to INFO and returns field ->
-// value for its "field:value" lines (section headers and blank lines are
-// skipped). The keyspace lines ("db0:keys=1,expires=0,avg_ttl=0") are kept
-// as they are.
-func readRedisInfo(r *bufio.Reader) (map[string]string, error) {
-	l, err := readLine(r)
-	if err != nil {
-		return nil, fmt.Errorf("redis info: %w", err)
-	}
-	if len(l) == 0 || l[0] != '$' {
-		return nil, fmt.Errorf("redis info: %q", l)
-	}
-	n, err := strconv.Atoi(string(l[1:]))
-	if err != nil || n < 0 {
-		return nil, fmt.Errorf("redis info: bad bulk length %q", l)
-	}
-	if n > maxInfoBytes {
-		return nil, fmt.Errorf("redis info: %d bytes: %w", n, errTooLong)
-	}
-	body := make([]byte, n+2)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, fmt.Errorf("redis info: %w", err)
-	}
-	if body[n] != '\r' || body[n+1] != '\n' {
-		return nil, errors.New("redis info: bulk string not followed by CRLF")
-	}
-	return parseInfo(body[:n]), nil
-}
-
-// parseInfo parses INFO text.
-func parseInfo(b []byte) map[string]string {
+// parseInfo parses the text of an INFO reply into field -> value for its
+// "field:value" lines (section headers and blank lines are skipped). The
+// keyspace lines ("db0:keys=1,expires=0,avg_ttl=0") are kept as they are.
+func parseInfo(b string) map[string]string {
 	out := make(map[string]string, 128)
 	for len(b) > 0 {
-		var line []byte
-		line, b, _ = bytes.Cut(b, []byte("\n"))
-		line = bytes.TrimSuffix(line, []byte("\r"))
+		var line string
+		line, b, _ = strings.Cut(b, "\n")
+		line = strings.TrimSuffix(line, "\r")
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok {
-			out[string(k)] = string(v)
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			out[k] = v
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 // Package respclient is a minimal RESP2 client for the proxy's own control
-// connections (asking Sentinels, polling ROLE): one connection, one command
-// at a time, replies decoded into Go values. It is not on the data path.
+// connections (asking Sentinels, polling ROLE, the admin endpoint's INFO
+// polls): one connection, one command at a time, replies decoded into Go
+// values. It is not on the data path.
 package respclient
 
 import (
@@ -14,12 +15,14 @@ import (
 	"time"
 )
 
-// MaxBulk bounds one bulk string the client accepts, and MaxArray one
-// array's length: control replies are small, so a larger one is a protocol
-// error rather than a reason to allocate.
+// MaxBulk bounds one bulk string the client accepts, MaxArray one array's
+// length and MaxDepth how deeply arrays nest: control replies are small and
+// flat, so a larger one is a protocol error rather than a reason to
+// allocate (or to recurse).
 const (
 	MaxBulk  = 1 << 20
 	MaxArray = 1 << 16
+	MaxDepth = 8
 )
 
 // Error is an error reply from the server ("-ERR ...", "-NOAUTH ...").
@@ -35,12 +38,18 @@ type Conn struct {
 }
 
 // Dial connects to addr ("host:port"; a host name is looked up on every
-// dial) and, when password is not empty, authenticates (AUTH user password,
-// or AUTH password when user is empty). timeout bounds the dial and each
-// later command.
+// dial) over TCP and, when password is not empty, authenticates (AUTH user
+// password, or AUTH password when user is empty). timeout bounds the dial
+// and each later command.
 func Dial(ctx context.Context, addr, user, password string, timeout time.Duration) (*Conn, error) {
+	return DialNetwork(ctx, "tcp", addr, user, password, timeout)
+}
+
+// DialNetwork is Dial on another network: "tcp", "tcp4", "tcp6" or "unix"
+// (addr is then a socket path).
+func DialNetwork(ctx context.Context, network, addr, user, password string, timeout time.Duration) (*Conn, error) {
 	d := net.Dialer{Timeout: timeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
@@ -104,7 +113,7 @@ func (c *Conn) Receive(wait time.Duration) (any, error) {
 		dl = time.Now().Add(wait)
 	}
 	_ = c.nc.SetReadDeadline(dl)
-	v, err := c.read()
+	v, err := readReply(c.r, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -114,10 +123,10 @@ func (c *Conn) Receive(wait time.Duration) (any, error) {
 	return v, nil
 }
 
-// read decodes one reply; an error reply is returned as a value so that an
-// array holding one still decodes.
-func (c *Conn) read() (any, error) {
-	line, err := c.r.ReadSlice('\n')
+// readReply decodes one reply from r, depth arrays deep; an error reply is
+// returned as a value so that an array holding one still decodes.
+func readReply(r *bufio.Reader, depth int) (any, error) {
+	line, err := r.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			return nil, errors.New("protocol error: line too long")
@@ -148,8 +157,11 @@ func (c *Conn) read() (any, error) {
 			return nil, nil
 		}
 		b := make([]byte, n+2)
-		if _, err := io.ReadFull(c.r, b); err != nil {
+		if _, err := io.ReadFull(r, b); err != nil {
 			return nil, fmt.Errorf("read reply: %w", err)
+		}
+		if b[n] != '\r' || b[n+1] != '\n' {
+			return nil, errors.New("protocol error: bulk string not followed by CRLF")
 		}
 		return string(b[:n]), nil
 	case '*':
@@ -160,9 +172,12 @@ func (c *Conn) read() (any, error) {
 		if n < 0 {
 			return nil, nil
 		}
+		if depth >= MaxDepth {
+			return nil, fmt.Errorf("protocol error: arrays nested more than %d deep", MaxDepth)
+		}
 		out := make([]any, n)
 		for i := range out {
-			if out[i], err = c.read(); err != nil {
+			if out[i], err = readReply(r, depth+1); err != nil {
 				return nil, err
 			}
 		}

@@ -2,7 +2,9 @@ package respclient
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"reflect"
@@ -62,10 +64,53 @@ func TestBadReplies(t *testing.T) {
 		{"+no cr\n", "bad line"},
 		{"$5\r\nab", "read reply"},
 		{"+" + strings.Repeat("a", 5000) + "\r\n", "line too long"},
+		{"$2\r\nabcd", "not followed by CRLF"},
+		{strings.Repeat("*1\r\n", MaxDepth+1) + "+deep\r\n", "nested more than"},
 	} {
 		_, err := pipeConn(t, tc.reply).Do("X")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%.20q: got %v; want an error with %q", tc.reply, err, tc.want)
 		}
 	}
+}
+
+// MaxDepth nested arrays still decode.
+func TestNestedArrays(t *testing.T) {
+	var want any = "deep"
+	for range MaxDepth {
+		want = []any{want}
+	}
+	got, err := pipeConn(t, strings.Repeat("*1\r\n", MaxDepth)+"+deep\r\n").Do("X")
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %#v, %v; want %#v", got, err, want)
+	}
+}
+
+// splitRead decodes in as one reply delivered in two reads split at i, with
+// a small buffer, as a comparable string.
+func splitRead(in []byte, i int) string {
+	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(in[:i]), bytes.NewReader(in[i:])), 64)
+	v, err := readReply(r, 0)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return fmt.Sprintf("%#v", v)
+}
+
+// FuzzReadReply: any reply decodes without a crash, and decodes the same
+// whole or split at any byte.
+func FuzzReadReply(f *testing.F) {
+	for _, s := range []string{"+OK\r\n", ":-3\r\n", "$3\r\nabc\r\n", "$-1\r\n", "*-1\r\n", "-ERR x\r\n",
+		"*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6379\r\n", "*2\r\n*1\r\n+a\r\n-ERR in an array\r\n",
+		"$2\r\nabcd", "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		whole := splitRead(in, len(in))
+		for i := range len(in) {
+			if got := splitRead(in, i); got != whole {
+				t.Fatalf("split at %d: got %s; want %s", i, got, whole)
+			}
+		}
+	})
 }
