@@ -2,9 +2,11 @@ package testserver
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -49,4 +51,29 @@ func BuildCacheproxy(t testing.TB) string {
 		t.Fatalf("go build ./cmd/cacheproxy: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// Cacheproxy starts the cacheproxy binary bin with the configuration file
+// conf and waits until every address in listen accepts connections. Extra
+// command-line arguments follow -c conf. It is stopped (SIGTERM, then
+// SIGKILL) in the test's cleanup; Pid gives its process id.
+func Cacheproxy(t testing.TB, bin, conf string, listen []string, args ...string) *Process {
+	t.Helper()
+	p := &Process{Name: "cacheproxy", t: t, path: bin, args: append([]string{"-c", conf}, args...)}
+	if len(listen) > 0 {
+		p.Addr = listen[0]
+		if _, ps, err := net.SplitHostPort(listen[0]); err == nil {
+			p.Port, _ = strconv.Atoi(ps)
+		}
+	}
+	if err := p.start(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(p.Stop)
+	for _, a := range listen {
+		if err := p.waitReady(a); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
+	return p
 }
