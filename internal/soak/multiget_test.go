@@ -81,7 +81,7 @@ func (m *multiGet) run(ctx context.Context, end time.Time, seed uint64) mgStats 
 			seen[r] = true
 			keys[i] = m.key(r)
 		}
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 		var err error
 		if m.proto == loadgen.Redis {
 			err = m.mget(conn, br, keys, &st)

@@ -135,7 +135,7 @@ func TestSoak(t *testing.T) {
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
-		hc := &http.Client{Timeout: 5 * time.Second}
+		hc := &http.Client{Timeout: 10 * time.Second}
 		tick := time.NewTicker(pl.interval)
 		defer tick.Stop()
 		for {
@@ -229,7 +229,7 @@ func soakConfig(adminAddr, mcAddr, rdAddr string, mcs, rds []*testserver.Process
 	fmt.Fprintf(&b, "admin:\n  listen: %s\npools:\n", adminAddr)
 	pool := func(name, proto, listen string, servers []*testserver.Process) {
 		fmt.Fprintf(&b, "  %s:\n    listen: %s\n    protocol: %s\n    distribution: ketama\n    hash: murmur\n"+
-			"    timeout: 2s\n    preconnect: true\n    auto_eject_hosts: false\n    server_retry_timeout: 500ms\n    servers:\n",
+			"    timeout: 5s\n    preconnect: true\n    auto_eject_hosts: false\n    server_retry_timeout: 500ms\n    servers:\n",
 			name, listen, proto)
 		for i, s := range servers {
 			fmt.Fprintf(&b, "      - %s:1 %s%d\n", s.Addr, name, i+1)
@@ -252,7 +252,7 @@ func workloads(mcAddr, rdAddr string) []workload {
 			name := fmt.Sprintf("%s P%d", pool.proto, shape.depth)
 			ws = append(ws, workload{name, loadgen.Config{Addr: pool.addr, Protocol: pool.proto, Conns: shape.conns,
 				Pipeline: shape.depth, GetRatio: 0.8, ValueSize: shape.size, Keys: 3000,
-				KeyPrefix: fmt.Sprintf("soak:p%d:", shape.depth), Verify: true, Timeout: 5 * time.Second}})
+				KeyPrefix: fmt.Sprintf("soak:p%d:", shape.depth), Verify: true, Timeout: 10 * time.Second}})
 		}
 	}
 	return ws
