@@ -165,6 +165,7 @@ func TestSoak(t *testing.T) {
 		name := fmt.Sprintf("clean %d", c+1)
 		setPhase(name)
 		results = append(results, runPhase(ctx, name, pl.clean, uint64(2*c), loads, mgets, nil))
+		t.Logf("%v %s", time.Since(start).Round(time.Second), results[len(results)-1].summary())
 		if c == pl.cycles {
 			break
 		}
@@ -180,6 +181,7 @@ func TestSoak(t *testing.T) {
 			v.proc.Restart()
 		}))
 		results[len(results)-1].victim = v.proto
+		t.Logf("%v %s", time.Since(start).Round(time.Second), results[len(results)-1].summary())
 	}
 	close(stopSampling)
 	<-sampled
@@ -317,6 +319,20 @@ func runPhase(ctx context.Context, name string, d time.Duration, seed uint64, lo
 	}
 	wg.Wait()
 	return r
+}
+
+// summary is a one-line progress report of the phase.
+func (r *phaseResult) summary() string {
+	var req, errs, lost, wrong int64
+	for _, res := range r.loads {
+		if res != nil {
+			req, errs, lost, wrong = req+res.Requests, errs+res.Errors, lost+res.Lost, wrong+faults(res)
+		}
+	}
+	for _, st := range r.mgets {
+		req, errs, lost, wrong = req+st.requests, errs+st.errors, lost+st.misses, wrong+st.wrong
+	}
+	return fmt.Sprintf("%s: %d requests, %d errors, %d lost, %d wrong", r.name, req, errs, lost, wrong)
 }
 
 // checkPhase applies the phase's rules.
