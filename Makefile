@@ -65,8 +65,8 @@ fuzz:
 	done
 
 # The CI share of fuzzing: every target for FUZZCI_TIME (13 targets: 78s of
-# fuzzing, plus a build of each; 68s of CPU besides the fuzzing itself, so
-# about 3 minutes on an idle 2-core machine). A plain `go test` already
+# fuzzing plus a build and a corpus replay each; under 3 minutes on an idle
+# 2-core machine, docs/testing.md). A plain `go test` already
 # replays each target's seed corpus (testdata/fuzz/FuzzX).
 FUZZCI_TIME ?= 6s
 fuzz-ci:
