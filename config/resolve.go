@@ -97,11 +97,19 @@ func (c *Config) CheckHosts(ctx context.Context, r Resolver) []Warning {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// A free slot is taken even when the deadline has passed
+			// meanwhile (a goroutine scheduled late on a loaded machine
+			// still asks: a resolver that answers at once is not
+			// reported as timed out); only waiting for one is bounded.
 			select {
 			case sem <- struct{}{}:
-			case <-ctx.Done():
-				failed[i] = ctx.Err()
-				return
+			default:
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					failed[i] = ctx.Err()
+					return
+				}
 			}
 			defer func() { <-sem }()
 			addrs, err := r.LookupHost(ctx, h)
