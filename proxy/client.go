@@ -139,9 +139,7 @@ func (cl *client) onTraffic() gnet.Action {
 	}
 	if cl.l.p.opts.FlushMode == FlushPerCallback {
 		cl.l.flush()
-	} else {
-		cl.l.flushClients()
-	}
+	} // else the handler's endIO writes
 	if cl.draining {
 		cl.maybeClose()
 	}

@@ -12,8 +12,10 @@
 //	             │
 //	             ├─► backend FIFO + write buffer (fragments for multi-key requests)
 //	             ▼
-//	           loop flush task              one write per dirty backend connection per
-//	             │                          event-loop iteration, batched across clients
+//	           handler's endIO              idle server: one write at the callback's end;
+//	             │                          one owed replies: what queues up leaves in one
+//	             │                          write when its next reply arrives (batched
+//	             │                          across clients, no flush task, 0 allocations)
 //	             ▼
 //	backend ──► OnTraffic(backend)          frame each complete reply, complete the FIFO
 //	             │                          head, merge fragments, drop quiet replies
