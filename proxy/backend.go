@@ -56,7 +56,7 @@ type backend struct {
 	// unsent counts the requests at the tail of fifo whose bytes are still
 	// in wbuf; the others are on the wire, owed replies.
 	unsent int
-	rbuf   []byte // a partial reply carried between reads
+	rbuf []byte // a partial reply carried between reads
 	// rstate is how far the Redis codec framed the partial reply at the
 	// start of rbuf, so a huge reply is not walked again on every read.
 	rstate resp.ReplyState
