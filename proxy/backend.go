@@ -53,9 +53,6 @@ type backend struct {
 
 	fifo pool.Queue[*request]
 	wbuf []byte
-	// unsent counts the requests at the tail of fifo whose bytes are still
-	// in wbuf; the others are on the wire, owed replies.
-	unsent int
 	rbuf []byte // a partial reply carried between reads
 	// rstate is how far the Redis codec framed the partial reply at the
 	// start of rbuf, so a huge reply is not walked again on every read.
@@ -182,7 +179,6 @@ func (b *backend) enqueue(r *request, size int) {
 	r.server = b.server
 	r.sentAt = b.l.clock
 	b.fifo.Push(r)
-	b.unsent++
 	b.inFlight.Add(1)
 	b.counters.requests.Add(1)
 	b.counters.requestBytes.Add(int64(size))
@@ -277,7 +273,6 @@ func (b *backend) flush() {
 	c := b.c
 	_, err := c.Write(b.wbuf)
 	b.wbuf = b.wbuf[:0]
-	b.unsent = 0
 	if cap(b.wbuf) > 1<<20 {
 		b.wbuf = nil
 	}
@@ -285,14 +280,6 @@ func (b *backend) flush() {
 		// gnet closed it synchronously; onClose normally ran already.
 		b.lost(c, err)
 	}
-}
-
-// awaiting reports whether b is a shared connection with requests on the
-// wire: a reply is coming, and with it the next write (loop.endIO).
-// Dedicated connections (pub/sub, transactions) may be owed no reply and
-// are written at once.
-func (b *backend) awaiting() bool {
-	return b.owner == nil && b.state == stateConnected && b.fifo.Len() > b.unsent
 }
 
 // onTraffic frames and delivers every complete reply in c's input.
@@ -377,12 +364,6 @@ func (b *backend) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	if off > 0 {
 		b.success()
-	}
-	if b.dirty {
-		// The server answered: send what queued up meanwhile before the
-		// replies go out, so it works while the clients are written.
-		b.dirty = false
-		b.flush()
 	}
 	b.l.flushClients()
 	if b.retired {
@@ -501,7 +482,6 @@ func (b *backend) detach(c gnet.Conn) {
 	}
 	b.connected.Store(false)
 	b.wbuf = b.wbuf[:0]
-	b.unsent = 0
 	b.rbuf = b.rbuf[:0]
 	b.rstate.Reset()
 	b.dropStream()
@@ -533,7 +513,6 @@ func (b *backend) sweep(now, timeout int64) {
 // failAll fails every request queued on b with msg.
 func (b *backend) failAll(msg string) {
 	b.wbuf = b.wbuf[:0]
-	b.unsent = 0
 	for {
 		r, ok := b.fifo.Pop()
 		if !ok {

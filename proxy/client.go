@@ -139,7 +139,9 @@ func (cl *client) onTraffic() gnet.Action {
 	}
 	if cl.l.p.opts.FlushMode == FlushPerCallback {
 		cl.l.flush()
-	} // else the handler's endIO writes
+	} else {
+		cl.l.flushClients()
+	}
 	if cl.draining {
 		cl.maybeClose()
 	}

@@ -12,10 +12,8 @@
 //	             │
 //	             ├─► backend FIFO + write buffer (fragments for multi-key requests)
 //	             ▼
-//	           handler's endIO              idle server: one write at the callback's end;
-//	             │                          one owed replies: what queues up leaves in one
-//	             │                          write when its next reply arrives (batched
-//	             │                          across clients, no flush task, 0 allocations)
+//	           loop flush task              one write per dirty backend connection per
+//	             │                          event-loop iteration, batched across clients
 //	             ▼
 //	backend ──► OnTraffic(backend)          frame each complete reply, complete the FIFO
 //	             │                          head, merge fragments, drop quiet replies

@@ -41,17 +41,10 @@ type loop struct {
 	// replies: each closes once its last reply is in (or it fails).
 	retired []*backend
 
-	// dirtyBackends are the backend connections with queued requests
-	// (an entry may be stale: a connection flushed on its own reply keeps
-	// its entry until the next flush walks the list).
 	dirtyBackends []*backend
 	dirtyClients  []*client
 	flushQueued   bool
 	flushTask     gnet.Runnable
-	// inIO is set while gnet's OnTraffic runs for one of the loop's
-	// connections: the handler flushes at its end (endIO), so backends
-	// marked dirty meanwhile need no flush task.
-	inIO bool
 
 	// paced are the clients with big output still to write (client.pump)
 	// or paused until they take their output; a timer hands pumpTask to the
@@ -376,15 +369,14 @@ func (l *loop) now() int64 { return int64(time.Since(l.p.start)) }
 // tick reads the clock for the callback that is starting.
 func (l *loop) tick() { l.clock = l.now() }
 
-// markBackend queues b for the next flush: the end of the OnTraffic
-// callback running now (endIO), else a flush task.
+// markBackend queues b for the next flush.
 func (l *loop) markBackend(b *backend) {
 	if b.dirty {
 		return
 	}
 	b.dirty = true
 	l.dirtyBackends = append(l.dirtyBackends, b)
-	if l.p.opts.FlushMode == FlushPerIteration && !l.inIO && !l.flushQueued {
+	if l.p.opts.FlushMode == FlushPerIteration && !l.flushQueued {
 		l.flushQueued = true
 		if err := l.el.Execute(l.p.ctx, l.flushTask); err != nil {
 			// Engine shutting down: flush now rather than never.
@@ -409,39 +401,10 @@ func (l *loop) flush() {
 	for i := 0; i < len(l.dirtyBackends); i++ {
 		b := l.dirtyBackends[i]
 		l.dirtyBackends[i] = nil
-		if b.dirty {
-			b.dirty = false
-			b.flush()
-		}
+		b.dirty = false
+		b.flush()
 	}
 	l.dirtyBackends = l.dirtyBackends[:0]
-	l.flushClients()
-}
-
-// endIO ends an OnTraffic callback in FlushPerIteration mode: it writes
-// the dirty backend connections that have nothing on the wire (the server
-// is idle: nothing else would send them) and every dirty client's replies.
-// A connection still owed replies keeps its queue until the next of them
-// arrives (backend.onTraffic writes it then), so the requests of every
-// client served meanwhile leave in one write, clocked by the server's own
-// replies, without a flush task (whose wake-up costs a system call and
-// gnet two allocations per loop iteration).
-func (l *loop) endIO() {
-	n := 0
-	for i := 0; i < len(l.dirtyBackends); i++ {
-		b := l.dirtyBackends[i]
-		l.dirtyBackends[i] = nil
-		switch {
-		case !b.dirty: // written since it was queued
-		case b.awaiting():
-			l.dirtyBackends[n] = b
-			n++
-		default:
-			b.dirty = false
-			b.flush()
-		}
-	}
-	l.dirtyBackends = l.dirtyBackends[:n]
 	l.flushClients()
 }
 

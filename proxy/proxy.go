@@ -26,12 +26,9 @@ const Version = "0.1.0"
 type FlushMode int
 
 const (
-	// FlushPerIteration batches backend writes across clients: a
-	// connection to an idle server is written at the end of the callback
-	// that queued requests on it; one owed replies keeps what queues up
-	// until the next of them arrives, and sends it all in one write then
-	// (outside gnet's read callbacks, in a flush task once per event-loop
-	// iteration). The default.
+	// FlushPerIteration sends each dirty backend connection's queued
+	// requests once per event-loop iteration, batching across every client
+	// that the iteration served. The default.
 	FlushPerIteration FlushMode = iota
 	// FlushPerCallback sends them at the end of each client's read callback.
 	FlushPerCallback
@@ -461,27 +458,15 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 }
 
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
-	var l *loop
-	var a gnet.Action
 	switch ctx := c.Context().(type) {
 	case *client:
-		l = ctx.l
-		l.tick()
-		l.inIO = true
-		a = ctx.onTraffic()
+		ctx.l.tick()
+		return ctx.onTraffic()
 	case *backend:
-		l = ctx.l
-		l.tick()
-		l.inIO = true
-		a = ctx.onTraffic(c)
-	default:
-		return gnet.Close
+		ctx.l.tick()
+		return ctx.onTraffic(c)
 	}
-	l.inIO = false
-	if l.p.opts.FlushMode == FlushPerIteration {
-		l.endIO()
-	}
-	return a
+	return gnet.Close
 }
 
 // gnetLogger sends gnet's own log lines to slog.
