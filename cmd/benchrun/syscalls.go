@@ -54,15 +54,14 @@ const (
 
 // syscallCounter is one perf stat process counting a proxy's system calls.
 type syscallCounter struct {
-	cmd      *exec.Cmd
-	ctl      *os.File
-	ack      *os.File
-	ackR     *bufio.Reader
-	out      string
-	done     chan error
-	dir      string
-	stderr   strings.Builder
-	disabled bool
+	cmd    *exec.Cmd
+	ctl    *os.File
+	ack    *os.File
+	ackR   *bufio.Reader
+	out    string
+	done   chan error
+	dir    string
+	stderr strings.Builder
 }
 
 // startSyscalls starts perf stat on pid with its counters off.
