@@ -6,6 +6,8 @@
 //   - overhead: each backend directly vs cacheproxy over that one backend;
 //   - peer: cacheproxy vs nutcracker over the same three backends;
 //   - hotkeys-cost: cacheproxy with hot_keys off vs on over one backend;
+//   - before (with -baseline BIN): another cacheproxy build, say the main
+//     branch's built to a temp dir, vs this one over the same backends;
 //
 // for memcache and redis at pipeline depth 1 and 16, then the hot-key
 // shield (hotkeys.go) with its own table. -hotkeys runs only the hot-key
@@ -15,6 +17,8 @@
 // headed by the machine's core count and CPU model. A target that does not
 // serve (cacheproxy before it is written) is reported unavailable and the
 // run continues. Everything started is stopped on exit and on Ctrl-C.
+// -syscalls also counts each proxy's system calls and context switches per
+// request over every measured window with perf stat (syscalls.go).
 //
 // With -memcaslap it instead checks the generator's accuracy: cachebench's
 // loop and memcaslap drive the same load against one memcached, alternately.
