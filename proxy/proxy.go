@@ -67,11 +67,11 @@ type Options struct {
 // Options.Loops is zero: half of GOMAXPROCS, at least one. A proxy shares
 // its cores with the clients' and the servers' kernel work (every loopback
 // write runs the receiver's TCP input on the writer's core) and often with
-// the servers themselves; on 2 cores one loop spent 0.6x the CPU per request
-// of two at one request in flight, with more throughput, and less CPU at
-// pipeline depth 16 too (docs/benchmarks.md): a loop with more clients
-// serves more of them per wake-up, and an idle loop's wake-ups cost more
-// than its work.
+// the servers themselves. On 2 cores one loop spent 0.73-0.82x the CPU
+// per request of two at one request in flight and 0.78-0.80x at pipeline
+// depth 16, with 1.2-1.3x the throughput (docs/benchmarks.md): a loop with
+// more clients serves more of them per wake-up, and an idle loop's
+// wake-ups cost more than its work.
 func DefaultLoops() int {
 	return max(1, runtime.GOMAXPROCS(0)/2)
 }

@@ -558,8 +558,8 @@ func median(xs []float64) float64 {
 // printTable prints medians over rounds per comparison and target, and the
 // median of the per-round ratios candidate/baseline.
 func printTable(w io.Writer, comps []*comparison, samples []sample) {
-	fmt.Fprintf(w, "\n%-25s %-11s %10s %8s %8s %8s %6s %6s %9s %9s\n",
-		"comparison", "target", "req/s", "p50 us", "p99 us", "cpu us", "faults", "errors", "x req/s", "x p99")
+	fmt.Fprintf(w, "\n%-25s %-11s %10s %8s %8s %8s %6s %6s %9s %9s %9s\n",
+		"comparison", "target", "req/s", "p50 us", "p99 us", "cpu us", "faults", "errors", "x req/s", "x p99", "x cpu")
 	for _, c := range comps {
 		byRound := map[string]map[int]sample{}
 		for _, t := range []*target{c.a, c.b} {
@@ -589,21 +589,27 @@ func printTable(w io.Writer, comps []*comparison, samples []sample) {
 			if len(cpu) > 0 {
 				cpuS = fmt.Sprintf("%.2f", median(cpu))
 			}
-			ratioTP, ratioP99 := "", ""
+			ratioTP, ratioP99, ratioCPU := "", "", ""
 			if t == c.b {
-				var rt, rp []float64
+				var rt, rp, rc []float64
 				for r, sb := range byRound[c.b.name] {
 					if sa, ok := byRound[c.a.name][r]; ok && sa.Throughput > 0 && sa.P99 > 0 {
 						rt = append(rt, sb.Throughput/sa.Throughput)
 						rp = append(rp, sb.P99/sa.P99)
+						if sa.CPUPerReq > 0 && sb.CPUPerReq >= 0 {
+							rc = append(rc, sb.CPUPerReq/sa.CPUPerReq)
+						}
 					}
 				}
 				if len(rt) > 0 {
 					ratioTP, ratioP99 = fmt.Sprintf("%.3f", median(rt)), fmt.Sprintf("%.3f", median(rp))
 				}
+				if len(rc) > 0 {
+					ratioCPU = fmt.Sprintf("%.3f", median(rc))
+				}
 			}
-			fmt.Fprintf(w, "%-25s %-11s %10.0f %8.1f %8.1f %8s %6d %6d %9s %9s\n",
-				c.name(), t.name, median(tp), median(p50), median(p99), cpuS, faults, errs, ratioTP, ratioP99)
+			fmt.Fprintf(w, "%-25s %-11s %10.0f %8.1f %8.1f %8s %6d %6d %9s %9s %9s\n",
+				c.name(), t.name, median(tp), median(p50), median(p99), cpuS, faults, errs, ratioTP, ratioP99, ratioCPU)
 		}
 	}
 }
