@@ -337,7 +337,7 @@ func runComparisons(ctx context.Context, o *options, comps []*comparison, sample
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
-					t.unavailable = "failed: " + err.Error()
+					t.unavailable = "failed: " + firstLine(err.Error())
 					fmt.Fprintf(os.Stderr, "%s %s: %v\n", c.name(), t.name, err)
 					continue
 				}
