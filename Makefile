@@ -43,8 +43,10 @@ bench-go:
 # shield and the hot-key tier's cost) with the internal/loadgen generator;
 # QUICK=1 for the short variant. About 20 minutes in full. See
 # docs/benchmarks.md. `build` first, so the proxy measured is this tree's.
+# SYSCALLS=1 also counts each proxy's system calls per request (perf stat);
+# BASELINE=path/to/other/cacheproxy adds "before" rows against another build.
 bench: build bench-go
-	$(GO) run ./cmd/benchrun $(if $(QUICK),-quick)
+	$(GO) run ./cmd/benchrun $(if $(QUICK),-quick) $(if $(SYSCALLS),-syscalls) $(if $(BASELINE),-baseline $(BASELINE))
 
 bench-quick: build bench-go
 	$(GO) run ./cmd/benchrun -quick

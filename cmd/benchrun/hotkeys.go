@@ -53,7 +53,7 @@ func hotKeys(ctx context.Context, o *options, ps *procs, dir string, out io.Writ
 	for _, proto := range []loadgen.Protocol{loadgen.Memcache, loadgen.Redis} {
 		for _, d := range o.depths {
 			c := &comparison{kind: "hotkeys-cost", proto: proto, depth: d}
-			if o.only == "" || strings.Contains(c.name(), o.only) {
+			if o.selected(c.name()) {
 				costComps = append(costComps, c)
 			}
 		}
@@ -119,7 +119,7 @@ func shieldRounds(ctx context.Context, o *options, ps *procs, dir string, out io
 		if sp.name == "ketama-murmur" && o.shieldHash == "murmur" {
 			continue
 		}
-		if o.only == "" || strings.Contains("shield "+sp.name, o.only) {
+		if o.selected("shield " + sp.name) {
 			sps = append(sps, sp)
 		}
 	}

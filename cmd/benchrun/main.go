@@ -6,6 +6,8 @@
 //   - overhead: each backend directly vs cacheproxy over that one backend;
 //   - peer: cacheproxy vs nutcracker over the same three backends;
 //   - hotkeys-cost: cacheproxy with hot_keys off vs on over one backend;
+//   - before (with -baseline BIN): another cacheproxy build, say the main
+//     branch's built to a temp dir, vs this one over the same backends;
 //
 // for memcache and redis at pipeline depth 1 and 16, then the hot-key
 // shield (hotkeys.go) with its own table. -hotkeys runs only the hot-key
@@ -15,6 +17,8 @@
 // headed by the machine's core count and CPU model. A target that does not
 // serve (cacheproxy before it is written) is reported unavailable and the
 // run continues. Everything started is stopped on exit and on Ctrl-C.
+// -syscalls also counts each proxy's system calls and context switches per
+// request over every measured window with perf stat (syscalls.go).
 //
 // With -memcaslap it instead checks the generator's accuracy: cachebench's
 // loop and memcaslap drive the same load against one memcached, alternately.
@@ -56,12 +60,30 @@ type options struct {
 	binary   string
 	raw      string
 	only     string
+	// baseline, if set, is another cacheproxy binary (say, the main
+	// branch's) measured against this one in "before" comparisons.
+	baseline string
+	// syscalls counts each proxy's system calls per request (perf stat).
+	syscalls bool
 
 	// Hot-key rounds (hotkeys.go).
 	hotkeys    bool    // only the hot-key rounds
 	shieldKeys int     // keys the shield's Zipf draws from
 	shieldHash string  // the shield pools' hash
 	zipfS      float64 // the shield's Zipf exponent
+}
+
+// selected reports whether -only lets the comparison called name run.
+func (o *options) selected(name string) bool {
+	if o.only == "" {
+		return true
+	}
+	for _, part := range strings.Split(o.only, ",") {
+		if part = strings.TrimSpace(part); part != "" && strings.Contains(name, part) {
+			return true
+		}
+	}
+	return false
 }
 
 func main() {
@@ -88,8 +110,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.keys, "keys", 10000, "distinct keys (uniform)")
 	depths := fs.String("depths", "1,16", "pipeline depths, comma-separated")
 	fs.StringVar(&o.binary, "cacheproxy", "bin/cacheproxy", "cacheproxy binary (built with go build when missing)")
+	fs.StringVar(&o.baseline, "baseline", "", "another cacheproxy binary (e.g. main's, built to a temp dir) compared with -cacheproxy over the same backends (\"before\" rows)")
+	fs.BoolVar(&o.syscalls, "syscalls", false, "also count each proxy's system calls per request with perf stat (its tracepoints add CPU: read the cpu column of a run without it)")
 	fs.StringVar(&o.raw, "raw", "", "also write every round's figures as JSON to this file")
-	fs.StringVar(&o.only, "only", "", "run only comparisons whose name contains this (e.g. overhead, redis, shield, hotkeys-cost)")
+	fs.StringVar(&o.only, "only", "", "run only comparisons whose name contains this, or one of these comma-separated (e.g. overhead, redis, shield, hotkeys-cost, \"peer,before\")")
 	fs.BoolVar(&o.hotkeys, "hotkeys", false, "run only the hot-key rounds: the shield and the cost on a uniform workload (make bench-hotkeys)")
 	fs.IntVar(&o.shieldKeys, "shield-keys", 20000, "keys the shield draws from (Zipf); 1000000 for the 1M-key variant")
 	fs.StringVar(&o.shieldHash, "shield-hash", "fnv1a_64", "hash of the shield pools (the default hash; jump ignores it)")
@@ -216,6 +240,10 @@ type sample struct {
 	BackendGets int64   `json:"backend_gets,omitempty"`
 	ServerGets  []int64 `json:"server_gets,omitempty"`
 	MaxMean     float64 `json:"max_over_mean,omitempty"`
+
+	// -syscalls: the proxy's system calls per request, by column (see
+	// syscallColumns), and context switches.
+	Syscalls map[string]float64 `json:"syscalls_per_req,omitempty"`
 }
 
 func bench(ctx context.Context, o *options, ps *procs, dir string, out io.Writer, samples *[]sample) error {
@@ -245,21 +273,31 @@ func bench(ctx context.Context, o *options, ps *procs, dir string, out io.Writer
 	}
 	cp := startProxy(ctx, ps, dir, "cacheproxy", pools, o.binary)
 	nc := startProxy(ctx, ps, dir, "nutcracker", pools[2:], "")
+	kinds := []string{"overhead", "peer"}
+	var bl map[string]*target
+	if o.baseline != "" {
+		bl = startProxy(ctx, ps, dir, "baseline", pools[2:], o.baseline)
+		kinds = append(kinds, "before")
+	}
 
 	var comps []*comparison
-	for _, kind := range []string{"overhead", "peer"} {
+	for _, kind := range kinds {
 		for _, proto := range []loadgen.Protocol{loadgen.Memcache, loadgen.Redis} {
 			for _, d := range o.depths {
 				c := &comparison{kind: kind, proto: proto, depth: d}
 				i := int(proto) // pools[0] mc1, pools[1] rd1, pools[2] mc3, pools[3] rd3
-				if kind == "overhead" {
+				switch kind {
+				case "overhead":
 					c.a = &target{name: "direct", addr: pools[i].servers[0]}
 					c.b = cp[pools[i].name]
-				} else {
+				case "peer":
 					c.a = nc[pools[2+i].name]
 					c.b = cp[pools[2+i].name]
+				case "before":
+					c.a = bl[pools[2+i].name]
+					c.b = cp[pools[2+i].name]
 				}
-				if o.only == "" || strings.Contains(c.name(), o.only) {
+				if o.selected(c.name()) {
 					comps = append(comps, c)
 				}
 			}
@@ -270,6 +308,9 @@ func bench(ctx context.Context, o *options, ps *procs, dir string, out io.Writer
 		return err
 	}
 	printTable(out, comps, *samples)
+	if o.syscalls {
+		printSyscalls(out, comps, *samples)
+	}
 	return hotKeys(ctx, o, ps, dir, out, samples)
 }
 
@@ -296,7 +337,7 @@ func runComparisons(ctx context.Context, o *options, comps []*comparison, sample
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
-					t.unavailable = "failed: " + err.Error()
+					t.unavailable = "failed: " + firstLine(err.Error())
 					fmt.Fprintf(os.Stderr, "%s %s: %v\n", c.name(), t.name, err)
 					continue
 				}
@@ -359,7 +400,9 @@ func startProxy(ctx context.Context, ps *procs, dir, name string, pools []pool, 
 		_, port, _ := strings.Cut(stats, ":")
 		args = []string{"-c", conf, "-s", port, "-a", "127.0.0.1", "-o", filepath.Join(dir, "nutcracker.log")}
 	} else {
-		if _, err := os.Stat(binary); err != nil {
+		if _, err := os.Stat(binary); err != nil && name == "baseline" {
+			return fail("-baseline " + binary + ": " + err.Error())
+		} else if err != nil {
 			build := exec.CommandContext(ctx, "go", "build", "-o", binary, "github.com/cacheproxy/cacheproxy/cmd/cacheproxy")
 			if b, err := build.CombinedOutput(); err != nil {
 				return fail("does not build: " + firstLine(string(b)))
@@ -449,19 +492,42 @@ func measure(ctx context.Context, o *options, c *comparison, t *target) (sample,
 	}
 	cfg.Preload, cfg.Verify, cfg.Duration, cfg.Seed = false, true, o.duration, 2
 	var t0 int64
+	var sc *syscallCounter
 	if t.proc != nil {
 		var err error
+		if o.syscalls {
+			if sc, err = startSyscalls(ctx, t.proc.cmd.Process.Pid); err == nil {
+				if err = sc.enable(); err != nil {
+					_, _ = sc.stop()
+				}
+			}
+			if err != nil {
+				return sample{}, err
+			}
+		}
 		if t0, err = cpuTicks(t.proc.cmd.Process.Pid); err != nil {
+			if sc != nil {
+				_, _ = sc.stop()
+			}
 			return sample{}, err
 		}
 	}
 	res, err := loadgen.Run(ctx, cfg)
+	var counts map[string]int64
+	if sc != nil {
+		var serr error
+		counts, serr = sc.stop()
+		err = errors.Join(err, serr)
+	}
 	if err != nil {
 		return sample{}, err
 	}
 	s := sample{Comparison: c.name(), Target: t.name, Throughput: res.Throughput, P50: res.Latency.P50,
 		P99: res.Latency.P99, CPUPerReq: -1, Errors: res.Errors + res.ConnFailures,
 		Faults: res.Misrouted + res.Misordered + res.Corrupt + res.Lost}
+	if counts != nil {
+		s.Syscalls = perRequest(counts, res.Requests)
+	}
 	if t.proc != nil {
 		t1, err := cpuTicks(t.proc.cmd.Process.Pid)
 		if err != nil {
@@ -492,8 +558,8 @@ func median(xs []float64) float64 {
 // printTable prints medians over rounds per comparison and target, and the
 // median of the per-round ratios candidate/baseline.
 func printTable(w io.Writer, comps []*comparison, samples []sample) {
-	fmt.Fprintf(w, "\n%-25s %-11s %10s %8s %8s %8s %6s %6s %9s %9s\n",
-		"comparison", "target", "req/s", "p50 us", "p99 us", "cpu us", "faults", "errors", "x req/s", "x p99")
+	fmt.Fprintf(w, "\n%-25s %-11s %10s %8s %8s %8s %6s %6s %9s %9s %9s\n",
+		"comparison", "target", "req/s", "p50 us", "p99 us", "cpu us", "faults", "errors", "x req/s", "x p99", "x cpu")
 	for _, c := range comps {
 		byRound := map[string]map[int]sample{}
 		for _, t := range []*target{c.a, c.b} {
@@ -523,21 +589,27 @@ func printTable(w io.Writer, comps []*comparison, samples []sample) {
 			if len(cpu) > 0 {
 				cpuS = fmt.Sprintf("%.2f", median(cpu))
 			}
-			ratioTP, ratioP99 := "", ""
+			ratioTP, ratioP99, ratioCPU := "", "", ""
 			if t == c.b {
-				var rt, rp []float64
+				var rt, rp, rc []float64
 				for r, sb := range byRound[c.b.name] {
 					if sa, ok := byRound[c.a.name][r]; ok && sa.Throughput > 0 && sa.P99 > 0 {
 						rt = append(rt, sb.Throughput/sa.Throughput)
 						rp = append(rp, sb.P99/sa.P99)
+						if sa.CPUPerReq > 0 && sb.CPUPerReq >= 0 {
+							rc = append(rc, sb.CPUPerReq/sa.CPUPerReq)
+						}
 					}
 				}
 				if len(rt) > 0 {
 					ratioTP, ratioP99 = fmt.Sprintf("%.3f", median(rt)), fmt.Sprintf("%.3f", median(rp))
 				}
+				if len(rc) > 0 {
+					ratioCPU = fmt.Sprintf("%.3f", median(rc))
+				}
 			}
-			fmt.Fprintf(w, "%-25s %-11s %10.0f %8.1f %8.1f %8s %6d %6d %9s %9s\n",
-				c.name(), t.name, median(tp), median(p50), median(p99), cpuS, faults, errs, ratioTP, ratioP99)
+			fmt.Fprintf(w, "%-25s %-11s %10.0f %8.1f %8.1f %8s %6d %6d %9s %9s %9s\n",
+				c.name(), t.name, median(tp), median(p50), median(p99), cpuS, faults, errs, ratioTP, ratioP99, ratioCPU)
 		}
 	}
 }

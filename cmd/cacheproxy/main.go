@@ -33,7 +33,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -332,7 +331,7 @@ func logFDLimit(log *slog.Logger, cfg *config.Config) {
 	if err != nil {
 		log.Warn("file-descriptor limit not raised", "soft_limit", before, "hard_limit", hard, "err", err)
 	}
-	loops := runtime.GOMAXPROCS(0) // the proxy's number of event loops
+	loops := proxy.DefaultLoops() // the proxy's number of event loops
 	log.Info("file-descriptor limit", "soft_limit_at_start", before, "soft_limit", soft, "hard_limit", hard,
 		"backend_connections", cfg.BackendConns(loops))
 }
