@@ -35,7 +35,7 @@ type statsCollector struct {
 	latency                                           *prometheus.Desc
 	bytesIn, bytesOut                                 *prometheus.Desc
 	clientConns, clientTotal, clientEOF, clientErrors *prometheus.Desc
-	acceptErrors                                      *prometheus.Desc
+	acceptErrors, tlsHandshakeErrors                  *prometheus.Desc
 	fragments, forwardErrors                          *prometheus.Desc
 	authFailures                                      *prometheus.Desc // Redis pools only
 
@@ -94,6 +94,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		clientEOF:     d("client_eof_total", "Client connections closed by the client.", p),
 		clientErrors:  d("client_errors_total", "Client connections closed on an error.", p),
 		acceptErrors:  d("accept_errors_total", "Client connections the listener failed to accept (out of descriptors, say) or to hand to an event loop.", p),
+		tlsHandshakeErrors: d("tls_handshake_errors_total", "Clients of a TLS listener closed because their TLS handshake failed (plaintext client, missing or unknown client certificate, timeout).", p),
 		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
 		authFailures:  d("auth_failures_total", "AUTH (or HELLO ... AUTH) commands with a wrong password (Redis pools; a connection is closed after 10 in a row).", p),
@@ -159,7 +160,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.buildInfo, c.uptime, c.ready, c.memHeld, c.memLimit,
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
-		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
+		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.tlsHandshakeErrors, c.fragments, c.forwardErrors,
 		c.authFailures,
 		c.nearHits, c.nearMisses, c.nearFills, c.nearInval, c.nearBytes, c.nearTrackUp, c.hkPromotions, c.hkDemotions,
 		c.nearCoalesced, c.nearRefreshes, c.warmHits, c.warmMisses, c.warmCopies,
@@ -207,6 +208,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.clientEOF, ps.ClientEOF, pn)
 		counter(c.clientErrors, ps.ClientErrors, pn)
 		counter(c.acceptErrors, ps.AcceptErrors, pn)
+		counter(c.tlsHandshakeErrors, ps.TLSHandshakeErrors, pn)
 		counter(c.fragments, ps.Fragments, pn)
 		counter(c.forwardErrors, ps.ForwardErrors, pn)
 		if ps.Protocol == string(config.ProtocolRedis) {

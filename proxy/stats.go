@@ -173,7 +173,11 @@ type PoolStats struct {
 	ClientErrors           int64 // clients closed on an error
 	// AcceptErrors counts connections the listener failed to accept (out
 	// of descriptors, say) or to hand to an event loop.
-	AcceptErrors      int64
+	AcceptErrors int64
+	// TLSHandshakeErrors counts clients of a TLS listener closed because
+	// their handshake failed (a plaintext client, an unknown or missing
+	// client certificate, a timeout).
+	TLSHandshakeErrors int64
 	Requests          [numClasses]int64
 	Errors            [numClasses]int64
 	Rejected          [numReject]int64
@@ -279,6 +283,7 @@ func (p *Proxy) Stats() []PoolStats {
 			}
 		}
 		ps.AcceptErrors = live.acceptErrors.Load()
+		ps.TLSHandshakeErrors = live.tlsHandshakeErrors.Load()
 		live.warmStats(&ps.Warmup)
 		ps.Discovery = live.discoveryStats(pr.cfg)
 		if t := live.hk.Load(); t != nil {

@@ -1,0 +1,327 @@
+package proxy_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cacheproxy/cacheproxy/config"
+	"github.com/cacheproxy/cacheproxy/internal/proxytest"
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
+	"github.com/cacheproxy/cacheproxy/pool"
+	"github.com/cacheproxy/cacheproxy/proxy"
+)
+
+// tlsMemcachePool is a memcache pool over one memcached whose listener
+// speaks TLS with pki's server certificate.
+func tlsMemcachePool(t *testing.T, pki *testserver.PKI) (config.Pool, *testserver.Process) {
+	t.Helper()
+	mc := testserver.Memcached(t)
+	pool := proxytest.MemcachePool(t, "tls", mc)
+	pool.TLS = config.TLS{CertFile: pki.CertFile, KeyFile: pki.KeyFile}
+	return pool, mc
+}
+
+func handshakeErrors(p *proxy.Proxy, pool string) int64 {
+	for _, ps := range p.Stats() {
+		if ps.Name == pool {
+			return ps.TLSHandshakeErrors
+		}
+	}
+	return -1
+}
+
+// TestTLSMemcacheClientSetGet: a crypto/tls client stores and reads back a
+// value through a TLS memcache pool; the value is on the memcached itself.
+func TestTLSMemcacheClientSetGet(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	pool, mc := tlsMemcachePool(t, pki)
+	proxytest.Start(t, proxy.Options{}, pool)
+
+	c := proxytest.DialTLS(t, pool.Listen, pki.ClientConfig(false))
+	c.RoundTrip("set tlskey 0 0 5\r\nhello\r\n", "STORED\r\n")
+	c.RoundTrip("get tlskey\r\n", "VALUE tlskey 0 5\r\n", "hello\r\n", "END\r\n")
+	// A value larger than one TLS record crosses the bridge in pieces.
+	big := strings.Repeat("x", 100_000)
+	c.RoundTrip(fmt.Sprintf("set big 0 0 %d\r\n%s\r\n", len(big), big), "STORED\r\n")
+	c.Send("get big\r\n")
+	c.Expect(fmt.Sprintf("VALUE big 0 %d\r\n", len(big)))
+	if got := c.ReadN(len(big) + 2); got != big+"\r\n" {
+		t.Fatalf("big value through TLS: got %d bytes, want %d", len(got), len(big)+2)
+	}
+	c.Expect("END\r\n")
+	if v, ok := directGet(t, mc.Addr, "tlskey"); !ok || v != "hello" {
+		t.Fatalf("memcached has tlskey = %q, %v; want \"hello\", true", v, ok)
+	}
+	// A client that half-closes after a pipelined batch gets every reply.
+	c.Send("get tlskey\r\nget tlskey\r\n")
+	if err := c.C.(*tls.Conn).CloseWrite(); err != nil {
+		t.Fatalf("close_notify: %v", err)
+	}
+	c.Expect("VALUE tlskey 0 5\r\n", "hello\r\n", "END\r\n", "VALUE tlskey 0 5\r\n", "hello\r\n", "END\r\n")
+}
+
+// TestTLSPlaintextClientStoresNothing: a plaintext client on a TLS listener
+// is closed without being served; the set never reaches memcached.
+func TestTLSPlaintextClientStoresNothing(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	pool, mc := tlsMemcachePool(t, pki)
+	p := proxytest.Start(t, proxy.Options{}, pool)
+
+	c := proxytest.Dial(t, pool.Listen)
+	c.Send("set plain 0 0 5\r\nhello\r\nget plain\r\n")
+	_ = c.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+	got, err := io.ReadAll(c.R)
+	if err != nil {
+		t.Fatalf("reading until the proxy closes: %v (got %q)", err, got)
+	}
+	if strings.Contains(string(got), "STORED") || strings.Contains(string(got), "VALUE") {
+		t.Fatalf("plaintext client on a TLS listener was served: %q", got)
+	}
+	if v, ok := directGet(t, mc.Addr, "plain"); ok {
+		t.Fatalf("memcached has plain = %q; a plaintext client must store nothing", v)
+	}
+	if n := handshakeErrors(p, "tls"); n != 1 {
+		t.Fatalf("TLSHandshakeErrors = %d; want 1", n)
+	}
+}
+
+// TestTLSMutualClientCertificate: with client_ca_file, a client without a
+// certificate is refused and stores nothing; one with a certificate the CA
+// signed is served.
+func TestTLSMutualClientCertificate(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	pool, mc := tlsMemcachePool(t, pki)
+	pool.TLS.ClientCAFile = pki.CAFile
+	p := proxytest.Start(t, proxy.Options{}, pool)
+
+	// Without a certificate. Under TLS 1.3 the client's handshake may
+	// complete before the server has checked its (missing) certificate:
+	// the refusal then arrives as an alert on the first read.
+	if c, err := proxytest.DialTLSErr(pool.Listen, pki.ClientConfig(false)); err == nil {
+		_, _ = io.WriteString(c, "set mtls 0 0 5\r\nhello\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err == nil || len(got) > 0 {
+			t.Fatalf("client without a certificate: read %q, %v; want no data and a TLS alert", got, err)
+		}
+		if !strings.Contains(err.Error(), "certificate required") {
+			t.Fatalf("client without a certificate: %v; want the certificate required alert", err)
+		}
+	}
+	if _, ok := directGet(t, mc.Addr, "mtls"); ok {
+		t.Fatal("a client without a certificate stored a value")
+	}
+	if n := handshakeErrors(p, "tls"); n != 1 {
+		t.Fatalf("TLSHandshakeErrors = %d; want 1", n)
+	}
+
+	c := proxytest.DialTLS(t, pool.Listen, pki.ClientConfig(true))
+	c.RoundTrip("set mtls 0 0 5\r\nhello\r\n", "STORED\r\n")
+	if v, ok := directGet(t, mc.Addr, "mtls"); !ok || v != "hello" {
+		t.Fatalf("memcached has mtls = %q, %v; want \"hello\", true", v, ok)
+	}
+
+	// A certificate from another CA is refused too.
+	other := testserver.NewPKI(t)
+	cfg := pki.ClientConfig(false)
+	cfg.Certificates = other.ClientConfig(true).Certificates
+	if c, err := proxytest.DialTLSErr(pool.Listen, cfg); err == nil {
+		_ = c.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		if err == nil || !strings.Contains(err.Error(), "unknown certificate authority") {
+			t.Fatalf("client certificate from another CA: %v; want the unknown certificate authority alert", err)
+		}
+	}
+}
+
+// TestTLSRedisPoolToTLSOnlyServer: plaintext clients reach a TLS-only
+// redis-server (no plaintext port) through a Redis pool with server_tls,
+// with and without a client certificate required by the server.
+func TestTLSRedisPoolToTLSOnlyServer(t *testing.T) {
+	for _, mutual := range []bool{false, true} {
+		t.Run(fmt.Sprintf("auth_clients=%v", mutual), func(t *testing.T) {
+			pki := testserver.NewPKI(t)
+			rs := testserver.RedisTLS(t, pki, mutual)
+			pool := proxytest.RedisPool(t, "rtls", rs)
+			pool.ServerTLS = config.ServerTLS{Enabled: true, CAFile: pki.CAFile}
+			if mutual {
+				pool.ServerTLS.CertFile, pool.ServerTLS.KeyFile = pki.ClientCertFile, pki.ClientKeyFile
+			}
+			proxytest.Start(t, proxy.Options{}, pool)
+
+			c := proxytest.Dial(t, pool.Listen)
+			c.RoundTrip("SET tk viatls\r\n", "+OK\r\n")
+			c.RoundTrip("GET tk\r\n", "$6\r\n", "viatls\r\n")
+			c.RoundTrip("INCR n\r\nINCR n\r\n", ":1\r\n", ":2\r\n")
+
+			// The value is on the server, read over TLS directly.
+			d := proxytest.DialTLS(t, rs.Addr, pki.ClientConfig(true))
+			d.RoundTrip("GET tk\r\n", "$6\r\n", "viatls\r\n")
+			// The server has no plaintext port at all: a plaintext
+			// connection to its TLS port is not served.
+			pc := proxytest.Dial(t, rs.Addr)
+			pc.Send("PING\r\n")
+			_ = pc.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+			if got, _ := io.ReadAll(pc.R); strings.Contains(string(got), "PONG") {
+				t.Fatalf("redis-server answered plaintext on its TLS port: %q", got)
+			}
+		})
+	}
+}
+
+// TestTLSRedisProbeUsesTLS: a TLS-only server that is killed, ejected and
+// started again is re-admitted, which takes a health probe that speaks
+// TLS (a plaintext PING gets no PONG from it).
+func TestTLSRedisProbeUsesTLS(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	r1, r2 := testserver.RedisTLS(t, pki, false), testserver.RedisTLS(t, pki, false)
+	pl := proxytest.RedisPool(t, "rtls", r1, r2)
+	pl.ServerTLS = config.ServerTLS{Enabled: true, CAFile: pki.CAFile}
+	pl.AutoEjectHosts = true
+	pl.ServerFailureLimit = 1
+	pl.ServerRetryTimeout = 200 * time.Millisecond
+	p := proxytest.Start(t, proxy.Options{}, pl)
+	c := proxytest.Dial(t, pl.Listen)
+	c.RoundTrip("PING\r\n", "+PONG\r\n")
+
+	r1.Kill()
+	deadline := time.Now().Add(proxytest.Timeout)
+	for serverStats(t, p, "rtls", "r1").Ejections == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("r1 not ejected after it was killed")
+		}
+		// Requests to every key: some go to r1 and fail.
+		for i := range 20 {
+			c.Send(fmt.Sprintf("GET k%d\r\n", i))
+			c.Line()
+		}
+	}
+	r1.Restart()
+	for serverStats(t, p, "rtls", "r1").State != pool.StateUp {
+		if time.Now().After(deadline) {
+			t.Fatalf("r1 not re-admitted after it came back: %+v", serverStats(t, p, "rtls", "r1"))
+		}
+		time.Sleep(20 * time.Millisecond) // polling the health state, bounded by deadline
+	}
+}
+
+// TestTLSCertificateRotationUnderLoad: clients loop set/get over TLS
+// (reconnecting now and then, so handshakes run during the rotation) while
+// the listener's certificate files are replaced three times; no request
+// fails, and new handshakes see each new certificate's serial without a
+// reload.
+func TestTLSCertificateRotationUnderLoad(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "proxy.crt"), filepath.Join(dir, "proxy.key")
+	pki.IssueServer(certFile, keyFile)
+	mc := testserver.Memcached(t)
+	pool := proxytest.MemcachePool(t, "tls", mc)
+	pool.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile}
+	p := proxytest.Start(t, proxy.Options{}, pool)
+
+	const clients = 8
+	var (
+		stop   atomic.Bool
+		ops    atomic.Int64
+		wg     sync.WaitGroup
+		errMu  sync.Mutex
+		errs   []error
+		cfg    = pki.ClientConfig(false)
+		report = func(err error) {
+			errMu.Lock()
+			errs = append(errs, err)
+			errMu.Unlock()
+		}
+	)
+	for ci := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := 0; !stop.Load(); round++ {
+				if err := tlsSetGetLoop(pool.Listen, cfg, ci, round, 25, &ops); err != nil {
+					report(err)
+					return
+				}
+			}
+		}()
+	}
+	serialSeen := func() int64 {
+		c, err := proxytest.DialTLSErr(pool.Listen, cfg)
+		if err != nil {
+			report(fmt.Errorf("handshake while rotating: %w", err))
+			return -1
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	for range 3 {
+		before := ops.Load()
+		serial := pki.IssueServer(certFile, keyFile)
+		// The proxy looks at the files at most once a second; allow
+		// generous slack for a loaded machine.
+		deadline := time.Now().Add(proxytest.Timeout)
+		for got := serialSeen(); got != serial; got = serialSeen() {
+			if got < 0 || time.Now().After(deadline) {
+				t.Fatalf("new handshakes still see serial %d, want %d", got, serial)
+			}
+			time.Sleep(50 * time.Millisecond) // polling for the new certificate, bounded by deadline
+		}
+		// Load kept flowing through the rotation.
+		for ops.Load() < before+100 {
+			if time.Now().After(deadline) {
+				t.Fatalf("clients made %d operations during a rotation; want 100", ops.Load()-before)
+			}
+			time.Sleep(10 * time.Millisecond) // polling a counter, bounded by deadline
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d client errors during rotation, first: %v", len(errs), errs[0])
+	}
+	if n := handshakeErrors(p, "tls"); n != 0 {
+		t.Fatalf("TLSHandshakeErrors = %d during rotation; want 0", n)
+	}
+	t.Logf("%d set/get pairs over TLS through 3 rotations", ops.Load())
+}
+
+// tlsSetGetLoop opens one TLS connection and does n set/get pairs on it,
+// checking every reply.
+func tlsSetGetLoop(addr string, cfg *tls.Config, ci, round, n int, ops *atomic.Int64) error {
+	c, err := proxytest.DialTLSErr(addr, cfg)
+	if err != nil {
+		return fmt.Errorf("client %d: handshake: %w", ci, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(proxytest.Timeout))
+	buf := make([]byte, 0, 256)
+	rd := make([]byte, 256)
+	for i := range n {
+		key := fmt.Sprintf("c%d-%d-%d", ci, round, i)
+		val := fmt.Sprintf("v%d", i)
+		buf = fmt.Appendf(buf[:0], "set %s 0 0 %d\r\n%s\r\nget %s\r\n", key, len(val), val, key)
+		if _, err := c.Write(buf); err != nil {
+			return fmt.Errorf("client %d: write: %w", ci, err)
+		}
+		want := fmt.Sprintf("STORED\r\nVALUE %s 0 %d\r\n%s\r\nEND\r\n", key, len(val), val)
+		if _, err := io.ReadFull(c, rd[:len(want)]); err != nil {
+			return fmt.Errorf("client %d: read: %w", ci, err)
+		}
+		if got := string(rd[:len(want)]); got != want {
+			return fmt.Errorf("client %d: got %q; want %q", ci, got, want)
+		}
+		ops.Add(1)
+	}
+	return nil
+}
+
