@@ -35,9 +35,11 @@ type statsCollector struct {
 	latency                                           *prometheus.Desc
 	bytesIn, bytesOut                                 *prometheus.Desc
 	clientConns, clientTotal, clientEOF, clientErrors *prometheus.Desc
-	acceptErrors, tlsHandshakeErrors                  *prometheus.Desc
+	acceptErrors                                      *prometheus.Desc
 	fragments, forwardErrors                          *prometheus.Desc
 	authFailures                                      *prometheus.Desc // Redis pools only
+
+	tlsHandshakeErrors *prometheus.Desc // TLS listeners only
 
 	// Hot keys and the near cache: {pool} (invalidations also cause), only
 	// for pools with hot_keys enabled.
@@ -94,10 +96,11 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		clientEOF:     d("client_eof_total", "Client connections closed by the client.", p),
 		clientErrors:  d("client_errors_total", "Client connections closed on an error.", p),
 		acceptErrors:  d("accept_errors_total", "Client connections the listener failed to accept (out of descriptors, say) or to hand to an event loop.", p),
-		tlsHandshakeErrors: d("tls_handshake_errors_total", "Clients of a TLS listener closed because their TLS handshake failed (plaintext client, missing or unknown client certificate, timeout).", p),
 		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
 		authFailures:  d("auth_failures_total", "AUTH (or HELLO ... AUTH) commands with a wrong password (Redis pools; a connection is closed after 10 in a row).", p),
+
+		tlsHandshakeErrors: d("tls_handshake_errors_total", "Clients of a TLS listener closed because their TLS handshake failed (plaintext client, missing or unknown client certificate, timeout).", p),
 
 		warmHits:   d("warmup_hits_total", "Warm-up after a ring change: reads that missed on the key's new server and hit on its previous owner (answered from there).", p),
 		warmMisses: d("warmup_misses_total", "Warm-up after a ring change: reads that missed on the key's new server and on its previous owner.", p),

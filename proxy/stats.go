@@ -173,11 +173,7 @@ type PoolStats struct {
 	ClientErrors           int64 // clients closed on an error
 	// AcceptErrors counts connections the listener failed to accept (out
 	// of descriptors, say) or to hand to an event loop.
-	AcceptErrors int64
-	// TLSHandshakeErrors counts clients of a TLS listener closed because
-	// their handshake failed (a plaintext client, an unknown or missing
-	// client certificate, a timeout).
-	TLSHandshakeErrors int64
+	AcceptErrors      int64
 	Requests          [numClasses]int64
 	Errors            [numClasses]int64
 	Rejected          [numReject]int64
@@ -198,6 +194,11 @@ type PoolStats struct {
 	Warmup WarmupStats
 	// Discovery: the pool's ElastiCache auto discovery (discovery).
 	Discovery DiscoveryStats
+
+	// TLSHandshakeErrors counts clients of a TLS listener closed because
+	// their handshake failed (a plaintext client, an unknown or missing
+	// client certificate, a timeout).
+	TLSHandshakeErrors int64
 }
 
 // ServerStats is a snapshot of one server's counters.

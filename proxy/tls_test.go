@@ -324,4 +324,3 @@ func tlsSetGetLoop(addr string, cfg *tls.Config, ci, round, n int, ops *atomic.I
 	}
 	return nil
 }
-
