@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -323,4 +325,124 @@ func tlsSetGetLoop(addr string, cfg *tls.Config, ci, round, n int, ops *atomic.I
 		ops.Add(1)
 	}
 	return nil
+}
+
+// TestTLSBothSidesMemcache: a TLS client through a TLS listener to a
+// TLS-only memcached (memcached -Z), as with ElastiCache memcached's
+// in-transit encryption; multi-key gets fan out over TLS connections.
+func TestTLSBothSidesMemcache(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	m1, m2 := testserver.MemcachedTLS(t, pki), testserver.MemcachedTLS(t, pki)
+	pool := proxytest.MemcachePool(t, "tls2", m1, m2)
+	pool.TLS = config.TLS{CertFile: pki.CertFile, KeyFile: pki.KeyFile, MinVersion: config.TLSVersion13}
+	pool.ServerTLS = config.ServerTLS{Enabled: true, CAFile: pki.CAFile}
+	proxytest.Start(t, proxy.Options{}, pool)
+
+	c := proxytest.DialTLS(t, pool.Listen, pki.ClientConfig(false))
+	var keys []string
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		keys = append(keys, k)
+		c.RoundTrip(fmt.Sprintf("set %s 0 0 2\r\nv%d\r\n", k, i%10), "STORED\r\n")
+	}
+	c.Send("get " + strings.Join(keys, " ") + "\r\n")
+	for i, k := range keys {
+		c.Expect(fmt.Sprintf("VALUE %s 0 2\r\n", k), fmt.Sprintf("v%d\r\n", i%10))
+	}
+	c.Expect("END\r\n")
+	// The values are on the servers, read over TLS directly.
+	hits := 0
+	for _, m := range []*testserver.Process{m1, m2} {
+		d := proxytest.DialTLS(t, m.Addr, pki.ClientConfig(false))
+		d.Send("get k0\r\n")
+		if l := d.Line(); strings.HasPrefix(l, "VALUE k0 ") {
+			hits++
+			d.Expect("v0\r\n", "END\r\n")
+		} else if l != "END\r\n" {
+			t.Fatalf("memcached %s: get k0: %q", m.Addr, l)
+		}
+	}
+	if hits != 1 {
+		t.Fatalf("k0 is on %d servers; want 1", hits)
+	}
+	// A TLS 1.2 client is refused by min_version 1.3.
+	old := pki.ClientConfig(false)
+	old.MaxVersion = tls.VersionTLS12
+	if _, err := proxytest.DialTLSErr(pool.Listen, old); err == nil || !strings.Contains(err.Error(), "protocol version") {
+		t.Fatalf("TLS 1.2 client on a min_version 1.3 listener: %v; want a protocol version alert", err)
+	}
+}
+
+// TestTLSReloadSwapsCertificate: a reload naming other certificate files
+// applies them to new handshakes at once, and an open TLS client keeps
+// being served across it; a reload whose files do not load is refused.
+func TestTLSReloadSwapsCertificate(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	pool, _ := tlsMemcachePool(t, pki)
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.DialTLS(t, pool.Listen, pki.ClientConfig(false))
+	c.RoundTrip("set r 0 0 1\r\n1\r\n", "STORED\r\n")
+	first := c.C.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "new.crt"), filepath.Join(dir, "new.key")
+	serial := pki.IssueServer(certFile, keyFile)
+	next := pool
+	next.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile}
+	if err := p.Reload(&config.Config{Pools: []config.Pool{next}}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	d := proxytest.DialTLS(t, pool.Listen, pki.ClientConfig(false))
+	if got := d.C.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.Int64(); got != serial || got == first {
+		t.Fatalf("after the reload a new handshake sees serial %d; want %d (was %d)", got, serial, first)
+	}
+	d.RoundTrip("get r\r\n", "VALUE r 0 1\r\n", "1\r\n", "END\r\n")
+	c.RoundTrip("get r\r\n", "VALUE r 0 1\r\n", "1\r\n", "END\r\n")
+
+	bad := pool
+	bad.TLS = config.TLS{CertFile: filepath.Join(dir, "missing.crt"), KeyFile: keyFile}
+	if err := p.Reload(&config.Config{Pools: []config.Pool{bad}}); err == nil {
+		t.Fatal("reload with a missing certificate file succeeded")
+	}
+	e := proxytest.DialTLS(t, pool.Listen, pki.ClientConfig(false))
+	if got := e.C.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.Int64(); got != serial {
+		t.Fatalf("after a refused reload a new handshake sees serial %d; want %d", got, serial)
+	}
+}
+
+// BenchmarkProxyGetTLS is BenchmarkProxyGet (one connection, one memcached)
+// with the plaintext listener and a TLS listener side by side in one run:
+// compare their ns/op (and allocs/op: the TLS client's own allocations
+// count too, as the whole process's are reported).
+func BenchmarkProxyGetTLS(b *testing.B) {
+	pki := testserver.NewPKI(b)
+	mc := testserver.Memcached(b)
+	plain := proxytest.MemcachePool(b, "plain", mc)
+	tlsPool := proxytest.MemcachePool(b, "tls", mc)
+	tlsPool.TLS = config.TLS{CertFile: pki.CertFile, KeyFile: pki.KeyFile}
+	proxytest.Start(b, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, plain, tlsPool)
+	c := proxytest.Dial(b, mc.Addr)
+	c.RoundTrip("set k 0 0 32\r\n"+strings.Repeat("v", 32)+"\r\n", "STORED\r\n")
+	for _, depth := range []int{1, 16} {
+		for _, useTLS := range []bool{false, true} {
+			name := fmt.Sprintf("plaintext/P%d", depth)
+			if useTLS {
+				name = fmt.Sprintf("tls/P%d", depth)
+			}
+			b.Run(name, func(b *testing.B) {
+				var conn net.Conn
+				var err error
+				if useTLS {
+					conn, err = proxytest.DialTLSErr(tlsPool.Listen, pki.ClientConfig(false))
+				} else {
+					conn, err = net.Dial("tcp", plain.Listen)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer conn.Close()
+				benchConnRoundTrips(b, conn, []byte("get k\r\n"), []byte("END\r\n"), depth)
+			})
+		}
+	}
 }

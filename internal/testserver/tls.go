@@ -170,3 +170,10 @@ func RedisTLS(t testing.TB, pki *PKI, authClients bool, args ...string) *Process
 		return append(a, args...)
 	})
 }
+
+// MemcachedTLS starts a memcached that speaks only TLS (-Z) on a free
+// loopback port with pki's server certificate.
+func MemcachedTLS(t testing.TB, pki *PKI, args ...string) *Process {
+	t.Helper()
+	return Memcached(t, append([]string{"-Z", "-o", "ssl_chain_cert=" + pki.CertFile + ",ssl_key=" + pki.KeyFile}, args...)...)
+}
