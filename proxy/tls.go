@@ -255,8 +255,8 @@ func (p *Proxy) acceptTLS(ctx context.Context, live *poolLive, lt *listenTLS, c 
 	err := tc.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
+		live.tlsHandshakeErrors.Add(1) // before the close the client may be waiting for
 		_ = c.Close()
-		live.tlsHandshakeErrors.Add(1)
 		p.log.Debug("TLS handshake failed", "pool", live.name, "remote", c.RemoteAddr().String(), "error", err)
 		return
 	}

@@ -30,6 +30,20 @@ func tlsMemcachePool(t *testing.T, pki *testserver.PKI) (config.Pool, *testserve
 	return pool, mc
 }
 
+// waitHandshakeErrors waits until the pool has counted want failed
+// handshakes (the server finishes its side after the client has seen the
+// alert) and fails if it counts more.
+func waitHandshakeErrors(t *testing.T, p *proxy.Proxy, pool string, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(proxytest.Timeout)
+	for handshakeErrors(p, pool) < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling a counter, bounded by deadline
+	}
+	if n := handshakeErrors(p, pool); n != want {
+		t.Fatalf("TLSHandshakeErrors = %d; want %d", n, want)
+	}
+}
+
 func handshakeErrors(p *proxy.Proxy, pool string) int64 {
 	for _, ps := range p.Stats() {
 		if ps.Name == pool {
@@ -89,9 +103,7 @@ func TestTLSPlaintextClientStoresNothing(t *testing.T) {
 	if v, ok := directGet(t, mc.Addr, "plain"); ok {
 		t.Fatalf("memcached has plain = %q; a plaintext client must store nothing", v)
 	}
-	if n := handshakeErrors(p, "tls"); n != 1 {
-		t.Fatalf("TLSHandshakeErrors = %d; want 1", n)
-	}
+	waitHandshakeErrors(t, p, "tls", 1)
 }
 
 // TestTLSMutualClientCertificate: with client_ca_file, a client without a
@@ -121,9 +133,7 @@ func TestTLSMutualClientCertificate(t *testing.T) {
 	if _, ok := directGet(t, mc.Addr, "mtls"); ok {
 		t.Fatal("a client without a certificate stored a value")
 	}
-	if n := handshakeErrors(p, "tls"); n != 1 {
-		t.Fatalf("TLSHandshakeErrors = %d; want 1", n)
-	}
+	waitHandshakeErrors(t, p, "tls", 1)
 
 	c := proxytest.DialTLS(t, pool.Listen, pki.ClientConfig(true))
 	c.RoundTrip("set mtls 0 0 5\r\nhello\r\n", "STORED\r\n")
@@ -208,6 +218,7 @@ func TestTLSRedisProbeUsesTLS(t *testing.T) {
 		}
 	}
 	r1.Restart()
+	deadline = time.Now().Add(proxytest.Timeout)
 	for serverStats(t, p, "rtls", "r1").State != pool.StateUp {
 		if time.Now().After(deadline) {
 			t.Fatalf("r1 not re-admitted after it came back: %+v", serverStats(t, p, "rtls", "r1"))
