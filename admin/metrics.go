@@ -39,6 +39,8 @@ type statsCollector struct {
 	fragments, forwardErrors                          *prometheus.Desc
 	authFailures                                      *prometheus.Desc // Redis pools only
 
+	tlsHandshakeErrors *prometheus.Desc // TLS listeners only
+
 	// Hot keys and the near cache: {pool} (invalidations also cause), only
 	// for pools with hot_keys enabled.
 	nearHits, nearMisses, nearFills, nearInval, nearBytes, nearTrackUp *prometheus.Desc
@@ -97,6 +99,8 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
 		authFailures:  d("auth_failures_total", "AUTH (or HELLO ... AUTH) commands with a wrong password (Redis pools; a connection is closed after 10 in a row).", p),
+
+		tlsHandshakeErrors: d("tls_handshake_errors_total", "Clients of a TLS listener closed because their TLS handshake failed (plaintext client, missing or unknown client certificate, timeout).", p),
 
 		warmHits:   d("warmup_hits_total", "Warm-up after a ring change: reads that missed on the key's new server and hit on its previous owner (answered from there).", p),
 		warmMisses: d("warmup_misses_total", "Warm-up after a ring change: reads that missed on the key's new server and on its previous owner.", p),
@@ -159,7 +163,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.buildInfo, c.uptime, c.ready, c.memHeld, c.memLimit,
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
-		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.fragments, c.forwardErrors,
+		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.tlsHandshakeErrors, c.fragments, c.forwardErrors,
 		c.authFailures,
 		c.nearHits, c.nearMisses, c.nearFills, c.nearInval, c.nearBytes, c.nearTrackUp, c.hkPromotions, c.hkDemotions,
 		c.nearCoalesced, c.nearRefreshes, c.warmHits, c.warmMisses, c.warmCopies,
@@ -207,6 +211,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.clientEOF, ps.ClientEOF, pn)
 		counter(c.clientErrors, ps.ClientErrors, pn)
 		counter(c.acceptErrors, ps.AcceptErrors, pn)
+		counter(c.tlsHandshakeErrors, ps.TLSHandshakeErrors, pn)
 		counter(c.fragments, ps.Fragments, pn)
 		counter(c.forwardErrors, ps.ForwardErrors, pn)
 		if ps.Protocol == string(config.ProtocolRedis) {

@@ -275,6 +275,13 @@ type Pool struct {
 	// (auto discovery) in addition to Servers. Default: off (Endpoint
 	// empty). Native shape, memcache pools only (docs/discovery.md).
 	Discovery Discovery
+	// TLS, when its CertFile is set, makes the pool's listener speak TLS:
+	// a client that does not complete a TLS handshake is served nothing.
+	// Default off. Native shape (docs/security.md).
+	TLS TLS
+	// ServerTLS, when Enabled, makes the pool reach its servers (and probe
+	// them) over TLS. Default off: plaintext. Native shape.
+	ServerTLS ServerTLS
 	// Servers are the pool's backends in configuration order. Ring indexes
 	// (hashring.Ring.Pick) are indexes into this slice.
 	Servers []Server
@@ -287,6 +294,54 @@ type Discovery struct {
 	// Interval is how often the endpoint is asked. Default
 	// DefaultDiscoveryInterval.
 	Interval time.Duration
+}
+
+// TLS versions a pool's tls.min_version accepts.
+const (
+	TLSVersion12 = "1.2"
+	TLSVersion13 = "1.3"
+)
+
+// TLS is a pool's client-side TLS (tls:). File names are as written; a
+// relative name is relative to the working directory. The files are read
+// when the pool starts, on reload, and again by the proxy when they change.
+type TLS struct {
+	// CertFile and KeyFile are the PEM certificate (chain) and private key
+	// the listener presents. Both or neither; TLS is on when they are set.
+	CertFile, KeyFile string
+	// ClientCAFile, if set, is a PEM bundle of CAs: every client must then
+	// present a certificate signed by one of them (mutual TLS). Default:
+	// no client certificate is asked for.
+	ClientCAFile string
+	// MinVersion is the lowest TLS version accepted, "1.2" or "1.3". If
+	// empty, "1.2" is used.
+	MinVersion string
+}
+
+// Enabled reports whether the pool's listener speaks TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// ServerTLS is a pool's backend-side TLS (server_tls:), for ElastiCache
+// in-transit encryption and redis-server's tls-port.
+type ServerTLS struct {
+	// Enabled turns TLS to the servers on. Parse sets it when a
+	// server_tls mapping is present (an empty mapping means TLS verified
+	// against the system's roots).
+	Enabled bool
+	// CAFile is a PEM bundle of the CAs that sign the servers'
+	// certificates. If empty, the system's roots are used.
+	CAFile string
+	// ServerName is the name verified in the servers' certificates. If
+	// empty, each server's host as written is used.
+	ServerName string
+	// CertFile and KeyFile are a client certificate and key for servers
+	// that require one (redis-server's tls-auth-clients yes). Both or
+	// neither. Default none.
+	CertFile, KeyFile string
+	// InsecureSkipVerify accepts any server certificate: encryption without
+	// authentication. Default false; logged as a warning at start and on
+	// every reload while set.
+	InsecureSkipVerify bool
 }
 
 // DefaultDiscoveryInterval is how often a discovery endpoint is asked when

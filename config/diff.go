@@ -187,6 +187,16 @@ func diffPool(o, n *Pool) Changes {
 	key("role_check", o.RoleCheck.String(), n.RoleCheck.String())
 	key("discovery.endpoint", o.Discovery.Endpoint, n.Discovery.Endpoint)
 	key("discovery.interval", o.Discovery.Interval.String(), n.Discovery.Interval.String())
+	key("tls.cert_file", o.TLS.CertFile, n.TLS.CertFile)
+	key("tls.key_file", o.TLS.KeyFile, n.TLS.KeyFile)
+	key("tls.client_ca_file", o.TLS.ClientCAFile, n.TLS.ClientCAFile)
+	key("tls.min_version", o.TLS.MinVersion, n.TLS.MinVersion)
+	key("server_tls", btoa(o.ServerTLS.Enabled), btoa(n.ServerTLS.Enabled))
+	key("server_tls.ca_file", o.ServerTLS.CAFile, n.ServerTLS.CAFile)
+	key("server_tls.server_name", o.ServerTLS.ServerName, n.ServerTLS.ServerName)
+	key("server_tls.cert_file", o.ServerTLS.CertFile, n.ServerTLS.CertFile)
+	key("server_tls.key_file", o.ServerTLS.KeyFile, n.ServerTLS.KeyFile)
+	key("server_tls.insecure_skip_verify", btoa(o.ServerTLS.InsecureSkipVerify), btoa(n.ServerTLS.InsecureSkipVerify))
 	if !slices.Equal(o.AllowCommands, n.AllowCommands) {
 		cs = append(cs, Change{Pool: n.Name, What: "allow_commands",
 			Old: fmt.Sprintf("%q", o.AllowCommands), New: fmt.Sprintf("%q", n.AllowCommands)})

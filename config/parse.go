@@ -247,7 +247,8 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 
 // nativeOnly are the pool keys only the native shape has.
 var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "warmup": true, "limits": true,
-	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true, "discovery": true}
+	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true, "discovery": true,
+	"tls": true, "server_tls": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 	pool := NewPool(name, ProtocolMemcache)
@@ -338,6 +339,10 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.RoleCheck = p.duration(v, name, key, pool.RoleCheck)
 		case "discovery":
 			pool.Discovery = p.discovery(v, name)
+		case "tls":
+			pool.TLS = p.tls(v, name)
+		case "server_tls":
+			pool.ServerTLS = p.serverTLS(v, name)
 		case "allow_commands":
 			if v.Kind != yaml.SequenceNode {
 				p.fail(v, name, key, "want a list of command names")
@@ -463,6 +468,60 @@ func (p *parser) discovery(m *yaml.Node, pool string) Discovery {
 		p.fail(m, pool, "discovery.endpoint", "missing: the cluster's configuration endpoint, host:port")
 	}
 	return d
+}
+
+// tls parses a pool's tls mapping.
+func (p *parser) tls(m *yaml.Node, pool string) TLS {
+	var t TLS
+	if m.Kind != yaml.MappingNode {
+		p.fail(m, pool, "tls", "must be a mapping with cert_file and key_file (and client_ca_file, min_version)")
+		return t
+	}
+	p.each(m, pool, "tls.", func(k, v *yaml.Node) {
+		key := "tls." + k.Value
+		p.pos.lines[posKey{pool, key}] = k.Line
+		switch k.Value {
+		case "cert_file":
+			t.CertFile, _ = p.str(v, pool, key)
+		case "key_file":
+			t.KeyFile, _ = p.str(v, pool, key)
+		case "client_ca_file":
+			t.ClientCAFile, _ = p.str(v, pool, key)
+		case "min_version":
+			t.MinVersion, _ = p.scalar(v, pool, key)
+		default:
+			p.fail(k, pool, key, "unknown key (tls has cert_file, key_file, client_ca_file and min_version)")
+		}
+	})
+	return t
+}
+
+// serverTLS parses a pool's server_tls mapping.
+func (p *parser) serverTLS(m *yaml.Node, pool string) ServerTLS {
+	t := ServerTLS{Enabled: true}
+	if m.Kind != yaml.MappingNode {
+		p.fail(m, pool, "server_tls", "must be a mapping (ca_file, server_name, cert_file, key_file, insecure_skip_verify)")
+		return t
+	}
+	p.each(m, pool, "server_tls.", func(k, v *yaml.Node) {
+		key := "server_tls." + k.Value
+		p.pos.lines[posKey{pool, key}] = k.Line
+		switch k.Value {
+		case "ca_file":
+			t.CAFile, _ = p.str(v, pool, key)
+		case "server_name":
+			t.ServerName, _ = p.str(v, pool, key)
+		case "cert_file":
+			t.CertFile, _ = p.str(v, pool, key)
+		case "key_file":
+			t.KeyFile, _ = p.str(v, pool, key)
+		case "insecure_skip_verify":
+			t.InsecureSkipVerify = p.bool(v, pool, key, false)
+		default:
+			p.fail(k, pool, key, "unknown key (server_tls has ca_file, server_name, cert_file, key_file and insecure_skip_verify)")
+		}
+	})
+	return t
 }
 
 // hotKeys parses a pool's hot_keys mapping.

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -191,6 +193,7 @@ func (v *checker) pool(p *Pool) {
 	v.hotKeys(p)
 	v.failover(p)
 	v.discovery(p)
+	v.tls(p)
 	v.servers(p)
 	if len(v.probs) == before && !v.c.pos.anyBad(name) && len(p.Servers) > 0 {
 		// Anything the ring itself refuses that the checks above missed.
@@ -414,4 +417,68 @@ func (v *checker) hotKeys(p *Pool) {
 	} else if h.TTLJitter > 0 && !h.Enabled {
 		v.warn(name, "hot_keys.ttl_jitter", "%v%% is not applied: hot_keys.enabled is false", h.TTLJitter*100)
 	}
+}
+
+// tls checks a pool's tls and server_tls: both halves of each key pair,
+// the version, and that every file named is there and parses, so that a
+// typo fails the load (or the reload) rather than the first handshake.
+func (v *checker) tls(p *Pool) {
+	name := p.Name
+	t := p.TLS
+	if t != (TLS{}) {
+		if t.CertFile == "" || t.KeyFile == "" {
+			v.fail(name, "tls", "set both cert_file and key_file")
+		} else if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			v.fail(name, "tls.cert_file", "%v", err)
+		}
+		if t.ClientCAFile != "" {
+			if err := checkCAFile(t.ClientCAFile); err != nil {
+				v.fail(name, "tls.client_ca_file", "%v", err)
+			}
+		}
+		switch t.MinVersion {
+		case "", TLSVersion12, TLSVersion13:
+		default:
+			v.fail(name, "tls.min_version", "%q: want %q or %q", t.MinVersion, TLSVersion12, TLSVersion13)
+		}
+	}
+	s := p.ServerTLS
+	if !s.Enabled {
+		return
+	}
+	if (s.CertFile == "") != (s.KeyFile == "") {
+		v.fail(name, "server_tls", "set both cert_file and key_file, or neither")
+	} else if s.CertFile != "" {
+		if _, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile); err != nil {
+			v.fail(name, "server_tls.cert_file", "%v", err)
+		}
+	}
+	if s.CAFile != "" {
+		if err := checkCAFile(s.CAFile); err != nil {
+			v.fail(name, "server_tls.ca_file", "%v", err)
+		}
+	}
+	// Connections made outside the data path that do not speak TLS yet.
+	if p.RoleCheck > 0 {
+		v.fail(name, "server_tls", "not supported with role_check yet (its ROLE polls are plaintext)")
+	}
+	if p.Discovery.Enabled() {
+		v.fail(name, "server_tls", "not supported with discovery yet (the configuration endpoint is asked in plaintext)")
+	}
+	if s.InsecureSkipVerify {
+		v.warn(name, "server_tls.insecure_skip_verify", "the servers' certificates are not verified: traffic is encrypted but anyone on the path can impersonate a server")
+	}
+}
+
+// checkCAFile reads a PEM bundle and reports an error unless it holds at
+// least one certificate.
+func checkCAFile(file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return fmt.Errorf("%s: no PEM certificate in it", file)
+	}
+	return nil
 }

@@ -35,6 +35,9 @@ const (
 // accepted, until OnOpen replaces it with the client.
 type acceptedConn struct {
 	live *poolLive
+	// raddr and laddr are a TLS client's addresses (nil for a plaintext
+	// client): gnet sees only its bridge's socket pair.
+	raddr, laddr net.Addr
 }
 
 // listen opens every pool's listener (poolLive.ln). Called with reloadMu
@@ -140,7 +143,12 @@ func (p *Proxy) acceptLoop(ctx context.Context, live *poolLive, ln net.Listener)
 			}
 		}
 		ep.recovered()
-		if err := p.register(ctx, live, c); err != nil {
+		if lt := live.cur.Load().ltls; lt != nil {
+			p.wg.Add(1)
+			go func() { defer p.wg.Done(); p.acceptTLS(ctx, live, lt, c) }()
+			continue
+		}
+		if err := p.registerConn(ctx, &acceptedConn{live: live}, c); err != nil {
 			live.acceptErrors.Add(1)
 			p.log.Warn("client connection not registered", "pool", live.name, "error", err)
 		}
@@ -184,11 +192,11 @@ func (e *episode) recovered() {
 	}
 }
 
-// register hands an accepted connection to an event loop and waits until
-// the loop has opened it (or failed to). gnet duplicates the descriptor and
-// closes c.
-func (p *Proxy) register(ctx context.Context, live *poolLive, c net.Conn) error {
-	rctx := gnet.NewNetConnContext(gnet.NewContext(ctx, &acceptedConn{live: live}), c)
+// registerConn hands an accepted connection to an event loop and waits
+// until the loop has opened it (or failed to). gnet duplicates the
+// descriptor and closes c.
+func (p *Proxy) registerConn(ctx context.Context, ac *acceptedConn, c net.Conn) error {
+	rctx := gnet.NewNetConnContext(gnet.NewContext(ctx, ac), c)
 	p.regMu.Lock()
 	ch, err := p.eng.Register(rctx)
 	p.regMu.Unlock()

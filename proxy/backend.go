@@ -201,10 +201,14 @@ func (b *backend) connect() {
 	p := b.l.p
 	network, addr := b.network, b.addr
 	dialer := &b.pr.dialer // b.pr may change (loop.adopt) while the dial runs
+	stls := b.pr.stls
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		nc, err := dialer.DialContext(p.ctx, network, addr)
+		if err == nil && stls != nil {
+			nc, err = p.dialTLS(nc, stls, addr, dialer.Timeout)
+		}
 		if err == nil {
 			var ch <-chan gnet.RegisteredResult
 			ch, err = b.l.el.Enroll(gnet.NewContext(p.ctx, att), nc)

@@ -25,6 +25,12 @@ func benchRoundTrips(b *testing.B, addr string, req []byte, end []byte, depth in
 		b.Fatal(err)
 	}
 	defer c.Close()
+	benchConnRoundTrips(b, c, req, end, depth)
+}
+
+// benchConnRoundTrips is benchRoundTrips over a connection already open
+// (a TLS one, say).
+func benchConnRoundTrips(b *testing.B, c net.Conn, req []byte, end []byte, depth int) {
 	batch := bytes.Repeat(req, depth)
 	r := bufio.NewReaderSize(c, 64<<10)
 	buf := make([]byte, 0, 64<<10)

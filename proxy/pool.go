@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"slices"
@@ -52,6 +53,8 @@ type poolLive struct {
 	// acceptErrors counts failed accepts and registrations on the pool's
 	// listener.
 	acceptErrors atomic.Int64
+	// tlsHandshakeErrors counts failed client TLS handshakes.
+	tlsHandshakeErrors atomic.Int64
 	// removed is set when a reload takes the pool away: its listener is
 	// closed and its clients are drained.
 	removed atomic.Bool
@@ -108,6 +111,10 @@ type poolRT struct {
 	codec             codec
 	names             []string // "name" or "addr" per server (configuration order), for messages
 	dialer            net.Dialer
+	// ltls is the listener's TLS (nil: plaintext), stls the configuration
+	// for reaching the servers over TLS (nil: plaintext). See tls.go.
+	ltls *listenTLS
+	stls *tls.Config
 	// allow holds the refused-by-default commands the configuration opens.
 	allow map[string]struct{}
 	// conns is the number of connections per server and loop.
@@ -196,6 +203,22 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		dialTimeout = 5 * time.Second
 	}
 	pr.dialer = net.Dialer{Timeout: dialTimeout, KeepAlive: time.Minute}
+	if cfg.TLS.Enabled() {
+		lt, err := newListenTLS(cfg.TLS, p.log.With("pool", cfg.Name))
+		if err != nil {
+			return nil, err
+		}
+		pr.ltls = lt
+	}
+	stls, err := newServerTLS(cfg.ServerTLS)
+	if err != nil {
+		return nil, err
+	}
+	pr.stls = stls
+	if stls != nil && stls.InsecureSkipVerify {
+		p.log.Warn("server_tls.insecure_skip_verify is set: the servers' certificates are NOT verified; anyone on the path can impersonate them",
+			"pool", cfg.Name)
+	}
 	hc := pool.HealthConfig{
 		Servers:      len(cfg.Servers),
 		AutoEject:    cfg.AutoEjectHosts,
@@ -360,6 +383,13 @@ func (pr *poolRT) probeAddr(ctx context.Context, network, addr string) error {
 	c, err := pr.dialer.DialContext(ctx, network, addr)
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", addr, err)
+	}
+	if pr.stls != nil {
+		tc, err := tlsClient(ctx, c, pr.stls, addr, pr.dialer.Timeout)
+		if err != nil {
+			return fmt.Errorf("probe %s: %w", addr, err)
+		}
+		c = tc
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {

@@ -438,6 +438,9 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		l := p.loopFor(c.EventLoop())
 		pr = l.version(live)
 		cl := newClient(l, pr, c, p.nextID.Add(1))
+		if ctx.raddr != nil {
+			cl.raddr, cl.laddr = ctx.raddr, ctx.laddr
+		}
 		c.SetContext(cl)
 		p.clients.Add(1)
 		l.pools[pr.idx].clientConns.Add(1)

@@ -194,6 +194,11 @@ type PoolStats struct {
 	Warmup WarmupStats
 	// Discovery: the pool's ElastiCache auto discovery (discovery).
 	Discovery DiscoveryStats
+
+	// TLSHandshakeErrors counts clients of a TLS listener closed because
+	// their handshake failed (a plaintext client, an unknown or missing
+	// client certificate, a timeout).
+	TLSHandshakeErrors int64
 }
 
 // ServerStats is a snapshot of one server's counters.
@@ -279,6 +284,7 @@ func (p *Proxy) Stats() []PoolStats {
 			}
 		}
 		ps.AcceptErrors = live.acceptErrors.Load()
+		ps.TLSHandshakeErrors = live.tlsHandshakeErrors.Load()
 		live.warmStats(&ps.Warmup)
 		ps.Discovery = live.discoveryStats(pr.cfg)
 		if t := live.hk.Load(); t != nil {

@@ -201,6 +201,13 @@ func (live *poolLive) trackSession(ctx context.Context, t *serverTracker) error 
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
+	if stls := live.cur.Load().stls; stls != nil {
+		tc, err := tlsClient(ctx, conn, stls, t.info.addr, trackDialTimeout)
+		if err != nil {
+			return err
+		}
+		conn = tc
+	}
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -27,6 +27,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -71,6 +72,10 @@ type options struct {
 	shieldKeys int     // keys the shield's Zipf draws from
 	shieldHash string  // the shield pools' hash
 	zipfS      float64 // the shield's Zipf exponent
+
+	// TLS rounds (tls.go).
+	tls  bool   // only the TLS rounds
+	base string // a second cacheproxy binary to compare plaintext against
 }
 
 // selected reports whether -only lets the comparison called name run.
@@ -118,6 +123,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.shieldKeys, "shield-keys", 20000, "keys the shield draws from (Zipf); 1000000 for the 1M-key variant")
 	fs.StringVar(&o.shieldHash, "shield-hash", "fnv1a_64", "hash of the shield pools (the default hash; jump ignores it)")
 	fs.Float64Var(&o.zipfS, "zipf", 1.1, "Zipf exponent of the shield's keys")
+	fs.BoolVar(&o.tls, "tls", false, "run only the TLS rounds: plaintext vs TLS listener, same proxy and backend (and -base vs -cacheproxy plaintext)")
+	fs.StringVar(&o.base, "base", "", "with -tls: a baseline cacheproxy binary (main's) whose plaintext pools are compared with -cacheproxy's")
 	smoke := fs.Bool("smoke", false, "a few seconds: one short round at depth 1, to check the harness (the cmd/benchrun test runs it)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -208,6 +215,7 @@ type target struct {
 	addr        string
 	proc        *proc // the proxy process whose CPU is measured; nil for a backend
 	unavailable string
+	tls         *tls.Config // a TLS listener: the generator's client configuration
 }
 
 // comparison is one A/B pair measured in alternating rounds; B is the
@@ -251,6 +259,9 @@ func bench(ctx context.Context, o *options, ps *procs, dir string, out io.Writer
 	fmt.Fprintf(out, "machine: %d cores, %s; %s; GOMAXPROCS %d\n", cores, model, runtime.Version(), runtime.GOMAXPROCS(0))
 	if o.hotkeys {
 		return hotKeys(ctx, o, ps, dir, out, samples)
+	}
+	if o.tls {
+		return tlsRounds(ctx, o, ps, dir, out, samples)
 	}
 	fmt.Fprintf(out, "load: %d conns, %.0f%% gets, %d-byte values, %d uniform keys, verify on; %d rounds x %v (warm-up %v), A/B alternating\n",
 		o.conns, o.getRatio*100, o.size, o.keys, o.rounds, o.duration, o.warmup)
@@ -361,6 +372,10 @@ type pool struct {
 	dist, hash   string
 	hotKeys      bool
 	serverPrefix string
+	// TLS rounds only (cacheproxy): the listener's certificate and key, and
+	// the client configuration that trusts it.
+	certFile, keyFile string
+	tls               *tls.Config
 }
 
 // startProxy writes a configuration for pools, starts the proxy and checks
@@ -371,7 +386,7 @@ func startProxy(ctx context.Context, ps *procs, dir, name string, pools []pool, 
 	var listen []string
 	for _, p := range pools {
 		addr, err := freeAddr()
-		ts[p.name] = &target{name: name, addr: addr}
+		ts[p.name] = &target{name: name, addr: addr, tls: p.tls}
 		if err != nil {
 			ts[p.name].unavailable = err.Error()
 		}
@@ -427,7 +442,7 @@ func startProxy(ctx context.Context, ps *procs, dir, name string, pools []pool, 
 		// A short verified load proves the pool answers correctly.
 		res, err := loadgen.Run(ctx, loadgen.Config{Addr: t.addr, Protocol: pl.proto, Conns: 2, Pipeline: 4,
 			GetRatio: 0.5, ValueSize: 32, Keys: 200, KeyPrefix: "probe:", Requests: 400, Verify: true, Preload: true,
-			Timeout: 2 * time.Second, MaxDuration: 10 * time.Second})
+			Timeout: 2 * time.Second, MaxDuration: 10 * time.Second, TLS: pl.tls})
 		switch {
 		case err != nil:
 			t.unavailable = "probe failed: " + firstLine(err.Error())
@@ -473,6 +488,9 @@ func proxyConfig(name string, pools []pool, listen []string) string {
 		if p.hotKeys {
 			fmt.Fprintf(&b, "%s  hot_keys:\n%s    enabled: true\n", indent, indent)
 		}
+		if p.certFile != "" {
+			fmt.Fprintf(&b, "%s  tls: {cert_file: %s, key_file: %s}\n", indent, p.certFile, p.keyFile)
+		}
 		fmt.Fprintf(&b, "%s  servers:\n", indent)
 		for j, s := range p.servers {
 			fmt.Fprintf(&b, "%s    - %s:1 %s%d\n", indent, s, prefix, j)
@@ -486,7 +504,7 @@ func proxyConfig(name string, pools []pool, listen []string) string {
 func measure(ctx context.Context, o *options, c *comparison, t *target) (sample, error) {
 	cfg := loadgen.Config{Addr: t.addr, Protocol: c.proto, Conns: o.conns, Pipeline: c.depth, GetRatio: o.getRatio,
 		ValueSize: o.size, Keys: o.keys, KeyPrefix: "b:", Duration: o.warmup, Preload: true, Seed: 1,
-		Timeout: 5 * time.Second}
+		Timeout: 5 * time.Second, TLS: t.tls}
 	if _, err := loadgen.Run(ctx, cfg); err != nil {
 		return sample{}, fmt.Errorf("warm-up: %w", err)
 	}

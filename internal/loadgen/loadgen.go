@@ -18,6 +18,7 @@ package loadgen
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +74,9 @@ type Config struct {
 	Verify bool
 	// Preload stores every key once before the run.
 	Preload bool
+	// TLS, if not nil, makes every connection a TLS client with this
+	// configuration (the handshake is bounded by Timeout). Default: plaintext.
+	TLS *tls.Config
 	// Timeout bounds each batch's write and read and each dial. If zero, 5s
 	// is used.
 	Timeout time.Duration
@@ -370,6 +374,17 @@ func (w *worker) dial(ctx context.Context) error {
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
 		c.Close()
 		return fmt.Errorf("dial %s: connected to %v, not a loopback address", w.cfg.Addr, c.RemoteAddr())
+	}
+	if w.cfg.TLS != nil {
+		tc := tls.Client(c, w.cfg.TLS)
+		hctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			c.Close()
+			return fmt.Errorf("dial %s: TLS handshake: %w", w.cfg.Addr, err)
+		}
+		c = tc
 	}
 	w.conn = c
 	w.br = bufio.NewReaderSize(c, 64<<10)

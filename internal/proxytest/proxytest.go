@@ -6,6 +6,7 @@ package proxytest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -181,6 +182,31 @@ func Dial(t testing.TB, addr string) *Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return &Conn{T: t, C: c, R: bufio.NewReader(c)}
+}
+
+// DialTLS connects to addr and completes a TLS handshake with cfg; the
+// connection is closed when the test ends.
+func DialTLS(t testing.TB, addr string, cfg *tls.Config) *Conn {
+	t.Helper()
+	c, err := DialTLSErr(addr, cfg)
+	if err != nil {
+		t.Fatalf("dial %s over TLS: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &Conn{T: t, C: c, R: bufio.NewReader(c)}
+}
+
+// DialTLSErr connects to addr and completes a TLS handshake with cfg within
+// Timeout, returning the error instead of failing a test.
+func DialTLSErr(addr string, cfg *tls.Config) (*tls.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: Timeout}, Config: cfg}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*tls.Conn), nil
 }
 
 // Send writes s.
