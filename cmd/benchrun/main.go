@@ -125,6 +125,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.Float64Var(&o.zipfS, "zipf", 1.1, "Zipf exponent of the shield's keys")
 	fs.BoolVar(&o.tls, "tls", false, "run only the TLS rounds: plaintext vs TLS listener, same proxy and backend (and -base vs -cacheproxy plaintext)")
 	fs.StringVar(&o.base, "base", "", "with -tls: a baseline cacheproxy binary (main's) whose plaintext pools are compared with -cacheproxy's")
+	serverTimeout := fs.Duration("server-timeout", 400*time.Millisecond, "the proxies' server timeout (timeout: in their pools); -smoke makes it 5s unless given")
 	smoke := fs.Bool("smoke", false, "a few seconds: one short round at depth 1, to check the harness (the cmd/benchrun test runs it)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -143,6 +144,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		// The warm-up is long enough for the detector to promote (it
 		// merges every ~100 ms) on a loaded box.
 		o.rounds, o.duration, o.warmup, o.depths = 1, 400*time.Millisecond, 700*time.Millisecond, []int{1}
+		// The smoke checks the harness, not latency: on a loaded machine
+		// (make test runs it beside every other package) a 400 ms server
+		// timeout failed it.
+		given := false
+		fs.Visit(func(f *flag.Flag) { given = given || f.Name == "server-timeout" })
+		if !given {
+			*serverTimeout = 5 * time.Second
+		}
+	}
+	if *serverTimeout < time.Millisecond {
+		return errors.New("-server-timeout must be at least 1ms")
 	}
 	if o.rounds < 1 || o.duration <= 0 {
 		return errors.New("-rounds and -d must be positive")
@@ -152,7 +164,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ps := &procs{}
+	ps := &procs{serverTimeout: *serverTimeout}
 	defer ps.stopAll()
 	if *caslap {
 		return accuracy(ctx, &o, ps, dir, out)
@@ -425,7 +437,7 @@ func startProxy(ctx context.Context, ps *procs, dir, name string, pools []pool, 
 		}
 		args = []string{"-c", conf}
 	}
-	if err := os.WriteFile(conf, []byte(proxyConfig(name, pools, listen)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(proxyConfig(name, pools, listen, ps.serverTimeout)), 0o644); err != nil {
 		return fail(err.Error())
 	}
 	p, err := ps.start(name, path, args...)
@@ -468,7 +480,7 @@ func firstLine(s string) string {
 // proxyConfig renders the pools in nutcracker.yml shape for nutcracker and
 // in the native shape for cacheproxy; hash, distribution and timeout are the
 // same, so placement is the same.
-func proxyConfig(name string, pools []pool, listen []string) string {
+func proxyConfig(name string, pools []pool, listen []string, timeout time.Duration) string {
 	var b strings.Builder
 	indent := ""
 	if name != "nutcracker" {
@@ -479,9 +491,9 @@ func proxyConfig(name string, pools []pool, listen []string) string {
 		fmt.Fprintf(&b, "%s%s:\n", indent, p.name)
 		fmt.Fprintf(&b, "%s  listen: %s\n", indent, listen[i])
 		if name == "nutcracker" {
-			fmt.Fprintf(&b, "%s  redis: %t\n%s  timeout: 400\n", indent, p.proto == loadgen.Redis, indent)
+			fmt.Fprintf(&b, "%s  redis: %t\n%s  timeout: %d\n", indent, p.proto == loadgen.Redis, indent, timeout.Milliseconds())
 		} else {
-			fmt.Fprintf(&b, "%s  protocol: %s\n%s  timeout: 400ms\n", indent, p.proto, indent)
+			fmt.Fprintf(&b, "%s  protocol: %s\n%s  timeout: %dms\n", indent, p.proto, indent, timeout.Milliseconds())
 		}
 		hash, dist, prefix := cmp.Or(p.hash, "fnv1a_64"), cmp.Or(p.dist, "ketama"), cmp.Or(p.serverPrefix, p.name)
 		fmt.Fprintf(&b, "%s  hash: %s\n%s  distribution: %s\n%s  preconnect: true\n", indent, hash, indent, dist, indent)

@@ -70,6 +70,9 @@ func (p *proc) stop() {
 type procs struct {
 	mu   sync.Mutex
 	list []*proc
+	// serverTimeout is the server timeout written into every proxy's
+	// pools (-server-timeout).
+	serverTimeout time.Duration
 }
 
 func (ps *procs) start(name, path string, args ...string) (*proc, error) {
