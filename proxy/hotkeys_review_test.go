@@ -96,13 +96,7 @@ func TestHotKeysFlushAllDelay(t *testing.T) {
 func TestHotKeysReloadRedisDB(t *testing.T) {
 	srv := testserver.Redis(t)
 	pool := reviewHotPool(t, true, srv)
-	// Two loops: redis_db reaches backend connections dialed after the
-	// reload only (see Proxy.Reload), so the GET below must travel on one:
-	// the second client lands on the other loop, whose connection (the
-	// pool is not preconnected) is dialed at its first request. With one
-	// loop (the default on 2 CPUs) it would share h's connection, still
-	// on db 0.
-	p := proxytest.StartConfig(t, proxy.Options{Loops: 2}, &config.Config{Pools: []config.Pool{pool}})
+	p := proxytest.StartConfig(t, proxy.Options{}, &config.Config{Pools: []config.Pool{pool}})
 	h := hkDial(t, pool.Listen, true)
 	if err := h.set("hot", "db0"); err != nil {
 		t.Fatal(err)

@@ -211,6 +211,15 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 				b.resp3 = resp3
 				bs[slot*conns+c] = b
 				dial = append(dial, b)
+			case b != nil && !sameHandshake(b.pr.cfg, pr.cfg):
+				// Set up for another database, credentials or TLS:
+				// replaced, so that every request parsed from now on
+				// travels on a connection set up as the version says.
+				l.retire(b)
+				b = newBackend(l, pr, slot)
+				b.resp3 = resp3
+				bs[slot*conns+c] = b
+				dial = append(dial, b)
 			case b != nil:
 				b.pr = pr
 			}
@@ -219,7 +228,7 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 		if ci >= 0 {
 			want = pr.cfg.Servers[ci].Replicas
 		}
-		if !sameReplicas(rs[slot], want, conns) {
+		if !sameReplicas(rs[slot], want, conns) || len(rs[slot]) > 0 && !sameHandshake(rs[slot][0].pr.cfg, pr.cfg) {
 			for _, b := range rs[slot] {
 				l.retire(b)
 			}
@@ -239,6 +248,15 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 		}
 	}
 	return connSet{backends: bs, replicas: rs}, dial
+}
+
+// sameHandshake reports whether a backend connection set up under pool
+// configuration a serves configuration b as it is: the settings sent or
+// negotiated when a connection opens (the database, the servers'
+// credentials, TLS to the servers) are the same. When they differ, a new
+// version replaces the pool's connections instead of keeping them.
+func sameHandshake(a, b *config.Pool) bool {
+	return a.RedisDB == b.RedisDB && a.RedisAuth == b.RedisAuth && a.ServerTLS == b.ServerTLS
 }
 
 // sameReplicas reports whether the replica connections have ("conns" per

@@ -16,11 +16,13 @@ import (
 // A pool is known by its name. A pool in both configurations gets a new
 // version (see poolLive): servers added, removed, re-weighted or renamed,
 // replicas, hash, distribution, hash tag, timeouts, limits, read policy,
-// auto-eject settings, allow_commands and redis_auth/redis_db (sent on new
-// backend connections only) apply to requests parsed from then on; requests
-// already parsed finish on the version they were parsed under. Connections
-// to a server (same name and address) in both versions are kept; those to a
-// removed server close once their replies are in. Health carries over by
+// auto-eject settings, allow_commands, redis_auth/redis_db and server_tls
+// apply to requests parsed from then on; requests already parsed finish on
+// the version they were parsed under. Connections to a server (same name and
+// address) in both versions are kept, unless what a connection is set up
+// with changed (redis_db, the servers' credentials, server_tls: see
+// sameHandshake), which replaces them; those replaced or to a removed
+// server close once their replies are in. Health carries over by
 // server name. A pool only in cfg starts listening; a pool no longer in cfg
 // stops accepting and its clients are drained as on shutdown. A pool whose
 // listen address changed is removed and added. Its protocol,

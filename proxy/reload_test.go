@@ -710,11 +710,12 @@ func TestReloadRemovedPoolDrainTimeout(t *testing.T) {
 	proxytest.Dial(t, stays.Listen).RoundTrip("get k\r\n", "END\r\n")
 }
 
-// TestReloadRedisDBNewConnectionsOnly: a reload that changes redis_db (and
-// adds a server) applies it to new backend connections only: the kept
-// connection to r1 goes on in the old database, the new one to r2 selects
-// the new database.
-func TestReloadRedisDBNewConnectionsOnly(t *testing.T) {
+// TestReloadRedisDBReplacesConnections: a reload that changes redis_db (and
+// adds a server) replaces the pool's backend connections, so that every
+// request parsed after it travels in the new database: the kept server r1
+// gets its key in database 5 as the new r2 does (not in 3); the client
+// stays connected; what was written before stays in database 3.
+func TestReloadRedisDBReplacesConnections(t *testing.T) {
 	r1, r2 := testserver.Redis(t), testserver.Redis(t)
 	base := proxytest.RedisPool(t, "r", r1, r2)
 	all := base.Servers
@@ -722,7 +723,6 @@ func TestReloadRedisDBNewConnectionsOnly(t *testing.T) {
 	p := proxytest.StartConfig(t, proxy.Options{Loops: 1}, withServers(base, all, 1))
 	c := proxytest.Dial(t, base.Listen)
 	c.RoundTrip(respCmd("SET", "first", "1"), "+OK\r\n")
-	before := dials(p, "r")["r1"]
 
 	next := withServers(base, all, 2)
 	next.Pools[0].RedisDB = 5
@@ -743,16 +743,27 @@ func TestReloadRedisDBNewConnectionsOnly(t *testing.T) {
 	for _, k := range keys {
 		c.RoundTrip(respCmd("SET", k, "v"), "+OK\r\n")
 	}
-	if after := dials(p, "r")["r1"]; after != before {
-		t.Errorf("dials to r1: %d before the reload, %d after; want the same", before, after)
-	}
 	for _, tc := range []struct {
 		srv *testserver.Process
 		key string
-		db  string
-	}{{r1, keys[0], "3"}, {r2, keys[1], "5"}} {
+	}{{r1, keys[0]}, {r2, keys[1]}} {
 		d := proxytest.Dial(t, tc.srv.Addr)
-		d.RoundTrip(respCmd("SELECT", tc.db), "+OK\r\n")
+		d.RoundTrip(respCmd("SELECT", "5"), "+OK\r\n")
 		d.RoundTrip(respCmd("GET", tc.key), "$1\r\n", "v\r\n")
+		d.RoundTrip(respCmd("SELECT", "3"), "+OK\r\n")
+		d.RoundTrip(respCmd("GET", tc.key), "$-1\r\n")
+	}
+	// "first" was written in database 3 on whichever server owned it.
+	found := 0
+	for _, srv := range []*testserver.Process{r1, r2} {
+		d := proxytest.Dial(t, srv.Addr)
+		d.RoundTrip(respCmd("SELECT", "3"), "+OK\r\n")
+		d.Send(respCmd("EXISTS", "first"))
+		if d.Line() == ":1\r\n" {
+			found++
+		}
+	}
+	if found != 1 {
+		t.Errorf("\"first\" is in database 3 on %d servers; want 1", found)
 	}
 }
