@@ -187,6 +187,8 @@ func diffPool(o, n *Pool) Changes {
 	key("role_check", o.RoleCheck.String(), n.RoleCheck.String())
 	key("discovery.endpoint", o.Discovery.Endpoint, n.Discovery.Endpoint)
 	key("discovery.interval", o.Discovery.Interval.String(), n.Discovery.Interval.String())
+	key("cluster", btoa(o.Cluster), btoa(n.Cluster))
+	key("cluster_refresh", o.ClusterRefresh.String(), n.ClusterRefresh.String())
 	if !slices.Equal(o.AllowCommands, n.AllowCommands) {
 		cs = append(cs, Change{Pool: n.Name, What: "allow_commands",
 			Old: fmt.Sprintf("%q", o.AllowCommands), New: fmt.Sprintf("%q", n.AllowCommands)})

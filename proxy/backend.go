@@ -258,6 +258,9 @@ func (b *backend) dialFailed(att *dialAttempt, err error) {
 	b.state = stateDown
 	b.retryAt = b.l.now() + int64(backoff)
 	b.failure()
+	if b.pr.cfg.Cluster {
+		b.pr.live.clusterKick() // a failover may have moved its slots
+	}
 	b.pr.p.log.Debug("backend connect failed", "pool", b.pr.cfg.Name, "server", b.name(), "error", err)
 	b.cause = clientCause(err)
 	b.failAll(fmt.Sprintf("server %s unavailable: %s", b.name(), b.cause))
@@ -449,6 +452,9 @@ func (b *backend) lost(c gnet.Conn, err error) {
 	}
 	if err == nil {
 		err = io.EOF
+	}
+	if b.pr.cfg.Cluster {
+		b.pr.live.clusterKick() // a failover may have moved its slots
 	}
 	b.pr.p.log.Debug("backend connection lost", "pool", b.pr.cfg.Name, "server", b.name(), "error", err,
 		"in_flight", inFlight)

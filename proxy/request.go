@@ -45,6 +45,9 @@ type request struct {
 	// delivered the miss that r has moved to another connection.
 	repair, requeued bool
 	raw              []byte
+	// redirected: a Redis Cluster -MOVED or -ASK sent r on once already
+	// (cluster.go); raw holds its bytes in a cluster pool.
+	redirected bool
 	// Warm-up after a ring change (warmup.go): the window r reads under,
 	// its stage, the key's old and new server (slots), the write seq when
 	// it was parsed and its client's id (for the connection to use).

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cacheproxy/cacheproxy/hashring"
 	"github.com/cacheproxy/cacheproxy/hotkey"
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
@@ -43,6 +44,9 @@ type respState struct {
 	keyIdx   []int
 	servers  []int
 	fragOf   []int
+	// cluster pools: each key's hash slot, each fragment's
+	hslots   []int
+	fragSlot []int
 	fragArg  [][][]byte
 	iters    []resp.Elements
 	scanArgs [][]byte
@@ -294,6 +298,9 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"), RejectRefused)
 		return
 	}
+	if rc.pr.cfg.Cluster && cmd.Parent != nil && cmd.Parent.Name == "cluster" && rs.txn == nil && rc.clusterCommand(cl, req, cmd) {
+		return // CLUSTER INFO, SLOTS, ...: the proxy is a one-node cluster (cluster.go)
+	}
 	// The key positions, found once: the limit check and routing use them.
 	rs.keyIdx = rs.keyIdx[:0]
 	if cmd.Class != resp.ClassLocal {
@@ -427,7 +434,7 @@ func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Comma
 	s := rc.keyServer(cl, req)
 	switch {
 	case s == -2:
-		rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
+		rc.reject(cl, rc.crossSlot(), RejectRefused)
 		return
 	case s == -1:
 		s = rc.pr.anyServer() // no keys (EVAL with numkeys 0): any server does
@@ -526,6 +533,10 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 	nServers := len(rc.pr.slots) // fragOf is indexed by slot
 	rs.servers = rs.servers[:0]
 	same := true
+	// A cluster node takes the keys of one hash slot per command: a
+	// cluster pool splits by hash slot, not by server.
+	cluster := rc.pr.cfg.Cluster
+	rs.hslots, rs.fragSlot = rs.hslots[:0], rs.fragSlot[:0]
 	for i := 1; i < len(req.Args); i += step {
 		s := rc.pr.pick(req.Args[i])
 		if s < 0 {
@@ -535,6 +546,12 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 		rs.servers = append(rs.servers, s)
 		if s != rs.servers[0] {
 			same = false
+		}
+		if cluster {
+			rs.hslots = append(rs.hslots, hashring.KeySlot(req.Args[i]))
+			if rs.hslots[len(rs.hslots)-1] != rs.hslots[0] {
+				same = false
+			}
 		}
 	}
 	class := ClassWrite
@@ -608,9 +625,16 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 			}
 		}
 		fi := rs.fragOf[s]
+		if cluster {
+			fi = slices.Index(rs.fragSlot, rs.hslots[k]) // the fragments are few
+		}
 		if fi < 0 {
 			fi = len(parent.frags)
-			rs.fragOf[s] = fi
+			if cluster {
+				rs.fragSlot = append(rs.fragSlot, rs.hslots[k])
+			} else {
+				rs.fragOf[s] = fi
+			}
 			f := newFragment(l, parent, s)
 			f.read = class == ClassRead
 			if len(rs.fragArg) <= fi {
@@ -710,6 +734,9 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	}
 	if err := replyFits(r, rep); err != nil {
 		return 0, err
+	}
+	if rep.Type == '-' && clusterRedirect(b, r, buf[:n]) {
+		return n, nil // sent on to the master the cluster named
 	}
 	if r.internal {
 		if resp.IsError(buf[:n]) {

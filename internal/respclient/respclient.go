@@ -116,8 +116,13 @@ func (c *Conn) Receive(wait time.Duration) (any, error) {
 
 // read decodes one reply; an error reply is returned as a value so that an
 // array holding one still decodes.
-func (c *Conn) read() (any, error) {
-	line, err := c.r.ReadSlice('\n')
+func (c *Conn) read() (any, error) { return Decode(c.r) }
+
+// Decode reads one RESP2 reply from r as Receive returns it, except that an
+// error reply is an Error value (also inside an array), not an error. The
+// MaxBulk and MaxArray bounds apply.
+func Decode(r *bufio.Reader) (any, error) {
+	line, err := r.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			return nil, errors.New("protocol error: line too long")
@@ -148,7 +153,7 @@ func (c *Conn) read() (any, error) {
 			return nil, nil
 		}
 		b := make([]byte, n+2)
-		if _, err := io.ReadFull(c.r, b); err != nil {
+		if _, err := io.ReadFull(r, b); err != nil {
 			return nil, fmt.Errorf("read reply: %w", err)
 		}
 		return string(b[:n]), nil
@@ -162,7 +167,7 @@ func (c *Conn) read() (any, error) {
 		}
 		out := make([]any, n)
 		for i := range out {
-			if out[i], err = c.read(); err != nil {
+			if out[i], err = Decode(r); err != nil {
 				return nil, err
 			}
 		}
