@@ -162,6 +162,9 @@ func (b *backend) unavailable() {
 // attempt is due.
 func (b *backend) refuse(r *request) {
 	b.unavailable()
+	if b.pr.cfg.Cluster {
+		b.pr.live.clusterKick() // its slots may have a new master already
+	}
 	msg := "server " + b.name() + " unavailable"
 	if b.cause != "" {
 		msg += ": " + b.cause

@@ -41,9 +41,9 @@ type respState struct {
 	// loop.clientBackend), and the replies the proxy makes are RESP3.
 	resp3 bool
 	// scratch for splitting
-	keyIdx   []int
-	servers  []int
-	fragOf   []int
+	keyIdx  []int
+	servers []int
+	fragOf  []int
 	// cluster pools: each key's hash slot, each fragment's
 	hslots   []int
 	fragSlot []int

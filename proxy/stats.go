@@ -194,6 +194,8 @@ type PoolStats struct {
 	Warmup WarmupStats
 	// Discovery: the pool's ElastiCache auto discovery (discovery).
 	Discovery DiscoveryStats
+	// Cluster: the pool's Redis Cluster slot map and redirects (cluster).
+	Cluster ClusterStats
 }
 
 // ServerStats is a snapshot of one server's counters.
@@ -281,6 +283,7 @@ func (p *Proxy) Stats() []PoolStats {
 		ps.AcceptErrors = live.acceptErrors.Load()
 		live.warmStats(&ps.Warmup)
 		ps.Discovery = live.discoveryStats(pr.cfg)
+		ps.Cluster = live.clusterStats(pr.cfg)
 		if t := live.hk.Load(); t != nil {
 			// Counted while hot keys are off too: the loops release their
 			// recorders then.

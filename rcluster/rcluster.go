@@ -154,6 +154,7 @@ func ParseShards(v any, asked string) (Map, error) {
 		if !ok {
 			return Map{}, fmt.Errorf("shard %d: nodes: want an array", i)
 		}
+		masterOnline := false
 		for j, nv := range nodes {
 			nf, err := fields(nv)
 			if err != nil {
@@ -167,10 +168,13 @@ func ParseShards(v any, asked string) (Map, error) {
 			health, _ := nf["health"].(string)
 			switch role {
 			case "master":
-				if sh.Master != "" {
-					return Map{}, fmt.Errorf("shard %d: two masters, %s and %s", i, sh.Master, addr)
+				online := health == "" || health == "online"
+				switch {
+				case sh.Master == "" || online && !masterOnline:
+					sh.Master, masterOnline = addr, online // a failed master gives way to an online one
+				case online:
+					return Map{}, fmt.Errorf("shard %d: two online masters, %s and %s", i, sh.Master, addr)
 				}
-				sh.Master = addr
 			case "replica", "slave":
 				if health == "" || health == "online" {
 					sh.Replicas = append(sh.Replicas, addr)
@@ -382,8 +386,8 @@ func kind(v any) string {
 
 // Options configure a Watcher.
 type Options struct {
-	// Seeds are the nodes asked first ("host:port"); the nodes of the last
-	// map are asked after them.
+	// Seeds are the nodes asked ("host:port"), after the masters and
+	// replicas of the last map (which know the newest map).
 	Seeds []string
 	// Password is sent with AUTH. Default none.
 	Password string
