@@ -27,6 +27,9 @@ func clusterPool(t *testing.T, c *testserver.Cluster) config.Pool {
 	p := proxytest.RedisPool(t, "rc")
 	p.HashTag = ""
 	p.Cluster = true
+	// Long: the map changes only on the kicks of redirects and lost
+	// connections, so the redirect counts below are exact.
+	p.ClusterRefresh = time.Minute
 	p.Timeout = 2 * time.Second
 	p.Servers = []config.Server{{Name: "seed", Addr: c.Nodes[0].Addr, Network: "tcp", Weight: 1}}
 	return p
@@ -182,6 +185,59 @@ func TestRedisClusterBackend(t *testing.T) {
 		// One slot by hash tag: fine.
 		if err := rc.Do(ctx, "SUNIONSTORE", "{s}a", "{s}b", "{s}c").Err(); err != nil {
 			t.Errorf("SUNIONSTORE in one slot: %v", err)
+		}
+	})
+
+	t.Run("ask", func(t *testing.T) {
+		// A slot half-way through a migration: a key the source does not
+		// have gets -ASK, which the proxy follows with ASKING + the
+		// request on the target, changing no map.
+		const k = "askkey"
+		slot, _ := testserver.Do(c.Nodes[0].Addr, "CLUSTER", "KEYSLOT", k)
+		src := slotOwner(t, c, int(slot.(int64)))
+		var srcID, dst, dstID string
+		for _, m := range c.Masters(c.Nodes[0].Addr) {
+			if m.Addr == src {
+				srcID = m.ID
+			} else if dst == "" {
+				dst, dstID = m.Addr, m.ID
+			}
+		}
+		sl := strconv.FormatInt(slot.(int64), 10)
+		mustDo(t, dst, "CLUSTER", "SETSLOT", sl, "IMPORTING", srcID)
+		mustDo(t, src, "CLUSTER", "SETSLOT", sl, "MIGRATING", dstID)
+		before, _ := clusterStats(p)
+		if err := rc.Set(ctx, k, "asked", 0).Err(); err != nil {
+			t.Fatalf("SET during the migration: %v", err)
+		}
+		if got, err := rc.Get(ctx, k).Result(); err != nil || got != "asked" {
+			t.Fatalf("GET during the migration = %q, %v", got, err)
+		}
+		after, _ := clusterStats(p)
+		if d := after.Ask - before.Ask; d != 2 {
+			t.Errorf("%d ASK redirects followed; want 2", d)
+		}
+		if d := after.Moved - before.Moved; d != 0 {
+			t.Errorf("%d MOVED redirects followed; want 0", d)
+		}
+		// The key went to the target, and the source does not have it.
+		if v := askingGet(t, dst, k); v != "asked" {
+			t.Errorf("target has %q; want asked", v)
+		}
+		// Finish the migration of this (otherwise empty) slot: the
+		// target owns it, the proxy learns it from the MOVED it gets.
+		mustDo(t, dst, "CLUSTER", "SETSLOT", sl, "NODE", dstID)
+		mustDo(t, src, "CLUSTER", "SETSLOT", sl, "NODE", dstID)
+		if got, err := rc.Get(ctx, k).Result(); err != nil || got != "asked" {
+			t.Fatalf("GET after the migration = %q, %v", got, err)
+		}
+		moved, _ := clusterStats(p)
+		if d := moved.Moved - after.Moved; d != 1 {
+			t.Errorf("%d MOVED redirects followed; want 1", d)
+		}
+		waitClusterMap(t, p, c, c.Nodes[0].Addr)
+		if o := slotOwner(t, c, int(slot.(int64))); o != dst {
+			t.Fatalf("slot %s owned by %s; want %s", sl, o, dst)
 		}
 	})
 
@@ -383,4 +439,30 @@ func slotOwner(t *testing.T, c *testserver.Cluster, slot int) string {
 	}
 	t.Fatalf("no master owns slot %d", slot)
 	return ""
+}
+
+// mustDo sends one command to the node at addr, failing the test on an
+// error.
+func mustDo(t *testing.T, addr string, args ...string) any {
+	t.Helper()
+	v, err := testserver.Do(addr, args...)
+	if err != nil {
+		t.Fatalf("%s on %s: %v", strings.Join(args, " "), addr, err)
+	}
+	return v
+}
+
+// askingGet reads key on the node at addr after ASKING (a slot it is
+// importing).
+func askingGet(t *testing.T, addr, key string) any {
+	t.Helper()
+	cn := dialRedis(t, addr, "")
+	if _, err := cn.Do("ASKING"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := cn.Do("GET", key)
+	if err != nil {
+		t.Fatalf("GET %s on %s: %v", key, addr, err)
+	}
+	return v
 }

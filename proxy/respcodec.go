@@ -271,7 +271,7 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		rc.reject(cl, resp.ErrUnknownCommand(nil, req.Args[0], req.Args[1:]), RejectProtocol)
 		return
 	}
-	if cmd.IsContainer() {
+	if cmd.IsContainer() && !(cmd.Name == "command" && len(req.Args) == 1) { // bare COMMAND lists every command
 		if len(req.Args) < 2 {
 			rc.reject(cl, resp.ErrWrongArity(nil, cmd.Name), RejectProtocol)
 			return
@@ -1007,7 +1007,7 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 	if rs.resp3 && (cmd.Name == "command" || cmd.Name == "command|info" || cmd.Name == "command|docs") {
 		// Their RESP3 forms (flags as sets, docs as maps, key specs as
 		// maps) have shapes of their own: the server's answer is exact.
-		rc.forwardTo(cl, req, 0, ClassRead, nil)
+		rc.forwardTo(cl, req, rc.pr.anyServer(), ClassRead, nil)
 		return
 	}
 	switch cmd.Name {
