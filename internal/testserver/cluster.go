@@ -28,8 +28,8 @@ type Cluster struct {
 }
 
 // RedisCluster starts masters*(1+replicas) redis-servers in cluster mode
-// (cluster-node-timeout 1000, each with its own config file and a bus port
-// of its own), joins them with `redis-cli --cluster create
+// (cluster-node-timeout 1000, repl-ping-replica-period 1, each with its
+// own config file and a bus port of its own), joins them with `redis-cli --cluster create
 // --cluster-replicas replicas --cluster-yes`, and waits until every node
 // says cluster_state:ok and knows all the others. Every process is stopped
 // in cleanup. Extra args are passed to each redis-server.
@@ -40,7 +40,10 @@ func RedisCluster(t testing.TB, masters, replicas int, args ...string) *Cluster 
 	c := &Cluster{t: t}
 	for range n {
 		a := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(FreePort(t))}, args...)
+			"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(FreePort(t)),
+			// A replica counts as loading (CLUSTER SHARDS health) until its
+			// replication offset moves: ping it every second, not 10.
+			"--repl-ping-replica-period", "1"}, args...)
 		c.Nodes = append(c.Nodes, Redis(t, a...))
 	}
 	create := []string{"--cluster", "create"}
@@ -54,7 +57,39 @@ func RedisCluster(t testing.TB, masters, replicas int, args ...string) *Cluster 
 		t.Fatalf("redis-cli %s: %v\n%s", strings.Join(create, " "), err, out)
 	}
 	c.WaitOK(c.Nodes...)
+	// Roles settle after the slots: wait until every node sees the
+	// masters with their slots and every replica as one.
+	WaitFor(t, ClusterTimeout, "every node agreeing on the roles", func() error {
+		for _, p := range c.Nodes {
+			m, r, err := roles(p.Addr)
+			if err != nil {
+				return err
+			}
+			if m != masters || r != masters*replicas {
+				return fmt.Errorf("%s sees %d masters with slots and %d replicas", p.Addr, m, r)
+			}
+		}
+		return nil
+	})
 	return c
+}
+
+// roles counts the masters with slots and the replicas the node at addr
+// sees.
+func roles(addr string) (masters, replicas int, err error) {
+	nodes, err := nodesOf(addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, n := range nodes {
+		switch {
+		case n.IsMaster() && len(n.Slots) > 0:
+			masters++
+		case slices.Contains(n.Flags, "slave"):
+			replicas++
+		}
+	}
+	return masters, replicas, nil
 }
 
 // Do sends one command to the node at addr and returns its reply.
@@ -116,9 +151,17 @@ func (n ClusterNode) IsMaster() bool { return slices.Contains(n.Flags, "master")
 // NodesOf returns CLUSTER NODES as the node at addr sees it.
 func (c *Cluster) NodesOf(addr string) []ClusterNode {
 	c.t.Helper()
+	nodes, err := nodesOf(addr)
+	if err != nil {
+		c.t.Fatalf("%v", err)
+	}
+	return nodes
+}
+
+func nodesOf(addr string) ([]ClusterNode, error) {
 	v, err := Do(addr, "CLUSTER", "NODES")
 	if err != nil {
-		c.t.Fatalf("CLUSTER NODES on %s: %v", addr, err)
+		return nil, fmt.Errorf("CLUSTER NODES on %s: %w", addr, err)
 	}
 	s, _ := v.(string)
 	var out []ClusterNode
@@ -130,16 +173,16 @@ func (c *Cluster) NodesOf(addr string) []ClusterNode {
 		addr, _, _ := strings.Cut(f[1], "@")
 		out = append(out, ClusterNode{ID: f[0], Addr: addr, Flags: strings.Split(f[2], ","), Master: f[3], Slots: f[8:]})
 	}
-	return out
+	return out, nil
 }
 
-// Masters returns the masters as the node at addr sees them (failed ones
-// included), in address order.
+// Masters returns the masters owning slots as the node at addr sees them
+// (failed ones left out), in address order.
 func (c *Cluster) Masters(addr string) []ClusterNode {
 	c.t.Helper()
 	var out []ClusterNode
 	for _, n := range c.NodesOf(addr) {
-		if n.IsMaster() && !slices.Contains(n.Flags, "fail") {
+		if n.IsMaster() && len(n.Slots) > 0 && !slices.Contains(n.Flags, "fail") {
 			out = append(out, n)
 		}
 	}
