@@ -366,9 +366,15 @@ func (v *checker) cluster(p *Pool) {
 	if p.RedisDB != 0 {
 		v.fail(name, "redis_db", "%d: Redis Cluster has database 0 only", p.RedisDB)
 	}
+	if p.ReadPolicy != "" && p.ReadPolicy != ReadPrimary {
+		v.fail(name, "read_policy", "%s: a cluster pool reads from its masters (replica reads with READONLY are not supported yet)", p.ReadPolicy)
+	}
 	for i, s := range p.Servers {
 		if len(s.Replicas) > 0 {
 			v.fail(name, fmt.Sprintf("servers[%d].replicas", i), "a cluster pool learns replicas from the cluster: list seed nodes only")
+		}
+		if s.Network == "unix" {
+			v.fail(name, fmt.Sprintf("servers[%d]", i), "a cluster seed is a host:port (cluster nodes talk TCP)")
 		}
 	}
 }
