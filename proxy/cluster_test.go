@@ -241,6 +241,54 @@ func TestRedisClusterBackend(t *testing.T) {
 		}
 	})
 
+	t.Run("second redirect", func(t *testing.T) {
+		// The source says ASK, the target (not importing) says MOVED back:
+		// a request is redirected once, so the client gets the second.
+		const k = "twice"
+		slot, _ := testserver.Do(c.Nodes[0].Addr, "CLUSTER", "KEYSLOT", k)
+		src := slotOwner(t, c, int(slot.(int64)))
+		var dstID string
+		for _, m := range c.Masters(c.Nodes[0].Addr) {
+			if m.Addr != src && dstID == "" {
+				dstID = m.ID
+			}
+		}
+		sl := strconv.FormatInt(slot.(int64), 10)
+		mustDo(t, src, "CLUSTER", "SETSLOT", sl, "MIGRATING", dstID)
+		err := rc.Get(ctx, k).Err()
+		mustDo(t, src, "CLUSTER", "SETSLOT", sl, "STABLE")
+		if want := "MOVED " + sl + " " + src; err == nil || err.Error() != want {
+			t.Fatalf("GET after two redirects: %v; want %q", err, want)
+		}
+		if err := rc.Set(ctx, k, "v", 0).Err(); err != nil {
+			t.Fatalf("SET once the slot is stable again: %v", err)
+		}
+	})
+
+	t.Run("scan", func(t *testing.T) {
+		// SCAN visits every master: all 300 keys of the routing test.
+		seen := map[string]bool{}
+		var cursor uint64
+		for {
+			keys, next, err := rc.Scan(ctx, cursor, "route:*", 100).Result()
+			if err != nil {
+				t.Fatalf("SCAN: %v", err)
+			}
+			for _, k := range keys {
+				seen[k] = true
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+		if len(seen) != 300 {
+			t.Fatalf("SCAN found %d route:* keys; want 300", len(seen))
+		}
+		if n, err := rc.DBSize(ctx).Result(); err != nil || n < 300 {
+			t.Fatalf("DBSIZE = %d, %v; want at least 300", n, err)
+		}
+	})
+
 	t.Run("cluster client", func(t *testing.T) {
 		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{pool.Listen}, MaxRedirects: 0})
 		defer cc.Close()

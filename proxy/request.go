@@ -103,6 +103,9 @@ type request struct {
 // reset clears r for reuse, keeping its buffers.
 func (r *request) reset() {
 	frags, reply, keys, keyEnds, keyFrag, raw := r.frags[:0], r.reply[:0], r.keys[:0], r.keyEnds[:0], r.keyFrag[:0], r.raw[:0]
+	if cap(raw) > 1<<20 {
+		raw = nil // a big request's bytes, kept for a redirect (cluster.go): not for the next one
+	}
 	clear(r.hkCached)
 	cached, fills, gens := r.hkCached[:0], r.hkFills[:0], r.hkGens[:0]
 	*r = request{frags: frags, reply: reply, keys: keys, keyEnds: keyEnds, keyFrag: keyFrag, raw: raw,
