@@ -407,11 +407,10 @@ func TestLoadBad(t *testing.T) {
 		{"cluster on memcache", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    cluster: true\n    servers: [127.0.0.1:7000:1]\n",
 			[]string{`4: pool "a": cluster: only a redis pool can be a Redis Cluster client`}, notTwemproxy},
 		{"cluster with others", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    cluster: true\n    cluster_refresh: 0s\n" +
-			"    distribution: jump\n    redis_db: 2\n    read_policy: any\n    role_check: 1s\n    servers:\n      - {addr: 127.0.0.1:7000, replicas: [127.0.0.1:7001]}\n",
+			"    distribution: jump\n    redis_db: 2\n    read_policy: replica\n    role_check: 1s\n    servers:\n      - {addr: 127.0.0.1:7000, replicas: [127.0.0.1:7001]}\n",
 			[]string{`6: pool "a": cluster_refresh: 0s: must be > 0`,
 				`7: pool "a": distribution: jump: a cluster pool places keys by Redis Cluster hash slot; remove distribution`,
 				`8: pool "a": redis_db: 2: Redis Cluster has database 0 only`,
-				`9: pool "a": read_policy: any: a cluster pool reads from its masters (replica reads with READONLY are not supported yet)`,
 				`10: pool "a": role_check: a cluster pool learns its masters from the cluster: remove role_check or cluster`,
 				`12: pool "a": servers[0].replicas: a cluster pool learns replicas from the cluster: list seed nodes only`}, notTwemproxy},
 		{"cluster in a nutcracker file", "a:\n  listen: 127.0.0.1:22121\n  redis: true\n  cluster: true\n  servers:\n   - 127.0.0.1:7000:1\n",

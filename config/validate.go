@@ -288,12 +288,12 @@ func (v *checker) servers(p *Pool) {
 	case ReadPrimary:
 	case ReadReplica:
 		for i, s := range p.Servers {
-			if len(s.Replicas) == 0 && !s.Followed() && !v.c.pos.isBad(name, fmt.Sprintf("servers[%d]", i)) {
+			if len(s.Replicas) == 0 && !s.Followed() && !p.Cluster && !v.c.pos.isBad(name, fmt.Sprintf("servers[%d]", i)) {
 				v.fail(name, "read_policy", "replica: servers[%d] (%s) has no replicas to read from", i, s.Name)
 			}
 		}
 	case ReadPreferPrimary, ReadPreferReplica, ReadAny:
-		if withReplicas == 0 && len(p.Servers) > 0 && len(p.Sentinels) == 0 {
+		if withReplicas == 0 && len(p.Servers) > 0 && len(p.Sentinels) == 0 && !p.Cluster {
 			v.warn(name, "read_policy", "%s has no effect: no server has replicas", p.ReadPolicy)
 		}
 	default:
@@ -365,9 +365,6 @@ func (v *checker) cluster(p *Pool) {
 	}
 	if p.RedisDB != 0 {
 		v.fail(name, "redis_db", "%d: Redis Cluster has database 0 only", p.RedisDB)
-	}
-	if p.ReadPolicy != "" && p.ReadPolicy != ReadPrimary {
-		v.fail(name, "read_policy", "%s: a cluster pool reads from its masters (replica reads with READONLY are not supported yet)", p.ReadPolicy)
 	}
 	for i, s := range p.Servers {
 		if len(s.Replicas) > 0 {

@@ -207,6 +207,11 @@ func (live *poolLive) clustered(ctx context.Context, m rcluster.Map) {
 	p.log.Info("cluster: slot map applied", "pool", live.name, "masters", len(m.Shards), "slots", m.Covered(), "map", m.String())
 }
 
+// readonlyCmd is sent on every connection to a cluster replica (read_policy
+// sends reads there), so that it answers reads of its master's slots
+// rather than redirect them.
+const readonlyCmd = "*1\r\n$8\r\nREADONLY\r\n"
+
 // askingCmd is sent ahead of a request that an -ASK redirect moves.
 const askingCmd = "*1\r\n$6\r\nASKING\r\n"
 

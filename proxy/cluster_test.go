@@ -310,6 +310,66 @@ func TestRedisClusterBackend(t *testing.T) {
 		}
 	})
 
+	t.Run("replica reads", func(t *testing.T) {
+		// read_policy replica: reads go to the masters' replicas, on
+		// connections that said READONLY (else a replica redirects them).
+		rpool := clusterPool(t, c)
+		rpool.ReadPolicy = config.ReadReplica
+		rpool.ClusterRefresh = 200 * time.Millisecond // replicas join the map once in sync
+		rp := proxytest.Start(t, proxy.Options{}, rpool)
+		testserver.WaitFor(t, testserver.ClusterTimeout, "a map with the replicas", func() error {
+			_, _, reps := responses(rp)
+			if reps != 3 {
+				return fmt.Errorf("%d replicas", reps)
+			}
+			return nil
+		})
+		const k = "{r}replicated"
+		if err := rc.Set(ctx, k, "rv", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		// Replication is asynchronous: wait until the slot's replica has it.
+		slot, _ := testserver.Do(c.Nodes[0].Addr, "CLUSTER", "KEYSLOT", k)
+		owner := slotOwner(t, c, int(slot.(int64)))
+		var replica string
+		for _, n := range c.NodesOf(c.Nodes[0].Addr) {
+			if m := c.NodesOf(c.Nodes[0].Addr); n.Master != "-" && slices.ContainsFunc(m, func(o testserver.ClusterNode) bool { return o.ID == n.Master && o.Addr == owner }) {
+				replica = n.Addr
+			}
+		}
+		testserver.WaitFor(t, 10*time.Second, "the replica to have the key", func() error {
+			cn := dialRedis(t, replica, "")
+			if _, err := cn.Do("READONLY"); err != nil {
+				return err
+			}
+			if v, err := cn.Do("GET", k); err != nil || v != "rv" {
+				return fmt.Errorf("replica %s: %v, %v", replica, v, err)
+			}
+			return nil
+		})
+		rrc := redis.NewClient(&redis.Options{Addr: rpool.Listen, MaxRetries: -1})
+		defer rrc.Close()
+		if err := rrc.Ping(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		m0, r0, _ := responses(rp)
+		for range 20 {
+			if got, err := rrc.Get(ctx, k).Result(); err != nil || got != "rv" {
+				t.Fatalf("GET through the replica-reading pool = %q, %v", got, err)
+			}
+		}
+		m1, r1, _ := responses(rp)
+		// A replica connection's handshake (READONLY) adds one response
+		// per connection: at least the 20 reads, and none on a master.
+		if r1-r0 < 20 || m1 != m0 {
+			t.Fatalf("replicas answered %d, masters %d; want the 20 reads on replicas only", r1-r0, m1-m0)
+		}
+		st, _ := clusterStats(rp)
+		if st.Moved+st.Ask != 0 {
+			t.Errorf("%d redirects: a replica redirected reads", st.Moved+st.Ask)
+		}
+	})
+
 	t.Run("loader", func(t *testing.T) {
 		res, err := loadgen.Run(ctx, loadgen.Config{Addr: pool.Listen, Protocol: loadgen.Redis, Conns: 8, Pipeline: 8,
 			GetRatio: 0.8, ValueSize: 64, Keys: 5000, KeyPrefix: "load:", Duration: 2 * time.Second,
@@ -513,4 +573,23 @@ func askingGet(t *testing.T, addr, key string) any {
 		t.Fatalf("GET %s on %s: %v", key, addr, err)
 	}
 	return v
+}
+
+// responses sums the responses of pool rc's masters and of its replicas,
+// and counts the replicas.
+func responses(p *proxy.Proxy) (masters, replicas int64, nReplicas int) {
+	for _, ps := range p.Stats() {
+		if ps.Name != "rc" {
+			continue
+		}
+		for _, s := range ps.Servers {
+			if s.Role == proxy.RoleReplica {
+				replicas += s.Responses
+				nReplicas++
+			} else {
+				masters += s.Responses
+			}
+		}
+	}
+	return masters, replicas, nReplicas
 }

@@ -120,6 +120,9 @@ func (rc *respCodec) onConnect(b *backend) {
 	if b.resp3 {
 		rc.handshakeStep(b, []byte(hello3)) // after AUTH: HELLO needs an authenticated connection
 	}
+	if b.replica >= 0 && rc.pr.cfg.Cluster {
+		rc.handshakeStep(b, []byte(readonlyCmd)) // a cluster replica serves reads of its master's slots
+	}
 }
 
 // handshakeStep queues one handshake request h on b; its reply is checked
