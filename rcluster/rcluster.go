@@ -258,7 +258,6 @@ func ParseSlots(v any, asked string) (Map, error) {
 
 // builder checks and normalises shards into a Map.
 type builder struct {
-	owner  map[int]string // first slot of each range -> master, for overlap checks
 	shards []Shard
 }
 
