@@ -312,6 +312,29 @@ func TestRedisClusterBackend(t *testing.T) {
 		}
 	})
 
+	t.Run("reload", func(t *testing.T) {
+		// A reload that changes the seeds and the refresh keeps the map it
+		// has (the servers stay the masters, not the new seed) and
+		// restarts the watcher.
+		next := pool
+		next.Servers = []config.Server{{Name: "seed2", Addr: c.Nodes[1].Addr, Network: "tcp", Weight: 1}}
+		next.ClusterRefresh = 30 * time.Second
+		_, before := clusterStats(p)
+		if err := p.Reload(&config.Config{Pools: []config.Pool{next}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, after := clusterStats(p); !slices.Equal(after, before) {
+			t.Fatalf("servers after the reload %v; want the masters %v", after, before)
+		}
+		for i := range 50 {
+			k := "reload:" + strconv.Itoa(i)
+			if err := rc.Set(ctx, k, k, 0).Err(); err != nil {
+				t.Fatalf("SET %s after the reload: %v", k, err)
+			}
+		}
+		pool = next
+	})
+
 	t.Run("replica reads", func(t *testing.T) {
 		// read_policy replica: reads go to the masters' replicas, on
 		// connections that said READONLY (else a replica redirects them).
