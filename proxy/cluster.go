@@ -221,7 +221,7 @@ const askingCmd = "*1\r\n$6\r\nASKING\r\n"
 // It returns false, leaving the reply to go to the client, for any other
 // reply, a request redirected once already, a dedicated connection, a
 // master the pool's current version does not list or one that is down.
-func clusterRedirect(b *backend, r *request, rep []byte) bool {
+func clusterRedirect(b *backend, r *request, rep []byte) (ok bool) {
 	if len(rep) < 5 || rep[0] != '-' || !b.pr.cfg.Cluster {
 		return false
 	}
@@ -233,11 +233,16 @@ func clusterRedirect(b *backend, r *request, rep []byte) bool {
 	if moved {
 		live.clusterKick()
 	}
+	defer func() {
+		if !ok {
+			live.clusterKick() // not followed: a master the map lacks, or down
+		}
+	}()
 	if r.redirected || b.owner != nil || r.internal || len(r.raw) == 0 {
 		return false
 	}
-	slot, addr, ok := parseRedirect(rep)
-	if !ok {
+	slot, addr, parsed := parseRedirect(rep)
+	if !parsed {
 		return false
 	}
 	cl := r.cl

@@ -644,3 +644,60 @@ func BenchmarkProxyCluster(b *testing.B) {
 		benchRoundTrips(b, pool.Listen, []byte("*2\r\n$3\r\nGET\r\n$4\r\nbkey\r\n"), []byte(val+"\r\n"), 16)
 	})
 }
+
+// TestRedisClusterNewMaster: a master added to the cluster owns no slot
+// yet, but the proxy knows it, so the ASK redirects of a slot migrating to
+// it are followed (the scale-out case: the first slots move to a node no
+// slot map named before).
+func TestRedisClusterNewMaster(t *testing.T) {
+	c := testserver.RedisCluster(t, 3, 0)
+	pool := clusterPool(t, c)
+	pool.ClusterRefresh = 200 * time.Millisecond // learns the new node without a redirect
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	waitClusterMap(t, p, c, c.Nodes[0].Addr)
+	nn := c.AddMaster()
+	testserver.WaitFor(t, testserver.ClusterTimeout, "the proxy knowing the new master", func() error {
+		if _, masters := clusterStats(p); !slices.Contains(masters, nn.Addr) {
+			return fmt.Errorf("masters %v", masters)
+		}
+		return nil
+	})
+	var nnID string
+	for _, n := range c.NodesOf(nn.Addr) {
+		if n.Addr == nn.Addr {
+			nnID = n.ID
+		}
+	}
+	const k = "scaleout"
+	slot, _ := testserver.Do(c.Nodes[0].Addr, "CLUSTER", "KEYSLOT", k)
+	sl := strconv.FormatInt(slot.(int64), 10)
+	src := slotOwner(t, c, int(slot.(int64)))
+	var srcID string
+	for _, m := range c.Masters(c.Nodes[0].Addr) {
+		if m.Addr == src {
+			srcID = m.ID
+		}
+	}
+	mustDo(t, nn.Addr, "CLUSTER", "SETSLOT", sl, "IMPORTING", srcID)
+	mustDo(t, src, "CLUSTER", "SETSLOT", sl, "MIGRATING", nnID)
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: pool.Listen, MaxRetries: -1})
+	defer rc.Close()
+	before, _ := clusterStats(p)
+	if err := rc.Set(ctx, k, "new", 0).Err(); err != nil {
+		t.Fatalf("SET of a key migrating to the new master: %v", err)
+	}
+	after, _ := clusterStats(p)
+	if d := after.Ask - before.Ask; d != 1 {
+		t.Errorf("%d ASK redirects followed; want 1", d)
+	}
+	if v := askingGet(t, nn.Addr, k); v != "new" {
+		t.Fatalf("the new master has %v; want new", v)
+	}
+	// The slot moves: the proxy follows (MOVED, or the map first).
+	mustDo(t, nn.Addr, "CLUSTER", "SETSLOT", sl, "NODE", nnID)
+	mustDo(t, src, "CLUSTER", "SETSLOT", sl, "NODE", nnID)
+	if got, err := rc.Get(ctx, k).Result(); err != nil || got != "new" {
+		t.Fatalf("GET once the slot moved = %q, %v", got, err)
+	}
+}

@@ -42,7 +42,10 @@ type Shard struct {
 }
 
 // Map is a cluster's slot map: its shards that own slots, sorted by first
-// slot. Every slot belongs to at most one shard; a master appears once.
+// slot, then its online masters that own none yet (a node just added, the
+// target of a migration: known so that a redirect to it can be followed),
+// by address. Every slot belongs to at most one shard; a master appears
+// once.
 type Map struct {
 	Shards []Shard
 }
@@ -125,8 +128,8 @@ func Decode(r *bufio.Reader) (any, error) { return respclient.Decode(r) }
 
 // ParseShards parses a CLUSTER SHARDS answer. asked is the host of the
 // node that answered: a node whose endpoint and ip are unknown ("?" or
-// empty) is at that host. Shards without slots or without a master are
-// left out.
+// empty) is at that host. Shards without a master, and failed masters
+// without slots, are left out.
 func ParseShards(v any, asked string) (Map, error) {
 	shards, ok := v.([]any)
 	if !ok {
@@ -183,8 +186,8 @@ func ParseShards(v any, asked string) (Map, error) {
 				return Map{}, fmt.Errorf("shard %d node %d: role %q", i, j, role)
 			}
 		}
-		if len(sh.Slots) == 0 || sh.Master == "" {
-			continue
+		if sh.Master == "" || len(sh.Slots) == 0 && !masterOnline {
+			continue // a failed master without slots (replaced by a failover)
 		}
 		if err := b.add(sh); err != nil {
 			return Map{}, err
@@ -268,8 +271,8 @@ func (b *builder) add(sh Shard) error {
 		}
 	}
 	slices.SortFunc(sh.Slots, func(x, y hashring.SlotRange) int { return x.Start - y.Start })
-	merged := sh.Slots[:1]
-	for _, r := range sh.Slots[1:] {
+	merged := sh.Slots[:min(len(sh.Slots), 1)]
+	for _, r := range sh.Slots[min(len(sh.Slots), 1):] {
 		last := &merged[len(merged)-1]
 		if r.Start <= last.End {
 			return fmt.Errorf("master %s: slot ranges overlap at %d", sh.Master, r.Start)
@@ -305,7 +308,17 @@ func (b *builder) done() (Map, error) {
 			return Map{}, fmt.Errorf("slot %d belongs to %s and %s", all[i].r.Start, all[i-1].m, all[i].m)
 		}
 	}
-	slices.SortFunc(b.shards, func(x, y Shard) int { return x.Slots[0].Start - y.Slots[0].Start })
+	slices.SortFunc(b.shards, func(x, y Shard) int {
+		switch {
+		case len(x.Slots) == 0 && len(y.Slots) == 0:
+			return strings.Compare(x.Master, y.Master)
+		case len(x.Slots) == 0:
+			return 1
+		case len(y.Slots) == 0:
+			return -1
+		}
+		return x.Slots[0].Start - y.Slots[0].Start
+	})
 	return Map{Shards: b.shards}, nil
 }
 
@@ -473,7 +486,7 @@ func (w *Watcher) refresh(ctx context.Context) {
 			return
 		}
 		m, err := Ask(ctx, addr, w.o.Password, w.o.Timeout)
-		if err == nil && len(m.Shards) == 0 {
+		if err == nil && m.Covered() == 0 {
 			err = fmt.Errorf("%s: no slot is assigned", addr)
 		}
 		if err != nil {

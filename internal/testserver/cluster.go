@@ -25,6 +25,7 @@ type Cluster struct {
 	// their replicas (until a failover).
 	Nodes []*Process
 	t     testing.TB
+	args  []string
 }
 
 // RedisCluster starts masters*(1+replicas) redis-servers in cluster mode
@@ -37,14 +38,9 @@ func RedisCluster(t testing.TB, masters, replicas int, args ...string) *Cluster 
 	t.Helper()
 	cli := Require(t, "redis-cli")
 	n := masters * (1 + replicas)
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, args: args}
 	for range n {
-		a := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(FreePort(t)),
-			// A replica counts as loading (CLUSTER SHARDS health) until its
-			// replication offset moves: ping it every second, not 10.
-			"--repl-ping-replica-period", "1"}, args...)
-		c.Nodes = append(c.Nodes, Redis(t, a...))
+		c.Nodes = append(c.Nodes, c.start())
 	}
 	create := []string{"--cluster", "create"}
 	for _, p := range c.Nodes {
@@ -90,6 +86,46 @@ func roles(addr string) (masters, replicas int, err error) {
 		}
 	}
 	return masters, replicas, nil
+}
+
+// start starts one node in cluster mode, not yet part of any cluster.
+func (c *Cluster) start() *Process {
+	c.t.Helper()
+	a := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(FreePort(c.t)),
+		// A replica counts as loading (CLUSTER SHARDS health) until its
+		// replication offset moves: ping it every second, not 10.
+		"--repl-ping-replica-period", "1"}, c.args...)
+	return Redis(c.t, a...)
+}
+
+// AddMaster starts one more node, joins it to the cluster with `redis-cli
+// --cluster add-node` (a master owning no slots), and waits until every
+// node knows it and says cluster_state:ok.
+func (c *Cluster) AddMaster() *Process {
+	c.t.Helper()
+	cli := Require(c.t, "redis-cli")
+	p := c.start()
+	ctx, cancel := context.WithTimeout(context.Background(), ClusterTimeout)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, cli, "--cluster", "add-node", p.Addr, c.Nodes[0].Addr).CombinedOutput(); err != nil {
+		c.t.Fatalf("redis-cli --cluster add-node: %v\n%s", err, out)
+	}
+	c.Nodes = append(c.Nodes, p)
+	WaitFor(c.t, ClusterTimeout, "every node knowing the new one", func() error {
+		for _, n := range c.Nodes {
+			v, err := Do(n.Addr, "CLUSTER", "INFO")
+			if err != nil {
+				return err
+			}
+			info, _ := v.(string)
+			if k := infoField(info, "cluster_known_nodes"); k != len(c.Nodes) || !strings.Contains(info, "cluster_state:ok") {
+				return fmt.Errorf("%s: %q", n.Addr, info)
+			}
+		}
+		return nil
+	})
+	return p
 }
 
 // Do sends one command to the node at addr and returns its reply.
