@@ -60,6 +60,8 @@ type statsCollector struct {
 	srvEjections, srvFailures, srvUp, srvState                   *prometheus.Desc
 	failovers                                                    *prometheus.Desc
 	discErrors, discChanges, discVersion, discNodes              *prometheus.Desc
+	clusterRedirects, clusterRefreshes, clusterErrors            *prometheus.Desc
+	clusterChanges, clusterMasters, clusterSlots                 *prometheus.Desc
 
 	// Replicated memcache pools: {pool, server}, one series per copy.
 	replDisagree, replAsyncErrors, replReadmittedMisses, replRepairs *prometheus.Desc
@@ -130,17 +132,23 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		srvMisses:        d("server_misses_total", "Retrieval keys answered with a miss by the server, as seen in its replies.", psr),
 		srvFragmentErrors: d("fragment_errors_total", "Fragments of multi-key requests (memcached get/gets/gat/gats, Redis MGET, MSET, DEL...) "+
 			"sent to the server that failed (down, timeout, connection lost, error reply): a memcached client got misses for their keys, a Redis client the error.", psr),
-		srvConns:     d("server_connections", "Backend connections open now.", psr),
-		srvInFlight:  d("server_in_flight", "Requests sent to the server and not yet answered.", psr),
-		srvEjections: d("server_ejections_total", "Times the server was ejected from the ring.", psr),
-		discErrors:   d("discovery_errors_total", "Discovery pools: failed asks of the configuration endpoint (unreachable, bad answer); the last good node list keeps serving.", p),
-		discChanges:  d("discovery_changes_total", "Discovery pools: node lists applied (a new version of the cluster's configuration that changed the ring or an address).", p),
-		discVersion:  d("discovery_config_version", "Discovery pools: configuration version of the endpoint's last good answer (0: none yet).", p),
-		discNodes:    d("discovery_nodes", "Discovery pools: nodes in the endpoint's last good answer.", p),
-		failovers:    d("failovers_total", "Primary changes of the server the proxy followed (Sentinel or role_check); only for followed servers.", ps),
-		srvFailures:  d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", psr),
-		srvUp:        d("server_up", "1 when the server's state is up, 0 when failing or ejected.", psr),
-		srvState:     d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(psr, "state")),
+		srvConns:         d("server_connections", "Backend connections open now.", psr),
+		srvInFlight:      d("server_in_flight", "Requests sent to the server and not yet answered.", psr),
+		srvEjections:     d("server_ejections_total", "Times the server was ejected from the ring.", psr),
+		discErrors:       d("discovery_errors_total", "Discovery pools: failed asks of the configuration endpoint (unreachable, bad answer); the last good node list keeps serving.", p),
+		discChanges:      d("discovery_changes_total", "Discovery pools: node lists applied (a new version of the cluster's configuration that changed the ring or an address).", p),
+		discVersion:      d("discovery_config_version", "Discovery pools: configuration version of the endpoint's last good answer (0: none yet).", p),
+		discNodes:        d("discovery_nodes", "Discovery pools: nodes in the endpoint's last good answer.", p),
+		clusterRedirects: d("cluster_redirects_total", "Redis Cluster pools: -MOVED and -ASK redirects the proxy followed (kind moved or ask); the client never saw them.", append(p, "kind")),
+		clusterRefreshes: d("cluster_refreshes_total", "Redis Cluster pools: slot maps read from a node (every cluster_refresh, after a MOVED and after a lost connection).", p),
+		clusterErrors:    d("cluster_refresh_errors_total", "Redis Cluster pools: asks for the slot map that no node answered; the last map keeps serving.", p),
+		clusterChanges:   d("cluster_changes_total", "Redis Cluster pools: new slot maps applied (a master, replica or slot moved).", p),
+		clusterMasters:   d("cluster_masters", "Redis Cluster pools: masters in the last slot map.", p),
+		clusterSlots:     d("cluster_slots", "Redis Cluster pools: hash slots with an owner in the last slot map (16384 when whole).", p),
+		failovers:        d("failovers_total", "Primary changes of the server the proxy followed (Sentinel or role_check); only for followed servers.", ps),
+		srvFailures:      d("server_failures_total", "Failed requests and connection attempts counted against the server (the ejection rule counts consecutive ones).", psr),
+		srvUp:            d("server_up", "1 when the server's state is up, 0 when failing or ejected.", psr),
+		srvState:         d("server_state", "1 for the server's current state (up, failing, ejected), 0 for the others.", append(psr, "state")),
 
 		replDisagree:         d("replica_disagreements_total", "Replicated memcache pools: writes this copy answered differently from the copy whose reply the client got.", ps),
 		replAsyncErrors:      d("replica_async_errors_total", "Replicated memcache pools with write_policy all_async: writes this copy failed after the client had its reply.", ps),
@@ -171,6 +179,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.srvErrors, c.srvTimeouts, c.srvEOF, c.srvConnErrors, c.srvHits, c.srvMisses, c.srvFragmentErrors,
 		c.srvConns, c.srvInFlight, c.srvEjections, c.srvFailures, c.srvUp, c.srvState, c.failovers,
 		c.discErrors, c.discChanges, c.discVersion, c.discNodes,
+		c.clusterRedirects, c.clusterRefreshes, c.clusterErrors, c.clusterChanges, c.clusterMasters, c.clusterSlots,
 		c.replDisagree, c.replAsyncErrors, c.replReadmittedMisses, c.replRepairs,
 	} {
 		ch <- d
@@ -222,6 +231,15 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.discChanges, d.Changes, pn)
 			gauge(c.discVersion, float64(d.Version), pn)
 			gauge(c.discNodes, float64(d.Nodes), pn)
+		}
+		if k := &ps.Cluster; k.Enabled {
+			counter(c.clusterRedirects, k.Moved, pn, "moved")
+			counter(c.clusterRedirects, k.Ask, pn, "ask")
+			counter(c.clusterRefreshes, k.Refreshes, pn)
+			counter(c.clusterErrors, k.Errors, pn)
+			counter(c.clusterChanges, k.Changes, pn)
+			gauge(c.clusterMasters, float64(k.Masters), pn)
+			gauge(c.clusterSlots, float64(k.Covered), pn)
 		}
 		if nc := &ps.NearCache; nc.Enabled {
 			counter(c.nearHits, nc.Hits, pn)

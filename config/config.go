@@ -282,10 +282,25 @@ type Pool struct {
 	// ServerTLS, when Enabled, makes the pool reach its servers (and probe
 	// them) over TLS. Default off: plaintext. Native shape.
 	ServerTLS ServerTLS
+	// Cluster makes the pool a Redis Cluster client: Servers are seed
+	// nodes asked for the slot map (CLUSTER SHARDS, or CLUSTER SLOTS before
+	// Redis 7), and the running pool's servers are the cluster's masters,
+	// with their replicas, each key placed by its hash slot. Default false.
+	// Native shape, redis pools without sentinels, role_check or discovery
+	// (docs/redis-cluster.md).
+	Cluster bool
+	// ClusterRefresh is how often a cluster pool asks for the slot map
+	// again (it also asks after a MOVED redirect and a lost connection).
+	// Default DefaultClusterRefresh.
+	ClusterRefresh time.Duration
 	// Servers are the pool's backends in configuration order. Ring indexes
 	// (hashring.Ring.Pick) are indexes into this slice.
 	Servers []Server
 }
+
+// DefaultClusterRefresh is how often a cluster pool asks for the slot map
+// when cluster_refresh is not given.
+const DefaultClusterRefresh = 10 * time.Second
 
 // Discovery is a pool's discovery settings.
 type Discovery struct {
@@ -473,6 +488,7 @@ func NewPool(name string, p Protocol) Pool {
 		Backlog:            DefaultBacklog,
 		ServerConnections:  DefaultServerConnections,
 		ServerRetryTimeout: DefaultServerRetryTimeout,
+		ClusterRefresh:     DefaultClusterRefresh,
 		ServerFailureLimit: DefaultServerFailureLimit,
 		ReadPolicy:         DefaultReadPolicy,
 		Limits:             DefaultLimits(p),
@@ -496,6 +512,9 @@ type Server struct {
 	// Replicas are the server's replicas, in configuration order. Native
 	// shape only.
 	Replicas []Replica
+	// Slots are the Redis Cluster hash slots the server owns: learnt from
+	// the cluster by a cluster pool, never configured.
+	Slots []hashring.SlotRange
 }
 
 // Replica is one replica of a server: written as a plain address
@@ -541,6 +560,7 @@ func (p *Pool) Clone() Pool {
 	c.Servers = make([]Server, len(p.Servers))
 	for i, s := range p.Servers {
 		s.Replicas = append([]Replica(nil), s.Replicas...)
+		s.Slots = append([]hashring.SlotRange(nil), s.Slots...)
 		c.Servers[i] = s
 	}
 	return c

@@ -404,6 +404,17 @@ func TestLoadBad(t *testing.T) {
 		{"sentinel_auth bad", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    sentinels: [127.0.0.1:26379]\n    sentinel_auth: {user: u, pass: p}\n    servers:\n      - name: m1\n",
 			[]string{`6: pool "a": sentinel_auth.pass: unknown key (sentinel_auth has user and password)`,
 				`6: pool "a": sentinel_auth: user "u" without a password`}, notTwemproxy},
+		{"cluster on memcache", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    cluster: true\n    servers: [127.0.0.1:7000:1]\n",
+			[]string{`4: pool "a": cluster: only a redis pool can be a Redis Cluster client`}, notTwemproxy},
+		{"cluster with others", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    cluster: true\n    cluster_refresh: 0s\n" +
+			"    distribution: jump\n    redis_db: 2\n    read_policy: replica\n    role_check: 1s\n    servers:\n      - {addr: 127.0.0.1:7000, replicas: [127.0.0.1:7001]}\n",
+			[]string{`6: pool "a": cluster_refresh: 0s: must be > 0`,
+				`7: pool "a": distribution: jump: a cluster pool places keys by Redis Cluster hash slot; remove distribution`,
+				`8: pool "a": redis_db: 2: Redis Cluster has database 0 only`,
+				`10: pool "a": role_check: a cluster pool learns its masters from the cluster: remove role_check or cluster`,
+				`12: pool "a": servers[0].replicas: a cluster pool learns replicas from the cluster: list seed nodes only`}, notTwemproxy},
+		{"cluster in a nutcracker file", "a:\n  listen: 127.0.0.1:22121\n  redis: true\n  cluster: true\n  servers:\n   - 127.0.0.1:7000:1\n",
+			[]string{`4: pool "a": cluster: unknown key in a nutcracker.yml file (cacheproxy's own keys need the native shape: put the pools under pools:)`}, notTwemproxy},
 		{"discovery on redis", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    discovery: {endpoint: cfg.example:11211}\n",
 			[]string{`5: pool "a": discovery: only a memcache pool can follow ElastiCache auto discovery`}, notTwemproxy},
 		{"discovery bad endpoint and interval", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    discovery:\n      endpoint: nope\n      interval: 0s\n",
@@ -495,6 +506,8 @@ func TestLoadWarnings(t *testing.T) {
 			[]string{`5: pool "a": hot_keys.ttl_jitter: 10% is not applied: hot_keys.enabled is false`}},
 		{"ttl_jitter with hot keys off", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    hot_keys: {enabled: false, ttl_jitter: 5%}\n    servers: [127.0.0.1:11211:1]\n",
 			[]string{`4: pool "a": hot_keys.ttl_jitter: 5% is not applied: hot_keys.enabled is false`}},
+		{"hash_tag in a cluster pool", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    protocol: redis\n    cluster: true\n    hash_tag: \"{}\"\n    servers: [127.0.0.1:7000:1]\n",
+			[]string{`6: pool "a": hash_tag: "{}" is ignored: a cluster pool hashes {tags} as Redis Cluster does`}},
 		{"ttl_jitter 0 without hot keys", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    hot_keys: {ttl_jitter: 0%}\n    servers: [127.0.0.1:11211:1]\n",
 			nil},
 		{"write policy without replicas", "pools:\n  a:\n    listen: 127.0.0.1:22121\n    write_policy: all_async\n    read_repair: true\n    servers: [127.0.0.1:11211:1]\n",
@@ -907,5 +920,44 @@ func TestLoadDiscovery(t *testing.T) {
 	}
 	if b := cfg.Pool("both"); b.Discovery != (Discovery{Endpoint: "127.0.0.1:11311", Interval: 5 * time.Second}) || len(b.Servers) != 1 {
 		t.Fatalf("pool both: %+v, %d servers", b.Discovery, len(b.Servers))
+	}
+}
+
+func TestLoadCluster(t *testing.T) {
+	const text = `pools:
+  rc:
+    listen: 127.0.0.1:22122
+    protocol: redis
+    cluster: true
+    servers: [127.0.0.1:7000:1, 127.0.0.1:7001:1]
+  fast:
+    listen: 127.0.0.1:22123
+    protocol: redis
+    cluster: true
+    cluster_refresh: 2s
+    servers: [127.0.0.1:7000:1]
+`
+	cfg, warns, err := Parse("c.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Fatalf("warnings: %v", warns)
+	}
+	if p := cfg.Pool("rc"); !p.Cluster || p.ClusterRefresh != DefaultClusterRefresh || len(p.Servers) != 2 {
+		t.Fatalf("pool rc: cluster %v refresh %v, %d servers", p.Cluster, p.ClusterRefresh, len(p.Servers))
+	}
+	if p := cfg.Pool("fast"); !p.Cluster || p.ClusterRefresh != 2*time.Second {
+		t.Fatalf("pool fast: cluster %v refresh %v", p.Cluster, p.ClusterRefresh)
+	}
+	// A reload that changes them says so.
+	next := cfg.Pool("rc").Clone()
+	next.ClusterRefresh = time.Second
+	var got []string
+	for _, c := range diffPool(cfg.Pool("rc"), &next) {
+		got = append(got, c.What)
+	}
+	if strings.Join(got, ",") != "cluster_refresh" {
+		t.Errorf("diff: %v; want cluster_refresh", got)
 	}
 }

@@ -197,6 +197,8 @@ func diffPool(o, n *Pool) Changes {
 	key("server_tls.cert_file", o.ServerTLS.CertFile, n.ServerTLS.CertFile)
 	key("server_tls.key_file", o.ServerTLS.KeyFile, n.ServerTLS.KeyFile)
 	key("server_tls.insecure_skip_verify", btoa(o.ServerTLS.InsecureSkipVerify), btoa(n.ServerTLS.InsecureSkipVerify))
+	key("cluster", btoa(o.Cluster), btoa(n.Cluster))
+	key("cluster_refresh", o.ClusterRefresh.String(), n.ClusterRefresh.String())
 	if !slices.Equal(o.AllowCommands, n.AllowCommands) {
 		cs = append(cs, Change{Pool: n.Name, What: "allow_commands",
 			Old: fmt.Sprintf("%q", o.AllowCommands), New: fmt.Sprintf("%q", n.AllowCommands)})

@@ -248,7 +248,7 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 // nativeOnly are the pool keys only the native shape has.
 var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "warmup": true, "limits": true,
 	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true, "discovery": true,
-	"tls": true, "server_tls": true}
+	"tls": true, "server_tls": true, "cluster": true, "cluster_refresh": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 	pool := NewPool(name, ProtocolMemcache)
@@ -343,6 +343,10 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.TLS = p.tls(v, name)
 		case "server_tls":
 			pool.ServerTLS = p.serverTLS(v, name)
+		case "cluster":
+			pool.Cluster = p.bool(v, name, key, pool.Cluster)
+		case "cluster_refresh":
+			pool.ClusterRefresh = p.duration(v, name, key, pool.ClusterRefresh)
 		case "allow_commands":
 			if v.Kind != yaml.SequenceNode {
 				p.fail(v, name, key, "want a list of command names")

@@ -194,6 +194,7 @@ func (v *checker) pool(p *Pool) {
 	v.failover(p)
 	v.discovery(p)
 	v.tls(p)
+	v.cluster(p)
 	v.servers(p)
 	if len(v.probs) == before && !v.c.pos.anyBad(name) && len(p.Servers) > 0 {
 		// Anything the ring itself refuses that the checks above missed.
@@ -290,12 +291,12 @@ func (v *checker) servers(p *Pool) {
 	case ReadPrimary:
 	case ReadReplica:
 		for i, s := range p.Servers {
-			if len(s.Replicas) == 0 && !s.Followed() && !v.c.pos.isBad(name, fmt.Sprintf("servers[%d]", i)) {
+			if len(s.Replicas) == 0 && !s.Followed() && !p.Cluster && !v.c.pos.isBad(name, fmt.Sprintf("servers[%d]", i)) {
 				v.fail(name, "read_policy", "replica: servers[%d] (%s) has no replicas to read from", i, s.Name)
 			}
 		}
 	case ReadPreferPrimary, ReadPreferReplica, ReadAny:
-		if withReplicas == 0 && len(p.Servers) > 0 && len(p.Sentinels) == 0 {
+		if withReplicas == 0 && len(p.Servers) > 0 && len(p.Sentinels) == 0 && !p.Cluster {
 			v.warn(name, "read_policy", "%s has no effect: no server has replicas", p.ReadPolicy)
 		}
 	default:
@@ -337,6 +338,44 @@ func (v *checker) discovery(p *Pool) {
 	}
 	if p.Replicated() || p.ReadPolicy != "" && p.ReadPolicy != ReadPrimary {
 		v.fail(name, "discovery", "discovered nodes have no replicas: remove replicas, read_policy and write_policy, or discovery")
+	}
+}
+
+// cluster checks cluster and cluster_refresh.
+func (v *checker) cluster(p *Pool) {
+	name := p.Name
+	if !p.Cluster {
+		return
+	}
+	if p.Protocol != ProtocolRedis {
+		v.fail(name, "cluster", "only a redis pool can be a Redis Cluster client")
+		return
+	}
+	if p.ClusterRefresh <= 0 {
+		v.fail(name, "cluster_refresh", "%v: must be > 0", p.ClusterRefresh)
+	}
+	if len(p.Sentinels) > 0 {
+		v.fail(name, "sentinels", "a cluster pool learns its masters from the cluster: remove sentinels or cluster")
+	}
+	if p.RoleCheck != 0 {
+		v.fail(name, "role_check", "a cluster pool learns its masters from the cluster: remove role_check or cluster")
+	}
+	if p.Distribution != DefaultDistribution {
+		v.fail(name, "distribution", "%s: a cluster pool places keys by Redis Cluster hash slot; remove distribution", p.Distribution)
+	}
+	if p.HashTag != "" {
+		v.warn(name, "hash_tag", "%q is ignored: a cluster pool hashes {tags} as Redis Cluster does", p.HashTag)
+	}
+	if p.RedisDB != 0 {
+		v.fail(name, "redis_db", "%d: Redis Cluster has database 0 only", p.RedisDB)
+	}
+	for i, s := range p.Servers {
+		if len(s.Replicas) > 0 {
+			v.fail(name, fmt.Sprintf("servers[%d].replicas", i), "a cluster pool learns replicas from the cluster: list seed nodes only")
+		}
+		if s.Network == "unix" {
+			v.fail(name, fmt.Sprintf("servers[%d]", i), "a cluster seed is a host:port (cluster nodes talk TCP)")
+		}
 	}
 }
 

@@ -28,7 +28,8 @@ type Server struct {
 
 // Options builds a ring.
 type Options struct {
-	// Distribution is ketama, modula, random or jump.
+	// Distribution is ketama, modula, random or jump; or slots, Redis
+	// Cluster's (used by cluster pools only, not listed by Distributions).
 	Distribution string
 	// Hash is a twemproxy hash name (see HashNames). If empty, DefaultHash
 	// (fnv1a_64) is used, as in twemproxy.
@@ -41,6 +42,9 @@ type Options struct {
 	// Live marks which servers take part. If nil, all do; otherwise it has
 	// one entry per server and Live[i] false leaves server i out (ejected).
 	Live []bool
+	// Slots, for the slots distribution only, are the Redis Cluster hash
+	// slots each server owns (indexed like Servers; nil: none).
+	Slots [][]SlotRange
 	// Seed seeds the random distribution's generator; other distributions
 	// ignore it. Tests pass a fixed one.
 	Seed uint64
@@ -108,6 +112,9 @@ func Tag(key []byte, hashTag string) []byte {
 // or hash, a hash tag that is not two characters, no servers, a weight
 // below 1, duplicate server names, or a Live of the wrong length.
 func New(o Options) (Ring, error) {
+	if o.Distribution == "slots" {
+		return newSlots(o)
+	}
 	b, err := newBase(o)
 	if err != nil {
 		return nil, err

@@ -162,6 +162,9 @@ func (b *backend) unavailable() {
 // attempt is due.
 func (b *backend) refuse(r *request) {
 	b.unavailable()
+	if b.pr.cfg.Cluster {
+		b.pr.live.clusterKick() // its slots may have a new master already
+	}
 	msg := "server " + b.name() + " unavailable"
 	if b.cause != "" {
 		msg += ": " + b.cause
@@ -262,6 +265,9 @@ func (b *backend) dialFailed(att *dialAttempt, err error) {
 	b.state = stateDown
 	b.retryAt = b.l.now() + int64(backoff)
 	b.failure()
+	if b.pr.cfg.Cluster {
+		b.pr.live.clusterKick() // a failover may have moved its slots
+	}
 	b.pr.p.log.Debug("backend connect failed", "pool", b.pr.cfg.Name, "server", b.name(), "error", err)
 	b.cause = clientCause(err)
 	b.failAll(fmt.Sprintf("server %s unavailable: %s", b.name(), b.cause))
@@ -453,6 +459,9 @@ func (b *backend) lost(c gnet.Conn, err error) {
 	}
 	if err == nil {
 		err = io.EOF
+	}
+	if b.pr.cfg.Cluster {
+		b.pr.live.clusterKick() // a failover may have moved its slots
 	}
 	b.pr.p.log.Debug("backend connection lost", "pool", b.pr.cfg.Name, "server", b.name(), "error", err,
 		"in_flight", inFlight)

@@ -84,6 +84,7 @@ func (live *poolLive) withFollowed(c *config.Pool) *config.Pool {
 		s.Replicas = slices.Clone(l.replicas)
 	}
 	live.withDiscovered(&cp)
+	live.withCluster(&cp)
 	return &cp
 }
 

@@ -78,6 +78,9 @@ type poolLive struct {
 	// disc is what the pool's ElastiCache discovery learnt, and its
 	// watcher (discover.go).
 	disc poolDiscovery
+	// clus is what a cluster pool's watcher learnt, and the watcher
+	// (cluster.go).
+	clus poolCluster
 
 	// Guarded by Proxy.reloadMu.
 	// configured is the pool as configured (a Sentinel master without its
@@ -301,12 +304,21 @@ func (live *poolLive) runHealth(pr *poolRT) {
 
 // rebuild builds and publishes a ring over the live servers (nil: all).
 func (pr *poolRT) rebuild(live []bool) error {
+	dist := pr.cfg.Distribution
+	var slots [][]hashring.SlotRange
+	if pr.cfg.Cluster {
+		dist = "slots" // by Redis Cluster hash slot (cluster.go)
+		for _, s := range pr.cfg.Servers {
+			slots = append(slots, s.Slots)
+		}
+	}
 	r, err := hashring.New(hashring.Options{
-		Distribution: pr.cfg.Distribution,
+		Distribution: dist,
 		Hash:         pr.cfg.Hash,
 		HashTag:      pr.cfg.HashTag,
 		Servers:      pr.cfg.RingServers(),
 		Live:         live,
+		Slots:        slots,
 	})
 	if err != nil {
 		return fmt.Errorf("build ring: %w", err)

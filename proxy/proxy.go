@@ -285,6 +285,7 @@ func (p *Proxy) serve(live *poolLive) {
 	live.runHealth(pr)
 	live.syncFollow()
 	live.syncDiscovery()
+	live.syncCluster()
 	p.log.Info("listening", "pool", pr.cfg.Name, "listen", pr.cfg.Listen, "protocol", string(pr.cfg.Protocol),
 		"servers", len(pr.cfg.Servers), "distribution", pr.cfg.Distribution)
 }

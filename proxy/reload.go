@@ -140,6 +140,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		if p.serving {
 			c.live.syncFollow()
 			c.live.syncDiscovery()
+			c.live.syncCluster()
 		}
 	}
 	for _, live := range removed {
@@ -153,6 +154,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		live.stopTracking()
 		live.syncFollow() // removed: stops the follower
 		live.syncDiscovery()
+		live.syncCluster()
 		p.log.Info("pool removed; draining its clients", "pool", live.name, "clients", live.clients.Load(),
 			"timeout", p.opts.DrainTimeout)
 		if p.serving {

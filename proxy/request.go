@@ -45,6 +45,9 @@ type request struct {
 	// delivered the miss that r has moved to another connection.
 	repair, requeued bool
 	raw              []byte
+	// redirected: a Redis Cluster -MOVED or -ASK sent r on once already
+	// (cluster.go); raw holds its bytes in a cluster pool.
+	redirected bool
 	// Warm-up after a ring change (warmup.go): the window r reads under,
 	// its stage, the key's old and new server (slots), the write seq when
 	// it was parsed and its client's id (for the connection to use).
@@ -100,6 +103,9 @@ type request struct {
 // reset clears r for reuse, keeping its buffers.
 func (r *request) reset() {
 	frags, reply, keys, keyEnds, keyFrag, raw := r.frags[:0], r.reply[:0], r.keys[:0], r.keyEnds[:0], r.keyFrag[:0], r.raw[:0]
+	if cap(raw) > 1<<20 {
+		raw = nil // a big request's bytes, kept for a redirect (cluster.go): not for the next one
+	}
 	clear(r.hkCached)
 	cached, fills, gens := r.hkCached[:0], r.hkFills[:0], r.hkGens[:0]
 	*r = request{frags: frags, reply: reply, keys: keys, keyEnds: keyEnds, keyFrag: keyFrag, raw: raw,

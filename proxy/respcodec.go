@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cacheproxy/cacheproxy/hashring"
 	"github.com/cacheproxy/cacheproxy/hotkey"
 	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
@@ -40,9 +41,12 @@ type respState struct {
 	// loop.clientBackend), and the replies the proxy makes are RESP3.
 	resp3 bool
 	// scratch for splitting
-	keyIdx   []int
-	servers  []int
-	fragOf   []int
+	keyIdx  []int
+	servers []int
+	fragOf  []int
+	// cluster pools: each key's hash slot, each fragment's
+	hslots   []int
+	fragSlot []int
 	fragArg  [][][]byte
 	iters    []resp.Elements
 	scanArgs [][]byte
@@ -115,6 +119,9 @@ func (rc *respCodec) onConnect(b *backend) {
 	}
 	if b.resp3 {
 		rc.handshakeStep(b, []byte(hello3)) // after AUTH: HELLO needs an authenticated connection
+	}
+	if b.replica >= 0 && rc.pr.cfg.Cluster {
+		rc.handshakeStep(b, []byte(readonlyCmd)) // a cluster replica serves reads of its master's slots
 	}
 }
 
@@ -267,7 +274,7 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		rc.reject(cl, resp.ErrUnknownCommand(nil, req.Args[0], req.Args[1:]), RejectProtocol)
 		return
 	}
-	if cmd.IsContainer() {
+	if cmd.IsContainer() && !(cmd.Name == "command" && len(req.Args) == 1) { // bare COMMAND lists every command
 		if len(req.Args) < 2 {
 			rc.reject(cl, resp.ErrWrongArity(nil, cmd.Name), RejectProtocol)
 			return
@@ -293,6 +300,9 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		rc.reject(cl, resp.AppendError(nil, "ERR Can't execute '"+cmd.Name+
 			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"), RejectRefused)
 		return
+	}
+	if rc.pr.cfg.Cluster && cmd.Parent != nil && cmd.Parent.Name == "cluster" && rs.txn == nil && rc.clusterCommand(cl, req, cmd) {
+		return // CLUSTER INFO, SLOTS, ...: the proxy is a one-node cluster (cluster.go)
 	}
 	// The key positions, found once: the limit check and routing use them.
 	rs.keyIdx = rs.keyIdx[:0]
@@ -427,7 +437,7 @@ func (rc *respCodec) forwardKeyed(cl *client, req *resp.Request, cmd *resp.Comma
 	s := rc.keyServer(cl, req)
 	switch {
 	case s == -2:
-		rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
+		rc.reject(cl, rc.crossSlot(), RejectRefused)
 		return
 	case s == -1:
 		s = rc.pr.anyServer() // no keys (EVAL with numkeys 0): any server does
@@ -526,6 +536,10 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 	nServers := len(rc.pr.slots) // fragOf is indexed by slot
 	rs.servers = rs.servers[:0]
 	same := true
+	// A cluster node takes the keys of one hash slot per command: a
+	// cluster pool splits by hash slot, not by server.
+	cluster := rc.pr.cfg.Cluster
+	rs.hslots, rs.fragSlot = rs.hslots[:0], rs.fragSlot[:0]
 	for i := 1; i < len(req.Args); i += step {
 		s := rc.pr.pick(req.Args[i])
 		if s < 0 {
@@ -535,6 +549,12 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 		rs.servers = append(rs.servers, s)
 		if s != rs.servers[0] {
 			same = false
+		}
+		if cluster {
+			rs.hslots = append(rs.hslots, hashring.KeySlot(req.Args[i]))
+			if rs.hslots[len(rs.hslots)-1] != rs.hslots[0] {
+				same = false
+			}
 		}
 	}
 	class := ClassWrite
@@ -608,9 +628,16 @@ func (rc *respCodec) split(cl *client, req *resp.Request, cmd *resp.Command) {
 			}
 		}
 		fi := rs.fragOf[s]
+		if cluster {
+			fi = slices.Index(rs.fragSlot, rs.hslots[k]) // the fragments are few
+		}
 		if fi < 0 {
 			fi = len(parent.frags)
-			rs.fragOf[s] = fi
+			if cluster {
+				rs.fragSlot = append(rs.fragSlot, rs.hslots[k])
+			} else {
+				rs.fragOf[s] = fi
+			}
 			f := newFragment(l, parent, s)
 			f.read = class == ClassRead
 			if len(rs.fragArg) <= fi {
@@ -710,6 +737,9 @@ func (rc *respCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 	}
 	if err := replyFits(r, rep); err != nil {
 		return 0, err
+	}
+	if rep.Type == '-' && clusterRedirect(b, r, buf[:n]) {
+		return n, nil // sent on to the master the cluster named
 	}
 	if r.internal {
 		if resp.IsError(buf[:n]) {
@@ -980,7 +1010,7 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 	if rs.resp3 && (cmd.Name == "command" || cmd.Name == "command|info" || cmd.Name == "command|docs") {
 		// Their RESP3 forms (flags as sets, docs as maps, key specs as
 		// maps) have shapes of their own: the server's answer is exact.
-		rc.forwardTo(cl, req, 0, ClassRead, nil)
+		rc.forwardTo(cl, req, rc.pr.anyServer(), ClassRead, nil)
 		return
 	}
 	switch cmd.Name {

@@ -221,7 +221,7 @@ func (rc *respCodec) dedicatedCommand(cl *client, req *resp.Request, cmd *resp.C
 	default: // blocking commands
 		s := rc.keyServer(cl, req)
 		if s == -2 {
-			rc.reject(cl, resp.ErrCrossSlot(nil), RejectRefused)
+			rc.reject(cl, rc.crossSlot(), RejectRefused)
 			return
 		}
 		if s < 0 {

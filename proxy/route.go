@@ -42,6 +42,9 @@ func sendOn(b *backend, r *request, frame frameFunc, fi int) bool {
 	}
 	n := len(b.wbuf)
 	b.wbuf = frame(b.wbuf, fi)
+	if b.pr.cfg.Cluster {
+		r.raw = append(r.raw[:0], b.wbuf[n:]...) // for a redirect (cluster.go)
+	}
 	b.enqueue(r, len(b.wbuf)-n)
 	return true
 }

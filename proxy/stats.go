@@ -199,6 +199,8 @@ type PoolStats struct {
 	// their handshake failed (a plaintext client, an unknown or missing
 	// client certificate, a timeout).
 	TLSHandshakeErrors int64
+	// Cluster: the pool's Redis Cluster slot map and redirects (cluster).
+	Cluster ClusterStats
 }
 
 // ServerStats is a snapshot of one server's counters.
@@ -287,6 +289,7 @@ func (p *Proxy) Stats() []PoolStats {
 		ps.TLSHandshakeErrors = live.tlsHandshakeErrors.Load()
 		live.warmStats(&ps.Warmup)
 		ps.Discovery = live.discoveryStats(pr.cfg)
+		ps.Cluster = live.clusterStats(pr.cfg)
 		if t := live.hk.Load(); t != nil {
 			// Counted while hot keys are off too: the loops release their
 			// recorders then.

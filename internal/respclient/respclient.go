@@ -123,6 +123,11 @@ func (c *Conn) Receive(wait time.Duration) (any, error) {
 	return v, nil
 }
 
+// Decode reads one RESP2 reply from r as Receive returns it, except that an
+// error reply is an Error value (also inside an array), not an error. The
+// MaxBulk and MaxArray bounds apply, and arrays nest at most MaxDepth deep.
+func Decode(r *bufio.Reader) (any, error) { return readReply(r, 0) }
+
 // readReply decodes one reply from r, depth arrays deep; an error reply is
 // returned as a value so that an array holding one still decodes.
 func readReply(r *bufio.Reader, depth int) (any, error) {

@@ -25,14 +25,15 @@ const ReadyTimeout = 15 * time.Second
 
 // packages maps each binary to the Debian package that installs it.
 var packages = map[string]string{
-	"memcached":    "memcached",
-	"redis-server": "redis-server",
-	"redis-cli":    "redis-tools",
-	"nutcracker":   "nutcracker",
-	"memccapable":  "libmemcached-tools",
-	"memcaslap":    "libmemcached-tools",
-	"nc":           "netcat-openbsd",
-	"curl":         "curl",
+	"memcached":       "memcached",
+	"redis-server":    "redis-server",
+	"redis-cli":       "redis-tools",
+	"redis-benchmark": "redis-tools",
+	"nutcracker":      "nutcracker",
+	"memccapable":     "libmemcached-tools",
+	"memcaslap":       "libmemcached-tools",
+	"nc":              "netcat-openbsd",
+	"curl":            "curl",
 }
 
 // Require returns the path of binary, or fails the test with a message

@@ -145,6 +145,13 @@ func ErrCrossSlot(dst []byte) []byte {
 	return append(dst, "-CROSSSLOT Keys in request don't hash to the same server\r\n"...)
 }
 
+// ErrCrossSlotCluster appends Redis Cluster's own reply to a request whose
+// keys hash to several slots: -CROSSSLOT Keys in request don't hash to the
+// same slot.
+func ErrCrossSlotCluster(dst []byte) []byte {
+	return append(dst, "-CROSSSLOT Keys in request don't hash to the same slot\r\n"...)
+}
+
 // ErrNotAllowed appends the reply to a command refused by configuration:
 // -ERR command 'flushall' is not allowed through the proxy.
 func ErrNotAllowed(dst []byte, name string) []byte {
