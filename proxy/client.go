@@ -57,6 +57,17 @@ type client struct {
 	need       int // bytes the parser needs before it can make progress
 	skip       int // input bytes still to discard (an oversized value)
 
+	// Client timeouts (clienttimeout.go). activeAt is the clock of the
+	// last input or output; rcvd counts the input bytes taken (parsed or
+	// skipped). partial is set while the input holds the start of a
+	// request the client has not finished sending: since partialAt, when
+	// rcvd plus the buffered input was partialMark.
+	activeAt    int64
+	rcvd        int64
+	partial     bool
+	partialAt   int64
+	partialMark int64
+
 	mp   *memcache.Parser
 	mreq memcache.Request
 	msc  *mcScratch
@@ -83,7 +94,7 @@ func (cl *client) scratch() *mcScratch {
 }
 
 func newClient(l *loop, pr *poolRT, c gnet.Conn, id uint64) *client {
-	cl := &client{l: l, pr: pr, c: c, w: c, id: id, raddr: c.RemoteAddr(), laddr: c.LocalAddr(), drainAt: l.clock}
+	cl := &client{l: l, pr: pr, c: c, w: c, id: id, raddr: c.RemoteAddr(), laddr: c.LocalAddr(), drainAt: l.clock, activeAt: l.clock}
 	pr.codec.initClient(cl)
 	l.clients[cl] = struct{}{}
 	return cl
@@ -94,18 +105,28 @@ func (cl *client) onTraffic() gnet.Action {
 	if cl.closed || cl.half != nil {
 		return gnet.Close
 	}
+	cl.activeAt = cl.l.clock
+	cl.read()
+	cl.notePartial()
+	return gnet.None
+}
+
+// read parses and dispatches every complete request in the input.
+func (cl *client) read() {
 	c := cl.c
 	if cl.skip > 0 {
 		n, _ := c.Discard(cl.skip)
 		cl.skip -= n
+		cl.rcvd += int64(n)
 		if cl.skip > 0 {
-			return gnet.None
+			return
 		}
 	}
 	avail := c.InboundBuffered()
 	if cl.quitting {
-		_, _ = c.Discard(avail)
-		return gnet.None
+		n, _ := c.Discard(avail)
+		cl.rcvd += int64(n)
+		return
 	}
 	if limit := cl.pr.cfg.Limits.MaxClientBuffer; limit > 0 && avail > limit {
 		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
@@ -113,17 +134,17 @@ func (cl *client) onTraffic() gnet.Action {
 		cl.l.p.log.Warn("closing client over max_client_buffer", "pool", cl.pr.cfg.Name,
 			"remote", cl.raddr.String(), "buffered", avail, "limit", limit)
 		cl.abort(cl.pr.codec.errorReply(nil, "input buffer limit exceeded"))
-		return gnet.None
+		return
 	}
 	if cl.paused || cl.waitIdle || avail == 0 || avail < cl.need {
-		return gnet.None
+		return
 	}
 	if cl.outFull() {
 		// Back-pressure: no new requests while the client is not taking
 		// its replies; the pacer wakes it once it has taken them.
 		cl.outPaused = true
 		cl.l.pace(cl)
-		return gnet.None
+		return
 	}
 	buf, _ := c.Peek(-1)
 	cl.need = 0                      // met; serve sets it again if it stops at an incomplete request
@@ -136,6 +157,7 @@ func (cl *client) onTraffic() gnet.Action {
 			n = len(buf)
 		}
 		_, _ = c.Discard(n)
+		cl.rcvd += int64(n)
 	}
 	if cl.l.p.opts.FlushMode == FlushPerCallback {
 		cl.l.flush()
@@ -145,7 +167,6 @@ func (cl *client) onTraffic() gnet.Action {
 	if cl.draining {
 		cl.maybeClose()
 	}
-	return gnet.None
 }
 
 // push appends r to the FIFO.
@@ -251,6 +272,7 @@ func (cl *client) flush() {
 // write hands b to gnet, which sends what the socket takes and buffers the
 // rest.
 func (cl *client) write(b []byte) {
+	cl.activeAt = cl.l.clock
 	_, _ = cl.w.Write(b)
 	cl.sent += int64(len(b))
 	cl.l.pools[cl.pr.idx].bytesOut.Add(int64(len(b)))
