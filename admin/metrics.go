@@ -38,6 +38,7 @@ type statsCollector struct {
 	acceptErrors                                      *prometheus.Desc
 	fragments, forwardErrors                          *prometheus.Desc
 	authFailures                                      *prometheus.Desc // Redis pools only
+	clientTimeouts                                    *prometheus.Desc // {pool, kind}
 
 	tlsHandshakeErrors *prometheus.Desc // TLS listeners only
 
@@ -87,20 +88,21 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		memHeld:   d("memory_held_bytes", "Reply bytes the proxy holds now (collected replies, queued output, output clients have not read), counted against max_memory.", nil),
 		memLimit:  d("memory_limit_bytes", "max_memory: the most reply bytes the proxy holds before refusing big replies.", nil),
 
-		requests:      d("requests_total", "Client requests by command class (read, write, multi, fanout, local, invalid).", append(p, "class")),
-		errors:        d("errors_total", "Client requests answered with a proxy-generated error, by command class.", append(p, "class")),
-		rejected:      d("rejected_total", "Requests or clients the proxy refused, by reason (protocol, limit, refused, max_clients, buffer, memory: a reply refused or cut at max_memory).", append(p, "reason")),
-		latency:       d("request_duration_seconds", "Client request latency, from parse to the reply being queued to the client.", p),
-		bytesIn:       d("client_received_bytes_total", "Bytes received from clients.", p),
-		bytesOut:      d("client_sent_bytes_total", "Bytes sent to clients.", p),
-		clientConns:   d("client_connections", "Client connections open now.", p),
-		clientTotal:   d("client_connections_total", "Client connections accepted.", p),
-		clientEOF:     d("client_eof_total", "Client connections closed by the client.", p),
-		clientErrors:  d("client_errors_total", "Client connections closed on an error.", p),
-		acceptErrors:  d("accept_errors_total", "Client connections the listener failed to accept (out of descriptors, say) or to hand to an event loop.", p),
-		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
-		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
-		authFailures:  d("auth_failures_total", "AUTH (or HELLO ... AUTH) commands with a wrong password (Redis pools; a connection is closed after 10 in a row).", p),
+		requests:       d("requests_total", "Client requests by command class (read, write, multi, fanout, local, invalid).", append(p, "class")),
+		errors:         d("errors_total", "Client requests answered with a proxy-generated error, by command class.", append(p, "class")),
+		rejected:       d("rejected_total", "Requests or clients the proxy refused, by reason (protocol, limit, refused, max_clients, buffer, memory: a reply refused or cut at max_memory).", append(p, "reason")),
+		latency:        d("request_duration_seconds", "Client request latency, from parse to the reply being queued to the client.", p),
+		bytesIn:        d("client_received_bytes_total", "Bytes received from clients.", p),
+		bytesOut:       d("client_sent_bytes_total", "Bytes sent to clients.", p),
+		clientConns:    d("client_connections", "Client connections open now.", p),
+		clientTotal:    d("client_connections_total", "Client connections accepted.", p),
+		clientEOF:      d("client_eof_total", "Client connections closed by the client.", p),
+		clientErrors:   d("client_errors_total", "Client connections closed on an error.", p),
+		acceptErrors:   d("accept_errors_total", "Client connections the listener failed to accept (out of descriptors, say) or to hand to an event loop.", p),
+		fragments:      d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
+		forwardErrors:  d("forward_errors_total", "Requests failed because their server was unavailable.", p),
+		clientTimeouts: d("client_timeouts_total", "Client connections closed by a client timeout, by kind: idle (client_idle_timeout) or request (client_request_timeout: a request begun and not finished in time).", append(p, "kind")),
+		authFailures:   d("auth_failures_total", "AUTH (or HELLO ... AUTH) commands with a wrong password (Redis pools; a connection is closed after 10 in a row).", p),
 
 		tlsHandshakeErrors: d("tls_handshake_errors_total", "Clients of a TLS listener closed because their TLS handshake failed (plaintext client, missing or unknown client certificate, timeout).", p),
 
@@ -172,7 +174,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.buildInfo, c.uptime, c.ready, c.memHeld, c.memLimit,
 		c.requests, c.errors, c.rejected, c.latency, c.bytesIn, c.bytesOut,
 		c.clientConns, c.clientTotal, c.clientEOF, c.clientErrors, c.acceptErrors, c.tlsHandshakeErrors, c.fragments, c.forwardErrors,
-		c.authFailures,
+		c.authFailures, c.clientTimeouts,
 		c.nearHits, c.nearMisses, c.nearFills, c.nearInval, c.nearBytes, c.nearTrackUp, c.hkPromotions, c.hkDemotions,
 		c.nearCoalesced, c.nearRefreshes, c.warmHits, c.warmMisses, c.warmCopies,
 		c.srvRequests, c.srvResponses, c.srvRequestBytes, c.srvResponseBytes, c.srvLatency,
@@ -223,6 +225,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.tlsHandshakeErrors, ps.TLSHandshakeErrors, pn)
 		counter(c.fragments, ps.Fragments, pn)
 		counter(c.forwardErrors, ps.ForwardErrors, pn)
+		for k := range ps.ClientTimeouts {
+			counter(c.clientTimeouts, ps.ClientTimeouts[k], pn, proxy.TimeoutKind(k).String())
+		}
 		if ps.Protocol == string(config.ProtocolRedis) {
 			counter(c.authFailures, ps.AuthFailures, pn)
 		}

@@ -179,6 +179,20 @@ const (
 	DefaultServerRetryTimeout = 30 * time.Second
 	DefaultServerFailureLimit = 2
 	DefaultReadPolicy         = ReadPrimary
+	// DefaultClientRequestTimeout is client_request_timeout's default: a
+	// request's first byte to its last (or to the next RequestProgress
+	// bytes of a big one) within 30s. No client library leaves a request
+	// half-sent that long (each writes a request whole); only a stalled or
+	// hostile client does.
+	DefaultClientRequestTimeout = 30 * time.Second
+	// RequestProgress is how many bytes of a request still arriving
+	// restart client_request_timeout's clock: a 32 MiB value is never cut
+	// while it arrives at more than about 2 KiB/s.
+	RequestProgress = 64 << 10
+	// ClientTimeoutMin is the shortest client_idle_timeout and
+	// client_request_timeout other than 0: the proxy checks clients once a
+	// second, so a timeout fires up to a second late.
+	ClientTimeoutMin = time.Second
 
 	// MemcacheMaxKeyLength is the memcached protocol's own key limit;
 	// Limits.MaxKeyLength may not exceed it for a memcache pool.
@@ -207,6 +221,19 @@ type Pool struct {
 	// Timeout bounds how long a request may wait for its server's reply. 0
 	// (the default, as in twemproxy) waits forever.
 	Timeout time.Duration
+	// ClientIdleTimeout closes a client that has had nothing in flight,
+	// nothing owed and no input for this long, silently, as redis-server's
+	// `timeout` and memcached's idle_timeout do. Subscribed clients and
+	// blocking commands (BLPOP, ...) are never idle. 0 (the default, as in
+	// twemproxy): off. Clients are checked once a second.
+	ClientIdleTimeout time.Duration
+	// ClientRequestTimeout closes a client that started sending a request
+	// and did not finish it within this long (slowloris), after an error
+	// reply when it is owed nothing else. A request still arriving (a big
+	// value) restarts the clock with every RequestProgress bytes. 0: off.
+	// NewPool and a loaded file default to DefaultClientRequestTimeout.
+	// Clients are checked once a second.
+	ClientRequestTimeout time.Duration
 	// Backlog is twemproxy's listen backlog. It is accepted for
 	// compatibility and not applied: listeners always use the system's
 	// maximum (net.core.somaxconn). Default 512.
@@ -492,6 +519,8 @@ func NewPool(name string, p Protocol) Pool {
 		ServerFailureLimit: DefaultServerFailureLimit,
 		ReadPolicy:         DefaultReadPolicy,
 		Limits:             DefaultLimits(p),
+
+		ClientRequestTimeout: DefaultClientRequestTimeout,
 	}
 }
 

@@ -151,6 +151,8 @@ func diffPool(o, n *Pool) Changes {
 	key("hash_tag", o.HashTag, n.HashTag)
 	key("distribution", o.Distribution, n.Distribution)
 	key("timeout", o.Timeout.String(), n.Timeout.String())
+	key("client_idle_timeout", o.ClientIdleTimeout.String(), n.ClientIdleTimeout.String())
+	key("client_request_timeout", o.ClientRequestTimeout.String(), n.ClientRequestTimeout.String())
 	key("backlog", itoa(o.Backlog), itoa(n.Backlog))
 	key("preconnect", btoa(o.Preconnect), btoa(n.Preconnect))
 	if o.RedisAuth != n.RedisAuth {

@@ -247,6 +247,7 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 
 // nativeOnly are the pool keys only the native shape has.
 var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "warmup": true, "limits": true,
+	"client_idle_timeout": true, "client_request_timeout": true,
 	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true, "discovery": true,
 	"tls": true, "server_tls": true, "cluster": true, "cluster_refresh": true}
 
@@ -276,6 +277,10 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.Distribution, _ = p.str(v, name, key)
 		case "timeout":
 			pool.Timeout = p.duration(v, name, key, pool.Timeout)
+		case "client_idle_timeout":
+			pool.ClientIdleTimeout = p.duration(v, name, key, pool.ClientIdleTimeout)
+		case "client_request_timeout":
+			pool.ClientRequestTimeout = p.duration(v, name, key, pool.ClientRequestTimeout)
 		case "backlog":
 			pool.Backlog = p.int(v, name, key, pool.Backlog)
 			p.warn(k, name, key, "accepted for twemproxy compatibility; the listener always uses the system's maximum backlog (net.core.somaxconn)")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cacheproxy/cacheproxy/hashring"
 )
@@ -157,6 +158,14 @@ func (v *checker) pool(p *Pool) {
 	}
 	if p.Timeout < 0 {
 		v.fail(name, "timeout", "%v: must be >= 0 (0 waits forever)", p.Timeout)
+	}
+	for _, f := range []struct {
+		key string
+		d   time.Duration
+	}{{"client_idle_timeout", p.ClientIdleTimeout}, {"client_request_timeout", p.ClientRequestTimeout}} {
+		if f.d != 0 && f.d < ClientTimeoutMin {
+			v.fail(name, f.key, "%v: must be 0 (off) or at least %v (clients are checked once a second)", f.d, ClientTimeoutMin)
+		}
 	}
 	if p.Warmup < 0 {
 		v.fail(name, "warmup", "%v: must be >= 0", p.Warmup)

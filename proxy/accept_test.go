@@ -116,6 +116,6 @@ func TestProxyClientLimit(t *testing.T) {
 	b := proxytest.Dial(t, pool.Listen)
 	b.RoundTrip("version\r\n", "VERSION "+proxy.Version+"\r\n")
 	c := proxytest.Dial(t, pool.Listen)
-	c.Expect("SERVER_ERROR too many clients\r\n")
+	c.Expect("ERROR Too many open connections\r\n")
 	waitClients(t, p, 2)
 }

@@ -405,6 +405,11 @@ func (b *backend) answered(r *request, n int) {
 	b.counters.responses.Add(1)
 	b.counters.responseBytes.Add(int64(n))
 	b.counters.latency.observe(b.l.clock - r.sentAt)
+	if cl := r.cl; cl != nil {
+		cl.noteReply(n)
+	} else if r.parent != nil && r.parent.cl != nil {
+		r.parent.cl.noteReply(n)
+	}
 	if r.requeued {
 		r.requeued = false // read_repair sent it on (replica.go): not done
 		return

@@ -55,7 +55,21 @@ type client struct {
 	// have drained since; gnet does not say).
 	backlogged bool
 	need       int // bytes the parser needs before it can make progress
-	skip       int // input bytes still to discard (an oversized value)
+	// avgReply is the running average size of the client's replies (0:
+	// none yet), for its in-flight cap (inFlightCap).
+	avgReply int
+	skip     int // input bytes still to discard (an oversized value)
+
+	// Client timeouts (clienttimeout.go). activeAt is the clock of the
+	// last input or output; rcvd counts the input bytes taken (parsed or
+	// skipped). partial is set while the input holds the start of a
+	// request the client has not finished sending: since partialAt, when
+	// rcvd plus the buffered input was partialMark.
+	activeAt    int64
+	rcvd        int64
+	partial     bool
+	partialAt   int64
+	partialMark int64
 
 	mp   *memcache.Parser
 	mreq memcache.Request
@@ -83,7 +97,7 @@ func (cl *client) scratch() *mcScratch {
 }
 
 func newClient(l *loop, pr *poolRT, c gnet.Conn, id uint64) *client {
-	cl := &client{l: l, pr: pr, c: c, w: c, id: id, raddr: c.RemoteAddr(), laddr: c.LocalAddr(), drainAt: l.clock}
+	cl := &client{l: l, pr: pr, c: c, w: c, id: id, raddr: c.RemoteAddr(), laddr: c.LocalAddr(), drainAt: l.clock, activeAt: l.clock}
 	pr.codec.initClient(cl)
 	l.clients[cl] = struct{}{}
 	return cl
@@ -94,18 +108,28 @@ func (cl *client) onTraffic() gnet.Action {
 	if cl.closed || cl.half != nil {
 		return gnet.Close
 	}
+	cl.activeAt = cl.l.clock
+	cl.read()
+	cl.notePartial()
+	return gnet.None
+}
+
+// read parses and dispatches every complete request in the input.
+func (cl *client) read() {
 	c := cl.c
 	if cl.skip > 0 {
 		n, _ := c.Discard(cl.skip)
 		cl.skip -= n
+		cl.rcvd += int64(n)
 		if cl.skip > 0 {
-			return gnet.None
+			return
 		}
 	}
 	avail := c.InboundBuffered()
 	if cl.quitting {
-		_, _ = c.Discard(avail)
-		return gnet.None
+		n, _ := c.Discard(avail)
+		cl.rcvd += int64(n)
+		return
 	}
 	if limit := cl.pr.cfg.Limits.MaxClientBuffer; limit > 0 && avail > limit {
 		cl.l.pools[cl.pr.idx].rejected[RejectBuffer].Add(1)
@@ -113,29 +137,65 @@ func (cl *client) onTraffic() gnet.Action {
 		cl.l.p.log.Warn("closing client over max_client_buffer", "pool", cl.pr.cfg.Name,
 			"remote", cl.raddr.String(), "buffered", avail, "limit", limit)
 		cl.abort(cl.pr.codec.errorReply(nil, "input buffer limit exceeded"))
-		return gnet.None
+		return
 	}
 	if cl.paused || cl.waitIdle || avail == 0 || avail < cl.need {
-		return gnet.None
+		return
 	}
 	if cl.outFull() {
 		// Back-pressure: no new requests while the client is not taking
 		// its replies; the pacer wakes it once it has taken them.
 		cl.outPaused = true
 		cl.l.pace(cl)
-		return gnet.None
+		return
 	}
-	buf, _ := c.Peek(-1)
-	cl.need = 0                      // met; serve sets it again if it stops at an incomplete request
 	cl.pr = cl.l.version(cl.pr.live) // a reload applies from the next request on
-	n := cl.pr.codec.serve(cl, buf)
-	if !cl.closed && n > 0 {
-		cl.l.pools[cl.pr.idx].bytesIn.Add(int64(min(n, len(buf))))
-		if n > len(buf) { // an error asked to skip past what has arrived
-			cl.skip = n - len(buf)
-			n = len(buf)
+	// The input is parsed a window at a time (peekWindow, or more for a
+	// request known to be bigger): gnet's Peek copies what it returns
+	// when its buffer wraps, and a client paused with megabytes of
+	// pipelined input must not cost a copy of all of it at every wake.
+	size := peekWindow
+	for {
+		want := min(avail, max(size, cl.need))
+		buf, _ := c.Peek(want)
+		cl.need = 0 // met; serve sets it again if it stops at an incomplete request
+		n := cl.pr.codec.serve(cl, buf)
+		if cl.closed {
+			break
 		}
-		_, _ = c.Discard(n)
+		if n > 0 {
+			cl.l.pools[cl.pr.idx].bytesIn.Add(int64(min(n, len(buf))))
+			if n > len(buf) { // an error asked to skip past what has arrived
+				cl.skip = n - len(buf)
+				n = len(buf)
+			}
+			_, _ = c.Discard(n)
+			cl.rcvd += int64(n)
+		}
+		if want == avail || cl.paused || cl.waitIdle || cl.quitting {
+			break // all of the input was in view, or parsing stopped
+		}
+		// Only a window of the input was in view: go on with the rest.
+		if n == 0 {
+			size = 2 * want // a request longer than the window
+		}
+		if cl.skip > 0 {
+			k, _ := c.Discard(cl.skip)
+			cl.skip -= k
+			cl.rcvd += int64(k)
+			if cl.skip > 0 {
+				break
+			}
+		}
+		avail = c.InboundBuffered()
+		if avail == 0 || avail < cl.need {
+			break
+		}
+		if cl.outFull() {
+			cl.outPaused = true // as above: the pacer wakes it
+			cl.l.pace(cl)
+			break
+		}
 	}
 	if cl.l.p.opts.FlushMode == FlushPerCallback {
 		cl.l.flush()
@@ -145,8 +205,10 @@ func (cl *client) onTraffic() gnet.Action {
 	if cl.draining {
 		cl.maybeClose()
 	}
-	return gnet.None
 }
+
+// peekWindow is how much input a client's read parses at a time.
+const peekWindow = 256 << 10
 
 // push appends r to the FIFO.
 func (cl *client) push(r *request) {
@@ -156,10 +218,46 @@ func (cl *client) push(r *request) {
 	cl.fifo.Push(r)
 }
 
-// full reports whether the in-flight limit is reached.
+// full reports whether the client's in-flight cap is reached.
 func (cl *client) full() bool {
-	limit := cl.pr.cfg.Limits.MaxInFlight
+	limit := cl.inFlightCap()
 	return limit > 0 && cl.fifo.Len() >= limit
+}
+
+// A client's requests share backend connections with every other client of
+// its loop, and a backend answers in order: a client that has 1,024 gets of
+// a 1 MiB value in flight puts a gigabyte ahead of everyone else's next
+// reply (and, if it does not read, into the proxy's memory). So the requests
+// a client may have in flight are capped by the size of its replies as well
+// as by max_in_flight: about inFlightBytes of replies, judged by the average
+// of its recent replies, at least one request; initialWindow until its first
+// reply is in. Small replies (up to 4 KiB) leave max_in_flight (1,024 by
+// default) as the only cap.
+const (
+	inFlightBytes = 4 << 20
+	initialWindow = 16
+)
+
+// inFlightCap is how many requests cl may have in flight now.
+func (cl *client) inFlightCap() int {
+	limit := cl.pr.cfg.Limits.MaxInFlight
+	w := initialWindow
+	if cl.avgReply > 0 {
+		w = max(inFlightBytes/cl.avgReply, 1)
+	}
+	return min(w, limit)
+}
+
+// noteReply folds the size of a reply to one of cl's requests (or to a
+// fragment of one) into its average.
+func (cl *client) noteReply(n int) {
+	n = max(n, 1)
+	if cl.avgReply == 0 {
+		cl.avgReply = n
+		return
+	}
+	cl.avgReply += (n - cl.avgReply) / 4
+	cl.avgReply = max(cl.avgReply, 1)
 }
 
 // complete marks r done and moves every finished request at the head of the
@@ -195,7 +293,7 @@ func (cl *client) advance() {
 	if emitted {
 		cl.l.markClient(cl)
 	}
-	if cl.paused && cl.fifo.Len() <= cl.pr.cfg.Limits.MaxInFlight/2 || cl.waitIdle && cl.fifo.Len() == 0 {
+	if cl.paused && cl.fifo.Len() <= cl.inFlightCap()/2 || cl.waitIdle && cl.fifo.Len() == 0 {
 		cl.paused, cl.waitIdle = false, false
 		_ = cl.w.Wake(nil) // parse what was left in the input
 	}
@@ -251,6 +349,7 @@ func (cl *client) flush() {
 // write hands b to gnet, which sends what the socket takes and buffers the
 // rest.
 func (cl *client) write(b []byte) {
+	cl.activeAt = cl.l.clock
 	_, _ = cl.w.Write(b)
 	cl.sent += int64(len(b))
 	cl.l.pools[cl.pr.idx].bytesOut.Add(int64(len(b)))

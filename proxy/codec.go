@@ -23,6 +23,9 @@ type codec interface {
 	merge(p *request)
 	// errorReply appends a client-visible server error.
 	errorReply(dst []byte, msg string) []byte
+	// tooManyClients is what a client over a client limit is told before
+	// it is closed: the words the protocol's own server uses.
+	tooManyClients() []byte
 	// probeRequest is the no-op a probe sends and the prefix of a good reply.
 	probeRequest() (req []byte, okPrefix string)
 	// onConnect queues what a new backend connection must send before any

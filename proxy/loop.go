@@ -71,6 +71,9 @@ type loop struct {
 	// at most one line per authLogEvery per loop).
 	authLogAt    int64
 	authUnlogged int64
+	// clientsCheckedAt is the clock of the last client timeout check
+	// (clienttimeout.go).
+	clientsCheckedAt int64
 }
 
 func newLoop(p *Proxy, el gnet.EventLoop) *loop {
@@ -490,13 +493,18 @@ func (l *loop) pump() {
 }
 
 // sweep fails requests that have waited longer than their pool's timeout,
-// closes clients that do not read their replies, and closes retired
+// closes clients that do not read their replies, closes clients past a
+// client timeout (at most once per clientCheckEvery), and closes retired
 // connections that owe nothing any more.
 func (l *loop) sweep() {
 	l.tick()
 	now := l.clock
 	for cl := range l.clients {
 		cl.checkDrain(now)
+	}
+	if now-l.clientsCheckedAt >= int64(clientCheckEvery) {
+		l.clientsCheckedAt = now
+		l.checkTimeouts(now)
 	}
 	for i, pr := range l.vers {
 		if pr == nil {

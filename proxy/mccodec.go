@@ -69,6 +69,11 @@ func (m *memcacheCodec) errorReply(dst []byte, msg string) []byte {
 	return memcache.AppendError(dst, memcache.KindServerError, msg)
 }
 
+// tooManyClients is memcached's own refusal at its connection limit (-c).
+func (m *memcacheCodec) tooManyClients() []byte {
+	return memcache.AppendError(nil, memcache.KindError, "Too many open connections")
+}
+
 func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 	off := 0
 	for off < len(buf) && !cl.closed && !cl.quitting {

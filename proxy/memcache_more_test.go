@@ -219,7 +219,7 @@ func TestMemcacheClientLimits(t *testing.T) {
 	first.RoundTrip("version\r\n", "VERSION "+proxy.Version+"\r\n")
 	// A second client is refused with an error and closed.
 	second := proxytest.Dial(t, pool.Listen)
-	if got := second.Line(); got != "SERVER_ERROR too many clients\r\n" {
+	if got := second.Line(); got != "ERROR Too many open connections\r\n" {
 		t.Fatalf("client over max_clients: got %q", got)
 	}
 	_ = second.C.SetReadDeadline(time.Now().Add(10 * time.Second))

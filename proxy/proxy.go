@@ -426,14 +426,14 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 			if l := p.loopFor(c.EventLoop()); l != nil {
 				l.counters(pr.idx).rejected[RejectMaxClients].Add(1)
 			}
-			return pr.codec.errorReply(nil, "too many clients"), gnet.Close
+			return pr.codec.tooManyClients(), gnet.Close
 		}
 		if max := pr.cfg.Limits.MaxClients; max > 0 && live.clients.Load() >= int64(max) {
 			p.log.Warn("client refused: max_clients reached", "pool", pr.cfg.Name, "max_clients", max)
 			if l := p.loopFor(c.EventLoop()); l != nil {
 				l.counters(pr.idx).rejected[RejectMaxClients].Add(1)
 			}
-			return pr.codec.errorReply(nil, "too many clients"), gnet.Close
+			return pr.codec.tooManyClients(), gnet.Close
 		}
 		live.clients.Add(1)
 		l := p.loopFor(c.EventLoop())

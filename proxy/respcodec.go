@@ -107,6 +107,11 @@ func (rc *respCodec) errorReply(dst []byte, msg string) []byte {
 	return resp.AppendError(dst, "ERR "+msg)
 }
 
+// tooManyClients is redis-server's own refusal at maxclients.
+func (rc *respCodec) tooManyClients() []byte {
+	return resp.AppendError(nil, "ERR max number of clients reached")
+}
+
 // hello3 switches a backend connection to RESP3.
 const hello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
 

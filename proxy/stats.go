@@ -133,7 +133,9 @@ type poolCounters struct {
 	latency      histogram
 	forwardError counter
 	authFailures counter // wrong AUTH passwords (Redis pools with redis_auth)
-	near         nearCounters
+	// clientTimeouts counts clients closed by a client timeout, by kind.
+	clientTimeouts [numTimeoutKinds]counter
+	near           nearCounters
 }
 
 // RejectReason says why the proxy refused a request or a client.
@@ -183,8 +185,11 @@ type PoolStats struct {
 	// AuthFailures counts AUTH (and HELLO ... AUTH) commands with a wrong
 	// password on a Redis pool with redis_auth.
 	AuthFailures int64
-	Latency      Histogram
-	Servers      []ServerStats
+	// ClientTimeouts counts clients closed by client_idle_timeout and
+	// client_request_timeout, indexed by TimeoutKind.
+	ClientTimeouts [numTimeoutKinds]int64
+	Latency        Histogram
+	Servers        []ServerStats
 	// Replicated: a memcache pool that writes every copy of a shard
 	// (write_policy all or all_async; docs/replicas.md).
 	Replicated bool
@@ -337,6 +342,9 @@ func (p *Proxy) Stats() []PoolStats {
 			ps.BytesOut += pc.bytesOut.Load()
 			ps.ForwardErrors += pc.forwardError.Load()
 			ps.AuthFailures += pc.authFailures.Load()
+			for k := range ps.ClientTimeouts {
+				ps.ClientTimeouts[k] += pc.clientTimeouts[k].Load()
+			}
 			pc.latency.addTo(&ps.Latency)
 			nc := &ps.NearCache
 			nc.Hits += pc.near.hits.Load()

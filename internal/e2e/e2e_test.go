@@ -250,11 +250,11 @@ func TestDescriptorLimit(t *testing.T) {
 		switch {
 		case got == "VALUE k 0 1\r\nv\r\nEND\r\n":
 			served++
-		case got == "SERVER_ERROR too many clients\r\n<EOF>",
-			strings.HasPrefix(got, "SERVER_ERROR too many clients\r\n<") && strings.HasSuffix(got, "connection reset by peer>"):
+		case got == "ERROR Too many open connections\r\n<EOF>",
+			strings.HasPrefix(got, "ERROR Too many open connections\r\n<") && strings.HasSuffix(got, "connection reset by peer>"):
 			refused++
 		default:
-			t.Fatalf("client %d: got %q; want the value or SERVER_ERROR too many clients\noutput:\n%s", len(conns), got, out)
+			t.Fatalf("client %d: got %q; want the value or ERROR Too many open connections\noutput:\n%s", len(conns), got, out)
 		}
 		if got := roundTrip(first, fr, "get k\r\n", 3); got != "VALUE k 0 1\r\nv\r\nEND\r\n" {
 			t.Fatalf("first client after %d more: got %q\noutput:\n%s", len(conns), got, out)
