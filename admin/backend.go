@@ -26,7 +26,9 @@ const pollParallel = 8
 type target struct {
 	pool, server, addr, network string
 	protocol                    config.Protocol
-	auth                        string
+	// authUser and auth are the pool's server credentials
+	// (config.Pool.ServerAuth).
+	authUser, auth string
 }
 
 // result is a target's last poll.
@@ -124,8 +126,8 @@ func pollTargets(cfg *config.Config) []target {
 			if s.Followed() {
 				continue
 			}
-			t := target{pool: pl.Name, server: s.Name, addr: s.Addr, network: s.Network,
-				protocol: pl.Protocol, auth: pl.RedisAuth}
+			t := target{pool: pl.Name, server: s.Name, addr: s.Addr, network: s.Network, protocol: pl.Protocol}
+			t.authUser, t.auth = pl.ServerAuth()
 			if t.network == "" {
 				t.network = "tcp"
 			}
@@ -268,7 +270,11 @@ func fetch(ctx context.Context, t *target) (map[string]string, error) {
 	r := bufio.NewReaderSize(c, 16<<10)
 	if t.protocol == config.ProtocolRedis {
 		if t.auth != "" {
-			if _, err := c.Write(respCommand("AUTH", t.auth)); err != nil {
+			auth := respCommand("AUTH", t.auth)
+			if t.authUser != "" {
+				auth = respCommand("AUTH", t.authUser, t.auth)
+			}
+			if _, err := c.Write(auth); err != nil {
 				return nil, fmt.Errorf("write AUTH: %w", err)
 			}
 			if err := readRESPSimple(r); err != nil {
