@@ -200,3 +200,46 @@ func TestACLGuessingClosed(t *testing.T) {
 		t.Fatalf("wrong password #%d: got %q then %v; want one WRONGPASS and the connection closed", proxy.MaxAuthFailures, lines, err)
 	}
 }
+
+// TestACLUsersReload: a reload applies to clients already connected, from
+// their next command: changed rules at once, a removed user's clients
+// must AUTH again, and a new user can log in.
+func TestACLUsersReload(t *testing.T) {
+	behind := testserver.Redis(t)
+	pool := proxytest.RedisPool(t, "r", behind)
+	pool.Users = []config.RedisUser{
+		{Name: "app", Password: "app-pw", Commands: []string{"+@read", "+@write"}},
+		{Name: "gone", Password: "gone-pw", Commands: []string{"+@all"}},
+	}
+	p := proxytest.StartConfig(t, proxy.Options{}, &config.Config{Pools: []config.Pool{pool}})
+	app, gone := proxytest.Dial(t, pool.Listen), proxytest.Dial(t, pool.Listen)
+	app.RoundTrip(cmd("AUTH", "app", "app-pw"), "+OK\r\n")
+	app.RoundTrip(cmd("SET", "k", "v"), "+OK\r\n")
+	gone.RoundTrip(cmd("AUTH", "gone", "gone-pw"), "+OK\r\n")
+	gone.RoundTrip(cmd("GET", "k"), "$1\r\n", "v\r\n")
+
+	next := pool.Clone()
+	next.Users = []config.RedisUser{
+		{Name: "app", Password: "app-pw", Commands: []string{"+@read"}},
+		{Name: "new", Password: "new-pw", Commands: []string{"+get"}},
+	}
+	if err := p.Reload(&config.Config{Pools: []config.Pool{next}}); err != nil {
+		t.Fatal(err)
+	}
+	app.RoundTrip(cmd("SET", "k", "w"), "-NOPERM this user has no permissions to run the 'set' command\r\n")
+	app.RoundTrip(cmd("GET", "k"), "$1\r\n", "v\r\n")
+	gone.RoundTrip(cmd("GET", "k"), "-NOAUTH Authentication required.\r\n")
+	gone.RoundTrip(cmd("AUTH", "gone", "gone-pw"), wrongPass)
+	n := proxytest.Dial(t, pool.Listen)
+	n.RoundTrip(cmd("AUTH", "new", "new-pw"), "+OK\r\n")
+	n.RoundTrip(cmd("GET", "k"), "$1\r\n", "v\r\n")
+	n.RoundTrip(cmd("ACL", "WHOAMI"), "-NOPERM this user has no permissions to run the 'acl|whoami' command\r\n")
+
+	// An unknown command in a rule fails the reload and changes nothing.
+	bad := next.Clone()
+	bad.Users[0].Commands = []string{"+nosuch"}
+	if err := p.Reload(&config.Config{Pools: []config.Pool{bad}}); err == nil || !strings.Contains(err.Error(), "nosuch") {
+		t.Fatalf("reload with +nosuch: %v; want an error naming it", err)
+	}
+	app.RoundTrip(cmd("GET", "k"), "$1\r\n", "v\r\n")
+}
