@@ -3,7 +3,6 @@ package admin
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/pool"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
@@ -37,7 +36,7 @@ type statsCollector struct {
 	clientConns, clientTotal, clientEOF, clientErrors *prometheus.Desc
 	acceptErrors                                      *prometheus.Desc
 	fragments, forwardErrors                          *prometheus.Desc
-	authFailures                                      *prometheus.Desc // Redis pools only
+	authFailures                                      *prometheus.Desc
 
 	// Hot keys and the near cache: {pool} (invalidations also cause), only
 	// for pools with hot_keys enabled.
@@ -96,7 +95,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		acceptErrors:  d("accept_errors_total", "Client connections the listener failed to accept (out of descriptors, say) or to hand to an event loop.", p),
 		fragments:     d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors: d("forward_errors_total", "Requests failed because their server was unavailable.", p),
-		authFailures:  d("auth_failures_total", "AUTH (or HELLO ... AUTH) commands with a wrong password (Redis pools; a connection is closed after 10 in a row).", p),
+		authFailures:  d("auth_failures_total", "Authentications with a wrong password: Redis AUTH (or HELLO ... AUTH), memcache auth_file sets; a connection is closed after 10 in a row.", p),
 
 		warmHits:   d("warmup_hits_total", "Warm-up after a ring change: reads that missed on the key's new server and hit on its previous owner (answered from there).", p),
 		warmMisses: d("warmup_misses_total", "Warm-up after a ring change: reads that missed on the key's new server and on its previous owner.", p),
@@ -209,9 +208,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.acceptErrors, ps.AcceptErrors, pn)
 		counter(c.fragments, ps.Fragments, pn)
 		counter(c.forwardErrors, ps.ForwardErrors, pn)
-		if ps.Protocol == string(config.ProtocolRedis) {
-			counter(c.authFailures, ps.AuthFailures, pn)
-		}
+		counter(c.authFailures, ps.AuthFailures, pn)
 		if d := &ps.Discovery; d.Enabled {
 			counter(c.discErrors, d.Errors, pn)
 			counter(c.discChanges, d.Changes, pn)

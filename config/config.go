@@ -227,6 +227,14 @@ type Pool struct {
 	// pools only.
 	ServerUser     string
 	ServerPassword string
+	// AuthFile (memcache pools) is a file of user:password lines, as
+	// memcached's -Y option reads: clients must authenticate as memcached
+	// 1.6 with -Y expects (docs/security.md) before anything else is
+	// served. Validate reads it into AuthUsers; a reload reads it again.
+	// Default "": no authentication. Native shape.
+	AuthFile string
+	// AuthUsers are AuthFile's entries, filled in by Validate.
+	AuthUsers []MemcacheUser
 	// Users are the pool's client accounts (Redis ACL users): a client
 	// authenticates with AUTH user password or HELLO ... AUTH user password
 	// and may then run what the user's Commands allow. With users and no
@@ -312,6 +320,11 @@ const DefaultDiscoveryInterval = 60 * time.Second
 
 // Enabled reports whether the pool follows a configuration endpoint.
 func (d Discovery) Enabled() bool { return d.Endpoint != "" }
+
+// MemcacheUser is one line of a memcache pool's auth_file.
+type MemcacheUser struct {
+	Name, Password string
+}
 
 // RedisUser is one client account of a Redis pool.
 type RedisUser struct {
@@ -525,6 +538,7 @@ func (s *Server) ReplicaAddrs() []string {
 func (p *Pool) Clone() Pool {
 	c := *p
 	c.AllowCommands = append([]string(nil), p.AllowCommands...)
+	c.AuthUsers = append([]MemcacheUser(nil), p.AuthUsers...)
 	c.Users = make([]RedisUser, len(p.Users))
 	for i, u := range p.Users {
 		u.Commands = append([]string(nil), u.Commands...)

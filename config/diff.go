@@ -162,6 +162,10 @@ func diffPool(o, n *Pool) Changes {
 		cs = append(cs, Change{Pool: n.Name, What: "server_password", Secret: true})
 	}
 	cs = append(cs, diffUsers(o, n)...)
+	key("auth_file", o.AuthFile, n.AuthFile)
+	if !slices.Equal(o.AuthUsers, n.AuthUsers) {
+		cs = append(cs, Change{Pool: n.Name, What: "auth_file contents", Secret: true})
+	}
 	key("server_connections", itoa(o.ServerConnections), itoa(n.ServerConnections))
 	key("auto_eject_hosts", btoa(o.AutoEjectHosts), btoa(n.AutoEjectHosts))
 	key("server_retry_timeout", o.ServerRetryTimeout.String(), n.ServerRetryTimeout.String())

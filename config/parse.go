@@ -248,7 +248,7 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 // nativeOnly are the pool keys only the native shape has.
 var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "warmup": true, "limits": true,
 	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true, "discovery": true,
-	"users": true, "server_user": true, "server_password": true}
+	"users": true, "server_user": true, "server_password": true, "auth_file": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 	pool := NewPool(name, ProtocolMemcache)
@@ -294,6 +294,8 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.ServerPassword, _ = p.str(v, name, key)
 		case "users":
 			pool.Users = p.users(v, name)
+		case "auth_file":
+			pool.AuthFile, _ = p.str(v, name, key)
 		case "server_connections":
 			pool.ServerConnections = p.int(v, name, key, pool.ServerConnections)
 		case "auto_eject_hosts":

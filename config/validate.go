@@ -342,6 +342,13 @@ func (v *checker) discovery(p *Pool) {
 // redisAuth checks users, server_user and server_password.
 func (v *checker) redisAuth(p *Pool) {
 	name := p.Name
+	if p.AuthFile != "" {
+		if p.Protocol != ProtocolMemcache {
+			v.fail(name, "auth_file", "only a memcache pool reads an auth_file (a redis pool has users and redis_auth)")
+		} else {
+			v.authFile(p)
+		}
+	}
 	if p.Protocol != ProtocolRedis {
 		// Refused rather than ignored: a memcache pool would serve
 		// everyone while its file seemed to ask for passwords.
@@ -384,6 +391,49 @@ func (v *checker) redisAuth(p *Pool) {
 			v.fail(name, at+".commands", "user %q: %v", u.Name, err)
 		}
 	}
+}
+
+// maxAuthFile bounds the auth_file read.
+const maxAuthFile = 1 << 20
+
+// authFile reads a memcache pool's auth_file into AuthUsers: user:password
+// lines, as memcached -Y reads them (split at the first colon; a line
+// without one is an error; a trailing \r is not part of the password).
+func (v *checker) authFile(p *Pool) {
+	f, err := os.Open(p.AuthFile)
+	if err != nil {
+		v.fail(p.Name, "auth_file", "%v", err)
+		return
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxAuthFile+1))
+	if err != nil {
+		v.fail(p.Name, "auth_file", "%s: %v", p.AuthFile, err)
+		return
+	}
+	if len(data) > maxAuthFile {
+		v.fail(p.Name, "auth_file", "%s: longer than %d bytes", p.AuthFile, maxAuthFile)
+		return
+	}
+	var users []MemcacheUser
+	for i, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		user, pass, ok := strings.Cut(line, ":")
+		if !ok || user == "" || strings.ContainsAny(user, " ") {
+			v.fail(p.Name, "auth_file", "%s:%d: want user:password (a user name without spaces)", p.AuthFile, i+1)
+			return
+		}
+		if pass == "" || strings.ContainsAny(pass, " ") {
+			v.fail(p.Name, "auth_file", "%s:%d: the password of %q is empty or has a space: memcached's protocol cannot send it", p.AuthFile, i+1, user)
+			return
+		}
+		users = append(users, MemcacheUser{Name: user, Password: pass})
+	}
+	if len(users) == 0 {
+		v.fail(p.Name, "auth_file", "%s: no user:password lines", p.AuthFile)
+		return
+	}
+	p.AuthUsers = users
 }
 
 // isSHA256Hex reports whether s is 64 hex digits.

@@ -59,6 +59,11 @@ type client struct {
 
 	mp   *memcache.Parser
 	mreq memcache.Request
+	// mcAuthed: the memcache client may send requests (it authenticated,
+	// or its pool had no auth_file when it connected); mcAuthFails counts
+	// wrong passwords since (see memcacheCodec.authStep).
+	mcAuthed    bool
+	mcAuthFails int
 	msc  *mcScratch
 	rs   *respState
 }

@@ -1166,15 +1166,22 @@ const authLogEvery = int64(time.Second)
 // authFailed counts a wrong password and logs the peer, rate-limited.
 func (rc *respCodec) authFailed(cl *client) {
 	cl.rs.authFails++
-	cl.l.pools[rc.pr.idx].authFailures.Add(1)
+	cl.authFailed(rc.pr, cl.rs.authFails)
+}
+
+// authFailed counts a wrong password (the fails-th in a row on this
+// connection) for pool pr and logs the peer, at most once per
+// authLogEvery per loop.
+func (cl *client) authFailed(pr *poolRT, fails int) {
+	cl.l.pools[pr.idx].authFailures.Add(1)
 	l := cl.l
 	now := int64(time.Since(l.p.start))
 	if l.authLogAt != 0 && now-l.authLogAt < authLogEvery {
 		l.authUnlogged++
 		return
 	}
-	l.p.log.Warn("AUTH with a wrong password", "pool", rc.pr.cfg.Name, "remote", cl.raddr.String(),
-		"failures_on_connection", cl.rs.authFails, "closing", cl.rs.authFails >= MaxAuthFailures,
+	l.p.log.Warn("authentication with a wrong password", "pool", pr.cfg.Name, "remote", cl.raddr.String(),
+		"failures_on_connection", fails, "closing", fails >= MaxAuthFailures,
 		"unlogged_since_last", l.authUnlogged)
 	l.authLogAt, l.authUnlogged = now, 0
 }

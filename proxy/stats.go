@@ -132,7 +132,7 @@ type poolCounters struct {
 	bytesOut     counter
 	latency      histogram
 	forwardError counter
-	authFailures counter // wrong AUTH passwords (Redis pools with redis_auth)
+	authFailures counter // wrong passwords (Redis AUTH, memcache auth_file)
 	near         nearCounters
 }
 
@@ -180,8 +180,9 @@ type PoolStats struct {
 	Fragments         int64
 	BytesIn, BytesOut int64
 	ForwardErrors     int64 // requests failed because their server was unavailable
-	// AuthFailures counts AUTH (and HELLO ... AUTH) commands with a wrong
-	// password on a Redis pool with redis_auth.
+	// AuthFailures counts authentications with a wrong password: AUTH
+	// (and HELLO ... AUTH) on a Redis pool with redis_auth or users, the
+	// auth set on a memcache pool with an auth_file.
 	AuthFailures int64
 	Latency      Histogram
 	Servers      []ServerStats
