@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -110,5 +111,57 @@ func TestDiffUsers(t *testing.T) {
 		if strings.Contains(got, secret) {
 			t.Errorf("the change shows the secret %q", secret)
 		}
+	}
+}
+
+func TestLoadAuthFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := dir + "/" + name
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good", "app:secret\nops:p:w\r\n")
+	pool := func(path string) string {
+		return "pools:\n  m:\n    listen: 127.0.0.1:22122\n    auth_file: " + path + "\n    servers: [\"127.0.0.1:11211:1\"]\n"
+	}
+	cfg, _, err := Parse("c.yaml", []byte(pool(good)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []MemcacheUser{{"app", "secret"}, {"ops", "p:w"}}
+	if got := cfg.Pool("m").AuthUsers; !reflect.DeepEqual(got, want) {
+		t.Fatalf("AuthUsers %+v; want %+v", got, want)
+	}
+	for _, tc := range []struct{ name, text, want string }{
+		{"no colon", "app\n", ":1: want user:password"},
+		{"empty line", "app:x\n\nb:y\n", ":2: want user:password"},
+		{"space in password", "app:a b\n", `:1: the password of "app" is empty or has a space`},
+		{"empty password", "app:\n", `the password of "app" is empty`},
+		{"empty file", "", "want user:password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := Parse("c.yaml", []byte(pool(write(tc.name, tc.text))))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v; want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, _, err := Parse("c.yaml", []byte(pool(dir+"/nosuch"))); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing file: %v", err)
+	}
+	redis := "pools:\n  r:\n    listen: 127.0.0.1:22122\n    protocol: redis\n    auth_file: " + good + "\n    servers: [\"127.0.0.1:6379:1\"]\n"
+	if _, _, err := Parse("c.yaml", []byte(redis)); err == nil || !strings.Contains(err.Error(), "only a memcache pool reads an auth_file") {
+		t.Errorf("auth_file on a redis pool: %v", err)
+	}
+	// The contents changing is a secret change.
+	next, _, err := Parse("c.yaml", []byte(pool(write("next", "app:other\n"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Diff(cfg, next).String(); !strings.Contains(got, `auth_file contents changed`) || strings.Contains(got, "other") {
+		t.Errorf("diff %s", got)
 	}
 }

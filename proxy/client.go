@@ -64,8 +64,8 @@ type client struct {
 	// wrong passwords since (see memcacheCodec.authStep).
 	mcAuthed    bool
 	mcAuthFails int
-	msc  *mcScratch
-	rs   *respState
+	msc         *mcScratch
+	rs          *respState
 }
 
 // clientConn is what a client uses of its connection for output: gnet's
