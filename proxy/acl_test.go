@@ -243,3 +243,20 @@ func TestACLUsersReload(t *testing.T) {
 	}
 	app.RoundTrip(cmd("GET", "k"), "$1\r\n", "v\r\n")
 }
+
+// TestACLUsersRemovedByReload: a reload that removes every credential
+// serves a client that had not logged in, as a new one would be.
+func TestACLUsersRemovedByReload(t *testing.T) {
+	pool := proxytest.RedisPool(t, "r", testserver.Redis(t))
+	pool.Users = aclUsers[:1]
+	p := proxytest.StartConfig(t, proxy.Options{}, &config.Config{Pools: []config.Pool{pool}})
+	c := proxytest.Dial(t, pool.Listen)
+	c.RoundTrip(cmd("GET", "k"), "-NOAUTH Authentication required.\r\n")
+	next := pool.Clone()
+	next.Users = nil
+	if err := p.Reload(&config.Config{Pools: []config.Pool{next}}); err != nil {
+		t.Fatal(err)
+	}
+	c.RoundTrip(cmd("GET", "k"), "$-1\r\n")
+	c.RoundTrip(cmd("ACL", "WHOAMI"), "$7\r\n", "default\r\n")
+}

@@ -108,6 +108,10 @@ func serverAuth(cfg *config.Pool) []byte {
 func (rc *respCodec) followUsers(cl *client) {
 	rs := cl.rs
 	rs.usersOf = rc.users
+	if rc.users.open {
+		rs.authed, rs.user = true, rc.users.def // no credentials any more
+		return
+	}
 	if !rs.authed {
 		return
 	}
