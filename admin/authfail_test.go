@@ -2,6 +2,8 @@ package admin_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/cacheproxy/cacheproxy/admin"
@@ -11,13 +13,17 @@ import (
 )
 
 // TestMetricsAuthFailures: wrong AUTH passwords through a real proxy show
-// in cacheproxy_auth_failures_total{pool}, which memcache pools do not
-// have.
+// in cacheproxy_auth_failures_total{pool}, and so do a memcache pool's
+// wrong auth_file credentials.
 func TestMetricsAuthFailures(t *testing.T) {
 	r := testserver.Redis(t, "--requirepass", "pw")
 	rp := proxytest.RedisPool(t, "r", r)
 	rp.RedisAuth = "pw"
 	mp := proxytest.MemcachePool(t, "mc", testserver.Memcached(t))
+	mp.AuthFile = filepath.Join(t.TempDir(), "auth")
+	if err := os.WriteFile(mp.AuthFile, []byte("app:secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := &config.Config{Pools: []config.Pool{rp, mp}}
 	p := startProxy(t, cfg)
 	s := startAdmin(t, admin.Options{Source: p, PollInterval: -1})
@@ -35,7 +41,13 @@ func TestMetricsAuthFailures(t *testing.T) {
 	if got := m.must(t, "cacheproxy_auth_failures_total", "pool", "r"); got != 3 {
 		t.Errorf("auth_failures_total{pool=r}: got %v; want 3", got)
 	}
-	if _, ok := m.value("cacheproxy_auth_failures_total", "pool", "mc"); ok {
-		t.Errorf("auth_failures_total{pool=mc}: present; want none for a memcache pool")
+	if got := m.must(t, "cacheproxy_auth_failures_total", "pool", "mc"); got != 0 {
+		t.Errorf("auth_failures_total{pool=mc}: got %v; want 0", got)
+	}
+	mc := proxytest.Dial(t, mp.Listen)
+	mc.RoundTrip("set a 0 0 9\r\napp wrong\r\n", "CLIENT_ERROR authentication failure\r\n")
+	mc.RoundTrip("set a 0 0 10\r\napp secret\r\n", "STORED\r\n")
+	if got := scrape(t, s).must(t, "cacheproxy_auth_failures_total", "pool", "mc"); got != 1 {
+		t.Errorf("auth_failures_total{pool=mc}: got %v; want 1", got)
 	}
 }

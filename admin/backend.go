@@ -27,7 +27,9 @@ const pollParallel = 8
 type target struct {
 	pool, server, addr, network string
 	protocol                    config.Protocol
-	auth                        string
+	// authUser and auth are the pool's server credentials
+	// (config.Pool.ServerAuth).
+	authUser, auth string
 }
 
 // result is a target's last poll.
@@ -125,8 +127,8 @@ func pollTargets(cfg *config.Config) []target {
 			if s.Followed() {
 				continue
 			}
-			t := target{pool: pl.Name, server: s.Name, addr: s.Addr, network: s.Network,
-				protocol: pl.Protocol, auth: pl.RedisAuth}
+			t := target{pool: pl.Name, server: s.Name, addr: s.Addr, network: s.Network, protocol: pl.Protocol}
+			t.authUser, t.auth = pl.ServerAuth()
 			if t.network == "" {
 				t.network = "tcp"
 			}
@@ -280,7 +282,7 @@ func fetch(ctx context.Context, t *target) (map[string]string, error) {
 // end closes the connection under a command in progress.
 func fetchInfo(ctx context.Context, t *target) (map[string]string, error) {
 	deadline, _ := ctx.Deadline()
-	c, err := respclient.DialNetwork(ctx, t.network, t.addr, "", t.auth, time.Until(deadline))
+	c, err := respclient.DialNetwork(ctx, t.network, t.addr, t.authUser, t.auth, time.Until(deadline))
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}

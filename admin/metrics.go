@@ -3,7 +3,6 @@ package admin
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/pool"
 	"github.com/cacheproxy/cacheproxy/proxy"
 )
@@ -37,7 +36,7 @@ type statsCollector struct {
 	clientConns, clientTotal, clientEOF, clientErrors *prometheus.Desc
 	acceptErrors                                      *prometheus.Desc
 	fragments, forwardErrors                          *prometheus.Desc
-	authFailures                                      *prometheus.Desc // Redis pools only
+	authFailures                                      *prometheus.Desc
 	clientTimeouts                                    *prometheus.Desc // {pool, kind}
 
 	tlsHandshakeErrors *prometheus.Desc // TLS listeners only
@@ -102,7 +101,7 @@ func newStatsCollector(src Source, version string) *statsCollector {
 		fragments:      d("fragments_total", "Fragments sent for multi-key requests split across servers.", p),
 		forwardErrors:  d("forward_errors_total", "Requests failed because their server was unavailable.", p),
 		clientTimeouts: d("client_timeouts_total", "Client connections closed by a client timeout, by kind: idle (client_idle_timeout) or request (client_request_timeout: a request begun and not finished in time).", append(p, "kind")),
-		authFailures:   d("auth_failures_total", "AUTH (or HELLO ... AUTH) commands with a wrong password (Redis pools; a connection is closed after 10 in a row).", p),
+		authFailures:   d("auth_failures_total", "Authentications with a wrong password: Redis AUTH (or HELLO ... AUTH), memcache auth_file sets; a connection is closed after 10 in a row.", p),
 
 		tlsHandshakeErrors: d("tls_handshake_errors_total", "Clients of a TLS listener closed because their TLS handshake failed (plaintext client, missing or unknown client certificate, timeout).", p),
 
@@ -228,9 +227,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		for k := range ps.ClientTimeouts {
 			counter(c.clientTimeouts, ps.ClientTimeouts[k], pn, proxy.TimeoutKind(k).String())
 		}
-		if ps.Protocol == string(config.ProtocolRedis) {
-			counter(c.authFailures, ps.AuthFailures, pn)
-		}
+		counter(c.authFailures, ps.AuthFailures, pn)
 		if d := &ps.Discovery; d.Enabled {
 			counter(c.discErrors, d.Errors, pn)
 			counter(c.discChanges, d.Changes, pn)

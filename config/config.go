@@ -241,9 +241,34 @@ type Pool struct {
 	// Preconnect connects to every server at start instead of on first use.
 	// Default false.
 	Preconnect bool
-	// RedisAuth is the password sent with AUTH to each redis server, and
-	// required of clients. Default "" (none).
+	// RedisAuth is twemproxy's redis_auth: the password clients must send
+	// with AUTH (the "default" user's, with every command), and, unless
+	// ServerPassword is set, the one sent with AUTH to each redis server.
+	// Default "" (none).
 	RedisAuth string
+	// ServerUser and ServerPassword are the credentials the proxy sends
+	// (AUTH [user] password) on every connection to a redis server and with
+	// every health probe, apart from what clients send. ServerUser needs
+	// ServerPassword. Default "": ServerPassword falls back to RedisAuth
+	// (twemproxy's behaviour), and no user is named. Native shape, redis
+	// pools only.
+	ServerUser     string
+	ServerPassword string
+	// AuthFile (memcache pools) is a file of user:password lines, as
+	// memcached's -Y option reads: clients must authenticate as memcached
+	// 1.6 with -Y expects (docs/security.md) before anything else is
+	// served. Validate reads it into AuthUsers; a reload reads it again.
+	// Default "": no authentication. Native shape.
+	AuthFile string
+	// AuthUsers are AuthFile's entries, filled in by Validate.
+	AuthUsers []MemcacheUser
+	// Users are the pool's client accounts (Redis ACL users): a client
+	// authenticates with AUTH user password or HELLO ... AUTH user password
+	// and may then run what the user's Commands allow. With users and no
+	// RedisAuth, clients must authenticate (a user named "default" answers
+	// AUTH password). Default none. Native shape, redis pools only
+	// (docs/security.md).
+	Users []RedisUser
 	// RedisDB is the database index selected on each redis server. Default 0.
 	RedisDB int
 	// ServerConnections is the number of connections to each server (per
@@ -392,6 +417,37 @@ const DefaultDiscoveryInterval = 60 * time.Second
 
 // Enabled reports whether the pool follows a configuration endpoint.
 func (d Discovery) Enabled() bool { return d.Endpoint != "" }
+
+// MemcacheUser is one line of a memcache pool's auth_file.
+type MemcacheUser struct {
+	Name, Password string
+}
+
+// RedisUser is one client account of a Redis pool.
+type RedisUser struct {
+	// Name is the user name (AUTH's first argument); "default" is the one
+	// AUTH with a password alone checks. Required, no white space.
+	Name string
+	// Password is the user's password, or PasswordSHA256 its SHA-256 in
+	// hex (64 digits, as Redis's #<hash> rule); exactly one is set.
+	Password       string
+	PasswordSHA256 string
+	// Commands are Redis ACL command rules applied in order, starting
+	// from none, as ACL SETUSER applies them: "+@read", "-@dangerous",
+	// "+get", "-flushall", "+config|get", "allcommands" ("+@all"),
+	// "nocommands". Keys and channels are not restricted.
+	Commands []string
+}
+
+// ServerAuth returns the credentials sent to the pool's redis servers:
+// ServerUser and ServerPassword, or no user and RedisAuth when
+// ServerPassword is empty.
+func (p *Pool) ServerAuth() (user, password string) {
+	if p.ServerPassword != "" {
+		return p.ServerUser, p.ServerPassword
+	}
+	return "", p.RedisAuth
+}
 
 // SentinelAuth are the credentials sent to Sentinels: AUTH password, or
 // AUTH user password when User is set.
@@ -585,6 +641,12 @@ func (s *Server) ReplicaAddrs() []string {
 func (p *Pool) Clone() Pool {
 	c := *p
 	c.AllowCommands = append([]string(nil), p.AllowCommands...)
+	c.AuthUsers = append([]MemcacheUser(nil), p.AuthUsers...)
+	c.Users = make([]RedisUser, len(p.Users))
+	for i, u := range p.Users {
+		u.Commands = append([]string(nil), u.Commands...)
+		c.Users[i] = u
+	}
 	c.Sentinels = append([]string(nil), p.Sentinels...)
 	c.Servers = make([]Server, len(p.Servers))
 	for i, s := range p.Servers {

@@ -18,7 +18,7 @@ type Change struct {
 	// Server is the server's name when What is "server".
 	Server string
 	// Old and New are the values before and after; "" for a pool or server
-	// that did not exist on that side. Secrets (redis_auth, sentinel_auth, admin.token) are never
+	// that did not exist on that side. Secrets (redis_auth, server_password, users' passwords, sentinel_auth, admin.token) are never
 	// given: both are "" and Secret is set.
 	Old, New string
 	// Secret marks a change whose values are not shown.
@@ -159,6 +159,15 @@ func diffPool(o, n *Pool) Changes {
 		cs = append(cs, Change{Pool: n.Name, What: "redis_auth", Secret: true})
 	}
 	key("redis_db", itoa(o.RedisDB), itoa(n.RedisDB))
+	key("server_user", o.ServerUser, n.ServerUser)
+	if o.ServerPassword != n.ServerPassword {
+		cs = append(cs, Change{Pool: n.Name, What: "server_password", Secret: true})
+	}
+	cs = append(cs, diffUsers(o, n)...)
+	key("auth_file", o.AuthFile, n.AuthFile)
+	if !slices.Equal(o.AuthUsers, n.AuthUsers) {
+		cs = append(cs, Change{Pool: n.Name, What: "auth_file contents", Secret: true})
+	}
 	key("server_connections", itoa(o.ServerConnections), itoa(n.ServerConnections))
 	key("auto_eject_hosts", btoa(o.AutoEjectHosts), btoa(n.AutoEjectHosts))
 	key("server_retry_timeout", o.ServerRetryTimeout.String(), n.ServerRetryTimeout.String())
@@ -206,6 +215,37 @@ func diffPool(o, n *Pool) Changes {
 			Old: fmt.Sprintf("%q", o.AllowCommands), New: fmt.Sprintf("%q", n.AllowCommands)})
 	}
 	return append(cs, diffServers(o, n)...)
+}
+
+// diffUsers compares the users of two versions of one pool by name: users
+// added and removed, rules changed, and passwords changed (not shown).
+func diffUsers(o, n *Pool) Changes {
+	var cs Changes
+	names := func(us []RedisUser) []string {
+		out := make([]string, len(us))
+		for i, u := range us {
+			out[i] = u.Name
+		}
+		return out
+	}
+	if on, nn := names(o.Users), names(n.Users); !slices.Equal(on, nn) {
+		cs = append(cs, Change{Pool: n.Name, What: "users", Old: strings.Join(on, ","), New: strings.Join(nn, ",")})
+	}
+	for _, nu := range n.Users {
+		i := slices.IndexFunc(o.Users, func(u RedisUser) bool { return u.Name == nu.Name })
+		if i < 0 {
+			continue
+		}
+		ou := o.Users[i]
+		if !slices.Equal(ou.Commands, nu.Commands) {
+			cs = append(cs, Change{Pool: n.Name, What: "users." + nu.Name + ".commands",
+				Old: strings.Join(ou.Commands, " "), New: strings.Join(nu.Commands, " ")})
+		}
+		if ou.Password != nu.Password || ou.PasswordSHA256 != nu.PasswordSHA256 {
+			cs = append(cs, Change{Pool: n.Name, What: "users." + nu.Name + ".password", Secret: true})
+		}
+	}
+	return cs
 }
 
 // diffServers compares the servers of two versions of one pool by name.

@@ -249,7 +249,8 @@ func (p *parser) pools(m *yaml.Node, cfg *Config, native bool) {
 var nativeOnly = map[string]bool{"protocol": true, "read_policy": true, "write_policy": true, "read_repair": true, "warmup": true, "limits": true,
 	"client_idle_timeout": true, "client_request_timeout": true,
 	"allow_commands": true, "hot_keys": true, "sentinels": true, "sentinel_auth": true, "role_check": true, "discovery": true,
-	"tls": true, "server_tls": true, "cluster": true, "cluster_refresh": true}
+	"tls": true, "server_tls": true, "cluster": true, "cluster_refresh": true,
+	"users": true, "server_user": true, "server_password": true, "auth_file": true}
 
 func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 	pool := NewPool(name, ProtocolMemcache)
@@ -293,6 +294,14 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 			pool.RedisAuth, _ = p.str(v, name, key)
 		case "redis_db":
 			pool.RedisDB = p.int(v, name, key, pool.RedisDB)
+		case "server_user":
+			pool.ServerUser, _ = p.str(v, name, key)
+		case "server_password":
+			pool.ServerPassword, _ = p.str(v, name, key)
+		case "users":
+			pool.Users = p.users(v, name)
+		case "auth_file":
+			pool.AuthFile, _ = p.str(v, name, key)
 		case "server_connections":
 			pool.ServerConnections = p.int(v, name, key, pool.ServerConnections)
 		case "auto_eject_hosts":
@@ -394,6 +403,51 @@ func (p *parser) pool(name string, m *yaml.Node, native bool) Pool {
 		}
 	}
 	return pool
+}
+
+// users parses a pool's users: a list of mappings with name, password or
+// password_sha256, and commands.
+func (p *parser) users(v *yaml.Node, pool string) []RedisUser {
+	if v.Kind != yaml.SequenceNode {
+		p.fail(v, pool, "users", "want a list of {name, password, commands}")
+		return nil
+	}
+	var out []RedisUser
+	for i, m := range v.Content {
+		at := fmt.Sprintf("users[%d]", i)
+		p.pos.lines[posKey{pool, at}] = m.Line
+		if m.Kind != yaml.MappingNode {
+			p.fail(m, pool, at, "want a mapping with name, password (or password_sha256) and commands")
+			continue
+		}
+		var u RedisUser
+		p.each(m, pool, at+".", func(k, val *yaml.Node) {
+			key := at + "." + k.Value
+			switch k.Value {
+			case "name":
+				u.Name, _ = p.str(val, pool, key)
+			case "password":
+				u.Password, _ = p.str(val, pool, key)
+			case "password_sha256":
+				u.PasswordSHA256, _ = p.str(val, pool, key)
+			case "commands":
+				if val.Kind != yaml.SequenceNode {
+					p.fail(val, pool, key, "want a list of ACL rules such as +@read, -@dangerous, +get")
+					return
+				}
+				u.Commands = []string{}
+				for _, c := range val.Content {
+					if s, ok := p.str(c, pool, key); ok {
+						u.Commands = append(u.Commands, s)
+					}
+				}
+			default:
+				p.fail(k, pool, key, "unknown key (a user has name, password, password_sha256 and commands)")
+			}
+		})
+		out = append(out, u)
+	}
+	return out
 }
 
 // sentinelAuth parses sentinel_auth: a password, or a mapping with user

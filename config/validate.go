@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/hashring"
+	"github.com/cacheproxy/cacheproxy/proxy/resp"
 )
 
 // Validate checks c and returns an *Error listing every problem, or nil.
@@ -198,6 +199,7 @@ func (v *checker) pool(p *Pool) {
 			v.warn(name, "allow_commands", "ignored: this is a memcache pool")
 		}
 	}
+	v.redisAuth(p)
 	v.limits(p)
 	v.hotKeys(p)
 	v.failover(p)
@@ -386,6 +388,116 @@ func (v *checker) cluster(p *Pool) {
 			v.fail(name, fmt.Sprintf("servers[%d]", i), "a cluster seed is a host:port (cluster nodes talk TCP)")
 		}
 	}
+}
+
+// redisAuth checks users, server_user and server_password.
+func (v *checker) redisAuth(p *Pool) {
+	name := p.Name
+	if p.AuthFile != "" {
+		if p.Protocol != ProtocolMemcache {
+			v.fail(name, "auth_file", "only a memcache pool reads an auth_file (a redis pool has users and redis_auth)")
+		} else {
+			v.authFile(p)
+		}
+	}
+	if p.Protocol != ProtocolRedis {
+		// Refused rather than ignored: a memcache pool would serve
+		// everyone while its file seemed to ask for passwords.
+		if len(p.Users) > 0 {
+			v.fail(name, "users", "only a redis pool has users (see docs/security.md for memcache pools)")
+		}
+		if p.ServerUser != "" || p.ServerPassword != "" {
+			v.fail(name, "server_password", "only a redis pool sends credentials to its servers")
+		}
+		return
+	}
+	if p.ServerUser != "" && p.ServerPassword == "" {
+		v.fail(name, "server_user", "%q without server_password", p.ServerUser)
+	}
+	seen := map[string]bool{}
+	for i, u := range p.Users {
+		at := fmt.Sprintf("users[%d]", i)
+		switch {
+		case u.Name == "":
+			v.fail(name, at+".name", "missing")
+		case strings.ContainsAny(u.Name, " \t\r\n"):
+			v.fail(name, at+".name", "%q: must not contain white space", u.Name)
+		case seen[u.Name]:
+			v.fail(name, at+".name", "%q given twice", u.Name)
+		case u.Name == "default" && p.RedisAuth != "":
+			v.fail(name, at+".name", "a user named default conflicts with redis_auth (which is the default user's password): remove one")
+		}
+		seen[u.Name] = true
+		switch {
+		case u.Password == "" && u.PasswordSHA256 == "":
+			v.fail(name, at+".password", "user %q: set password or password_sha256", u.Name)
+		case u.Password != "" && u.PasswordSHA256 != "":
+			v.fail(name, at+".password", "user %q: set password or password_sha256, not both", u.Name)
+		case u.PasswordSHA256 != "" && !isSHA256Hex(u.PasswordSHA256):
+			v.fail(name, at+".password_sha256", "user %q: want 64 hex digits (sha256sum of the password)", u.Name)
+		}
+		if u.Commands == nil {
+			v.fail(name, at+".commands", "user %q: missing (a user starts with no commands: list ACL rules such as +@read, +@write, -@dangerous)", u.Name)
+		} else if _, err := resp.NewACL(u.Commands); err != nil {
+			v.fail(name, at+".commands", "user %q: %v", u.Name, err)
+		}
+	}
+}
+
+// maxAuthFile bounds the auth_file read.
+const maxAuthFile = 1 << 20
+
+// authFile reads a memcache pool's auth_file into AuthUsers: user:password
+// lines, as memcached -Y reads them (split at the first colon; a line
+// without one is an error; a trailing \r is not part of the password).
+func (v *checker) authFile(p *Pool) {
+	f, err := os.Open(p.AuthFile)
+	if err != nil {
+		v.fail(p.Name, "auth_file", "%v", err)
+		return
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxAuthFile+1))
+	if err != nil {
+		v.fail(p.Name, "auth_file", "%s: %v", p.AuthFile, err)
+		return
+	}
+	if len(data) > maxAuthFile {
+		v.fail(p.Name, "auth_file", "%s: longer than %d bytes", p.AuthFile, maxAuthFile)
+		return
+	}
+	var users []MemcacheUser
+	for i, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		user, pass, ok := strings.Cut(line, ":")
+		if !ok || user == "" || strings.ContainsAny(user, " ") {
+			v.fail(p.Name, "auth_file", "%s:%d: want user:password (a user name without spaces)", p.AuthFile, i+1)
+			return
+		}
+		if pass == "" || strings.ContainsAny(pass, " ") {
+			v.fail(p.Name, "auth_file", "%s:%d: the password of %q is empty or has a space: memcached's protocol cannot send it", p.AuthFile, i+1, user)
+			return
+		}
+		users = append(users, MemcacheUser{Name: user, Password: pass})
+	}
+	if len(users) == 0 {
+		v.fail(p.Name, "auth_file", "%s: no user:password lines", p.AuthFile)
+		return
+	}
+	p.AuthUsers = users
+}
+
+// isSHA256Hex reports whether s is 64 hex digits.
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // failover checks sentinels, sentinel_auth and role_check.

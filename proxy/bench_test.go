@@ -20,20 +20,34 @@ import (
 // are the whole process's per request: the proxy's plus this client's
 // (which allocates nothing per request), so the figure bounds the proxy's.
 func benchRoundTrips(b *testing.B, addr string, req []byte, end []byte, depth int) {
+	benchRoundTripsAfter(b, addr, "", "", req, end, depth)
+}
+
+// benchRoundTripsAfter is benchRoundTrips on a connection that first sent
+// hello and read the line helloReply (an AUTH, say), before the timer.
+func benchRoundTripsAfter(b *testing.B, addr, hello, helloReply string, req []byte, end []byte, depth int) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	benchConnRoundTrips(b, c, req, end, depth)
+	benchConnRoundTrips(b, c, hello, helloReply, req, end, depth)
 }
 
-// benchConnRoundTrips is benchRoundTrips over a connection already open
-// (a TLS one, say).
-func benchConnRoundTrips(b *testing.B, c net.Conn, req []byte, end []byte, depth int) {
+// benchConnRoundTrips is benchRoundTripsAfter over a connection already
+// open (a TLS one, say); hello "" sends nothing first.
+func benchConnRoundTrips(b *testing.B, c net.Conn, hello, helloReply string, req []byte, end []byte, depth int) {
 	batch := bytes.Repeat(req, depth)
 	r := bufio.NewReaderSize(c, 64<<10)
 	buf := make([]byte, 0, 64<<10)
+	if hello != "" {
+		if _, err := io.WriteString(c, hello); err != nil {
+			b.Fatal(err)
+		}
+		if line, err := r.ReadString('\n'); err != nil || line != helloReply {
+			b.Fatalf("%q: got %q, %v; want %q", hello, line, err, helloReply)
+		}
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; done += depth {
@@ -85,13 +99,29 @@ func BenchmarkDirectGet(b *testing.B) {
 	benchRoundTrips(b, mc.Addr, []byte("get k\r\n"), []byte("END\r\n"), 16)
 }
 
+// BenchmarkProxyRedisGet: GET through a Redis pool, 16 in flight; with
+// "acl" the client is an ACL user whose rules are checked on every
+// command (a bitmap lookup: the same allocations, none, per request).
 func BenchmarkProxyRedisGet(b *testing.B) {
-	rd := testserver.Redis(b)
-	pool := proxytest.RedisPool(b, "r", rd)
-	proxytest.Start(b, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, pool)
-	c := proxytest.Dial(b, rd.Addr)
-	c.RoundTrip("SET k v\r\n", "+OK\r\n")
-	benchRoundTrips(b, pool.Listen, []byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), []byte("v\r\n"), 16)
+	for _, acl := range []bool{false, true} {
+		name := "open"
+		if acl {
+			name = "acl"
+		}
+		b.Run(name, func(b *testing.B) {
+			rd := testserver.Redis(b)
+			pool := proxytest.RedisPool(b, "r", rd)
+			hello, helloReply := "", ""
+			if acl {
+				pool.Users = []config.RedisUser{{Name: "app", Password: "pw", Commands: []string{"+@read", "+@write", "-@dangerous"}}}
+				hello, helloReply = "AUTH app pw\r\n", "+OK\r\n"
+			}
+			proxytest.Start(b, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, pool)
+			c := proxytest.Dial(b, rd.Addr)
+			c.RoundTrip("SET k v\r\n", "+OK\r\n")
+			benchRoundTripsAfter(b, pool.Listen, hello, helloReply, []byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), []byte("v\r\n"), 16)
+		})
+	}
 }
 
 // BenchmarkProxySetExpiry: sets with an expiry (memcached exptime 3600,

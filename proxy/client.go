@@ -73,8 +73,13 @@ type client struct {
 
 	mp   *memcache.Parser
 	mreq memcache.Request
-	msc  *mcScratch
-	rs   *respState
+	// mcAuthed: the memcache client may send requests (it authenticated,
+	// or its pool had no auth_file when it connected); mcAuthFails counts
+	// wrong passwords since (see memcacheCodec.authStep).
+	mcAuthed    bool
+	mcAuthFails int
+	msc         *mcScratch
+	rs          *respState
 }
 
 // clientConn is what a client uses of its connection for output: gnet's

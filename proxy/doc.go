@@ -84,6 +84,13 @@
 // client by reference, written paced (client.pump). max_memory bounds every
 // reply byte held; past it a reply is refused, or cut where memcached would.
 //
+// Who may do what: a Redis pool's accounts (redis_auth and users) are
+// built once per pool version (respauth.go); each user's ACL rules are a
+// bitmap over the command table (resp.ACL), checked per command in
+// respCodec.dispatch. A memcache pool with an auth_file lets a client in
+// only after memcached -Y's authentication set (mcauth.go). Backend
+// connections authenticate with the pool's server credentials.
+//
 // Failures: a backend connection that errors, closes or times out fails every
 // request in flight on it with a protocol error reply (SERVER_ERROR / -ERR),
 // is closed, and counts toward the server's ejection (package pool). A

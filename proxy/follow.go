@@ -173,7 +173,8 @@ func followKey(c *config.Pool) string {
 	}
 	if c.RoleCheck > 0 {
 		var b strings.Builder
-		fmt.Fprintf(&b, "role %v %q %d", c.RoleCheck, c.RedisAuth, c.RedisDB)
+		user, pw := c.ServerAuth()
+		fmt.Fprintf(&b, "role %v %q %q %d", c.RoleCheck, user, pw, c.RedisDB)
 		for i := range c.Servers {
 			fmt.Fprintf(&b, " %s=%q", c.Servers[i].Name, serverAddrs(&c.Servers[i]))
 		}
@@ -283,7 +284,8 @@ func (live *poolLive) checkServer(ctx context.Context, c *config.Pool, s *config
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			role, err := askRole(ctx, a, c.RedisAuth, timeout)
+			user, pw := c.ServerAuth()
+			role, err := askRole(ctx, a, user, pw, timeout)
 			if err != nil {
 				live.p.log.Debug("role_check", "pool", c.Name, "server", s.Name, "addr", a, "error", err)
 			}
@@ -317,8 +319,8 @@ func (live *poolLive) checkServer(ctx context.Context, c *config.Pool, s *config
 
 // askRole returns the first element of the ROLE reply of the Redis server
 // at addr ("master", "slave", ...).
-func askRole(ctx context.Context, addr, password string, timeout time.Duration) (string, error) {
-	c, err := respclient.Dial(ctx, addr, "", password, timeout)
+func askRole(ctx context.Context, addr, user, password string, timeout time.Duration) (string, error) {
+	c, err := respclient.Dial(ctx, addr, user, password, timeout)
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"net"
 	"os"
@@ -18,6 +19,9 @@ import (
 type memcacheCodec struct {
 	pr     *poolRT
 	limits memcache.Limits
+	// users are auth_file's users (nil: no authentication), by name, with
+	// the SHA-256 of each password.
+	users map[string][][sha256.Size]byte
 }
 
 // mcScratch is per-client scratch for routing multi-key requests (clients
@@ -50,7 +54,7 @@ func (sc *mcScratch) hashKey(req *memcache.Request, i int) []byte {
 
 func newMemcacheCodec(pr *poolRT) *memcacheCodec {
 	lim := pr.cfg.Limits
-	return &memcacheCodec{pr: pr, limits: memcache.Limits{
+	return &memcacheCodec{pr: pr, users: mcUsers(pr.cfg), limits: memcache.Limits{
 		MaxKeyLength: lim.MaxKeyLength,
 		MaxValueSize: lim.MaxValueSize,
 		MaxKeys:      lim.MaxMultibulk,
@@ -59,6 +63,7 @@ func newMemcacheCodec(pr *poolRT) *memcacheCodec {
 
 func (m *memcacheCodec) initClient(cl *client) {
 	cl.mp = memcache.NewParser(m.limits)
+	cl.mcAuthed = m.users == nil
 }
 
 func (m *memcacheCodec) probeRequest() ([]byte, string) {
@@ -80,6 +85,14 @@ func (m *memcacheCodec) serve(cl *client, buf []byte) int {
 		if cl.full() {
 			cl.paused = true
 			break
+		}
+		if !cl.mcAuthed && m.users != nil {
+			n := m.authStep(cl, buf[off:])
+			if n == 0 {
+				break
+			}
+			off += n
+			continue
 		}
 		n, err := cl.mp.Parse(buf[off:], &cl.mreq)
 		// Whatever an earlier incomplete parse needed is stale now: a

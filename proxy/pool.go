@@ -186,7 +186,11 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 	}
 	switch cfg.Protocol {
 	case config.ProtocolRedis:
-		pr.codec = newRespCodec(pr)
+		rc, err := newRespCodec(pr)
+		if err != nil {
+			return nil, err
+		}
+		pr.codec = rc
 		pr.allow = map[string]struct{}{}
 		for _, name := range cfg.AllowCommands {
 			cmd := resp.LookupFull([]byte(name))

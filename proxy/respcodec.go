@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -25,6 +24,8 @@ type respCodec struct {
 	limits resp.Limits
 	// handshake is sent on every new backend connection: AUTH and SELECT.
 	handshake [][]byte
+	// users are the version's client accounts (redis_auth and users).
+	users *respUsers
 }
 
 // respState is a Redis client's session state.
@@ -32,6 +33,11 @@ type respState struct {
 	parser *resp.Parser
 	req    resp.Request
 	authed bool
+	// user is who the client authenticated as (nil while !authed), and
+	// usersOf the pool version whose accounts it came from: after a
+	// reload the client follows the new version's (followUsers).
+	user    *aclUser
+	usersOf *respUsers
 	// authFails counts wrong AUTH passwords since the last right one; at
 	// MaxAuthFailures the connection is closed.
 	authFails int
@@ -78,27 +84,35 @@ const (
 	laneDedicated             // the client's own (transactions, blocking commands)
 )
 
-func newRespCodec(pr *poolRT) *respCodec {
+func newRespCodec(pr *poolRT) (*respCodec, error) {
 	lim := pr.cfg.Limits
-	c := &respCodec{pr: pr, limits: resp.Limits{MaxMultibulk: lim.MaxMultibulk, MaxBulk: lim.MaxValueSize}}
-	if pr.cfg.RedisAuth != "" {
-		c.handshake = append(c.handshake, resp.AppendCommand(nil, []byte("AUTH"), []byte(pr.cfg.RedisAuth)))
+	users, err := newRespUsers(pr.cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &respCodec{pr: pr, limits: resp.Limits{MaxMultibulk: lim.MaxMultibulk, MaxBulk: lim.MaxValueSize}, users: users}
+	if auth := serverAuth(pr.cfg); auth != nil {
+		c.handshake = append(c.handshake, auth)
 	}
 	if pr.cfg.RedisDB != 0 {
 		c.handshake = append(c.handshake, resp.AppendCommand(nil, []byte("SELECT"), []byte(strconv.Itoa(pr.cfg.RedisDB))))
 	}
-	return c
+	return c, nil
 }
 
 func (rc *respCodec) initClient(cl *client) {
-	cl.rs = &respState{parser: resp.NewParser(rc.limits), authed: rc.pr.cfg.RedisAuth == ""}
+	cl.rs = &respState{parser: resp.NewParser(rc.limits), usersOf: rc.users}
+	if rc.users.open {
+		cl.rs.authed, cl.rs.user = true, rc.users.def
+	}
 }
 
 func (rc *respCodec) probeRequest() ([]byte, string) {
-	if rc.pr.cfg.RedisAuth != "" {
-		// AUTH answers +OK when the password is right; a server without
-		// it configured answers an error, and the probe fails loudly.
-		return resp.AppendCommand(nil, []byte("AUTH"), []byte(rc.pr.cfg.RedisAuth)), "+OK"
+	if auth := serverAuth(rc.pr.cfg); auth != nil {
+		// AUTH answers +OK when the credentials are right; a server
+		// without them configured answers an error, and the probe fails
+		// loudly.
+		return auth, "+OK"
 	}
 	return []byte("PING\r\n"), "+PONG"
 }
@@ -270,8 +284,17 @@ func (rc *respCodec) local(cl *client, reply []byte) {
 // dispatch routes one request by its command's class.
 func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 	rs := cl.rs
+	if rs.usersOf != rc.users {
+		rc.followUsers(cl) // a reload
+	}
 	cmd := req.Cmd
 	if cmd == nil && strings.EqualFold(string(req.Args[0]), "cacheproxy") && rs.authed && rs.txn == nil {
+		if scan := resp.Lookup([]byte("scan")); !rs.user.allows(scan) {
+			// It lists key names, as SCAN does: a user needs SCAN's
+			// permission for it.
+			rc.reject(cl, resp.AppendError(nil, "NOPERM this user has no permissions to run the 'cacheproxy' command"), RejectRefused)
+			return
+		}
 		rc.proxyCommand(cl, req)
 		return
 	}
@@ -297,6 +320,12 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 	}
 	if !rs.authed && !authExempt(cmd.Name) {
 		rc.reject(cl, resp.AppendError(nil, "NOAUTH Authentication required."), RejectRefused)
+		return
+	}
+	if rs.user != nil && !rs.user.allows(cmd) {
+		// The user's ACL rules, checked where Redis checks them: after
+		// authentication, before anything else about the command.
+		rc.reject(cl, resp.ErrNoPerm(nil, cmd), RejectRefused)
 		return
 	}
 	if rs.sub != nil && rs.sub.count() > 0 && !rs.resp3 && !rc.allowedSubscribed(cmd.Name) {
@@ -1044,7 +1073,11 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 		return
 	case "reset":
 		rc.resetSession(cl)
-		rs.authed = rc.pr.cfg.RedisAuth == ""
+		// RESET authenticates as the default user, if it needs no password.
+		rs.authed, rs.user = false, nil
+		if rc.users.open {
+			rs.authed, rs.user = true, rc.users.def
+		}
 		rs.name = nil
 		rs.resp3 = false
 		b = resp.AppendSimple(nil, "RESET")
@@ -1060,6 +1093,8 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 			rc.closeGuesser(cl, b)
 			return
 		}
+	case "acl|whoami":
+		b = resp.AppendBulkString(nil, rs.user.name)
 	case "select":
 		db, err := strconv.Atoi(string(args[1]))
 		switch {
@@ -1118,14 +1153,16 @@ func (rc *respCodec) answer(cl *client, req *resp.Request, cmd *resp.Command) {
 	rc.local(cl, b)
 }
 
-// auth checks AUTH [user] password against the pool's redis_auth.
+// auth checks AUTH [user] password against the pool's accounts: the
+// default user (redis_auth, or the user named default) when no user is
+// named, else the users.
 func (rc *respCodec) auth(cl *client, args [][]byte) []byte {
-	want := rc.pr.cfg.RedisAuth
 	if len(args) > 2 {
 		return resp.AppendError(nil, "ERR syntax error")
 	}
 	wrong := resp.AppendError(nil, "WRONGPASS invalid username-password pair or user is disabled.")
-	if want == "" {
+	us := rc.users
+	if us.open {
 		// The default user has no password: the one-argument form is an
 		// error, the two-argument one takes any password for "default".
 		if len(args) == 1 {
@@ -1136,21 +1173,23 @@ func (rc *respCodec) auth(cl *client, args [][]byte) []byte {
 		}
 		return resp.AppendSimple(nil, "OK")
 	}
-	pass := args[len(args)-1]
-	if len(args) == 2 && string(args[0]) != "default" ||
-		subtle.ConstantTimeCompare(pass, []byte(want)) != 1 {
+	u := us.def
+	if len(args) == 2 {
+		u = us.lookup(args[0])
+	}
+	if u == nil || !u.check(args[len(args)-1]) {
 		// A failed AUTH leaves the client as it was, as in Redis (but
 		// counted: see closeGuesser).
 		rc.authFailed(cl)
 		return wrong
 	}
-	cl.rs.authed = true
+	cl.rs.authed, cl.rs.user, cl.rs.usersOf = true, u, us
 	cl.rs.authFails = 0
 	return resp.AppendSimple(nil, "OK")
 }
 
 // MaxAuthFailures is how many wrong AUTH passwords in a row a client of a
-// Redis pool with redis_auth may send on one connection: the last one's
+// Redis pool with redis_auth or users may send on one connection: the last one's
 // WRONGPASS reply is written and the connection closed, so that a
 // password is not guessed at the speed of a pipeline.
 const MaxAuthFailures = 10
@@ -1162,15 +1201,22 @@ const authLogEvery = int64(time.Second)
 // authFailed counts a wrong password and logs the peer, rate-limited.
 func (rc *respCodec) authFailed(cl *client) {
 	cl.rs.authFails++
-	cl.l.pools[rc.pr.idx].authFailures.Add(1)
+	cl.authFailed(rc.pr, cl.rs.authFails)
+}
+
+// authFailed counts a wrong password (the fails-th in a row on this
+// connection) for pool pr and logs the peer, at most once per
+// authLogEvery per loop.
+func (cl *client) authFailed(pr *poolRT, fails int) {
+	cl.l.pools[pr.idx].authFailures.Add(1)
 	l := cl.l
 	now := int64(time.Since(l.p.start))
 	if l.authLogAt != 0 && now-l.authLogAt < authLogEvery {
 		l.authUnlogged++
 		return
 	}
-	l.p.log.Warn("AUTH with a wrong password", "pool", rc.pr.cfg.Name, "remote", cl.raddr.String(),
-		"failures_on_connection", cl.rs.authFails, "closing", cl.rs.authFails >= MaxAuthFailures,
+	l.p.log.Warn("authentication with a wrong password", "pool", pr.cfg.Name, "remote", cl.raddr.String(),
+		"failures_on_connection", fails, "closing", fails >= MaxAuthFailures,
 		"unlogged_since_last", l.authUnlogged)
 	l.authLogAt, l.authUnlogged = now, 0
 }

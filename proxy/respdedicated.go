@@ -348,7 +348,8 @@ func (rc *respCodec) txnCommand(cl *client, req *resp.Request, cmd *resp.Command
 func (t *txnState) abort(reply []byte) {
 	t.aborted = true
 	why := strings.TrimSuffix(strings.TrimPrefix(string(reply), "-"), "\r\n")
-	if strings.HasPrefix(why, "CROSSSLOT ") {
+	if strings.HasPrefix(why, "CROSSSLOT ") || strings.HasPrefix(why, "NOPERM ") {
+		// (NOPERM is Redis's own refusal: EXEC's words are Redis's too.)
 		return
 	}
 	why = strings.TrimPrefix(why, "ERR ")

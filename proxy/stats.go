@@ -132,7 +132,7 @@ type poolCounters struct {
 	bytesOut     counter
 	latency      histogram
 	forwardError counter
-	authFailures counter // wrong AUTH passwords (Redis pools with redis_auth)
+	authFailures counter // wrong passwords (Redis AUTH, memcache auth_file)
 	// clientTimeouts counts clients closed by a client timeout, by kind.
 	clientTimeouts [numTimeoutKinds]counter
 	near           nearCounters
@@ -182,8 +182,9 @@ type PoolStats struct {
 	Fragments         int64
 	BytesIn, BytesOut int64
 	ForwardErrors     int64 // requests failed because their server was unavailable
-	// AuthFailures counts AUTH (and HELLO ... AUTH) commands with a wrong
-	// password on a Redis pool with redis_auth.
+	// AuthFailures counts authentications with a wrong password: AUTH
+	// (and HELLO ... AUTH) on a Redis pool with redis_auth or users, the
+	// auth set on a memcache pool with an auth_file.
 	AuthFailures int64
 	// ClientTimeouts counts clients closed by client_idle_timeout and
 	// client_request_timeout, indexed by TimeoutKind.

@@ -452,7 +452,7 @@ func BenchmarkProxyGetTLS(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer conn.Close()
-				benchConnRoundTrips(b, conn, []byte("get k\r\n"), []byte("END\r\n"), depth)
+				benchConnRoundTrips(b, conn, "", "", []byte("get k\r\n"), []byte("END\r\n"), depth)
 			})
 		}
 	}

@@ -215,8 +215,8 @@ func (live *poolLive) trackSession(ctx context.Context, t *serverTracker) error 
 	defer unhook()
 
 	var hs [][]byte
-	if pw := live.cur.Load().cfg.RedisAuth; pw != "" {
-		hs = append(hs, resp.AppendCommand(nil, []byte("AUTH"), []byte(pw)))
+	if auth := serverAuth(live.cur.Load().cfg); auth != nil {
+		hs = append(hs, auth)
 	}
 	hs = append(hs,
 		resp.AppendCommand(nil, []byte("HELLO"), []byte("3")),

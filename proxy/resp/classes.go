@@ -117,7 +117,7 @@ func classify(c *Command) (Class, Merge, string) {
 		return ClassSameServer, MergeNone, ""
 
 	// Answered by the proxy.
-	case "hello", "auth", "select", "ping", "echo", "quit", "reset", "time", "info",
+	case "hello", "auth", "select", "ping", "echo", "quit", "reset", "time", "info", "acl|whoami",
 		"command", "command|count", "command|docs", "command|getkeys", "command|getkeysandflags",
 		"command|help", "command|info", "command|list",
 		"client|setname", "client|getname", "client|setinfo", "client|id", "client|info", "client|help":

@@ -124,6 +124,9 @@ type Command struct {
 
 	// Parent is the container of a subcommand, nil for top-level commands.
 	Parent *Command
+	// ID numbers the table's entries, top-level commands and subcommands,
+	// densely from 0: an ACL keeps one bit per ID.
+	ID int
 
 	info string // the raw COMMAND INFO entry, RESP2
 }
@@ -159,11 +162,13 @@ func newTable() *table {
 	}
 	for _, c := range t.all {
 		t.byName[c.Name] = c
+		c.ID = t.count
 		t.count++
 		c.Class, c.Merge, c.Reason = classify(c)
 		c.Replies = replyTypes(c.Name)
 		for _, s := range c.Sub {
 			s.Parent = c
+			s.ID = t.count
 			s.Class, s.Merge, s.Reason = classify(s)
 			s.Replies = replyTypes(s.Name)
 			t.count++
