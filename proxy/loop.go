@@ -259,7 +259,8 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 // credentials, TLS to the servers) are the same. When they differ, a new
 // version replaces the pool's connections instead of keeping them.
 func sameHandshake(a, b *config.Pool) bool {
-	return a.RedisDB == b.RedisDB && a.RedisAuth == b.RedisAuth && a.ServerTLS == b.ServerTLS
+	return a.RedisDB == b.RedisDB && a.RedisAuth == b.RedisAuth && a.ServerUser == b.ServerUser &&
+		a.ServerPassword == b.ServerPassword && a.ServerTLS == b.ServerTLS
 }
 
 // sameReplicas reports whether the replica connections have ("conns" per

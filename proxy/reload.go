@@ -20,7 +20,7 @@ import (
 // apply to requests parsed from then on; requests already parsed finish on
 // the version they were parsed under. Connections to a server (same name and
 // address) in both versions are kept, unless what a connection is set up
-// with changed (redis_db, the servers' credentials, server_tls: see
+// with changed (redis_db, redis_auth, server_user, server_password, server_tls: see
 // sameHandshake), which replaces them; those replaced or to a removed
 // server close once their replies are in. Health carries over by
 // server name. A pool only in cfg starts listening; a pool no longer in cfg
