@@ -13,28 +13,13 @@ type SlotRange struct {
 	Start, End int
 }
 
-// crcTable is CRC-16/XMODEM (polynomial 0x1021, initial value 0, no
-// reflection), the CRC Redis Cluster hashes keys with (Redis's crc16.c).
-var crcTable = func() (t [256]uint16) {
-	for i := range t {
-		c := uint16(i) << 8
-		for range 8 {
-			if c&0x8000 != 0 {
-				c = c<<1 ^ 0x1021
-			} else {
-				c <<= 1
-			}
-		}
-		t[i] = c
-	}
-	return t
-}()
-
-// CRC16 returns the CRC-16/XMODEM of b.
+// CRC16 returns the CRC-16/XMODEM of b, the CRC Redis Cluster hashes keys
+// with (Redis's crc16.c): crc16Table, with the state kept to 16 bits (unlike
+// twemproxy's crc16 hash).
 func CRC16(b []byte) uint16 {
 	var c uint16
 	for _, x := range b {
-		c = c<<8 ^ crcTable[byte(c>>8)^x]
+		c = c<<8 ^ uint16(crc16Table[byte(c>>8)^x])
 	}
 	return c
 }
