@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -343,20 +341,5 @@ func TestBigReplyPeakRSS(t *testing.T) {
 // max_memory from its /metrics.
 func memoryRejections(t *testing.T, admin, pool string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile(`rejected_total\{pool="` + pool + `",reason="memory"\} (\d+)`)
-	m := re.FindSubmatch(body)
-	if m == nil {
-		t.Fatalf("no memory rejections in /metrics:\n%s", body)
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	return int(metricValue(t, admin, "cacheproxy_rejected_total", `pool="`+pool+`",reason="memory"`))
 }
