@@ -380,6 +380,9 @@ func (v *checker) cluster(p *Pool) {
 	if p.RedisDB != 0 {
 		v.fail(name, "redis_db", "%d: Redis Cluster has database 0 only", p.RedisDB)
 	}
+	if p.ServerTLS.Enabled {
+		v.fail(name, "server_tls", "not supported with cluster yet (the slot map is asked in plaintext)")
+	}
 	for i, s := range p.Servers {
 		if len(s.Replicas) > 0 {
 			v.fail(name, fmt.Sprintf("servers[%d].replicas", i), "a cluster pool learns replicas from the cluster: list seed nodes only")
@@ -621,9 +624,6 @@ func (v *checker) tls(p *Pool) {
 	// Connections made outside the data path that do not speak TLS yet.
 	if p.RoleCheck > 0 {
 		v.fail(name, "server_tls", "not supported with role_check yet (its ROLE polls are plaintext)")
-	}
-	if p.Discovery.Enabled() {
-		v.fail(name, "server_tls", "not supported with discovery yet (the configuration endpoint is asked in plaintext)")
 	}
 	if s.InsecureSkipVerify {
 		v.warn(name, "server_tls.insecure_skip_verify", "the servers' certificates are not verified: traffic is encrypted but anyone on the path can impersonate a server")

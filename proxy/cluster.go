@@ -112,7 +112,8 @@ func clusterKey(c *config.Pool) string {
 	for i, s := range c.Servers {
 		seeds[i] = s.Addr
 	}
-	return fmt.Sprintf("%q every %v auth %q", seeds, c.ClusterRefresh, c.RedisAuth)
+	user, password := c.ServerAuth()
+	return fmt.Sprintf("%q every %v auth %q %q", seeds, c.ClusterRefresh, user, password)
 }
 
 // syncCluster starts, restarts or stops the pool's slot-map watcher to
@@ -144,9 +145,11 @@ func (live *poolLive) syncCluster() {
 	for i, s := range c.Servers {
 		seeds[i] = s.Addr
 	}
+	user, password := c.ServerAuth()
 	w := rcluster.New(rcluster.Options{
 		Seeds:    seeds,
-		Password: c.RedisAuth,
+		User:     user,
+		Password: password,
 		Interval: c.ClusterRefresh,
 		Timeout:  min(max(c.Timeout, rcluster.DefaultTimeout), 5*rcluster.DefaultTimeout),
 		OnChange: func(m rcluster.Map) { live.clustered(ctx, m) },

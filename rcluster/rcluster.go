@@ -87,13 +87,14 @@ func (m Map) String() string {
 	return b.String()
 }
 
-// Ask connects to addr and asks for the slot map: CLUSTER SHARDS, or
-// CLUSTER SLOTS when the node answers that with an error (before 7.0).
-func Ask(ctx context.Context, addr, password string, timeout time.Duration) (Map, error) {
+// Ask connects to addr, authenticates (AUTH [user] password, when password
+// is not empty) and asks for the slot map: CLUSTER SHARDS, or CLUSTER SLOTS
+// when the node answers that with an error (before 7.0).
+func Ask(ctx context.Context, addr, user, password string, timeout time.Duration) (Map, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	c, err := respclient.Dial(ctx, addr, "", password, timeout)
+	c, err := respclient.Dial(ctx, addr, user, password, timeout)
 	if err != nil {
 		return Map{}, err
 	}
@@ -401,8 +402,9 @@ type Options struct {
 	// Seeds are the nodes asked ("host:port"), after the masters and
 	// replicas of the last map (which know the newest map).
 	Seeds []string
-	// Password is sent with AUTH. Default none.
-	Password string
+	// User and Password are sent with AUTH (AUTH password when User is
+	// empty). Default none.
+	User, Password string
 	// Interval is how often the map is asked for. If zero, DefaultInterval.
 	Interval time.Duration
 	// Timeout bounds each connection and command. If zero, DefaultTimeout.
@@ -485,7 +487,7 @@ func (w *Watcher) refresh(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		m, err := Ask(ctx, addr, w.o.Password, w.o.Timeout)
+		m, err := Ask(ctx, addr, w.o.User, w.o.Password, w.o.Timeout)
 		if err == nil && m.Covered() == 0 {
 			err = fmt.Errorf("%s: no slot is assigned", addr)
 		}

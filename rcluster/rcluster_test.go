@@ -208,7 +208,7 @@ func TestAskRealCluster(t *testing.T) {
 	var m Map
 	testserver.WaitFor(t, 15*time.Second, "a map with every replica", func() error {
 		var err error
-		if m, err = Ask(context.Background(), c.Nodes[0].Addr, "", 0); err != nil {
+		if m, err = Ask(context.Background(), c.Nodes[0].Addr, "", "", 0); err != nil {
 			return err
 		}
 		for _, s := range m.Shards {
@@ -268,7 +268,7 @@ func TestAskFallsBackToSlots(t *testing.T) {
 			}
 		}
 	})
-	m, err := Ask(context.Background(), addr, "", time.Second)
+	m, err := Ask(context.Background(), addr, "", "", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
