@@ -597,6 +597,11 @@ type Server struct {
 	// Replicas are the server's replicas, in configuration order. Native
 	// shape only.
 	Replicas []Replica
+	// TLSName is the host name verified in the server's certificate under
+	// server_tls without a server_name; "" verifies the host of Addr. Set
+	// for nodes learnt by discovery (dialled at their IP, known by host
+	// name); never in the file.
+	TLSName string
 	// Slots are the Redis Cluster hash slots the server owns: learnt from
 	// the cluster by a cluster pool, never configured.
 	Slots []hashring.SlotRange

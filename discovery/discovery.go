@@ -20,6 +20,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -192,23 +193,40 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 
 // Fetch asks the configuration endpoint at addr ("host:port") for the
 // cluster, falling back to the pre-1.4.14 key when it answers ERROR.
-// timeout bounds the whole exchange.
-func Fetch(ctx context.Context, addr string, timeout time.Duration) (Cluster, error) {
+// timeout bounds the whole exchange. With tlsConf (nil: plaintext) the
+// exchange is over TLS, as an ElastiCache cluster with in-transit
+// encryption requires; a tlsConf without ServerName verifies addr's host.
+func Fetch(ctx context.Context, addr string, timeout time.Duration, tlsConf *tls.Config) (Cluster, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
+	var conn net.Conn
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return Cluster{}, fmt.Errorf("discovery: %w", err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
+	}
+	if tlsConf != nil {
+		c := tlsConf
+		if c.ServerName == "" {
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				c = tlsConf.Clone()
+				c.ServerName = host
+			}
+		}
+		tc := tls.Client(conn, c)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return Cluster{}, fmt.Errorf("discovery: %s: tls handshake: %w", addr, err)
+		}
+		conn = tc
 	}
 	r := bufio.NewReader(conn)
 	if _, err := io.WriteString(conn, "config get cluster\r\n"); err != nil {
@@ -235,6 +253,8 @@ type Options struct {
 	Interval time.Duration
 	// Timeout bounds one exchange. Default min(Interval, DefaultTimeout).
 	Timeout time.Duration
+	// TLS, when not nil, makes every exchange TLS (see Fetch).
+	TLS *tls.Config
 	// OnChange is called, from Watch's goroutine, with the first answer and
 	// with every answer that differs from the last one reported.
 	OnChange func(Cluster)
@@ -260,7 +280,7 @@ func Watch(ctx context.Context, o Options) error {
 	var last Cluster
 	have := false
 	for {
-		c, err := Fetch(ctx, o.Endpoint, o.Timeout)
+		c, err := Fetch(ctx, o.Endpoint, o.Timeout, o.TLS)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()

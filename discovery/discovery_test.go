@@ -100,7 +100,7 @@ func TestFetchFallsBackOnError(t *testing.T) {
 	for _, legacy := range []bool{false, true} {
 		got := make(chan string, 4)
 		addr := endpoint(t, body, legacy, got)
-		c, err := Fetch(context.Background(), addr, 5*time.Second)
+		c, err := Fetch(context.Background(), addr, 5*time.Second, nil)
 		if err != nil {
 			t.Fatalf("legacy %v: %v", legacy, err)
 		}
@@ -120,12 +120,12 @@ func TestFetchFallsBackOnError(t *testing.T) {
 }
 
 func TestFetchUnreachableAndSilent(t *testing.T) {
-	if _, err := Fetch(context.Background(), testserver.FreeAddr(t), time.Second); err == nil {
+	if _, err := Fetch(context.Background(), testserver.FreeAddr(t), time.Second, nil); err == nil {
 		t.Fatal("Fetch from a closed port: no error")
 	}
 	silent := testserver.FakeServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }) // reads, never answers
 	start := time.Now()
-	if _, err := Fetch(context.Background(), silent, 200*time.Millisecond); err == nil {
+	if _, err := Fetch(context.Background(), silent, 200*time.Millisecond, nil); err == nil {
 		t.Fatal("Fetch from a silent endpoint: no error")
 	}
 	// The timeout bounds the exchange; 2s leaves slack for a loaded box.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ type backend struct {
 	server  int    // slot (see poolLive)
 	replica int    // -1 for the primary, else the index in the server's replicas
 	addr    string // where to connect
+	tlsName string // under server_tls, the name to verify ("": addr's host)
 	network string
 
 	c     gnet.Conn // nil unless connected
@@ -92,7 +94,7 @@ type dialAttempt struct {
 
 func newBackend(l *loop, pr *poolRT, server int) *backend {
 	s := pr.slots[server]
-	return &backend{l: l, pr: pr, server: server, replica: -1, addr: s.addr, network: s.network}
+	return &backend{l: l, pr: pr, server: server, replica: -1, addr: s.addr, network: s.network, tlsName: s.tlsName}
 }
 
 // newReplicaBackend is a connection to replica i of server (a slot the
@@ -202,7 +204,7 @@ func (b *backend) connect() {
 	b.pr.codec.onConnect(b)
 	att := &dialAttempt{b: b, gen: b.gen}
 	p := b.l.p
-	network, addr := b.network, b.addr
+	network, addr, tlsName := b.network, b.addr, cmp.Or(b.tlsName, b.addr)
 	dialer := &b.pr.dialer // b.pr may change (loop.adopt) while the dial runs
 	stls := b.pr.stls
 	p.wg.Add(1)
@@ -210,7 +212,7 @@ func (b *backend) connect() {
 		defer p.wg.Done()
 		nc, err := dialer.DialContext(p.ctx, network, addr)
 		if err == nil && stls != nil {
-			nc, err = p.dialTLS(nc, stls, addr, dialer.Timeout)
+			nc, err = p.dialTLS(nc, stls, tlsName, dialer.Timeout)
 		}
 		if err == nil {
 			var ch <-chan gnet.RegisteredResult

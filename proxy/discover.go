@@ -74,7 +74,7 @@ func (live *poolLive) withDiscovered(c *config.Pool) {
 		if slices.ContainsFunc(c.Servers, func(s config.Server) bool { return s.Name == n.Host }) {
 			continue
 		}
-		c.Servers = append(c.Servers, config.Server{Name: n.Host, Addr: n.Addr(), Network: "tcp", Weight: 1})
+		c.Servers = append(c.Servers, config.Server{Name: n.Host, Addr: n.Addr(), Network: "tcp", Weight: 1, TLSName: n.Host})
 	}
 }
 
@@ -83,7 +83,7 @@ func discoveryKey(c *config.Pool) string {
 	if c.Protocol != config.ProtocolMemcache || !c.Discovery.Enabled() {
 		return ""
 	}
-	return fmt.Sprintf("%s every %v", c.Discovery.Endpoint, c.Discovery.Interval)
+	return fmt.Sprintf("%s every %v, server_tls %+v", c.Discovery.Endpoint, c.Discovery.Interval, c.ServerTLS)
 }
 
 // syncDiscovery starts, restarts or stops the pool's discovery watcher to
@@ -107,11 +107,20 @@ func (live *poolLive) syncDiscovery() {
 		return
 	}
 	p := live.p
+	// The endpoint is asked over TLS when the pool reaches its servers so
+	// (an ElastiCache cluster with in-transit encryption).
+	stls, err := newServerTLS(live.configured.ServerTLS)
+	if err != nil {
+		p.log.Error("discovery: not started", "pool", live.name, "error", err)
+		d.running = "" // tried again at the next reload
+		return
+	}
 	ctx, cancel := context.WithCancel(p.ctx)
 	d.stop = cancel
 	o := discovery.Options{
 		Endpoint: live.configured.Discovery.Endpoint,
 		Interval: live.configured.Discovery.Interval,
+		TLS:      stls,
 		OnAnswer: live.discoveryAnswered,
 		OnChange: func(c discovery.Cluster) { live.discovered(ctx, c) },
 		OnError:  live.discoveryFailed,

@@ -1,7 +1,10 @@
 package proxy_test
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -222,7 +225,7 @@ func TestProxyAnswersClusterConfig(t *testing.T) {
 		}
 	}
 	// And discovery.Fetch, as a client library would ask, gets the same.
-	cl, err := discovery.Fetch(t.Context(), pc.Listen, 5*time.Second)
+	cl, err := discovery.Fetch(t.Context(), pc.Listen, 5*time.Second, nil)
 	if err != nil || cl.Version != 1 || len(cl.Nodes) != 1 || cl.Nodes[0].Addr() != pc.Listen {
 		t.Fatalf("Fetch: %+v, %v", cl, err)
 	}
@@ -271,5 +274,52 @@ func TestDiscoveryNamesByHost(t *testing.T) {
 	}
 	if got := holds(b); fmt.Sprint(got) != fmt.Sprint(onB) {
 		t.Errorf("b.example holds %d keys; want the same %d as before", len(got), len(onB))
+	}
+}
+
+// TestDiscoveryTLS: an ElastiCache cluster with in-transit encryption. The
+// configuration endpoint and the nodes speak TLS only, with a certificate
+// for host names and no IP address; the nodes are dialled at their IP and
+// verified by the host name the endpoint gave. A node whose certificate
+// does not carry its name is not served.
+func TestDiscoveryTLS(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	cert, key := filepath.Join(pki.Dir, "names.crt"), filepath.Join(pki.Dir, "names.key")
+	pki.IssueServerNames(cert, key, "localhost", "node1.cache.test", "node2.cache.test")
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mcs := []*testserver.Process{testserver.MemcachedTLSCert(t, cert, key), testserver.MemcachedTLSCert(t, cert, key)}
+	ep := testserver.NewConfigEndpointTLS(t, false, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	ep.SetNodes(testserver.Node("node1.cache.test", mcs[0]), testserver.Node("node2.cache.test", mcs[1]))
+	_, port, _ := net.SplitHostPort(ep.Addr)
+	// The endpoint by name, as an ElastiCache configuration endpoint is.
+	pc := discoveryPool(t, net.JoinHostPort("localhost", port), time.Second)
+	pc.ServerTLS = config.ServerTLS{Enabled: true, CAFile: pki.CAFile}
+	p := proxytest.Start(t, proxy.Options{Loops: 1}, pc)
+	waitServers(t, p, 5*time.Second, "node1.cache.test="+mcs[0].Addr, "node2.cache.test="+mcs[1].Addr)
+
+	c := proxytest.Dial(t, pc.Listen)
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		c.RoundTrip("set "+k+" 0 0 1\r\nv\r\n", "STORED\r\n")
+		c.RoundTrip("get "+k+"\r\n", "VALUE "+k+" 0 1\r\n", "v\r\n", "END\r\n")
+	}
+	for _, s := range p.Stats() {
+		for _, srv := range s.Servers {
+			if srv.Requests == 0 {
+				t.Errorf("%s: no request served; want both nodes used", srv.Name)
+			}
+		}
+	}
+
+	// A node known by a name its certificate lacks: every request to it
+	// fails, none is served in plaintext or unverified.
+	ep.SetNodes(testserver.Node("other.cache.test", mcs[0]))
+	waitServers(t, p, 5*time.Second, "other.cache.test="+mcs[0].Addr)
+	c.Send("get k0\r\n")
+	if line := c.Line(); !strings.HasPrefix(line, "SERVER_ERROR") {
+		t.Fatalf("get from a node whose certificate does not name it: got %q; want SERVER_ERROR", line)
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -40,6 +41,7 @@ type serverID struct{ name, addr string }
 // slotInfo describes the server of one slot.
 type slotInfo struct {
 	name, addr, network string
+	tlsName             string // config.Server.TLSName
 }
 
 // poolLive is the part of a pool that outlives its versions.
@@ -172,7 +174,7 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		if !ok {
 			slot = len(live.slots)
 			live.slotOf[id] = slot
-			live.slots = append(live.slots, slotInfo{name: s.Name, addr: s.Addr, network: s.Network})
+			live.slots = append(live.slots, slotInfo{name: s.Name, addr: s.Addr, network: s.Network, tlsName: s.TLSName})
 		}
 		pr.slot = append(pr.slot, slot)
 	}
@@ -391,17 +393,19 @@ func (pr *poolRT) allowed(cmd *resp.Command) bool {
 // probe checks that server i answers its protocol's no-op.
 func (pr *poolRT) probe(ctx context.Context, i int) error {
 	s := pr.cfg.Servers[i]
-	return pr.probeAddr(ctx, s.Network, s.Addr)
+	return pr.probeAddr(ctx, s.Network, s.Addr, s.TLSName)
 }
 
-// probeAddr checks that the server at addr answers the protocol's no-op.
-func (pr *poolRT) probeAddr(ctx context.Context, network, addr string) error {
+// probeAddr checks that the server at addr answers the protocol's no-op;
+// under server_tls, tlsName (if not "") is the name its certificate must
+// carry (config.Server.TLSName).
+func (pr *poolRT) probeAddr(ctx context.Context, network, addr, tlsName string) error {
 	c, err := pr.dialer.DialContext(ctx, network, addr)
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", addr, err)
 	}
 	if pr.stls != nil {
-		tc, err := tlsClient(ctx, c, pr.stls, addr, pr.dialer.Timeout)
+		tc, err := tlsClient(ctx, c, pr.stls, cmp.Or(tlsName, addr), pr.dialer.Timeout)
 		if err != nil {
 			return fmt.Errorf("probe %s: %w", addr, err)
 		}

@@ -88,7 +88,7 @@ func (pr *poolRT) replicaLive(s, r int) bool {
 func (pr *poolRT) probeReplica(ctx context.Context, i int) error {
 	ci := pr.ownerOf(i)
 	r := pr.cfg.Servers[ci].Replicas[i-pr.rbase[ci]]
-	return pr.probeAddr(ctx, r.Network, r.Addr)
+	return pr.probeAddr(ctx, r.Network, r.Addr, "")
 }
 
 // ownerOf returns the configuration index of the server replica i

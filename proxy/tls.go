@@ -211,14 +211,16 @@ func newServerTLS(t config.ServerTLS) (*tls.Config, error) {
 
 // tlsClient runs a TLS handshake with the server at addr over nc, bounded
 // by the dialer's timeout. The configuration's ServerName, if empty, is
-// addr's host. On failure nc is closed.
+// addr's host (addr may also be a bare host name). On failure nc is closed.
 func tlsClient(ctx context.Context, nc net.Conn, base *tls.Config, addr string, timeout time.Duration) (*tls.Conn, error) {
 	c := base
 	if c.ServerName == "" {
-		if host, _, err := net.SplitHostPort(addr); err == nil {
-			c = base.Clone()
-			c.ServerName = host
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr // a bare host name (config.Server.TLSName)
 		}
+		c = base.Clone()
+		c.ServerName = host
 	}
 	tc := tls.Client(nc, c)
 	hctx, cancel := context.WithTimeout(ctx, timeout)

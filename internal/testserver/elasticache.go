@@ -2,12 +2,14 @@ package testserver
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // ConfigEndpoint is a fake ElastiCache memcached configuration endpoint: it
@@ -34,6 +36,24 @@ func NewConfigEndpoint(t testing.TB, legacy bool) *ConfigEndpoint {
 	t.Helper()
 	e := &ConfigEndpoint{legacy: legacy}
 	e.Addr = FakeServer(t, e.serve)
+	return e
+}
+
+// NewConfigEndpointTLS is NewConfigEndpoint speaking TLS with conf, as an
+// ElastiCache cluster with in-transit encryption does.
+func NewConfigEndpointTLS(t testing.TB, legacy bool, conf *tls.Config) *ConfigEndpoint {
+	t.Helper()
+	e := &ConfigEndpoint{legacy: legacy}
+	e.Addr = FakeServer(t, func(c net.Conn) {
+		tc := tls.Server(c, conf)
+		defer tc.Close()
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		_ = tc.SetDeadline(time.Time{})
+		e.serve(tc)
+	})
 	return e
 }
 

@@ -84,7 +84,25 @@ func (p *PKI) IssueServer(certFile, keyFile string) int64 {
 	return p.issue(certFile, keyFile, "127.0.0.1", x509.ExtKeyUsageServerAuth)
 }
 
+// IssueServerNames writes a server certificate and key for the DNS names
+// given and no IP address (as a managed service's node certificates are),
+// and returns its serial number.
+func (p *PKI) IssueServerNames(certFile, keyFile string, names ...string) int64 {
+	p.t.Helper()
+	return p.issueFor(certFile, keyFile, names[0], x509.ExtKeyUsageServerAuth, nil, names)
+}
+
 func (p *PKI) issue(certFile, keyFile, cn string, usage x509.ExtKeyUsage) int64 {
+	p.t.Helper()
+	var ips []net.IP
+	var names []string
+	if usage == x509.ExtKeyUsageServerAuth {
+		ips, names = []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}
+	}
+	return p.issueFor(certFile, keyFile, cn, usage, ips, names)
+}
+
+func (p *PKI) issueFor(certFile, keyFile, cn string, usage x509.ExtKeyUsage, ips []net.IP, names []string) int64 {
 	t := p.t
 	t.Helper()
 	key := newKey(t)
@@ -97,10 +115,7 @@ func (p *PKI) issue(certFile, keyFile, cn string, usage x509.ExtKeyUsage) int64 
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
-	if usage == x509.ExtKeyUsageServerAuth {
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.DNSNames = []string{"localhost"}
-	}
+	tmpl.IPAddresses, tmpl.DNSNames = ips, names
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
 	if err != nil {
 		t.Fatalf("issue certificate: %v", err)
@@ -175,5 +190,11 @@ func RedisTLS(t testing.TB, pki *PKI, authClients bool, args ...string) *Process
 // loopback port with pki's server certificate.
 func MemcachedTLS(t testing.TB, pki *PKI, args ...string) *Process {
 	t.Helper()
-	return Memcached(t, append([]string{"-Z", "-o", "ssl_chain_cert=" + pki.CertFile + ",ssl_key=" + pki.KeyFile}, args...)...)
+	return MemcachedTLSCert(t, pki.CertFile, pki.KeyFile, args...)
+}
+
+// MemcachedTLSCert is MemcachedTLS with the certificate and key files given.
+func MemcachedTLSCert(t testing.TB, certFile, keyFile string, args ...string) *Process {
+	t.Helper()
+	return Memcached(t, append([]string{"-Z", "-o", "ssl_chain_cert=" + certFile + ",ssl_key=" + keyFile}, args...)...)
 }
