@@ -47,8 +47,11 @@ func runProxy(t *testing.T, bin, conf, listen string) *proxyProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed once the process has exited (waitErr set): both
+	// the readiness poll and the cleanup may wait for it.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
@@ -64,8 +67,8 @@ func runProxy(t *testing.T, bin, conf, listen string) *proxyProc {
 	deadline := time.Now().Add(proxytest.Timeout)
 	for {
 		select {
-		case err := <-exited:
-			t.Fatalf("cacheproxy exited: %v\n%s", err, stderr.String())
+		case <-exited:
+			t.Fatalf("cacheproxy exited: %v\n%s", waitErr, stderr.String())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", listen, 200*time.Millisecond)
