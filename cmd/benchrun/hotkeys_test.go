@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
 )
 
 // TestHotKeysSmoke runs `benchrun -hotkeys -smoke` against real memcached
@@ -26,10 +28,7 @@ func TestHotKeysSmoke(t *testing.T) {
 			t.Fatalf("%s is needed: %v", b, err)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "cacheproxy")
-	if b, err := exec.Command("go", "build", "-o", bin, "github.com/cacheproxy/cacheproxy/cmd/cacheproxy").CombinedOutput(); err != nil {
-		t.Fatalf("build cacheproxy: %v\n%s", err, b)
-	}
+	bin := testserver.BuildCacheproxy(t)
 	raw := filepath.Join(t.TempDir(), "raw.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cacheproxy/cacheproxy/internal/testserver"
 )
 
 func TestParsePerfStat(t *testing.T) {
@@ -57,10 +59,7 @@ func TestSyscallsSmoke(t *testing.T) {
 			t.Fatalf("%s is needed: %v", b, err)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "cacheproxy")
-	if b, err := exec.Command("go", "build", "-o", bin, "github.com/cacheproxy/cacheproxy/cmd/cacheproxy").CombinedOutput(); err != nil {
-		t.Fatalf("build cacheproxy: %v\n%s", err, b)
-	}
+	bin := testserver.BuildCacheproxy(t)
 	raw := filepath.Join(t.TempDir(), "raw.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
