@@ -56,7 +56,19 @@ var _ clientConn = (*halfClosed)(nil)
 // runs inside OnClose, before gnet closes the descriptor, and reports
 // whether cl lives on.
 func (cl *client) detach(c gnet.Conn) bool {
-	pendingInput := (cl.paused || cl.waitIdle || cl.outPaused) && c.InboundBuffered() > 0
+	// Any input gnet still holds is carried over, whatever the client's
+	// state: a client whose in-flight window just reopened is no longer
+	// paused, but the wake that would have parsed its input comes after
+	// this close.
+	var in []byte
+	if !cl.quitting && c.InboundBuffered() > 0 {
+		in, _ = c.Peek(-1)
+		if cl.skip > 0 { // the rest of a refused request's data
+			k := min(cl.skip, len(in))
+			in, cl.skip = in[k:], cl.skip-k
+		}
+	}
+	pendingInput := len(in) > 0
 	if cl.fifo.Len() == 0 && len(cl.out) == 0 && len(cl.pend) == 0 && !pendingInput {
 		return false
 	}
@@ -84,7 +96,6 @@ func (cl *client) detach(c gnet.Conn) bool {
 	p := cl.l.p
 	h := &halfClosed{conn: nc, signal: make(chan struct{}, 1), el: cl.l.el, ctx: p.ctx}
 	if pendingInput {
-		in, _ := c.Peek(-1)
 		h.in = append([]byte(nil), in...)
 	}
 	h.resumed = gnet.RunnableFunc(func(context.Context) error {
