@@ -59,6 +59,9 @@ type client struct {
 	// none yet), for its in-flight cap (inFlightCap).
 	avgReply int
 	skip     int // input bytes still to discard (an oversized value)
+	// stash holds input moved out of gnet while the client is not
+	// parsed (stash.go); parsing takes it before gnet's.
+	stash inStash
 
 	// Client timeouts (clienttimeout.go). activeAt is the clock of the
 	// last input or output; rcvd counts the input bytes taken (parsed or
@@ -119,21 +122,26 @@ func (cl *client) onTraffic() gnet.Action {
 	return gnet.None
 }
 
-// read parses and dispatches every complete request in the input.
+// read parses and dispatches every complete request in the input: the
+// stash's, then gnet's (stash.go).
 func (cl *client) read() {
-	c := cl.c
+	if cl.stash.held() > 0 {
+		cl.stashInput() // behind what the stash holds
+	}
 	if cl.skip > 0 {
-		n, _ := c.Discard(cl.skip)
+		n := cl.discardIn(cl.skip)
 		cl.skip -= n
 		cl.rcvd += int64(n)
 		if cl.skip > 0 {
 			return
 		}
 	}
-	avail := c.InboundBuffered()
+	avail := cl.inBuffered()
 	if cl.quitting {
-		n, _ := c.Discard(avail)
-		cl.rcvd += int64(n)
+		n := cl.stash.held()
+		cl.stash.reset(cl.l)
+		k, _ := cl.c.Discard(cl.c.InboundBuffered())
+		cl.rcvd += int64(n + k)
 		return
 	}
 	if limit := cl.pr.cfg.Limits.MaxClientBuffer; limit > 0 && avail > limit {
@@ -145,6 +153,7 @@ func (cl *client) read() {
 		return
 	}
 	if cl.paused || cl.waitIdle || avail == 0 || avail < cl.need {
+		cl.stashIfPaused()
 		return
 	}
 	if cl.outFull() {
@@ -152,6 +161,7 @@ func (cl *client) read() {
 		// its replies; the pacer wakes it once it has taken them.
 		cl.outPaused = true
 		cl.l.pace(cl)
+		cl.stashIfPaused()
 		return
 	}
 	cl.pr = cl.l.version(cl.pr.live) // a reload applies from the next request on
@@ -159,10 +169,11 @@ func (cl *client) read() {
 	// request known to be bigger): gnet's Peek copies what it returns
 	// when its buffer wraps, and a client paused with megabytes of
 	// pipelined input must not cost a copy of all of it at every wake.
-	size := peekWindow
+	// Stashed input is parsed a chunk at a time, in place.
+	size := cl.inWindow()
 	for {
 		want := min(avail, max(size, cl.need))
-		buf, _ := c.Peek(want)
+		buf := cl.peekIn(want)
 		cl.need = 0 // met; serve sets it again if it stops at an incomplete request
 		n := cl.pr.codec.serve(cl, buf)
 		if cl.closed {
@@ -174,7 +185,7 @@ func (cl *client) read() {
 				cl.skip = n - len(buf)
 				n = len(buf)
 			}
-			_, _ = c.Discard(n)
+			cl.discardIn(n)
 			cl.rcvd += int64(n)
 		}
 		if want == avail || cl.paused || cl.waitIdle || cl.quitting {
@@ -183,16 +194,18 @@ func (cl *client) read() {
 		// Only a window of the input was in view: go on with the rest.
 		if n == 0 {
 			size = 2 * want // a request longer than the window
+		} else {
+			size = cl.inWindow()
 		}
 		if cl.skip > 0 {
-			k, _ := c.Discard(cl.skip)
+			k := cl.discardIn(cl.skip)
 			cl.skip -= k
 			cl.rcvd += int64(k)
 			if cl.skip > 0 {
 				break
 			}
 		}
-		avail = c.InboundBuffered()
+		avail = cl.inBuffered()
 		if avail == 0 || avail < cl.need {
 			break
 		}
@@ -201,6 +214,9 @@ func (cl *client) read() {
 			cl.l.pace(cl)
 			break
 		}
+	}
+	if !cl.closed {
+		cl.stashIfPaused()
 	}
 	if cl.l.p.opts.FlushMode == FlushPerCallback {
 		cl.l.flush()
@@ -503,7 +519,7 @@ func (cl *client) maybeClose() {
 		if len(h.in) > 0 {
 			return
 		}
-	} else if !cl.quitting && (!cl.draining || cl.c.InboundBuffered() > 0) {
+	} else if !cl.quitting && (!cl.draining || cl.inBuffered() > 0) {
 		return
 	}
 	if len(cl.out) > 0 {
@@ -611,6 +627,7 @@ func (cl *client) finish(err error) {
 	}
 	cl.out = nil
 	cl.pend, cl.pendBytes = nil, 0
+	cl.stash.reset(cl.l)
 	cl.l.p.mem.adjust(-cl.held)
 	cl.held = 0
 	// After the FIFO is emptied, so failing the dedicated connections'

@@ -51,7 +51,7 @@ func (cl *client) notePartial() {
 		cl.partial = false
 		return
 	}
-	buffered := cl.c.InboundBuffered()
+	buffered := cl.inBuffered()
 	if cl.skip == 0 && buffered == 0 {
 		cl.partial = false
 		return
@@ -85,7 +85,7 @@ func (cl *client) timedOut(now int64) (TimeoutKind, bool) {
 	}
 	cfg := cl.pr.live.cur.Load().cfg // a reload applies at once
 	if t := cfg.ClientRequestTimeout; t > 0 && cl.partial {
-		got := cl.rcvd + int64(cl.c.InboundBuffered())
+		got := cl.rcvd + int64(cl.inBuffered())
 		if got-cl.partialMark >= config.RequestProgress {
 			cl.partialAt, cl.partialMark = now, got
 		} else if now-cl.partialAt >= int64(t) {

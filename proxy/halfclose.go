@@ -61,8 +61,13 @@ func (cl *client) detach(c gnet.Conn) bool {
 	// paused, but the wake that would have parsed its input comes after
 	// this close.
 	var in []byte
-	if !cl.quitting && c.InboundBuffered() > 0 {
-		in, _ = c.Peek(-1)
+	if !cl.quitting && cl.inBuffered() > 0 {
+		in = cl.stash.bytes() // before gnet's
+		if k := c.InboundBuffered(); k > 0 {
+			b, _ := c.Peek(k)
+			in = append(in, b...)
+		}
+		cl.stash.reset(cl.l)
 		if cl.skip > 0 { // the rest of a refused request's data
 			k := min(cl.skip, len(in))
 			in, cl.skip = in[k:], cl.skip-k
@@ -96,7 +101,7 @@ func (cl *client) detach(c gnet.Conn) bool {
 	p := cl.l.p
 	h := &halfClosed{conn: nc, signal: make(chan struct{}, 1), el: cl.l.el, ctx: p.ctx}
 	if pendingInput {
-		h.in = append([]byte(nil), in...)
+		h.in = in // a copy: gnet's buffer goes with the connection
 	}
 	h.resumed = gnet.RunnableFunc(func(context.Context) error {
 		cl.l.tick()

@@ -18,6 +18,11 @@ type loop struct {
 	p  *Proxy
 	el gnet.EventLoop
 
+	// Chunks for clients' stashed input, kept for reuse, and the buffer
+	// a peek across chunks is copied into (stash.go).
+	stashFree    [][]byte
+	stashScratch []byte
+
 	// mu guards changes to the per-pool slices below (pools, vers,
 	// backends, replicas), which only the loop's goroutine makes, against
 	// Stats, which reads them from other goroutines. The loop's own reads
