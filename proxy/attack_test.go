@@ -37,10 +37,12 @@ import (
 const attackSlack = 5 * time.Millisecond
 
 // minServed is the fewest requests a well-behaved client must get answered
-// during the pipelining attack (a few seconds): it fails an attack that
-// stops the clients of the attacker's event loop outright. The issue's
-// "p99 within 2x of the quiet run" is not met for that client yet (its
-// p99 is 100-350 ms); the test logs both and docs/security.md says so.
+// during the pipelining attack: it fails an attack that stops the clients
+// of the attacker's event loop outright. The issue's "p99 within 2x of the
+// quiet run" is not met for a client of the attacker's pool (its p99 is
+// 8-9 ms against 0.25 ms quiet: it waits behind the attacker's replies on
+// the shared backend connection); the test logs both and docs/security.md
+// says so.
 const minServed = 100
 
 // prober is a well-behaved client: one request at a time, each reply
@@ -292,25 +294,26 @@ func TestSlowlorisAttack(t *testing.T) {
 // value forever and reads nothing (until the proxy closes it, at
 // max_client_buffer of unparsed input, or the attack's time is up) does not
 // stop other clients (every reply right, at least minServed each; their
-// p99 is logged, see minServed), and the proxy's peak RSS
-// stays under a stated bound: what one such client may make the proxy
-// hold is its unparsed input (limits.max_client_buffer, 64 MiB by
-// default; gnet reads whatever arrives) plus its unsent output (16 MiB
-// before the proxy stops parsing its requests) plus the reply being
-// paced, plus the replies in flight from its server (inFlightBytes, 4 MiB,
-// in the backend connection's input buffer); the bound is four times that
-// sum over the quiet peak (gnet's buffers grow by doubling, up to twice
-// what they hold, and Go's heap may reach twice what is live before a
-// collection, GOGC=100), plus 32 MiB of pages freed but not yet returned
-// to the kernel. Measured peaks: 216 to 335 MiB. A proxy that held what the
-// attacker asks for (gigabytes of replies) is far above it.
+// p99 is logged, see minServed), and the proxy's peak RSS stays under a
+// stated bound: what one such client may make the proxy hold is its
+// unparsed input (limits.max_client_buffer, 64 MiB by default; gnet reads
+// whatever arrives, and past 256 KiB it is kept in the client's stash of
+// 64 KiB chunks) plus its unsent output (16 MiB before the proxy stops
+// parsing its requests) plus the reply being paced, plus the replies in
+// flight from its server (inFlightBytes, 1 MiB, in the backend
+// connection's input buffer); the bound is twice that sum over the quiet
+// peak (Go's heap may reach twice what is live before a collection,
+// GOGC=100), plus 32 MiB of pages freed but not yet returned to the
+// kernel. Measured peaks: 95 to 100 MiB. Before the stash, gnet's input
+// buffer doubled to 128 MiB for the attacker's 64 MiB and peaks were 216
+// to 335 MiB, over this bound.
 func TestPipelineWithoutReadingAttack(t *testing.T) {
 	const (
 		attackFor   = 6 * time.Second
 		valueSize   = 1 << 20
 		inputLimit  = 64 << 20 // limits.max_client_buffer default
 		outputLimit = 16 << 20 // the proxy's unsent-output pause (client.go maxUnsent)
-		inFlight    = 4 << 20  // replies in flight per client (client.go inFlightBytes)
+		inFlight    = 1 << 20  // replies in flight per client (client.go inFlightBytes)
 	)
 	bin := testserver.BuildCacheproxy(t)
 	mc, rs := testserver.Memcached(t, "-I", "2m"), testserver.Redis(t)
@@ -376,7 +379,7 @@ func TestPipelineWithoutReadingAttack(t *testing.T) {
 	}
 	attack := stop()
 	peak := pp.peakRSS(t)
-	bound := base + 4*(inputLimit+outputLimit+inFlight+valueSize) + 32*mib
+	bound := base + 2*(inputLimit+outputLimit+inFlight+valueSize) + 32*mib
 	t.Logf("pipelining without reading for up to %v: %.0f MiB of requests written, closed by the proxy: %v; peak RSS %.1f MiB (%.1f MiB quiet), bound %.1f MiB",
 		attackFor, float64(total.sent)/mib, total.closed, float64(peak)/mib, float64(base)/mib, float64(bound)/mib)
 	if peak > bound {
