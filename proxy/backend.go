@@ -81,7 +81,11 @@ type backend struct {
 	// RESP3 (see loop.clientBackend).
 	resp3 bool
 
-	counters  serverCounters
+	// counters are the server's on this loop, shared by its connections
+	// of the pool's shared sets and kept when they are replaced (reload,
+	// failover): see loop.serverCounters. A dedicated connection has its
+	// own.
+	counters  *serverCounters
 	connected atomic.Bool // mirrors state == stateConnected, for Stats
 	inFlight  counter     // mirrors fifo.Len(), for Stats
 }
@@ -94,14 +98,16 @@ type dialAttempt struct {
 
 func newBackend(l *loop, pr *poolRT, server int) *backend {
 	s := pr.slots[server]
-	return &backend{l: l, pr: pr, server: server, replica: -1, addr: s.addr, network: s.network, tlsName: s.tlsName}
+	return &backend{l: l, pr: pr, server: server, replica: -1, addr: s.addr, network: s.network, tlsName: s.tlsName,
+		counters: new(serverCounters)}
 }
 
 // newReplicaBackend is a connection to replica i of server (a slot the
 // version lists).
 func newReplicaBackend(l *loop, pr *poolRT, server, i int) *backend {
 	r := pr.cfg.Servers[pr.indexOf(server)].Replicas[i]
-	return &backend{l: l, pr: pr, server: server, replica: i, addr: r.Addr, network: r.Network}
+	return &backend{l: l, pr: pr, server: server, replica: i, addr: r.Addr, network: r.Network,
+		counters: new(serverCounters)}
 }
 
 // name names the connection's server (and replica) in messages.

@@ -45,6 +45,12 @@ type loop struct {
 	// retired are connections to servers a reload removed, still owed
 	// replies: each closes once its last reply is in (or it fails).
 	retired []*backend
+	// srv are the counters of each server (and replica) of each pool on
+	// this loop, shared by its connections of the shared sets: counters
+	// that Stats sums must not drop when a connection is replaced (a
+	// failover followed, redis_db changed by a reload). Written under mu
+	// by the loop; Stats reads it under mu.
+	srv map[serverKey]*serverCounters
 
 	dirtyBackends []*backend
 	dirtyClients  []*client
@@ -156,6 +162,7 @@ func (l *loop) adopt(pr *poolRT) {
 	l.mu.Lock()
 	l.backends[i], l.replicas[i], l.resp3[i], l.vers[i] = cur.backends, cur.replicas, r3, pr
 	l.mu.Unlock()
+	l.pruneCounters(pr)
 	if pr.cfg.Preconnect && !pr.live.removed.Load() {
 		for _, b := range dial {
 			b.connect()
@@ -217,6 +224,7 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 			case ci >= 0 && b == nil:
 				b = newBackend(l, pr, slot)
 				b.resp3 = resp3
+				b.counters = l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[slot].name, replica: -1})
 				bs[slot*conns+c] = b
 				dial = append(dial, b)
 			case b != nil && !sameHandshake(b.pr.cfg, pr.cfg):
@@ -226,6 +234,7 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 				l.retire(b)
 				b = newBackend(l, pr, slot)
 				b.resp3 = resp3
+				b.counters = l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[slot].name, replica: -1})
 				bs[slot*conns+c] = b
 				dial = append(dial, b)
 			case b != nil:
@@ -245,6 +254,7 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 				for c := 0; c < conns; c++ {
 					b := newReplicaBackend(l, pr, slot, r)
 					b.resp3 = resp3
+					b.counters = l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[slot].name, replica: r, addr: b.addr})
 					rs[slot] = append(rs[slot], b)
 					dial = append(dial, b)
 				}
@@ -256,6 +266,47 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 		}
 	}
 	return connSet{backends: bs, replicas: rs}, dial
+}
+
+// serverKey names a server of a pool, or one of its replicas at an
+// address. By the server's name, which a followed failover keeps (its new
+// address is a new slot).
+type serverKey struct {
+	pool    int
+	name    string
+	replica int    // -1: the primary
+	addr    string // a replica's
+}
+
+// serverCounters returns the loop's counters for k, made on first use.
+func (l *loop) serverCounters(k serverKey) *serverCounters {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sc := l.srv[k]
+	if sc == nil {
+		if l.srv == nil {
+			l.srv = make(map[serverKey]*serverCounters)
+		}
+		sc = new(serverCounters)
+		l.srv[k] = sc
+	}
+	return sc
+}
+
+// pruneCounters forgets the counters of pool pr.idx's servers and replicas
+// that version pr does not list (a removed server that comes back starts
+// again from zero). Connections still draining keep theirs.
+func (l *loop) pruneCounters(pr *poolRT) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.srv {
+		if k.pool != pr.idx {
+			continue
+		}
+		if pr.statsRow(k) < 0 {
+			delete(l.srv, k)
+		}
+	}
 }
 
 // sameHandshake reports whether a backend connection set up under pool

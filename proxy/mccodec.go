@@ -522,7 +522,7 @@ func (m *memcacheCodec) reply(b *backend, buf []byte, r *request) (int, error) {
 		deliver = buf[:rep.Body]
 	}
 	if r.nkeys > 0 && !rep.Status.IsError() {
-		sc := &b.counters
+		sc := b.counters
 		hits := min(rep.Hits, r.nkeys)
 		sc.hits.Add(int64(hits))
 		sc.misses.Add(int64(r.nkeys - hits))

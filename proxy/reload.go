@@ -204,6 +204,11 @@ func (l *loop) retirePool(i int) {
 	l.mu.Lock()
 	sets := l.connSets(i)
 	l.backends[i], l.replicas[i], l.resp3[i], l.vers[i] = nil, nil, nil, nil
+	for k := range l.srv {
+		if k.pool == i {
+			delete(l.srv, k)
+		}
+	}
 	l.mu.Unlock()
 	for _, set := range sets {
 		set.each(l.retire)

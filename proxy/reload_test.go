@@ -767,3 +767,36 @@ func TestReloadRedisDBReplacesConnections(t *testing.T) {
 		t.Errorf("\"first\" is in database 3 on %d servers; want 1", found)
 	}
 }
+
+// TestReloadKeepsServerCounters: a reload that replaces a server's
+// connections (redis_db changed) keeps its counters: they are the
+// server's, not the connection's, and a counter that went back to zero
+// would read as a restart in Prometheus.
+func TestReloadKeepsServerCounters(t *testing.T) {
+	r1 := testserver.Redis(t)
+	base := proxytest.RedisPool(t, "r", r1)
+	p := proxytest.StartConfig(t, proxy.Options{Loops: 1}, withServers(base, base.Servers, 1))
+	c := proxytest.Dial(t, base.Listen)
+	for i := range 10 {
+		c.RoundTrip(respCmd("SET", "k"+strconv.Itoa(i), "v"), "+OK\r\n")
+	}
+	name := base.Servers[0].Name
+	pre := serverStats(t, p, "r", name)
+	if pre.Requests != 10 || pre.Responses != 10 || pre.Dials != 1 {
+		t.Fatalf("before the reload: %d requests, %d responses, %d dials; want 10, 10, 1", pre.Requests, pre.Responses, pre.Dials)
+	}
+	next := withServers(base, base.Servers, 1)
+	next.Pools[0].RedisDB = 2
+	if err := p.Reload(next); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	for i := range 5 {
+		c.RoundTrip(respCmd("SET", "k"+strconv.Itoa(i), "v"), "+OK\r\n")
+	}
+	post := serverStats(t, p, "r", name)
+	// 10 + 5 SETs and the new connection's SELECT 2.
+	if post.Requests != 16 || post.Responses != 16 || post.Dials != 2 {
+		t.Errorf("after the reload: %d requests, %d responses, %d dials; want 16, 16, 2 (the connection was replaced, the counters kept)",
+			post.Requests, post.Responses, post.Dials)
+	}
+}

@@ -188,6 +188,13 @@ func TestSentinelFailover(t *testing.T) {
 		return nil
 	})
 
+	// m1's counters before the failover: they must not start again from
+	// zero when the proxy moves to the new primary (a new connection).
+	pre := serverStats(t, p, "r", "m1")
+	w.mu.Lock()
+	ackedPre := len(w.acks)
+	w.mu.Unlock()
+
 	killed := time.Now()
 	primary.Kill()
 	// The promotion, as the new primary itself reports it (polled every
@@ -252,6 +259,10 @@ func TestSentinelFailover(t *testing.T) {
 	ss := serverStats(t, p, "r", "m1")
 	if ss.Addr != replica.Addr || ss.Failovers != 1 {
 		t.Fatalf("stats: m1 at %s after %d failovers; want %s after 1", ss.Addr, ss.Failovers, replica.Addr)
+	}
+	if since := int64(len(w.acks) - ackedPre); ss.Requests < pre.Requests+since || ss.Dials <= pre.Dials {
+		t.Errorf("stats: m1 has %d requests and %d dials after the failover, %d and %d before it, with %d writes acknowledged since; want the counts kept and grown",
+			ss.Requests, ss.Dials, pre.Requests, pre.Dials, since)
 	}
 	// prefer_replica with no healthy replica left reads from the new
 	// primary.

@@ -326,6 +326,16 @@ func (p *Proxy) Stats() []PoolStats {
 					rs = append(rs, reps...)
 				}
 			}
+			type keyed struct {
+				k  serverKey
+				sc *serverCounters
+			}
+			var scs []keyed
+			for k, sc := range l.srv {
+				if k.pool == i {
+					scs = append(scs, keyed{k, sc})
+				}
+			}
 			l.mu.Unlock()
 			ps.ClientConnections += pc.clientConns.Load()
 			ps.ClientConnectionsTotal += pc.clientTotal.Load()
@@ -361,16 +371,39 @@ func (p *Proxy) Stats() []PoolStats {
 				if si < 0 {
 					continue // not in the current version (or a slot it lacks)
 				}
-				backendStats(&ps.Servers[si], b)
+				connStats(&ps.Servers[si], b)
 			}
 			for _, b := range rs {
 				if ri := pr.replicaAt(b.server, b.replica, b.addr); ri >= 0 {
-					backendStats(&ps.Servers[nprim+ri], b)
+					connStats(&ps.Servers[nprim+ri], b)
+				}
+			}
+			for _, e := range scs {
+				if row := pr.statsRow(e.k); row >= 0 {
+					counterStats(&ps.Servers[row], e.sc)
 				}
 			}
 		}
 	}
 	return out
+}
+
+// statsRow is the row of PoolStats.Servers that counters k belong to in
+// this version (primaries first, then replicas), or -1 when the version
+// does not list the server or replica.
+func (pr *poolRT) statsRow(k serverKey) int {
+	ci := slices.Index(pr.names, k.name)
+	if ci < 0 {
+		return -1
+	}
+	if k.replica < 0 {
+		return ci
+	}
+	reps := pr.cfg.Servers[ci].Replicas
+	if k.replica >= len(reps) || reps[k.replica].Addr != k.addr {
+		return -1
+	}
+	return len(pr.cfg.Servers) + pr.rbase[ci] + k.replica
 }
 
 // healthStats fills ss's health figures from server i of h.
@@ -381,13 +414,16 @@ func healthStats(ss *ServerStats, h *pool.Health, i int) {
 	ss.Failures = h.Failures(i)
 }
 
-// backendStats adds connection b's counters to ss.
-func backendStats(ss *ServerStats, b *backend) {
-	sc := &b.counters
+// connStats adds connection b's gauges to ss.
+func connStats(ss *ServerStats, b *backend) {
 	if b.connected.Load() {
 		ss.Connections++
 	}
 	ss.InFlight += b.inFlight.Load()
+}
+
+// counterStats adds a server's counters on one loop to ss.
+func counterStats(ss *ServerStats, sc *serverCounters) {
 	ss.Requests += sc.requests.Load()
 	ss.RequestBytes += sc.requestBytes.Load()
 	ss.Responses += sc.responses.Load()
