@@ -128,13 +128,8 @@ func (cl *client) read() {
 	if cl.stash.held() > 0 {
 		cl.stashInput() // behind what the stash holds
 	}
-	if cl.skip > 0 {
-		n := cl.discardIn(cl.skip)
-		cl.skip -= n
-		cl.rcvd += int64(n)
-		if cl.skip > 0 {
-			return
-		}
+	if !cl.skipInput() {
+		return
 	}
 	avail := cl.inBuffered()
 	if cl.quitting {
@@ -197,13 +192,8 @@ func (cl *client) read() {
 		} else {
 			size = cl.inWindow()
 		}
-		if cl.skip > 0 {
-			k := cl.discardIn(cl.skip)
-			cl.skip -= k
-			cl.rcvd += int64(k)
-			if cl.skip > 0 {
-				break
-			}
+		if !cl.skipInput() {
+			break
 		}
 		avail = cl.inBuffered()
 		if avail == 0 || avail < cl.need {
@@ -226,6 +216,17 @@ func (cl *client) read() {
 	if cl.draining {
 		cl.maybeClose()
 	}
+}
+
+// skipInput discards what has arrived of the input cl is skipping (the rest
+// of a refused request's data) and reports whether none is left to skip.
+func (cl *client) skipInput() bool {
+	if cl.skip > 0 {
+		n := cl.discardIn(cl.skip)
+		cl.skip -= n
+		cl.rcvd += int64(n)
+	}
+	return cl.skip == 0
 }
 
 // peekWindow is how much input a client's read parses at a time.
