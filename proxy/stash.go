@@ -182,13 +182,20 @@ func (cl *client) stashIfPaused() {
 }
 
 // inWindow is how much input read parses at a time: the stash's first
-// chunk, in place, or peekWindow.
+// chunk, in place, or at least stashMinWindow of it (copied when the chunk
+// holds less), or gnet's peekWindow. A paused client parses a few requests
+// per wake, so a window copied from the stash stays small: peekWindow
+// (256 KiB) copied at each wake near a chunk's end would copy far more
+// than is parsed.
 func (cl *client) inWindow() int {
-	if h := cl.stash.head(); h >= 4<<10 {
-		return h
+	if h := cl.stash.head(); h > 0 {
+		return max(h, stashMinWindow)
 	}
 	return peekWindow
 }
+
+// stashMinWindow is the least read takes of the stash at a time.
+const stashMinWindow = 4 << 10
 
 // peekIn returns the first n bytes of cl's input (n <= inBuffered, after
 // stashInput); discardIn drops the first n.

@@ -129,3 +129,49 @@ func TestStashedInputRedis(t *testing.T) {
 	}
 	pipelineAll(t, pool.Listen, req.String(), want.String())
 }
+
+// TestMcDiffStashed is the memcached differential fuzz (mcdiff_test.go)
+// over one stream of megabytes: the generator's streams, mutations
+// included (NULs, control bytes, bad lengths, truncated blocks), joined
+// and sent at once on one connection to a memcached directly and through
+// a proxy whose max_in_flight is 4, so most of the stream waits in the
+// client's stash and every request and data block falls across its
+// chunks somewhere. The reply bytes must be identical.
+func TestMcDiffStashed(t *testing.T) {
+	d := testserver.Memcached(t, "-m", "512")
+	b := testserver.Memcached(t, "-m", "512")
+	pool := proxytest.MemcachePool(t, "mc", b)
+	pool.Timeout = 10 * time.Second
+	pool.Limits.MaxInFlight = 4
+	proxytest.Start(t, proxy.Options{}, pool)
+	p := mcdiffPair{direct: d.Addr, proxied: pool.Listen}
+
+	var pieces []string
+	joined := 0
+	for s := uint64(1000); len(pieces) == 0 || joined < 1<<20; s++ {
+		next := append(pieces[:len(pieces):len(pieces)], newMcdiffGen(s).stream()...)
+		stream, why := mcdiffStreamWhy(next)
+		if why != "" {
+			continue // as TestMcDiffFuzz skips it
+		}
+		pieces, joined = next, len(stream)
+	}
+	stream, _ := mcdiffStream(pieces)
+	direct, proxied, err := p.compareWithin(stream, "stash", 2*time.Minute)
+	if err != nil {
+		t.Fatalf("%d-byte stream: %v", len(stream), err)
+	}
+	if direct != proxied {
+		i := 0
+		for i < len(direct) && i < len(proxied) && direct[i] == proxied[i] {
+			i++
+		}
+		lo := max(i-120, 0)
+		t.Fatalf("%d-byte stream: replies differ from byte %d (direct %d bytes, proxied %d):\n direct:  %q\n proxied: %q",
+			len(stream), i, len(direct), len(proxied), direct[lo:min(i+120, len(direct))], proxied[lo:min(i+120, len(proxied))])
+	}
+	if strings.HasSuffix(direct, "<EOF>") && len(direct) < 256<<10 {
+		t.Fatalf("memcached closed the connection after %d reply bytes: the stream compared too little", len(direct))
+	}
+	t.Logf("%d-byte stream, %d reply bytes identical", len(stream), len(direct))
+}
