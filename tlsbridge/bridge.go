@@ -22,17 +22,26 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // bufSize is each direction's copy buffer: one TLS record's worth of
 // plaintext, so a read from conn fills at most one write to far.
 const bufSize = 16 << 10
 
+// WriteTimeout bounds each write to the peer: one that takes none of its
+// output for this long is dropped, as the proxy drops a plaintext client
+// that reads nothing for as long. Without it, a peer that stops reading
+// (and keeps its TCP window shut) would hold the bridge's goroutines and
+// descriptors after the loop closed near.
+const WriteTimeout = 30 * time.Second
+
 // Bridge copies between a TLS connection and the far end of a socket pair.
 type Bridge struct {
-	conn net.Conn
-	far  *net.UnixConn
-	once sync.Once
+	conn         net.Conn
+	far          *net.UnixConn
+	once         sync.Once
+	writeTimeout time.Duration // WriteTimeout; shorter in tests
 }
 
 // New makes a socket pair and returns its near end, for the event loop,
@@ -53,7 +62,7 @@ func New(conn net.Conn) (*net.UnixConn, *Bridge, error) {
 		_ = near.Close()
 		return nil, nil, err
 	}
-	return near, &Bridge{conn: conn, far: far}, nil
+	return near, &Bridge{conn: conn, far: far, writeTimeout: WriteTimeout}, nil
 }
 
 // fileConn wraps descriptor fd (which it takes over) as a *net.UnixConn.
@@ -113,12 +122,14 @@ func (b *Bridge) inbound() {
 }
 
 // outbound copies the loop's output to the peer until the loop closes its
-// end (or shuts it down for writing).
+// end (or shuts it down for writing), or a write to the peer fails or takes
+// longer than writeTimeout.
 func (b *Bridge) outbound() {
 	buf := make([]byte, bufSize)
 	for {
 		n, err := b.far.Read(buf)
 		if n > 0 {
+			_ = b.conn.SetWriteDeadline(time.Now().Add(b.writeTimeout))
 			if _, werr := b.conn.Write(buf[:n]); werr != nil {
 				return
 			}

@@ -123,3 +123,30 @@ func TestBridgePeerGone(t *testing.T) {
 		t.Fatalf("loop read %d, %v after the peer reset; want EOF", n, err)
 	}
 }
+
+// TestBridgePeerStopsReading: a peer that neither reads nor writes does not
+// hold the bridge once the loop has closed near with output still to go:
+// the write to the peer times out and Run returns (with WriteTimeout
+// unbounded it never did).
+func TestBridgePeerStopsReading(t *testing.T) {
+	a, b := net.Pipe() // b is never read: every write to a blocks
+	defer b.Close()
+	near, br, err := New(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.writeTimeout = 200 * time.Millisecond
+	done := make(chan struct{})
+	go func() { br.Run(context.Background()); close(done) }()
+	if _, err := near.Write(make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := near.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still running 10s after the loop closed near, with a write timeout of 200ms")
+	}
+}
