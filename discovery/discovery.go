@@ -209,7 +209,8 @@ func Fetch(ctx context.Context, addr string, timeout time.Duration, tlsConf *tls
 		return Cluster{}, fmt.Errorf("discovery: %w", err)
 	}
 	defer func() { _ = conn.Close() }()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	raw := conn // conn becomes the TLS conn below; the deadline goes on the socket either way
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)

@@ -108,13 +108,9 @@ func (live *poolLive) syncDiscovery() {
 	}
 	p := live.p
 	// The endpoint is asked over TLS when the pool reaches its servers so
-	// (an ElastiCache cluster with in-transit encryption).
-	stls, err := newServerTLS(live.configured.ServerTLS)
-	if err != nil {
-		p.log.Error("discovery: not started", "pool", live.name, "error", err)
-		d.running = "" // tried again at the next reload
-		return
-	}
+	// (an ElastiCache cluster with in-transit encryption), with the TLS
+	// configuration of the version just published.
+	stls := live.cur.Load().stls
 	ctx, cancel := context.WithCancel(p.ctx)
 	d.stop = cancel
 	o := discovery.Options{
