@@ -44,6 +44,7 @@ type poolCluster struct {
 	w         atomic.Pointer[rcluster.Watcher] // the running watcher (Kick), nil when none
 	refreshes atomic.Int64                     // maps read
 	errors    atomic.Int64                     // failed asks
+	failing   atomic.Bool                      // the last ask failed
 	changes   atomic.Int64                     // new maps applied
 	moved     atomic.Int64                     // MOVED redirects followed
 	asks      atomic.Int64                     // ASK redirects followed
@@ -169,15 +170,19 @@ func (live *poolLive) clusterKick() {
 	}
 }
 
-// clusterAsked counts an ask and logs the first failure of an outage.
-// Called from the watcher goroutine.
+// clusterAsked counts an ask and logs the first failure of each outage and
+// its end. Called from the watcher goroutine.
 func (live *poolLive) clusterAsked(err error) {
 	k := &live.clus
 	if err == nil {
 		k.refreshes.Add(1)
+		if k.failing.Swap(false) {
+			live.p.log.Info("cluster: a node answered for the slot map again", "pool", live.name)
+		}
 		return
 	}
-	if k.errors.Add(1) == 1 {
+	k.errors.Add(1)
+	if !k.failing.Swap(true) {
 		live.p.log.Warn("cluster: no node answered for the slot map; keeping the last one", "pool", live.name, "error", err)
 	}
 }

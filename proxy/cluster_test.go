@@ -319,13 +319,20 @@ func TestRedisClusterBackend(t *testing.T) {
 		next := pool
 		next.Servers = []config.Server{{Name: "seed2", Addr: c.Nodes[1].Addr, Network: "tcp", Weight: 1}}
 		next.ClusterRefresh = 30 * time.Second
-		_, before := clusterStats(p)
+		cs, before := clusterStats(p)
 		if err := p.Reload(&config.Config{Pools: []config.Pool{next}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, after := clusterStats(p); !slices.Equal(after, before) {
 			t.Fatalf("servers after the reload %v; want the masters %v", after, before)
 		}
+		// The new watcher asks at once (the next periodic ask is 30s off).
+		testserver.WaitFor(t, proxytest.Timeout, "the restarted watcher's first ask", func() error {
+			if now, _ := clusterStats(p); now.Refreshes <= cs.Refreshes {
+				return fmt.Errorf("%d maps read, %d before the reload", now.Refreshes, cs.Refreshes)
+			}
+			return nil
+		})
 		for i := range 50 {
 			k := "reload:" + strconv.Itoa(i)
 			if err := rc.Set(ctx, k, k, 0).Err(); err != nil {

@@ -311,12 +311,14 @@ func (l *loop) pruneCounters(pr *poolRT) {
 
 // sameHandshake reports whether a backend connection set up under pool
 // configuration a serves configuration b as it is: the settings sent or
-// negotiated when a connection opens (the database, the servers'
-// credentials, TLS to the servers) are the same. When they differ, a new
+// negotiated when a connection opens (the database, the credentials sent to
+// the servers, TLS to the servers, READONLY on a cluster's replicas) are the
+// same. When they differ, a new
 // version replaces the pool's connections instead of keeping them.
 func sameHandshake(a, b *config.Pool) bool {
-	return a.RedisDB == b.RedisDB && a.RedisAuth == b.RedisAuth && a.ServerUser == b.ServerUser &&
-		a.ServerPassword == b.ServerPassword && a.ServerTLS == b.ServerTLS
+	au, ap := a.ServerAuth()
+	bu, bp := b.ServerAuth()
+	return a.RedisDB == b.RedisDB && au == bu && ap == bp && a.ServerTLS == b.ServerTLS && a.Cluster == b.Cluster
 }
 
 // sameReplicas reports whether the replica connections have ("conns" per

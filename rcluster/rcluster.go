@@ -8,7 +8,6 @@
 package rcluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -122,10 +121,6 @@ func Ask(ctx context.Context, addr, user, password string, timeout time.Duration
 	}
 	return m, nil
 }
-
-// Decode reads one RESP2 reply (the answer to CLUSTER SHARDS or SLOTS) from
-// r, for ParseShards and ParseSlots; tests and fuzz targets use it.
-func Decode(r *bufio.Reader) (any, error) { return respclient.Decode(r) }
 
 // ParseShards parses a CLUSTER SHARDS answer. asked is the host of the
 // node that answered: a node whose endpoint and ip are unknown ("?" or

@@ -186,7 +186,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("*1\r\n*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*0\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		v, err := Decode(bufio.NewReader(bytes.NewReader(data)))
+		v, err := respclient.Decode(bufio.NewReader(bytes.NewReader(data)))
 		if err != nil {
 			return
 		}
