@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,65 +28,24 @@ import (
 
 // proxyProc is a cacheproxy subprocess.
 type proxyProc struct {
-	cmd    *exec.Cmd
-	listen string
+	p *testserver.Process
 }
 
-// runProxy starts bin with the configuration conf (its listen address is
-// listen) and waits until it accepts connections.
-func runProxy(t *testing.T, bin, conf, listen string) *proxyProc {
+// runProxy starts bin with the configuration conf and waits until every
+// address in listen accepts connections (testserver.Cacheproxy).
+func runProxy(t *testing.T, bin, conf string, listen ...string) *proxyProc {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "cacheproxy.yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-c", path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// exited is closed once the process has exited (waitErr set): both
-	// the readiness poll and the cleanup may wait for it.
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("cacheproxy stderr:\n%s", stderr.String())
-		}
-	})
-	deadline := time.Now().Add(proxytest.Timeout)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("cacheproxy exited: %v\n%s", waitErr, stderr.String())
-		default:
-		}
-		c, err := net.DialTimeout("tcp", listen, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cacheproxy not accepting on %s: %v", listen, err)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
-	return &proxyProc{cmd: cmd, listen: listen}
+	return &proxyProc{p: testserver.Cacheproxy(t, bin, path, listen)}
 }
 
 // peakRSS returns the process's peak resident set size in bytes.
 func (p *proxyProc) peakRSS(t *testing.T) int64 {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.p.Pid()))
 	if err != nil {
 		t.Fatal(err)
 	}
