@@ -2,11 +2,9 @@ package testserver
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 )
@@ -60,20 +58,6 @@ func BuildCacheproxy(t testing.TB) string {
 func Cacheproxy(t testing.TB, bin, conf string, listen []string, args ...string) *Process {
 	t.Helper()
 	p := &Process{Name: "cacheproxy", t: t, path: bin, args: append([]string{"-c", conf}, args...)}
-	if len(listen) > 0 {
-		p.Addr = listen[0]
-		if _, ps, err := net.SplitHostPort(listen[0]); err == nil {
-			p.Port, _ = strconv.Atoi(ps)
-		}
-	}
-	if err := p.start(); err != nil {
-		t.Fatalf("%v", err)
-	}
-	t.Cleanup(p.Stop)
-	for _, a := range listen {
-		if err := p.waitReady(a); err != nil {
-			t.Fatalf("%v", err)
-		}
-	}
+	p.startListening(listen)
 	return p
 }

@@ -127,6 +127,15 @@ func Nutcracker(t testing.TB, conf string, listen ...string) *Process {
 	p := &Process{Name: "nutcracker", t: t, path: path,
 		args: []string{"-c", file, "-s", strconv.Itoa(statsPort), "-a", "127.0.0.1", "-o", filepath.Join(dir, "nutcracker.log")}}
 	p.StatsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(statsPort))
+	p.startListening(listen, p.StatsAddr)
+	return p
+}
+
+// startListening starts p, with Addr and Port from the first address of
+// listen, stops it in the test's cleanup, and waits until every address of
+// listen and more accepts connections.
+func (p *Process) startListening(listen []string, more ...string) {
+	p.t.Helper()
 	if len(listen) > 0 {
 		p.Addr = listen[0]
 		if _, ps, err := net.SplitHostPort(listen[0]); err == nil {
@@ -134,15 +143,14 @@ func Nutcracker(t testing.TB, conf string, listen ...string) *Process {
 		}
 	}
 	if err := p.start(); err != nil {
-		t.Fatalf("%v", err)
+		p.t.Fatalf("%v", err)
 	}
-	t.Cleanup(p.Stop)
-	for _, a := range append(listen, p.StatsAddr) {
+	p.t.Cleanup(p.Stop)
+	for _, a := range append(append([]string(nil), listen...), more...) {
 		if err := p.waitReady(a); err != nil {
-			t.Fatalf("%v", err)
+			p.t.Fatalf("%v", err)
 		}
 	}
-	return p
 }
 
 func startOnFreePort(t testing.TB, name, path string, args func(port int) []string) *Process {
