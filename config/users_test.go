@@ -84,7 +84,8 @@ func TestLoadUsersBad(t *testing.T) {
 		{"default beside redis_auth", head + "    redis_auth: pw\n    users: [{name: default, password: x, commands: [+get]}]\n", `conflicts with redis_auth`},
 		{"server_user alone", head + "    server_user: u\n", `server_user: "u" without server_password`},
 		{"users on memcache", "pools:\n  m:\n    listen: 127.0.0.1:22122\n    servers: [\"127.0.0.1:11211:1\"]\n    users: [{name: a, password: x, commands: [+get]}]\n", `users: only a redis pool has users`},
-		{"server_password on memcache", "pools:\n  m:\n    listen: 127.0.0.1:22122\n    servers: [\"127.0.0.1:11211:1\"]\n    server_password: x\n", `only a redis pool sends credentials`},
+		{"server_password on memcache", "pools:\n  m:\n    listen: 127.0.0.1:22122\n    servers: [\"127.0.0.1:11211:1\"]\n    server_password: x\n", `server_password: only a redis pool sends credentials`},
+		{"server_user on memcache", "pools:\n  m:\n    listen: 127.0.0.1:22122\n    servers: [\"127.0.0.1:11211:1\"]\n    server_user: u\n", `server_user: only a redis pool sends credentials`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := Parse("c.yaml", []byte(tc.text))

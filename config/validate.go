@@ -1,8 +1,10 @@
 package config
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -409,8 +411,10 @@ func (v *checker) redisAuth(p *Pool) {
 		if len(p.Users) > 0 {
 			v.fail(name, "users", "only a redis pool has users (see docs/security.md for memcache pools)")
 		}
-		if p.ServerUser != "" || p.ServerPassword != "" {
+		if p.ServerPassword != "" {
 			v.fail(name, "server_password", "only a redis pool sends credentials to its servers")
+		} else if p.ServerUser != "" {
+			v.fail(name, "server_user", "only a redis pool sends credentials to its servers")
 		}
 		return
 	}
@@ -492,15 +496,8 @@ func (v *checker) authFile(p *Pool) {
 
 // isSHA256Hex reports whether s is 64 hex digits.
 func isSHA256Hex(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
+	_, err := hex.DecodeString(s)
+	return len(s) == 2*sha256.Size && err == nil
 }
 
 // failover checks sentinels, sentinel_auth and role_check.

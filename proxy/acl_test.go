@@ -234,6 +234,8 @@ func TestACLUsersReload(t *testing.T) {
 	n.RoundTrip(cmd("AUTH", "new", "new-pw"), "+OK\r\n")
 	n.RoundTrip(cmd("GET", "k"), "$1\r\n", "v\r\n")
 	n.RoundTrip(cmd("ACL", "WHOAMI"), "-NOPERM this user has no permissions to run the 'acl|whoami' command\r\n")
+	// The proxy's own command lists key names, so it takes SCAN's permission.
+	n.RoundTrip(cmd("CACHEPROXY", "HOTKEYS"), "-NOPERM this user has no permissions to run the 'cacheproxy' command\r\n")
 
 	// An unknown command in a rule fails the reload and changes nothing.
 	bad := next.Clone()
@@ -242,6 +244,9 @@ func TestACLUsersReload(t *testing.T) {
 		t.Fatalf("reload with +nosuch: %v; want an error naming it", err)
 	}
 	app.RoundTrip(cmd("GET", "k"), "$1\r\n", "v\r\n")
+	app.RoundTrip(cmd("SET", "k", "w"), "-NOPERM this user has no permissions to run the 'set' command\r\n")
+	n2 := proxytest.Dial(t, pool.Listen)
+	n2.RoundTrip(cmd("AUTH", "new", "new-pw"), "+OK\r\n")
 }
 
 // TestACLUsersRemovedByReload: a reload that removes every credential

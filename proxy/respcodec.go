@@ -292,7 +292,7 @@ func (rc *respCodec) dispatch(cl *client, req *resp.Request) {
 		if scan := resp.Lookup([]byte("scan")); !rs.user.allows(scan) {
 			// It lists key names, as SCAN does: a user needs SCAN's
 			// permission for it.
-			rc.reject(cl, resp.AppendError(nil, "NOPERM this user has no permissions to run the 'cacheproxy' command"), RejectRefused)
+			rc.reject(cl, resp.ErrNoPermName(nil, "cacheproxy"), RejectRefused)
 			return
 		}
 		rc.proxyCommand(cl, req)

@@ -103,7 +103,7 @@ func ParseAuth(buf []byte) AuthStep {
 	return AuthStep{N: need, User: user, Pass: pass}
 }
 
-// nextToken returns the first space-separated token of b (nil if none) and
+// authToken returns the first space-separated token of b (nil if none) and
 // what follows it.
 func authToken(b []byte) (tok, rest []byte) {
 	for len(b) > 0 && b[0] == ' ' {

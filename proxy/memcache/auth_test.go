@@ -68,8 +68,9 @@ func TestParseAuthNoAlloc(t *testing.T) {
 	}
 }
 
-// FuzzParseAuth: never a panic; a step uses at most the input, and needs
-// more input only while no line end is in, or the data is not.
+// FuzzParseAuth: never a panic; a step uses at most the input; a step
+// that takes input has an outcome (a reply, a login or a close) and one
+// that takes none (more input needed) has none.
 func FuzzParseAuth(f *testing.F) {
 	for _, s := range []string{"set a 0 0 10\r\napp secret\r\n", "get k\r\n", "set a 0 0 3\r\nabc\r\n", "set a 0 0 16385\r\n", "\n"} {
 		f.Add([]byte(s))

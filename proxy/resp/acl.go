@@ -141,8 +141,14 @@ func (a *ACL) Allows(c *Command) bool {
 // -NOPERM this user has no permissions to run the '<name>' command
 // (name as the table has it, "config|get" for a subcommand).
 func ErrNoPerm(dst []byte, c *Command) []byte {
+	return ErrNoPermName(dst, c.Name)
+}
+
+// ErrNoPermName is ErrNoPerm for a command named name that is not in the
+// table (the proxy's own CACHEPROXY).
+func ErrNoPermName(dst []byte, name string) []byte {
 	dst = append(dst, "-NOPERM this user has no permissions to run the '"...)
-	dst = append(dst, c.Name...)
+	dst = append(dst, name...)
 	return append(dst, "' command\r\n"...)
 }
 
