@@ -66,7 +66,7 @@ fuzz:
 	  done; \
 	done
 
-# The CI share of fuzzing: every target for FUZZCI_TIME (13 targets: 78s of
+# The CI share of fuzzing: every target for FUZZCI_TIME (15 targets: 90s of
 # fuzzing plus a build and a corpus replay each; under 3 minutes on an idle
 # 2-core machine, docs/testing.md). A plain `go test` already
 # replays each target's seed corpus (testdata/fuzz/FuzzX).

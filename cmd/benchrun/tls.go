@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/internal/loadgen"
@@ -51,7 +50,7 @@ func tlsRounds(ctx context.Context, o *options, ps *procs, dir string, out io.Wr
 		for _, proto := range []loadgen.Protocol{loadgen.Memcache, loadgen.Redis} {
 			for _, d := range o.depths {
 				c := &comparison{kind: kind, proto: proto, depth: d, a: a(proto), b: b(proto)}
-				if o.only == "" || strings.Contains(c.name(), o.only) {
+				if o.selected(c.name()) {
 					comps = append(comps, c)
 				}
 			}
