@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,28 +22,7 @@ import (
 // exactly with the tier off, and fewer backend gets than client gets with
 // it on (the near cache served). It asserts no time and no ratio.
 func TestHotKeysSmoke(t *testing.T) {
-	for _, b := range []string{"memcached", "redis-server"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Fatalf("%s is needed: %v", b, err)
-		}
-	}
-	bin := testserver.BuildCacheproxy(t)
-	raw := filepath.Join(t.TempDir(), "raw.json")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var out bytes.Buffer
-	if err := run(ctx, []string{"-hotkeys", "-smoke", "-cacheproxy", bin, "-raw", raw}, &out); err != nil {
-		t.Fatalf("benchrun: %v\n%s", err, out.String())
-	}
-	t.Logf("output:\n%s", out.String())
-	b, err := os.ReadFile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var samples []sample
-	if err := json.Unmarshal(b, &samples); err != nil {
-		t.Fatalf("raw figures: %v", err)
-	}
+	samples, out := smokeRun(t, []string{"memcached", "redis-server"}, "-hotkeys", "-smoke")
 	got := map[string]sample{}
 	for _, s := range samples {
 		k := s.Comparison + "/" + s.Target
@@ -97,7 +75,7 @@ func TestHotKeysSmoke(t *testing.T) {
 	for _, want := range []string{"hot-key shield: 8 memcached, ketama hash fnv1a_64", "jump: max/mean on", "ketama fnv1a_64: max/mean on",
 		"ketama murmur: max/mean on",
 		"placement of the 20000 keys", "ketama fnv1a_64", "hotkeys-cost redis P1"} {
-		if !strings.Contains(out.String(), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
@@ -141,4 +119,32 @@ func TestShieldBound(t *testing.T) {
 	if got := maxOverMean([]int64{0, 0}); got != 0 {
 		t.Errorf("maxOverMean of zeros = %v, want 0", got)
 	}
+}
+
+// smokeRun runs benchrun with args against a freshly built cacheproxy,
+// after checking that the binaries in need are installed, and returns the
+// raw samples it wrote and what it printed.
+func smokeRun(t *testing.T, need []string, args ...string) ([]sample, string) {
+	t.Helper()
+	for _, b := range need {
+		testserver.Require(t, b)
+	}
+	bin := testserver.BuildCacheproxy(t)
+	raw := filepath.Join(t.TempDir(), "raw.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, append(args, "-cacheproxy", bin, "-raw", raw), &out); err != nil {
+		t.Fatalf("benchrun: %v\n%s", err, out.String())
+	}
+	t.Logf("output:\n%s", out.String())
+	b, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var samples []sample
+	if err := json.Unmarshal(b, &samples); err != nil {
+		t.Fatalf("raw figures: %v", err)
+	}
+	return samples, out.String()
 }

@@ -159,6 +159,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if o.rounds < 1 || o.duration <= 0 {
 		return errors.New("-rounds and -d must be positive")
 	}
+	if o.syscalls {
+		// Before anything is started: perf failing on the first proxy
+		// would mark every proxy target unavailable and the run would
+		// go on for its whole length without them.
+		if err := checkSyscalls(ctx); err != nil {
+			return err
+		}
+	}
 	dir, err := os.MkdirTemp("", "benchrun-")
 	if err != nil {
 		return err

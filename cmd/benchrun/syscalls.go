@@ -108,6 +108,24 @@ func startSyscalls(ctx context.Context, pid int) (*syscallCounter, error) {
 	return s, nil
 }
 
+// checkSyscalls counts this process's system calls for a moment, as
+// -syscalls will count each proxy's, and returns why it cannot (no perf, or
+// tracepoints this user may not read).
+func checkSyscalls(ctx context.Context) error {
+	s, err := startSyscalls(ctx, os.Getpid())
+	if err != nil {
+		return err
+	}
+	if err := s.enable(); err != nil {
+		_, _ = s.stop()
+		return fmt.Errorf("-syscalls: %w", err)
+	}
+	if _, err := s.stop(); err != nil {
+		return fmt.Errorf("-syscalls: %w", err)
+	}
+	return nil
+}
+
 // command sends perf a control command and waits for its acknowledgement.
 func (s *syscallCounter) command(c string) error {
 	if _, err := io.WriteString(s.ctl, c+"\n"); err != nil {

@@ -1,16 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/cacheproxy/cacheproxy/internal/testserver"
 )
 
 func TestParsePerfStat(t *testing.T) {
@@ -54,28 +45,7 @@ func TestParsePerfStat(t *testing.T) {
 // client and its reply written back; batching shares only the backend's
 // side), and no more than 100 system calls per request.
 func TestSyscallsSmoke(t *testing.T) {
-	for _, b := range []string{"memcached", "perf"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Fatalf("%s is needed: %v", b, err)
-		}
-	}
-	bin := testserver.BuildCacheproxy(t)
-	raw := filepath.Join(t.TempDir(), "raw.json")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var out bytes.Buffer
-	if err := run(ctx, []string{"-smoke", "-syscalls", "-only", "overhead memcache", "-cacheproxy", bin, "-raw", raw}, &out); err != nil {
-		t.Fatalf("benchrun: %v\n%s", err, out.String())
-	}
-	t.Logf("output:\n%s", out.String())
-	b, err := os.ReadFile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var samples []sample
-	if err := json.Unmarshal(b, &samples); err != nil {
-		t.Fatal(err)
-	}
+	samples, _ := smokeRun(t, []string{"memcached", "redis-server", "perf"}, "-smoke", "-syscalls", "-only", "overhead memcache")
 	seen := map[string]bool{}
 	for _, s := range samples {
 		seen[s.Target] = true

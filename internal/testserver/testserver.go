@@ -34,6 +34,7 @@ var packages = map[string]string{
 	"memcaslap":       "libmemcached-tools",
 	"nc":              "netcat-openbsd",
 	"curl":            "curl",
+	"perf":            "linux-perf",
 }
 
 // Require returns the path of binary, or fails the test with a message
