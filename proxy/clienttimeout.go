@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"time"
 
 	"github.com/cacheproxy/cacheproxy/config"
@@ -98,18 +99,21 @@ func (cl *client) timedOut(now int64) (TimeoutKind, bool) {
 	return 0, false
 }
 
-// timeoutLog sums one sweep's client timeouts of one kind for a single log
-// line: 10,000 slowloris connections closed at once make one line per loop,
-// not 10,000.
+// timeoutLog sums one sweep's client timeouts of one kind in one pool for
+// a single log line: 10,000 slowloris connections closed at once make one
+// line per loop and pool, not 10,000.
 type timeoutLog struct {
-	n                   int
-	pool, remote, after any // the first client's, as an example
+	kind   TimeoutKind
+	pool   string
+	n      int
+	remote string        // the first client's, as an example
+	after  time.Duration // the pool's timeout
 }
 
 // checkTimeouts closes the loop's clients that are past a client timeout
 // and logs what it closed.
 func (l *loop) checkTimeouts(now int64) {
-	var logs [numTimeoutKinds]timeoutLog
+	var logs []*timeoutLog // few: one per kind and pool that had any
 	for cl := range l.clients {
 		kind, ok := cl.timedOut(now)
 		if !ok {
@@ -122,11 +126,12 @@ func (l *loop) checkTimeouts(now int64) {
 		}
 		pc := l.pools[cl.pr.idx]
 		pc.clientTimeouts[kind].Add(1)
-		lg := &logs[kind]
-		if lg.n == 0 {
-			lg.pool, lg.remote, lg.after = cfg.Name, cl.raddr.String(), after
+		i := slices.IndexFunc(logs, func(lg *timeoutLog) bool { return lg.kind == kind && lg.pool == cfg.Name })
+		if i < 0 {
+			logs = append(logs, &timeoutLog{kind: kind, pool: cfg.Name, remote: cl.raddr.String(), after: after})
+			i = len(logs) - 1
 		}
-		lg.n++
+		logs[i].n++
 		if kind == TimeoutIdle {
 			cl.close() // silently, as redis-server and memcached close idle clients
 			continue
@@ -134,12 +139,13 @@ func (l *loop) checkTimeouts(now int64) {
 		pc.clientErr.Add(1)
 		cl.abort(cl.pr.codec.errorReply(nil, "request timed out: incomplete after "+after.String()))
 	}
-	if lg := logs[TimeoutRequest]; lg.n > 0 {
-		l.p.log.Warn("closed clients that did not finish sending a request within client_request_timeout",
-			"clients", lg.n, "pool", lg.pool, "example_remote", lg.remote, "timeout", lg.after)
-	}
-	if lg := logs[TimeoutIdle]; lg.n > 0 {
-		l.p.log.Debug("closed idle clients (client_idle_timeout)",
-			"clients", lg.n, "pool", lg.pool, "example_remote", lg.remote, "timeout", lg.after)
+	for _, lg := range logs {
+		if lg.kind == TimeoutRequest {
+			l.p.log.Warn("closed clients that did not finish sending a request within client_request_timeout",
+				"clients", lg.n, "pool", lg.pool, "example_remote", lg.remote, "timeout", lg.after)
+		} else {
+			l.p.log.Debug("closed idle clients (client_idle_timeout)",
+				"clients", lg.n, "pool", lg.pool, "example_remote", lg.remote, "timeout", lg.after)
+		}
 	}
 }
