@@ -109,12 +109,18 @@ func clusterKey(c *config.Pool) string {
 	if c.Protocol != config.ProtocolRedis || !c.Cluster {
 		return ""
 	}
+	user, password := c.ServerAuth()
+	return fmt.Sprintf("%q every %v auth %q %q", clusterSeeds(c), c.ClusterRefresh, user, password)
+}
+
+// clusterSeeds are the addresses of configured pool c's servers: the
+// nodes its watcher asks first.
+func clusterSeeds(c *config.Pool) []string {
 	seeds := make([]string, len(c.Servers))
 	for i, s := range c.Servers {
 		seeds[i] = s.Addr
 	}
-	user, password := c.ServerAuth()
-	return fmt.Sprintf("%q every %v auth %q %q", seeds, c.ClusterRefresh, user, password)
+	return seeds
 }
 
 // syncCluster starts, restarts or stops the pool's slot-map watcher to
@@ -134,6 +140,14 @@ func (live *poolLive) syncCluster() {
 		k.stop = nil
 		k.w.Store(nil)
 	}
+	if k.running == "" {
+		// Cluster mode (re)starts: a map from an earlier run may be of
+		// another cluster. One kept across a change of seeds or refresh
+		// serves until the new watcher answers.
+		k.mu.Lock()
+		k.m, k.have = rcluster.Map{}, false
+		k.mu.Unlock()
+	}
 	k.running = key
 	if key == "" {
 		return
@@ -142,13 +156,9 @@ func (live *poolLive) syncCluster() {
 	ctx, cancel := context.WithCancel(p.ctx)
 	k.stop = cancel
 	c := live.configured
-	seeds := make([]string, len(c.Servers))
-	for i, s := range c.Servers {
-		seeds[i] = s.Addr
-	}
 	user, password := c.ServerAuth()
 	w := rcluster.New(rcluster.Options{
-		Seeds:    seeds,
+		Seeds:    clusterSeeds(c),
 		User:     user,
 		Password: password,
 		Interval: c.ClusterRefresh,

@@ -248,6 +248,12 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 		// probed as a replica is, while the other copies serve its keys.
 		hc.AutoEject, hc.EjectAll, hc.OnChange = true, true, nil
 	}
+	if cfg.Cluster {
+		// A slot belongs to its owner, up or down (the cluster fails it
+		// over): a rebuild on an ejection would change nothing but undo
+		// the owners that MOVED redirects patched in (moveSlot).
+		hc.OnChange = nil
+	}
 	pr.health = pool.NewHealth(hc)
 	var live0 []bool
 	if prev != nil {
