@@ -135,6 +135,23 @@ func deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
+// poolSection parses pool's mapping m at key name (tls, limits...): a
+// node that is not a mapping fails with want (and poolSection reports
+// false); else fn is called with each key's full name (tls.cert_file),
+// whose line is kept for later messages.
+func (p *parser) poolSection(m *yaml.Node, pool, name, want string, fn func(key string, k, v *yaml.Node)) bool {
+	if m.Kind != yaml.MappingNode {
+		p.fail(m, pool, name, "%s", want)
+		return false
+	}
+	p.each(m, pool, name+".", func(k, v *yaml.Node) {
+		key := name + "." + k.Value
+		p.pos.lines[posKey{pool, key}] = k.Line
+		fn(key, k, v)
+	})
+	return true
+}
+
 // each calls fn for every key of mapping m, reporting keys that are not
 // scalars or appear twice.
 func (p *parser) each(m *yaml.Node, pool, prefix string, fn func(k, v *yaml.Node)) {
@@ -484,13 +501,7 @@ var limitKeys = map[string]bool{
 }
 
 func (p *parser) limits(m *yaml.Node, pool string, into map[string]int) {
-	if m.Kind != yaml.MappingNode {
-		p.fail(m, pool, "limits", "must be a mapping")
-		return
-	}
-	p.each(m, pool, "limits.", func(k, v *yaml.Node) {
-		key := "limits." + k.Value
-		p.pos.lines[posKey{pool, key}] = k.Line
+	p.poolSection(m, pool, "limits", "must be a mapping", func(key string, k, v *yaml.Node) {
 		if !limitKeys[k.Value] {
 			p.fail(k, pool, key, "unknown key (want one of max_key_length, max_value_size, max_multibulk, max_in_flight, max_client_buffer, max_clients)")
 			return
@@ -511,13 +522,7 @@ func (p *parser) limits(m *yaml.Node, pool string, into map[string]int) {
 // discovery parses a pool's discovery mapping.
 func (p *parser) discovery(m *yaml.Node, pool string) Discovery {
 	d := Discovery{Interval: DefaultDiscoveryInterval}
-	if m.Kind != yaml.MappingNode {
-		p.fail(m, pool, "discovery", "must be a mapping with endpoint (and interval)")
-		return d
-	}
-	p.each(m, pool, "discovery.", func(k, v *yaml.Node) {
-		key := "discovery." + k.Value
-		p.pos.lines[posKey{pool, key}] = k.Line
+	ok := p.poolSection(m, pool, "discovery", "must be a mapping with endpoint (and interval)", func(key string, k, v *yaml.Node) {
 		switch k.Value {
 		case "endpoint":
 			d.Endpoint, _ = p.str(v, pool, key)
@@ -527,7 +532,7 @@ func (p *parser) discovery(m *yaml.Node, pool string) Discovery {
 			p.fail(k, pool, key, "unknown key (discovery has endpoint and interval)")
 		}
 	})
-	if d.Endpoint == "" && !p.pos.isBad(pool, "discovery.endpoint") {
+	if ok && d.Endpoint == "" && !p.pos.isBad(pool, "discovery.endpoint") {
 		p.fail(m, pool, "discovery.endpoint", "missing: the cluster's configuration endpoint, host:port")
 	}
 	return d
@@ -536,13 +541,7 @@ func (p *parser) discovery(m *yaml.Node, pool string) Discovery {
 // tls parses a pool's tls mapping.
 func (p *parser) tls(m *yaml.Node, pool string) TLS {
 	var t TLS
-	if m.Kind != yaml.MappingNode {
-		p.fail(m, pool, "tls", "must be a mapping with cert_file and key_file (and client_ca_file, min_version)")
-		return t
-	}
-	p.each(m, pool, "tls.", func(k, v *yaml.Node) {
-		key := "tls." + k.Value
-		p.pos.lines[posKey{pool, key}] = k.Line
+	p.poolSection(m, pool, "tls", "must be a mapping with cert_file and key_file (and client_ca_file, min_version)", func(key string, k, v *yaml.Node) {
 		switch k.Value {
 		case "cert_file":
 			t.CertFile, _ = p.str(v, pool, key)
@@ -562,13 +561,7 @@ func (p *parser) tls(m *yaml.Node, pool string) TLS {
 // serverTLS parses a pool's server_tls mapping.
 func (p *parser) serverTLS(m *yaml.Node, pool string) ServerTLS {
 	t := ServerTLS{Enabled: true}
-	if m.Kind != yaml.MappingNode {
-		p.fail(m, pool, "server_tls", "must be a mapping (ca_file, server_name, cert_file, key_file, insecure_skip_verify)")
-		return t
-	}
-	p.each(m, pool, "server_tls.", func(k, v *yaml.Node) {
-		key := "server_tls." + k.Value
-		p.pos.lines[posKey{pool, key}] = k.Line
+	p.poolSection(m, pool, "server_tls", "must be a mapping (ca_file, server_name, cert_file, key_file, insecure_skip_verify)", func(key string, k, v *yaml.Node) {
 		switch k.Value {
 		case "ca_file":
 			t.CAFile, _ = p.str(v, pool, key)
@@ -590,13 +583,7 @@ func (p *parser) serverTLS(m *yaml.Node, pool string) ServerTLS {
 // hotKeys parses a pool's hot_keys mapping.
 func (p *parser) hotKeys(m *yaml.Node, pool string) HotKeys {
 	var h HotKeys
-	if m.Kind != yaml.MappingNode {
-		p.fail(m, pool, "hot_keys", "must be a mapping")
-		return h
-	}
-	p.each(m, pool, "hot_keys.", func(k, v *yaml.Node) {
-		key := "hot_keys." + k.Value
-		p.pos.lines[posKey{pool, key}] = k.Line
+	p.poolSection(m, pool, "hot_keys", "must be a mapping", func(key string, k, v *yaml.Node) {
 		switch k.Value {
 		case "enabled":
 			h.Enabled = p.bool(v, pool, key, false)
