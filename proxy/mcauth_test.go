@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cacheproxy/cacheproxy/config"
 	"github.com/cacheproxy/cacheproxy/internal/proxytest"
 	"github.com/cacheproxy/cacheproxy/internal/testserver"
 	"github.com/cacheproxy/cacheproxy/proxy"
@@ -103,4 +104,57 @@ func TestMemcacheAuthGuessingClosed(t *testing.T) {
 	ok := proxytest.Dial(t, pool.Listen)
 	ok.RoundTrip("set a 0 0 10\r\napp secret\r\n", "STORED\r\n")
 	ok.RoundTrip("get nosuch\r\n", "END\r\n")
+}
+
+// TestMemcacheAuthFileReload: a reload reads auth_file again (changed
+// contents), and may remove or add it. Clients already logged in, and
+// clients that connected while the pool had no auth_file, stay served
+// (docs/security.md); new clients follow the new version.
+func TestMemcacheAuthFileReload(t *testing.T) {
+	file := mcAuthFile(t) // app:secret, ops:p:w
+	pool := proxytest.MemcachePool(t, "mc", testserver.Memcached(t))
+	pool.AuthFile = file
+	p := proxytest.StartConfig(t, proxy.Options{}, &config.Config{Pools: []config.Pool{pool}})
+	reload := func(authFile string) {
+		t.Helper()
+		next := pool.Clone()
+		next.AuthFile = authFile
+		cfg := &config.Config{Pools: []config.Pool{next}}
+		if err := cfg.Validate(); err != nil { // reads the file, as a reload from disk does
+			t.Fatal(err)
+		}
+		if err := p.Reload(cfg); err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+	}
+	login := "set auth 0 0 10\r\napp secret\r\n"
+
+	old := proxytest.Dial(t, pool.Listen)
+	old.RoundTrip(login, "STORED\r\n")
+	old.RoundTrip("set k 0 0 1\r\nv\r\n", "STORED\r\n")
+
+	// The file now names another user only.
+	if err := os.WriteFile(file, []byte("other:pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload(file)
+	old.RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "v\r\n", "END\r\n")
+	c := proxytest.Dial(t, pool.Listen)
+	c.RoundTrip(login, "CLIENT_ERROR authentication failure\r\n")
+	c.RoundTrip("set auth 0 0 8\r\nother pw\r\n", "STORED\r\n")
+	c.RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "v\r\n", "END\r\n")
+
+	// No auth_file: new clients are served at once.
+	reload("")
+	open := proxytest.Dial(t, pool.Listen)
+	open.RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "v\r\n", "END\r\n")
+
+	// Added again: the client that came while there was none stays
+	// served; a new one must log in.
+	reload(file)
+	open.RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "v\r\n", "END\r\n")
+	n := proxytest.Dial(t, pool.Listen)
+	n.RoundTrip("get k\r\n", "CLIENT_ERROR unauthenticated\r\n")
+	n.RoundTrip("set auth 0 0 8\r\nother pw\r\n", "STORED\r\n")
+	n.RoundTrip("get k\r\n", "VALUE k 0 1\r\n", "v\r\n", "END\r\n")
 }
