@@ -271,8 +271,10 @@ type Pool struct {
 	Users []RedisUser
 	// RedisDB is the database index selected on each redis server. Default 0.
 	RedisDB int
-	// ServerConnections is the number of connections to each server (per
-	// event loop). Default 1; 0 is an error, as in twemproxy.
+	// ServerConnections is the number of shared connections to each server
+	// (per event loop). Default 1; 0 is an error, as in twemproxy. The
+	// proxy keeps one more per server and loop for clients with big
+	// replies (BackendConns).
 	ServerConnections int
 	// AutoEjectHosts takes a server out of the ring after
 	// ServerFailureLimit consecutive failures, for ServerRetryTimeout.

@@ -24,14 +24,15 @@ func fdReserve(nofile uint64) uint64 {
 
 // BackendConns returns how many backend connections the proxy opens at most
 // with loops event loops: every loop keeps server_connections connections to
-// every server and to each of its replicas. Redis clients in pub/sub, a
+// every server and to each of its replicas, and one more to each for
+// clients with big replies (dialed when first needed). Redis clients in pub/sub, a
 // blocking command or a transaction hold a connection of their own on top
 // (one descriptor more per such client), which this does not count.
 func (c *Config) BackendConns(loops int) int {
 	n := 0
 	for i := range c.Pools {
 		p := &c.Pools[i]
-		conns := max(p.ServerConnections, 1)
+		conns := max(p.ServerConnections, 1) + 1 // and the bulk one
 		for _, s := range p.Servers {
 			n += conns * (1 + len(s.Replicas))
 		}

@@ -22,11 +22,12 @@ func TestDefaultMaxClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Per loop: mc 3 servers x 2 connections = 6; r (1+2) + 1 = 4.
+	// Per loop, each server and replica has its shared connections and a
+	// bulk one: mc 3 servers x (2+1) = 9; r ((1+2) + 1) x (1+1) = 8.
 	for _, tc := range []struct {
 		loops int
 		want  int
-	}{{1, 10}, {4, 40}, {0, 10}} {
+	}{{1, 17}, {4, 68}, {0, 17}} {
 		if got := cfg.BackendConns(tc.loops); got != tc.want {
 			t.Errorf("BackendConns(%d): got %d; want %d", tc.loops, got, tc.want)
 		}
@@ -37,13 +38,13 @@ func TestDefaultMaxClients(t *testing.T) {
 		want   int
 		err    string
 	}{
-		{1024, 4, 1024 - 40 - FDReserve, ""},
-		{1048576, 8, 1048576 - 80 - FDReserve, ""},
-		{40 + FDReserve + 4*FDReserve, 4, 4 * FDReserve, ""}, // the full reserve from 256 on
-		{128, 4, 128 - 40 - minFDReserve, ""},                // a small limit keeps at least 32
-		{200, 4, 200 - 40 - 50, ""},                          // or a quarter
-		{40 + minFDReserve + 1, 4, 1, ""},
-		{40 + minFDReserve, 4, 0, "file-descriptor limit 72 leaves no room for clients: 40 backend connections (4 loops) and 32 reserved need 72; raise the limit (ulimit -n, LimitNOFILE=)"},
+		{1024, 4, 1024 - 68 - FDReserve, ""},
+		{1048576, 8, 1048576 - 136 - FDReserve, ""},
+		{68 + FDReserve + 4*FDReserve, 4, 4 * FDReserve, ""}, // the full reserve from 256 on
+		{128, 4, 128 - 68 - minFDReserve, ""},                // a small limit keeps at least 32
+		{200, 4, 200 - 68 - 50, ""},                          // or a quarter
+		{68 + minFDReserve + 1, 4, 1, ""},
+		{68 + minFDReserve, 4, 0, "file-descriptor limit 100 leaves no room for clients: 68 backend connections (4 loops) and 32 reserved need 100; raise the limit (ulimit -n, LimitNOFILE=)"},
 		{math.MaxUint64, 4, math.MaxInt, ""},
 	} {
 		got, err := cfg.DefaultMaxClients(tc.nofile, tc.loops)

@@ -39,10 +39,11 @@ const attackSlack = 5 * time.Millisecond
 // minServed is the fewest requests a well-behaved client must get answered
 // during the pipelining attack: it fails an attack that stops the clients
 // of the attacker's event loop outright. The issue's "p99 within 2x of the
-// quiet run" is not met for a client of the attacker's pool (its p99 is
-// 8-9 ms against 0.25 ms quiet: it waits behind the attacker's replies on
-// the shared backend connection); the test logs both and docs/security.md
-// says so.
+// quiet run" is not met (4-6 ms against 0.25-0.35 ms quiet for clients of
+// the attacker's loop: gnet cannot stop reading the attacker, so it sends
+// at full speed and the loop takes in all it sends); the test logs both,
+// and the same attack on memcached directly for comparison, and
+// docs/security.md says so.
 const minServed = 100
 
 // prober is a well-behaved client: one request at a time, each reply
@@ -342,24 +343,7 @@ func TestPipelineWithoutReadingAttack(t *testing.T) {
 	// The attacker is on the memcache pool; both pools' clients are
 	// measured (the Redis one shares the attacker's event loop, not its
 	// server). The same attack on a Redis pool is not measured here.
-	end := time.Now().Add(attackFor)
-	chunk := []byte(strings.Repeat("get big\r\n", 4096))
-	ac, err := net.DialTimeout("tcp", mcListen, 5*time.Second)
-	if err != nil {
-		t.Fatalf("attacker: dial: %v", err)
-	}
-	var sent int64
-	closed := false // by the proxy
-	for time.Now().Before(end) {
-		_ = ac.SetWriteDeadline(end)
-		n, err := ac.Write(chunk)
-		sent += int64(n)
-		if err != nil {
-			closed = !errors.Is(err, os.ErrDeadlineExceeded)
-			break // closed by the proxy, or the attack is over
-		}
-	}
-	ac.Close()
+	sent, closed := pipelineWithoutReading(t, mcListen, attackFor)
 	attack := stop()
 	peak := pp.peakRSS(t)
 	bound := base + 2*(inputLimit+outputLimit+inFlight+valueSize) + 32*mib
@@ -380,4 +364,39 @@ func TestPipelineWithoutReadingAttack(t *testing.T) {
 		}
 	}
 	setup.RoundTrip("get k\r\n", "VALUE k 0 5\r\n", "hello\r\n", "END\r\n")
+
+	// For comparison, the same attack on memcached itself, which stops
+	// reading a client whose replies wait (TCP back-pressure then blocks
+	// the attacker's writes): the floor for a proxy that could stop
+	// reading one connection. Logged, not asserted.
+	direct := []prober{{"memcache, directly", mc.Addr, "get k\r\n", "VALUE k 0 5\r\nhello\r\nEND\r\n"}}
+	dq := quietRun(t, direct)
+	stop = probing(t, direct)
+	sent, closed = pipelineWithoutReading(t, mc.Addr, 2*time.Second)
+	da := stop()
+	t.Logf("pipelining without reading, memcached directly: %.0f MiB written in 2s, closed: %v; its other client: %d requests quiet (p99 %v), %d under attack (p99 %v)",
+		float64(sent)/mib, closed, len(dq[0]), p99(t, dq[0]), len(da[0]), p99(t, da[0]))
+}
+
+// pipelineWithoutReading writes gets of "big" to addr for up to d without
+// reading a reply, and reports how many bytes it wrote and whether the
+// server closed the connection first.
+func pipelineWithoutReading(t *testing.T, addr string, d time.Duration) (sent int64, closed bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	chunk := []byte(strings.Repeat("get big\r\n", 4096))
+	ac, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("attacker: dial: %v", err)
+	}
+	defer ac.Close()
+	for time.Now().Before(end) {
+		_ = ac.SetWriteDeadline(end)
+		n, err := ac.Write(chunk)
+		sent += int64(n)
+		if err != nil {
+			return sent, !errors.Is(err, os.ErrDeadlineExceeded) // closed, or the attack is over
+		}
+	}
+	return sent, false
 }

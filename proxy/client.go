@@ -58,7 +58,8 @@ type client struct {
 	// avgReply is the running average size of the client's replies (0:
 	// none yet), for its in-flight cap (inFlightCap).
 	avgReply int
-	skip     int // input bytes still to discard (an oversized value)
+	bulk     bool // its requests use the servers' bulk connections (lane.go)
+	skip     int  // input bytes still to discard (an oversized value)
 	// stash holds input moved out of gnet while the client is not
 	// parsed (stash.go); parsing takes it before gnet's.
 	stash inStash
@@ -234,6 +235,9 @@ const peekWindow = 256 << 10
 
 // push appends r to the FIFO.
 func (cl *client) push(r *request) {
+	if cl.fifo.Len() == 0 {
+		cl.chooseLane() // nothing in flight: its order cannot change
+	}
 	r.cl = cl
 	r.start = cl.l.clock
 	r.inQueue = true
@@ -247,7 +251,8 @@ func (cl *client) full() bool {
 }
 
 // A client's requests share backend connections with every other client of
-// its loop, and a backend answers in order: a client that has 1,024 gets of
+// its loop (with big replies, with every other such client: lane.go), and a
+// backend answers in order: a client that has 1,024 gets of
 // a 1 MiB value in flight puts a gigabyte ahead of everyone else's next
 // reply (and, if it does not read, into the proxy's memory). So the requests
 // a client may have in flight are capped by the size of its replies as well

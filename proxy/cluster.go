@@ -281,7 +281,7 @@ func clusterRedirect(b *backend, r *request, rep []byte) (ok bool) {
 	if b.resp3 {
 		set = l.resp3[pr.idx].backends
 	}
-	nb := pickConn(pr, set, s, cl.id)
+	nb := pickConn(pr, set, s, cl.lane())
 	if nb == b || !nb.usable() {
 		return false
 	}

@@ -38,7 +38,8 @@
 //	  └─ client's own connection (MULTI, blocking, pub/sub): sendOn(b, r, frame)
 //	                     │
 //	  route: read? loop.readBackendFor (read_policy, replicas) : loop.backendFor
-//	         (connection = client id % server_connections)
+//	         (connection = client id % server_connections, or the bulk one
+//	          for a client whose replies are big: lane.go)
 //	  sendOn: server down? fail r now (refuse) : frame into b.wbuf, b.enqueue(r)
 //
 // Pool versions and reload (pool.go, loop.go, reload.go). A pool is a

@@ -226,7 +226,9 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 				b.resp3 = resp3
 				b.counters = l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[slot].name, replica: -1})
 				bs[slot*conns+c] = b
-				dial = append(dial, b)
+				if !pr.isBulk(c) {
+					dial = append(dial, b)
+				}
 			case b != nil && !sameHandshake(b.pr.cfg, pr.cfg):
 				// Set up for another database, credentials or TLS:
 				// replaced, so that every request parsed from now on
@@ -236,7 +238,9 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 				b.resp3 = resp3
 				b.counters = l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[slot].name, replica: -1})
 				bs[slot*conns+c] = b
-				dial = append(dial, b)
+				if !pr.isBulk(c) {
+					dial = append(dial, b)
+				}
 			case b != nil:
 				b.pr = pr
 			}
@@ -256,7 +260,9 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 					b.resp3 = resp3
 					b.counters = l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[slot].name, replica: r, addr: b.addr})
 					rs[slot] = append(rs[slot], b)
-					dial = append(dial, b)
+					if !pr.isBulk(c) {
+						dial = append(dial, b)
+					}
 				}
 			}
 		} else {
@@ -351,48 +357,50 @@ func (l *loop) retire(b *backend) {
 func (l *loop) clientBackend(pr *poolRT, s int, cl *client, read bool) *backend {
 	if cl.rs == nil || !cl.rs.resp3 {
 		if read {
-			return l.readBackendFor(pr, s, cl.id)
+			return l.readBackendFor(pr, s, cl.lane())
 		}
-		return l.backendFor(pr, s, cl.id)
+		return l.backendFor(pr, s, cl.lane())
 	}
 	cs := l.resp3[pr.idx]
 	if read {
-		return l.readFrom(pr, cs.backends, cs.replicas[s], s, cl.id)
+		return l.readFrom(pr, cs.backends, cs.replicas[s], s, cl.lane())
 	}
-	return pickConn(pr, cs.backends, s, cl.id)
+	return pickConn(pr, cs.backends, s, cl.lane())
 }
 
-// pickConn returns the connection to server s among bs that client id uses.
-func pickConn(pr *poolRT, bs []*backend, s int, id uint64) *backend {
-	return bs[s*pr.conns+int(id%uint64(pr.conns))]
+// pickConn returns the connection to server s among bs that lane (a
+// client's, lane.go) uses.
+func pickConn(pr *poolRT, bs []*backend, s int, lane uint64) *backend {
+	return bs[s*pr.conns+pr.connIndex(lane)]
 }
 
-// backendFor returns the connection to server s of pool pr that client id
-// uses: the same one for every request of that client, so its writes and
-// reads stay ordered.
-func (l *loop) backendFor(pr *poolRT, s int, id uint64) *backend {
-	return pickConn(pr, l.backends[pr.idx], s, id)
+// backendFor returns the connection to server s of pool pr that lane (a
+// client's, lane.go) uses: the same one for every request of that client
+// while it keeps its lane, so its writes and reads stay ordered.
+func (l *loop) backendFor(pr *poolRT, s int, lane uint64) *backend {
+	return pickConn(pr, l.backends[pr.idx], s, lane)
 }
 
 // readBackendFor returns the connection a read for server s uses under the
 // pool's read_policy: the primary, or one of its replicas chosen by client
 // id, falling back as the policy allows when the first choice is down.
-func (l *loop) readBackendFor(pr *poolRT, s int, id uint64) *backend {
-	return l.readFrom(pr, l.backends[pr.idx], l.replicas[pr.idx][s], s, id)
+func (l *loop) readBackendFor(pr *poolRT, s int, lane uint64) *backend {
+	return l.readFrom(pr, l.backends[pr.idx], l.replicas[pr.idx][s], s, lane)
 }
 
 // readFrom is readBackendFor over one set of connections: bs to the
 // primaries, reps to server s's replicas.
-func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *backend {
-	primary := pickConn(pr, bs, s, id)
+func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, lane uint64) *backend {
+	primary := pickConn(pr, bs, s, lane)
 	if len(reps) == 0 {
 		return primary
 	}
 	conns := uint64(pr.conns)
 	n := uint64(len(reps)) / conns // replicas
+	c, spread := uint64(pr.connIndex(lane)), pr.spread(lane)
 	pickReplica := func(skip uint64) *backend {
-		r := (id/conns + skip) % n
-		return reps[r*conns+id%conns]
+		r := (spread + skip) % n
+		return reps[r*conns+c]
 	}
 	// A replica takes reads while it is not ejected and its connection is
 	// not backing off.
@@ -434,8 +442,8 @@ func (l *loop) readFrom(pr *poolRT, bs, reps []*backend, s int, id uint64) *back
 			}
 		}
 	case config.ReadAny:
-		if k := (id / conns) % (n + 1); k < n {
-			if b := reps[k*conns+id%conns]; up(b) {
+		if k := spread % (n + 1); k < n {
+			if b := reps[k*conns+c]; up(b) {
 				return b
 			}
 		}

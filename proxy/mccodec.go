@@ -270,7 +270,7 @@ func (m *memcacheCodec) forwardKey(cl *client, req *memcache.Request, s int) {
 	}
 	if r.class == ClassRead && fillKey == nil && metaFill == nil && r.hkFlight == nil && warmable(req) {
 		if w := pr.warming(l); w != nil {
-			w.startWarm(r, req, req.Keys[0], s, cl.id) // a miss asks the key's old server
+			w.startWarm(r, req, req.Keys[0], s, cl.lane()) // a miss asks the key's old server
 		}
 	}
 	if pr.replicated && pr.cfg.ReadRepair && r.class == ClassRead && mcReplicaRead(req) {

@@ -122,7 +122,8 @@ type poolRT struct {
 	stls *tls.Config
 	// allow holds the refused-by-default commands the configuration opens.
 	allow map[string]struct{}
-	// conns is the number of connections per server and loop.
+	// conns is the number of connections per server and loop: the
+	// server_connections shared ones and the bulk one (lane.go).
 	conns int
 	// replicaReads: reads may go to replicas (read_policy and servers
 	// that have them); the near cache then takes no fills.
@@ -165,7 +166,7 @@ func (live *poolLive) newVersion(c *config.Pool, prev *poolRT) (*poolRT, error) 
 	cp := c.Clone()
 	cfg := &cp
 	p := live.p
-	pr := &poolRT{p: p, idx: live.idx, live: live, cfg: cfg, conns: max(cfg.ServerConnections, 1), replicaReads: replicaReads(cfg),
+	pr := &poolRT{p: p, idx: live.idx, live: live, cfg: cfg, conns: lanes(cfg.ServerConnections), replicaReads: replicaReads(cfg),
 		replicated: cfg.Replicated(), async: cfg.Writes() == config.WriteAllAsync}
 	for _, s := range cfg.Servers {
 		pr.names = append(pr.names, s.Name)

@@ -160,13 +160,12 @@ func copyFragments(l *loop, pr *poolRT, parent *request, s int) {
 }
 
 // copyBackend returns the connection to copy r (-1: the primary) of slot s
-// that client id uses.
-func (l *loop) copyBackend(pr *poolRT, s, r int, id uint64) *backend {
+// that lane (a client's, lane.go) uses.
+func (l *loop) copyBackend(pr *poolRT, s, r int, lane uint64) *backend {
 	if r < 0 {
-		return l.backendFor(pr, s, id)
+		return l.backendFor(pr, s, lane)
 	}
-	conns := uint64(pr.conns)
-	return l.replicas[pr.idx][s][uint64(r)*conns+id%conns]
+	return l.replicas[pr.idx][s][r*pr.conns+pr.connIndex(lane)]
 }
 
 // hasCopies reports whether slot s has replicas in this version.
@@ -276,7 +275,7 @@ func repairRead(b *backend, r *request) bool {
 		if c == b.replica || !pr.copyLive(b.server, c) {
 			continue
 		}
-		nb := l.copyBackend(pr, b.server, c, cl.id)
+		nb := l.copyBackend(pr, b.server, c, cl.lane())
 		if nb.state == stateDown || nb.retired {
 			continue
 		}

@@ -93,7 +93,7 @@ func sendFragments(cl *client, pr *poolRT, parent *request, frame frameFunc) {
 			continue // waits for a read of its key in flight (hotkeys.go)
 		}
 		if f.pinned {
-			f.via = cl.l.copyBackend(pr, f.server, f.replica, cl.id)
+			f.via = cl.l.copyBackend(pr, f.server, f.replica, cl.lane())
 			sendOn(f.via, f, frame, fi)
 			continue
 		}

@@ -449,7 +449,7 @@ func counterStats(ss *ServerStats, sc *serverCounters) {
 // counter and the log line make visible.
 func fragmentFailed(cl *client, pr *poolRT, f *request, cmd string) {
 	l := cl.l
-	if b := l.backendFor(pr, f.server, cl.id); b != nil {
+	if b := l.backendFor(pr, f.server, cl.lane()); b != nil {
 		b.counters.fragmentErrors.Add(1)
 	}
 	if log := l.p.log; log.Enabled(context.Background(), slog.LevelDebug) {

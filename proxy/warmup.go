@@ -203,15 +203,15 @@ func warmBucket(key []byte) int {
 }
 
 // warmBackend returns the loop's connection to slot s of pr's pool for
-// client id, or nil when the loop has none (s left the pool), it is down
+// lane (a client's, lane.go), or nil when the loop has none (s left the pool), it is down
 // or ejected.
-func (l *loop) warmBackend(pr *poolRT, s int, id uint64) *backend {
+func (l *loop) warmBackend(pr *poolRT, s int, lane uint64) *backend {
 	ci := pr.indexOf(s)
 	if ci < 0 || pr.health.State(ci) == pool.StateEjected || pr.idx >= len(l.backends) {
 		return nil
 	}
 	bs := l.backends[pr.idx]
-	i := s*pr.conns + int(id%uint64(pr.conns))
+	i := s*pr.conns + pr.connIndex(lane)
 	if i >= len(bs) || bs[i] == nil {
 		return nil
 	}
