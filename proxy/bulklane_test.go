@@ -121,3 +121,54 @@ func TestBulkLaneHeadOfLine(t *testing.T) {
 		t.Errorf("connections to the server: got %d; want 2", got)
 	}
 }
+
+// TestBulkLaneRedis is TestBulkLane on a Redis pool, for a RESP2 and a
+// RESP3 client (whose connections are a set of their own): big replies
+// move the client to the bulk connection, and its writes and reads stay
+// in order across the move and back.
+func TestBulkLaneRedis(t *testing.T) {
+	for _, proto := range []string{"RESP2", "RESP3"} {
+		t.Run(proto, func(t *testing.T) {
+			r := testserver.Redis(t)
+			pool := proxytest.RedisPool(t, "r", r)
+			p := proxytest.Start(t, proxy.Options{Loops: 1}, pool)
+			c := proxytest.Dial(t, pool.Listen)
+			if proto == "RESP3" {
+				c.Send("HELLO 3\r\nPING\r\n")
+				for c.Line() != "+PONG\r\n" { // HELLO's map, then PING's reply
+				}
+			}
+			big := strings.Repeat("b", 256<<10)
+			c.Send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n%s\r\n", len(big), big))
+			c.Expect("+OK\r\n")
+			if got := serverConns(p); got != 1 {
+				t.Fatalf("connections to the server with small replies only: got %d; want 1", got)
+			}
+			bigReply := fmt.Sprintf("$%d\r\n%s\r\n", len(big), big)
+			round := func(i int, withBig bool) {
+				t.Helper()
+				v := fmt.Sprintf("v%d", i)
+				req := fmt.Sprintf("SET r %s\r\nGET r\r\n", v)
+				want := "+OK\r\n" + fmt.Sprintf("$%d\r\n%s\r\n", len(v), v)
+				if withBig {
+					req = "GET big\r\n" + req + "GET big\r\n"
+					want = bigReply + want + bigReply
+				}
+				c.Send(req)
+				got := make([]byte, len(want))
+				_ = c.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
+				if _, err := io.ReadFull(c.R, got); err != nil || string(got) != want {
+					t.Fatalf("round %d: got %d bytes (%v), first %.80q; want %d bytes", i, len(got), err, got, len(want))
+				}
+			}
+			round(0, true)
+			round(1, true)
+			if got := serverConns(p); got != 2 {
+				t.Fatalf("connections to the server after big replies: got %d; want 2", got)
+			}
+			for i := 2; i < 20; i++ {
+				round(i, false)
+			}
+		})
+	}
+}
