@@ -77,9 +77,8 @@ func TestLoadTLSBad(t *testing.T) {
 		{"unknown keys", pool("    tls: {cert: x}\n    server_tls: {verify: true}\n"),
 			[]string{`5: pool "a": tls.cert: unknown key (tls has cert_file, key_file, client_ca_file and min_version)`,
 				`6: pool "a": server_tls.verify: unknown key (server_tls has ca_file, server_name, cert_file, key_file and insecure_skip_verify)`}},
-		{"server_tls half a key pair and role_check", pool("    role_check: 1s\n    server_tls: {cert_file: " + pki.ClientCertFile + "}\n"),
-			[]string{`6: pool "a": server_tls: set both cert_file and key_file, or neither`,
-				`6: pool "a": server_tls: not supported with role_check yet (its ROLE polls are plaintext)`}},
+		{"server_tls half a key pair", pool("    role_check: 1s\n    server_tls: {cert_file: " + pki.ClientCertFile + "}\n"),
+			[]string{`6: pool "a": server_tls: set both cert_file and key_file, or neither`}},
 		{"tls in a nutcracker file", "a:\n  listen: 127.0.0.1:22121\n  tls: {cert_file: x, key_file: y}\n  servers:\n   - 127.0.0.1:11211:1\n",
 			[]string{`3: pool "a": tls: unknown key in a nutcracker.yml file (cacheproxy's own keys need the native shape: put the pools under pools:)`}},
 	} {

@@ -618,10 +618,6 @@ func (v *checker) tls(p *Pool) {
 			v.fail(name, "server_tls.ca_file", "%v", err)
 		}
 	}
-	// Connections made outside the data path that do not speak TLS yet.
-	if p.RoleCheck > 0 {
-		v.fail(name, "server_tls", "not supported with role_check yet (its ROLE polls are plaintext)")
-	}
 	if s.InsecureSkipVerify {
 		v.warn(name, "server_tls.insecure_skip_verify", "the servers' certificates are not verified: traffic is encrypted but anyone on the path can impersonate a server")
 	}

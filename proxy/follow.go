@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -285,7 +288,11 @@ func (live *poolLive) checkServer(ctx context.Context, c *config.Pool, s *config
 		go func() {
 			defer wg.Done()
 			user, pw := c.ServerAuth()
-			role, err := askRole(ctx, a, user, pw, timeout)
+			tlsName := "" // a replica's certificate names its address
+			if k == 0 {
+				tlsName = s.TLSName
+			}
+			role, err := askRole(ctx, a, tlsName, user, pw, live.cur.Load().stls, timeout)
 			if err != nil {
 				live.p.log.Debug("role_check", "pool", c.Name, "server", s.Name, "addr", a, "error", err)
 			}
@@ -318,9 +325,23 @@ func (live *poolLive) checkServer(ctx context.Context, c *config.Pool, s *config
 }
 
 // askRole returns the first element of the ROLE reply of the Redis server
-// at addr ("master", "slave", ...).
-func askRole(ctx context.Context, addr, user, password string, timeout time.Duration) (string, error) {
-	c, err := respclient.Dial(ctx, addr, user, password, timeout)
+// at addr ("master", "slave", ...), asked over TLS when stls is not nil
+// (server_tls; tlsName, if not "", is the name the certificate must carry),
+// as the data path's connections are made.
+func askRole(ctx context.Context, addr, tlsName, user, password string, stls *tls.Config, timeout time.Duration) (string, error) {
+	d := net.Dialer{Timeout: timeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("connect %s: %w", addr, err)
+	}
+	if stls != nil {
+		tc, err := tlsClient(ctx, nc, stls, cmp.Or(tlsName, addr), timeout)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", addr, err)
+		}
+		nc = tc
+	}
+	c, err := respclient.New(nc, addr, user, password, timeout)
 	if err != nil {
 		return "", err
 	}

@@ -461,3 +461,46 @@ func BenchmarkProxyGetTLS(b *testing.B) {
 		}
 	}
 }
+
+// TestRoleCheckOverTLS: role_check asks TLS-only servers for their role
+// over TLS (server_tls), so it follows a swap of primary and replica as it
+// does in plaintext (TestRoleCheckFollowsSwap); in plaintext it would get
+// no answer and the proxy would go on writing to the demoted primary.
+func TestRoleCheckOverTLS(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	a := testserver.RedisTLS(t, pki, false, "--tls-replication", "yes")
+	b := testserver.RedisTLS(t, pki, false, "--tls-replication", "yes", "--replicaof", "127.0.0.1", fmt.Sprint(a.Port))
+	pool := proxytest.RedisPool(t, "r", a)
+	pool.Servers[0].Replicas = []config.Replica{{Name: "b", Addr: b.Addr, Network: "tcp"}}
+	pool.ServerTLS = config.ServerTLS{Enabled: true, CAFile: pki.CAFile}
+	pool.RoleCheck = 300 * time.Millisecond
+	pool.Timeout = 2 * time.Second
+	p := proxytest.Start(t, proxy.Options{}, pool)
+	c := proxytest.Dial(t, pool.Listen)
+	c.RoundTrip("SET before 1\r\n", "+OK\r\n")
+
+	// Swap: b becomes the primary, a its replica.
+	admin := func(addr, cmd string) {
+		d := proxytest.DialTLS(t, addr, pki.ClientConfig(false))
+		d.RoundTrip(cmd+"\r\n", "+OK\r\n")
+	}
+	admin(b.Addr, "REPLICAOF NO ONE")
+	admin(a.Addr, fmt.Sprintf("REPLICAOF 127.0.0.1 %d", b.Port))
+	testserver.WaitFor(t, 15*time.Second, "the proxy to follow the swap", func() error {
+		if ss := serverStats(t, p, "r", "r1"); ss.Addr != b.Addr || ss.Failovers != 1 {
+			return fmt.Errorf("r1 at %s after %d failovers; want %s after 1", ss.Addr, ss.Failovers, b.Addr)
+		}
+		return nil
+	})
+	// Writes reach the new primary: a new connection's first SET.
+	c2 := proxytest.Dial(t, pool.Listen)
+	testserver.WaitFor(t, 15*time.Second, "a write through the proxy to land on b", func() error {
+		c2.Send("SET after x\r\n")
+		if got := c2.Line(); got != "+OK\r\n" {
+			return fmt.Errorf("SET: %q", got)
+		}
+		return nil
+	})
+	d := proxytest.DialTLS(t, b.Addr, pki.ClientConfig(false))
+	d.RoundTrip("GET after\r\n", "$1\r\n", "x\r\n")
+}

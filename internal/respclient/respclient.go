@@ -53,6 +53,12 @@ func DialNetwork(ctx context.Context, network, addr, user, password string, time
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
+	return New(nc, addr, user, password, timeout)
+}
+
+// New is DialNetwork over nc, a connection made already (a TLS one, say)
+// to addr, which names it in errors. It closes nc when AUTH fails.
+func New(nc net.Conn, addr, user, password string, timeout time.Duration) (*Conn, error) {
 	c := &Conn{nc: nc, r: bufio.NewReader(nc), timeout: timeout}
 	if password != "" {
 		args := []string{"AUTH", password}
