@@ -25,7 +25,9 @@ func fdReserve(nofile uint64) uint64 {
 // BackendConns returns how many backend connections the proxy opens at most
 // with loops event loops: every loop keeps server_connections connections to
 // every server and to each of its replicas, and one more to each for
-// clients with big replies (dialed when first needed). Redis clients in pub/sub, a
+// clients with big replies (dialed when first needed). RESP3 clients of a
+// Redis pool get a second set like it, opened when first needed, which this
+// does not count. Redis clients in pub/sub, a
 // blocking command or a transaction hold a connection of their own on top
 // (one descriptor more per such client), which this does not count.
 func (c *Config) BackendConns(loops int) int {

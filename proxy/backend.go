@@ -412,7 +412,11 @@ func (b *backend) answered(r *request, n int) {
 	b.inFlight.Add(-1)
 	b.counters.responses.Add(1)
 	b.counters.responseBytes.Add(int64(n))
-	b.counters.latency.observe(b.l.clock - r.sentAt)
+	if b.owner == nil {
+		// A client's own connection carries blocking commands, whose
+		// wait is the client's choice, not the server's latency.
+		b.counters.latency.observe(b.l.clock - r.sentAt)
+	}
 	if cl := r.cl; cl != nil {
 		cl.noteReply(n)
 	} else if r.parent != nil && r.parent.cl != nil {

@@ -56,7 +56,7 @@ func TestBulkLane(t *testing.T) {
 			t.Fatalf("round %d: got %d bytes (%v), first %.80q; want %d bytes", i, len(got), err, got, len(want))
 		}
 	}
-	round(0, true) // on the shared connection: nothing known yet
+	round(0, true) // on the shared connection: its replies so far were small
 	round(1, true) // big replies on average: on the bulk connection
 	if got := serverConns(p); got != 2 {
 		t.Fatalf("connections to the server after big replies: got %d; want 2", got)

@@ -59,7 +59,10 @@ type client struct {
 	// none yet), for its in-flight cap (inFlightCap).
 	avgReply int
 	bulk     bool // its requests use the servers' bulk connections (lane.go)
-	skip     int  // input bytes still to discard (an oversized value)
+	// background counts its all_async writes answered while copies of
+	// them are still in flight (replica.go); it keeps its lane meanwhile.
+	background int
+	skip       int // input bytes still to discard (an oversized value)
 	// stash holds input moved out of gnet while the client is not
 	// parsed (stash.go); parsing takes it before gnet's.
 	stash inStash
@@ -235,7 +238,7 @@ const peekWindow = 256 << 10
 
 // push appends r to the FIFO.
 func (cl *client) push(r *request) {
-	if cl.fifo.Len() == 0 {
+	if cl.fifo.Len() == 0 && cl.background == 0 {
 		cl.chooseLane() // nothing in flight: its order cannot change
 	}
 	r.cl = cl

@@ -12,9 +12,11 @@ package proxy
 // replies. The bulk connection is dialed when first used (never by
 // preconnect), so a pool without big replies never opens it.
 //
-// A client changes lanes only when it has nothing in flight, so its requests
-// to one server always travel on one connection at a time and stay ordered
-// (a set followed by a get of the same key is answered in that order).
+// A client changes lanes only when it has nothing in flight (nothing in its
+// FIFO, and no all_async copy of a write it was answered for), so its
+// requests to one server always travel on one connection at a time and stay
+// ordered (a set followed by a get of the same key is answered in that
+// order).
 
 // bulkReply is the average reply size from which a client uses the bulk
 // connections.

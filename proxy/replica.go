@@ -188,12 +188,25 @@ func copyDone(f, p *request, c codec) {
 		if f.failed && f.via != nil {
 			f.via.counters.asyncErrors.Add(1)
 		}
+		if p.pending == 0 && p.early {
+			p.early = false
+			if p.cl != nil {
+				p.cl.background--
+			}
+		}
 	case p.cl == nil:
 		if p.pending == 0 {
 			p.done = true
 		}
 	case p.pending == 0 || (p.async && !f.failed):
+		cl := p.cl
 		c.merge(p)
+		if p.pending > 0 {
+			// Its other copies are still on their connections: the
+			// client keeps its lane until they are in (lane.go).
+			p.early = true
+			cl.background++
+		}
 	}
 }
 

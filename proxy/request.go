@@ -39,6 +39,7 @@ type request struct {
 	via     *backend
 	repl    bool
 	async   bool
+	early   bool // async: answered while copies were in flight (client.background)
 	first   *request
 	// read_repair: repair marks a read that a miss on a re-admitted copy
 	// sends again, raw its bytes; requeued tells the backend that
