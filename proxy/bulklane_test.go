@@ -50,11 +50,7 @@ func TestBulkLane(t *testing.T) {
 			want = bigReply + want + bigReply
 		}
 		c.Send(req)
-		got := make([]byte, len(want))
-		_ = c.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
-		if _, err := io.ReadFull(c.R, got); err != nil || string(got) != want {
-			t.Fatalf("round %d: got %d bytes (%v), first %.80q; want %d bytes", i, len(got), err, got, len(want))
-		}
+		expectBytes(t, c, want)
 	}
 	round(0, true) // on the shared connection: its replies so far were small
 	round(1, true) // big replies on average: on the bulk connection
@@ -155,11 +151,7 @@ func TestBulkLaneRedis(t *testing.T) {
 					want = bigReply + want + bigReply
 				}
 				c.Send(req)
-				got := make([]byte, len(want))
-				_ = c.C.SetReadDeadline(time.Now().Add(proxytest.Timeout))
-				if _, err := io.ReadFull(c.R, got); err != nil || string(got) != want {
-					t.Fatalf("round %d: got %d bytes (%v), first %.80q; want %d bytes", i, len(got), err, got, len(want))
-				}
+				expectBytes(t, c, want)
 			}
 			round(0, true)
 			round(1, true)
