@@ -81,10 +81,9 @@ type backend struct {
 	// RESP3 (see loop.clientBackend).
 	resp3 bool
 
-	// counters are the server's on this loop, shared by its connections
-	// of the pool's shared sets and kept when they are replaced (reload,
-	// failover): see loop.serverCounters. A dedicated connection has its
-	// own.
+	// counters are the server's (or replica's) on this loop, shared by
+	// all its connections, clients' own ones included, and kept when they
+	// are replaced (reload, failover): see loop.serverCounters.
 	counters  *serverCounters
 	connected atomic.Bool // mirrors state == stateConnected, for Stats
 	inFlight  counter     // mirrors fifo.Len(), for Stats
@@ -96,10 +95,12 @@ type dialAttempt struct {
 	gen uint64
 }
 
+// newBackend is a connection to server (a slot) of pr on loop l, counted
+// with the server's other connections there.
 func newBackend(l *loop, pr *poolRT, server int) *backend {
 	s := pr.slots[server]
 	return &backend{l: l, pr: pr, server: server, replica: -1, addr: s.addr, network: s.network, tlsName: s.tlsName,
-		counters: new(serverCounters)}
+		counters: l.serverCounters(serverKey{pool: pr.idx, name: s.name, replica: -1})}
 }
 
 // newReplicaBackend is a connection to replica i of server (a slot the
@@ -107,7 +108,7 @@ func newBackend(l *loop, pr *poolRT, server int) *backend {
 func newReplicaBackend(l *loop, pr *poolRT, server, i int) *backend {
 	r := pr.cfg.Servers[pr.indexOf(server)].Replicas[i]
 	return &backend{l: l, pr: pr, server: server, replica: i, addr: r.Addr, network: r.Network,
-		counters: new(serverCounters)}
+		counters: l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[server].name, replica: i, addr: r.Addr})}
 }
 
 // name names the connection's server (and replica) in messages.

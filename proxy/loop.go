@@ -224,7 +224,6 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 			case ci >= 0 && b == nil:
 				b = newBackend(l, pr, slot)
 				b.resp3 = resp3
-				b.counters = l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[slot].name, replica: -1})
 				bs[slot*conns+c] = b
 				if !pr.isBulk(c) {
 					dial = append(dial, b)
@@ -236,7 +235,6 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 				l.retire(b)
 				b = newBackend(l, pr, slot)
 				b.resp3 = resp3
-				b.counters = l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[slot].name, replica: -1})
 				bs[slot*conns+c] = b
 				if !pr.isBulk(c) {
 					dial = append(dial, b)
@@ -258,7 +256,6 @@ func (l *loop) reconcile(pr *poolRT, old connSet, resp3 bool) (set connSet, dial
 				for c := 0; c < conns; c++ {
 					b := newReplicaBackend(l, pr, slot, r)
 					b.resp3 = resp3
-					b.counters = l.serverCounters(serverKey{pool: pr.idx, name: pr.slots[slot].name, replica: r, addr: b.addr})
 					rs[slot] = append(rs[slot], b)
 					if !pr.isBulk(c) {
 						dial = append(dial, b)

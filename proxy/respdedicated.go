@@ -108,10 +108,7 @@ func (rc *respCodec) dedicatedConn(cl *client, s int, push bool) *backend {
 		b.pr = rc.pr
 	}
 	if b == nil {
-		b = newBackend(cl.l, rc.pr, s)
-		// Counted with the server's shared connections (Stats), as the
-		// requests it carries are the server's.
-		b.counters = cl.l.serverCounters(serverKey{pool: rc.pr.idx, name: rc.pr.slots[s].name, replica: -1})
+		b = newBackend(cl.l, rc.pr, s) // counted with the server's other connections
 		b.owner = cl
 		b.push = push
 		b.resp3 = rs.resp3 // a RESP3 client's replies and pushes come from the server as RESP3
