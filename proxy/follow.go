@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -329,17 +328,9 @@ func (live *poolLive) checkServer(ctx context.Context, c *config.Pool, s *config
 // (server_tls; tlsName, if not "", is the name the certificate must carry),
 // as the data path's connections are made.
 func askRole(ctx context.Context, addr, tlsName, user, password string, stls *tls.Config, timeout time.Duration) (string, error) {
-	d := net.Dialer{Timeout: timeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := dialServer(ctx, &net.Dialer{Timeout: timeout}, stls, "tcp", addr, tlsName)
 	if err != nil {
 		return "", fmt.Errorf("connect %s: %w", addr, err)
-	}
-	if stls != nil {
-		tc, err := tlsClient(ctx, nc, stls, cmp.Or(tlsName, addr), timeout)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", addr, err)
-		}
-		nc = tc
 	}
 	c, err := respclient.New(nc, addr, user, password, timeout)
 	if err != nil {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -407,16 +406,9 @@ func (pr *poolRT) probe(ctx context.Context, i int) error {
 // under server_tls, tlsName (if not "") is the name its certificate must
 // carry (config.Server.TLSName).
 func (pr *poolRT) probeAddr(ctx context.Context, network, addr, tlsName string) error {
-	c, err := pr.dialer.DialContext(ctx, network, addr)
+	c, err := dialServer(ctx, &pr.dialer, pr.stls, network, addr, tlsName)
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", addr, err)
-	}
-	if pr.stls != nil {
-		tc, err := tlsClient(ctx, c, pr.stls, cmp.Or(tlsName, addr), pr.dialer.Timeout)
-		if err != nil {
-			return fmt.Errorf("probe %s: %w", addr, err)
-		}
-		c = tc
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {

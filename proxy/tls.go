@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -207,6 +208,21 @@ func newServerTLS(t config.ServerTLS) (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
+}
+
+// dialServer connects to a server at addr outside the data path (a health
+// probe, a role_check poll) as its data-path connections do: over TLS when
+// stls is not nil (server_tls), verifying tlsName if not "" (else addr's
+// host). d's timeout bounds the dial and the handshake.
+func dialServer(ctx context.Context, d *net.Dialer, stls *tls.Config, network, addr, tlsName string) (net.Conn, error) {
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if stls == nil {
+		return c, nil
+	}
+	return tlsClient(ctx, c, stls, cmp.Or(tlsName, addr), d.Timeout)
 }
 
 // tlsClient runs a TLS handshake with the server at addr over nc, bounded

@@ -196,17 +196,9 @@ func (live *poolLive) trackSession(ctx context.Context, t *serverTracker) error 
 	if network == "" {
 		network = "tcp"
 	}
-	d := net.Dialer{Timeout: trackDialTimeout}
-	conn, err := d.DialContext(ctx, network, t.info.addr)
+	conn, err := dialServer(ctx, &net.Dialer{Timeout: trackDialTimeout}, live.cur.Load().stls, network, t.info.addr, t.info.tlsName)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
-	}
-	if stls := live.cur.Load().stls; stls != nil {
-		tc, err := tlsClient(ctx, conn, stls, t.info.addr, trackDialTimeout)
-		if err != nil {
-			return err
-		}
-		conn = tc
 	}
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
